@@ -1,0 +1,51 @@
+//! Procedural macros for faust-rs. Each one parses, checks and emits a constant
+//! descriptor submitted to the runtime's registry; the runtime does the work.
+//! Use them through the `faust` crate (`#[faust::agent]`, ...), not directly.
+
+mod agent;
+mod main_macro;
+mod options;
+mod table;
+mod task;
+
+use proc_macro::TokenStream;
+
+/// Registers an `async fn` as an agent: `#[faust::agent(topic = "orders")]`.
+///
+/// Options: `topic` (a string or a list; default `{app_id}-{name}`), `name` (default: the
+/// fn's name), `concurrency` (default 1), `codec` (`json` (default), `raw`, `string`, or a
+/// path to a type implementing `faust::codec::{Decode, Encode}`), `sink` (a topic or a
+/// list; the fn then takes a second parameter, a `Sink`).
+#[proc_macro_attribute]
+pub fn agent(args: TokenStream, item: TokenStream) -> TokenStream {
+    agent::expand(args.into(), item.into()).into()
+}
+
+/// Declares a table: `#[faust::table(name = "totals", default = 0)] static TOTALS: Table<String, i64>;`
+///
+/// Options: `name` (default: the static's name in lower case), `default` (an expression;
+/// default `Default::default()`), `partitions` (default: the app's), `global` (bool).
+#[proc_macro_attribute]
+pub fn table(args: TokenStream, item: TokenStream) -> TokenStream {
+    table::expand(args.into(), item.into()).into()
+}
+
+/// Registers an `async fn() -> faust::Result<()>` run once when the worker is ready.
+#[proc_macro_attribute]
+pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {
+    task::expand_task(args.into(), item.into()).into()
+}
+
+/// Registers an `async fn([args: Vec<String>]) -> faust::Result<()>` as a CLI command.
+/// Options: `name` (default: the fn's name), `about` (default: the fn's doc comment).
+#[proc_macro_attribute]
+pub fn command(args: TokenStream, item: TokenStream) -> TokenStream {
+    task::expand_command(args.into(), item.into()).into()
+}
+
+/// Generates `main`: `faust::main!(id = "orders-app", partitions = 4);`. Every option
+/// but `id` calls the `faust::AppBuilder` method of the same name.
+#[proc_macro]
+pub fn main(input: TokenStream) -> TokenStream {
+    main_macro::expand(input.into()).into()
+}

@@ -1,0 +1,60 @@
+//! `faust::main!(id = "...", option = value, ...)`: the generated `main`.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+
+use crate::options::Errors;
+
+pub fn expand(input: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    // Every AppBuilder setter is an option; rustc checks the names and types.
+    let options = match syn::parse::Parser::parse2(
+        syn::punctuated::Punctuated::<syn::MetaNameValue, syn::Token![,]>::parse_terminated,
+        input,
+    ) {
+        Ok(list) => list,
+        Err(e) => {
+            errors.push(syn::Error::new(
+                e.span(),
+                "faust::main! takes `id = \"app-id\"` and `option = value` pairs",
+            ));
+            return errors.finish(TokenStream::new(), TokenStream::new);
+        }
+    };
+    let mut id = None;
+    let mut setters = Vec::new();
+    for option in &options {
+        let Some(name) = option.path.get_ident() else {
+            errors.at(
+                &option.path,
+                "options are plain names, like `partitions = 4`",
+            );
+            continue;
+        };
+        let value = &option.value;
+        if name == "id" {
+            id = Some(value.clone());
+        } else {
+            setters.push(quote_spanned! {name.span()=> .#name(#value) });
+        }
+    }
+    let Some(id) = id else {
+        errors.push(syn::Error::new(
+            proc_macro2::Span::call_site(),
+            "faust::main! needs the app id: `faust::main!(id = \"my-app\")`",
+        ));
+        return errors.finish(TokenStream::new(), TokenStream::new);
+    };
+    errors.finish(TokenStream::new(), || {
+        quote! {
+            fn main() -> ::std::process::ExitCode {
+                let name = ::core::option_env!("CARGO_BIN_NAME").unwrap_or(::core::env!("CARGO_PKG_NAME"));
+                ::faust::__private::cli_main(
+                    ::faust::App::builder(#id) #(#setters)*,
+                    name,
+                    ::core::env!("CARGO_PKG_VERSION"),
+                )
+            }
+        }
+    })
+}

@@ -1,0 +1,217 @@
+//! `key = value` option lists, with spanned errors for the usual mistakes.
+
+use proc_macro2::{Span, TokenStream};
+use quote::ToTokens;
+use syn::{parse::Parser, punctuated::Punctuated, Expr, ExprLit, Lit, Meta, Token};
+
+/// Parsed options, in order, with their name spans.
+pub struct Options {
+    pub entries: Vec<(syn::Ident, Expr)>,
+}
+
+/// Collects errors so that a macro reports all of them at once.
+#[derive(Default)]
+pub struct Errors(Option<syn::Error>);
+
+impl Errors {
+    pub fn push(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(all) => all.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    pub fn at(&mut self, spanned: impl ToTokens, message: impl std::fmt::Display) {
+        self.push(syn::Error::new_spanned(spanned, message));
+    }
+
+    /// The user's item followed by every error, so IDEs keep working on the item.
+    pub fn finish(self, item: TokenStream, expansion: impl FnOnce() -> TokenStream) -> TokenStream {
+        match self.0 {
+            Some(error) => {
+                let errors = error.to_compile_error();
+                quote::quote! { #item #errors }
+            }
+            None => expansion(),
+        }
+    }
+}
+
+/// Parses `a = 1, b = "x"`, accepting only the `known` names.
+pub fn parse(args: TokenStream, known: &[&str], errors: &mut Errors) -> Options {
+    let mut entries = Vec::new();
+    let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args) {
+        Ok(metas) => metas,
+        Err(e) => {
+            errors.push(e);
+            return Options { entries };
+        }
+    };
+    let expected = known.join(", ");
+    for meta in metas {
+        let Some(ident) = meta.path().get_ident().cloned() else {
+            errors.at(
+                meta.path(),
+                format!("unknown option; expected one of: {expected}"),
+            );
+            continue;
+        };
+        if !known.contains(&ident.to_string().as_str()) {
+            errors.at(
+                &ident,
+                format!("unknown option `{ident}`; expected one of: {expected}"),
+            );
+            continue;
+        }
+        match meta {
+            Meta::NameValue(nv) => {
+                if entries
+                    .iter()
+                    .any(|(i, _): &(syn::Ident, Expr)| *i == ident)
+                {
+                    errors.at(&ident, format!("`{ident}` is given twice"));
+                } else {
+                    entries.push((ident, nv.value));
+                }
+            }
+            other => errors.at(other, format!("`{ident}` needs a value: `{ident} = ...`")),
+        }
+    }
+    Options { entries }
+}
+
+impl Options {
+    pub fn get(&self, name: &str) -> Option<&Expr> {
+        self.entries.iter().find(|(i, _)| i == name).map(|(_, e)| e)
+    }
+
+    pub fn string(&self, name: &str, errors: &mut Errors) -> Option<String> {
+        let expr = self.get(name)?;
+        match lit_str(expr) {
+            Some(s) if !s.is_empty() => Some(s),
+            _ => {
+                errors.at(
+                    expr,
+                    format!("`{name}` must be a non-empty string literal, e.g. {name} = \"...\""),
+                );
+                None
+            }
+        }
+    }
+
+    /// A string or a list of strings.
+    pub fn strings(&self, name: &str, errors: &mut Errors) -> Vec<String> {
+        let Some(expr) = self.get(name) else {
+            return Vec::new();
+        };
+        let items: Vec<&Expr> = match expr {
+            Expr::Array(array) => array.elems.iter().collect(),
+            single => vec![single],
+        };
+        let mut out = Vec::new();
+        for item in items {
+            match lit_str(item) {
+                Some(s) if !s.is_empty() => out.push(s),
+                _ => errors.at(
+                    item,
+                    format!("`{name}` takes a topic name or a list of them, e.g. {name} = \"orders\" or {name} = [\"a\", \"b\"]"),
+                ),
+            }
+        }
+        if out.is_empty() && matches!(expr, Expr::Array(_)) {
+            errors.at(expr, format!("`{name}` must list at least one topic"));
+        }
+        out
+    }
+
+    pub fn positive_int(&self, name: &str, errors: &mut Errors) -> Option<u64> {
+        let expr = self.get(name)?;
+        match expr {
+            Expr::Lit(ExprLit {
+                lit: Lit::Int(int), ..
+            }) => match int.base10_parse::<u64>() {
+                Ok(n) if n >= 1 => Some(n),
+                _ => {
+                    errors.at(
+                        expr,
+                        format!("`{name}` must be a whole number of at least 1"),
+                    );
+                    None
+                }
+            },
+            _ => {
+                errors.at(
+                    expr,
+                    format!("`{name}` must be a whole number of at least 1, e.g. {name} = 4"),
+                );
+                None
+            }
+        }
+    }
+
+    pub fn bool(&self, name: &str, errors: &mut Errors) -> Option<bool> {
+        let expr = self.get(name)?;
+        match expr {
+            Expr::Lit(ExprLit {
+                lit: Lit::Bool(b), ..
+            }) => Some(b.value),
+            _ => {
+                errors.at(expr, format!("`{name}` must be `true` or `false`"));
+                None
+            }
+        }
+    }
+}
+
+fn lit_str(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Some(s.value()),
+        _ => None,
+    }
+}
+
+/// `file:line` of a span, filled in by the compiler.
+pub fn location(span: Span) -> TokenStream {
+    quote::quote_spanned! {span=> ::core::concat!(::core::file!(), ":", ::core::line!()) }
+}
+
+/// The doc comment of an item, as one line.
+pub fn doc_comment(attrs: &[syn::Attribute]) -> String {
+    attrs
+        .iter()
+        .filter(|a| a.path().is_ident("doc"))
+        .filter_map(|a| match &a.meta {
+            Meta::NameValue(nv) => lit_str(&nv.value),
+            _ => None,
+        })
+        .map(|line| line.trim().to_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim()
+        .to_owned()
+}
+
+/// Checks the common shape of registered functions: `async fn` returning something.
+pub fn check_async_fn(function: &syn::ItemFn, what: &str, errors: &mut Errors) {
+    let sig = &function.sig;
+    if sig.asyncness.is_none() {
+        errors.at(sig.fn_token, format!("{what} must be an `async fn`"));
+    }
+    if !sig.generics.params.is_empty() {
+        errors.at(&sig.generics, format!("{what} cannot be generic"));
+    }
+    if let Some(receiver) = sig.receiver() {
+        errors.at(
+            receiver,
+            format!("{what} must be a free function, not a method"),
+        );
+    }
+    if matches!(sig.output, syn::ReturnType::Default) {
+        errors.push(syn::Error::new(
+            sig.paren_token.span.close(),
+            format!("{what} must return `faust::Result<()>`"),
+        ));
+    }
+}

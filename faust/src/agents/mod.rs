@@ -1,0 +1,282 @@
+//! The AgentManager: starts each agent's actors, gives them their streams, and
+//! supervises them. An actor that fails (returns an error or panics) is logged with the
+//! event it was processing and restarted; one that fails too often stops the worker.
+//! Tasks (`#[faust::task]`) run once the worker is ready.
+
+mod stream;
+
+use std::{
+    collections::VecDeque,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use tokio::{
+    sync::{mpsc, watch, Mutex},
+    task::JoinHandle,
+};
+use tracing::{error, info, warn};
+
+pub use stream::{Sink, Stream};
+
+use crate::{
+    app::App,
+    codec::{Decode, Encode},
+    event::{self, Slot},
+    registry::BoxFuture,
+    sensors::Monitor,
+    transport::{consumer::Routes, producer::Producer},
+    Error, Result,
+};
+use stream::SharedInbox;
+
+/// What `#[faust::agent]` registers.
+#[derive(Debug)]
+pub struct AgentDescriptor {
+    pub name: &'static str,
+    /// Source topics; empty means the agent's own topic, `{app_id}-{name}`.
+    pub topics: &'static [&'static str],
+    pub sinks: &'static [&'static str],
+    pub concurrency: usize,
+    /// The codec's and the value type's names, for `agents` listings.
+    pub codec: &'static str,
+    pub value_type: &'static str,
+    pub location: &'static str,
+    pub run: fn(ActorContext) -> BoxFuture<Result<()>>,
+}
+
+inventory::collect!(AgentDescriptor);
+
+impl AgentDescriptor {
+    /// The topics this agent consumes in the app `app_id`.
+    pub fn source_topics(&self, app_id: &str) -> Vec<String> {
+        if self.topics.is_empty() {
+            vec![format!("{app_id}-{}", self.name)]
+        } else {
+            self.topics.iter().map(|t| t.to_string()).collect()
+        }
+    }
+}
+
+/// What `#[faust::task]` registers: an async fn run once when the worker is ready.
+#[derive(Debug)]
+pub struct TaskDescriptor {
+    pub name: &'static str,
+    pub location: &'static str,
+    pub run: fn() -> BoxFuture<Result<()>>,
+}
+
+inventory::collect!(TaskDescriptor);
+
+/// What one run of an agent actor receives; the macro turns it into the agent's arguments.
+pub struct ActorContext {
+    agent: &'static AgentDescriptor,
+    inbox: SharedInbox,
+    sinks: Arc<[String]>,
+    slot: Slot,
+    producer: Producer,
+    monitor: Arc<Monitor>,
+    stopping: watch::Receiver<bool>,
+}
+
+impl ActorContext {
+    /// The actor's stream, decoding values with the codec `C`.
+    pub fn stream<C: Decode<T>, T>(&self) -> Stream<T> {
+        Stream::new(
+            self.agent.name,
+            self.inbox.clone(),
+            C::decode,
+            self.slot.clone(),
+            self.monitor.clone(),
+            self.stopping.clone(),
+        )
+    }
+
+    /// The actor's sink, encoding values with the codec `C`.
+    pub fn sink<C: Encode<U>, U: ?Sized>(&self) -> Sink<U> {
+        Sink::new(
+            self.agent.name,
+            self.sinks.clone(),
+            self.producer.clone(),
+            C::encode,
+            self.slot.clone(),
+        )
+    }
+}
+
+/// How often an actor may fail before the worker gives up on it.
+#[derive(Debug, Clone, Copy)]
+pub struct RestartLimit {
+    pub failures: usize,
+    pub within: Duration,
+}
+
+impl Default for RestartLimit {
+    fn default() -> Self {
+        RestartLimit {
+            failures: 10,
+            within: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The running actors of every agent.
+pub(crate) struct AgentManager {
+    actors: Vec<JoinHandle<()>>,
+    stopping: watch::Sender<bool>,
+}
+
+impl AgentManager {
+    /// Starts every agent's actors and returns the consumer's routes to their inboxes.
+    /// A supervisor that gives up reports on `fatal`.
+    pub(crate) fn start(
+        app: &App,
+        producer: &Producer,
+        monitor: &Arc<Monitor>,
+        fatal: &mpsc::UnboundedSender<Error>,
+    ) -> (AgentManager, Routes) {
+        let mut routes = Routes::default();
+        let mut actors = Vec::new();
+        let (stopping, stop_signal) = watch::channel(false);
+        for &agent in &app.registry().agents {
+            let sinks: Arc<[String]> = agent.sinks.iter().map(|s| s.to_string()).collect();
+            let mut inboxes = Vec::new();
+            for index in 0..agent.concurrency.max(1) {
+                let (inbox, messages) = mpsc::unbounded_channel();
+                inboxes.push(inbox);
+                let supervisor = Supervisor {
+                    agent,
+                    index,
+                    inbox: Arc::new(Mutex::new(messages)),
+                    sinks: sinks.clone(),
+                    producer: producer.clone(),
+                    monitor: monitor.clone(),
+                    limit: app.config().restart_limit,
+                    fatal: fatal.clone(),
+                    stopping: stop_signal.clone(),
+                };
+                actors.push(tokio::spawn(supervisor.run()));
+            }
+            let topics = agent.source_topics(&app.config().id);
+            info!(agent = agent.name, topics = ?topics, concurrency = inboxes.len(), "agent started");
+            for topic in &topics {
+                routes.add(topic, inboxes.clone());
+            }
+        }
+        (AgentManager { actors, stopping }, routes)
+    }
+
+    /// Ends every stream after the event its actor is processing, and waits for the
+    /// actors to return.
+    pub(crate) async fn stop(self, timeout: Duration) {
+        self.stopping.send_replace(true);
+        let all = async {
+            for actor in self.actors {
+                let _ = actor.await;
+            }
+        };
+        if tokio::time::timeout(timeout, all).await.is_err() {
+            warn!(
+                ?timeout,
+                "some agent actors did not finish their event in time"
+            );
+        }
+    }
+
+    /// Runs every task once, in the background; a failing task is logged.
+    pub(crate) fn start_tasks(app: &App) {
+        for &task in &app.registry().tasks {
+            tokio::spawn(async move {
+                info!(task = task.name, "task started");
+                match tokio::spawn((task.run)()).await {
+                    Ok(Ok(())) => info!(task = task.name, "task finished"),
+                    Ok(Err(e)) => error!(task = task.name, error = %e, "task failed"),
+                    Err(e) => error!(task = task.name, panic = %panic_message(e), "task panicked"),
+                }
+            });
+        }
+    }
+}
+
+struct Supervisor {
+    agent: &'static AgentDescriptor,
+    index: usize,
+    inbox: SharedInbox,
+    sinks: Arc<[String]>,
+    producer: Producer,
+    monitor: Arc<Monitor>,
+    limit: RestartLimit,
+    fatal: mpsc::UnboundedSender<Error>,
+    stopping: watch::Receiver<bool>,
+}
+
+impl Supervisor {
+    async fn run(self) {
+        let mut failures: VecDeque<Instant> = VecDeque::new();
+        loop {
+            let slot = Slot::default();
+            let context = ActorContext {
+                agent: self.agent,
+                inbox: self.inbox.clone(),
+                sinks: self.sinks.clone(),
+                slot: slot.clone(),
+                producer: self.producer.clone(),
+                monitor: self.monitor.clone(),
+                stopping: self.stopping.clone(),
+            };
+            let run = tokio::spawn(event::scope(slot.clone(), (self.agent.run)(context)));
+            let failure = match run.await {
+                Ok(Ok(())) if *self.stopping.borrow() => return,
+                Ok(Ok(())) => {
+                    let inbox = self.inbox.lock().await;
+                    if inbox.is_closed() && inbox.is_empty() {
+                        return;
+                    }
+                    "the agent returned before its stream ended".to_owned()
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(e) if e.is_panic() => format!("panicked: {}", panic_message(e)),
+                Err(_) => return, // cancelled: the runtime is going away
+            };
+            self.monitor.agent_error();
+            let at = event::get(&slot).map_or_else(
+                || "before its first event".to_owned(),
+                |p| format!("at {p}"),
+            );
+            error!(
+                agent = self.agent.name,
+                actor = self.index,
+                error = %failure,
+                "agent failed {at}; the event is acknowledged and the actor restarted"
+            );
+            let now = Instant::now();
+            failures.push_back(now);
+            while failures
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > self.limit.within)
+            {
+                failures.pop_front();
+            }
+            if failures.len() > self.limit.failures {
+                let _ = self.fatal.send(Error::AgentCrashLoop {
+                    agent: self.agent.name.to_owned(),
+                    restarts: failures.len(),
+                    window: self.limit.within,
+                    last_error: failure,
+                });
+                return;
+            }
+        }
+    }
+}
+
+fn panic_message(error: tokio::task::JoinError) -> String {
+    match error.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic with a non-string payload".to_owned()),
+        Err(e) => e.to_string(),
+    }
+}

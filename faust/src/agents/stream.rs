@@ -1,0 +1,168 @@
+//! What an agent actor works with: its [`Stream`] of decoded values and its [`Sink`].
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc::UnboundedReceiver, watch, Mutex};
+use tracing::warn;
+
+use crate::{
+    codec::DecodeError,
+    event::{self, Event, Message, Slot},
+    sensors::Monitor,
+    transport::producer::{Producer, Record},
+    Error, Result,
+};
+
+/// An actor's inbox. It outlives the actor's runs so a restarted actor continues
+/// where the failed one stopped.
+pub(crate) type SharedInbox = Arc<Mutex<UnboundedReceiver<Message>>>;
+
+/// The decoded values of the events routed to one agent actor, in partition order.
+///
+/// An event is acknowledged when the actor asks for the next one (or ends), so the
+/// consumer never commits an event the agent has not finished with.
+pub struct Stream<T> {
+    agent: &'static str,
+    inbox: SharedInbox,
+    decode: fn(&[u8]) -> Result<T, DecodeError>,
+    /// The event being processed, acknowledged when the actor moves on.
+    current: Option<Message>,
+    slot: Slot,
+    monitor: Arc<Monitor>,
+    /// Turns true on shutdown: the stream ends after the current event.
+    stopping: watch::Receiver<bool>,
+}
+
+impl<T> Stream<T> {
+    pub(crate) fn new(
+        agent: &'static str,
+        inbox: SharedInbox,
+        decode: fn(&[u8]) -> Result<T, DecodeError>,
+        slot: Slot,
+        monitor: Arc<Monitor>,
+        stopping: watch::Receiver<bool>,
+    ) -> Self {
+        Stream {
+            agent,
+            inbox,
+            decode,
+            current: None,
+            slot,
+            monitor,
+            stopping,
+        }
+    }
+
+    /// The next value, or `None` once the worker is shutting down (events still queued
+    /// are then left unacknowledged, for the next start).
+    pub async fn next(&mut self) -> Option<T> {
+        self.next_event().await.map(|event| event.value)
+    }
+
+    /// The next value with its key and metadata (topic, partition, offset, timestamp, headers).
+    pub async fn next_event(&mut self) -> Option<Event<T>> {
+        self.finish_current();
+        loop {
+            let mut message = {
+                let mut inbox = self.inbox.lock().await;
+                tokio::select! {
+                    biased;
+                    _ = self.stopping.wait_for(|stop| *stop) => return None,
+                    message = inbox.recv() => message?,
+                }
+            };
+            let payload = message.payload.take().unwrap_or_default();
+            match (self.decode)(&payload) {
+                Ok(value) => {
+                    event::set(&self.slot, Some(message.position()));
+                    let event = Event {
+                        value,
+                        key: message.key.take(),
+                        topic: message.topic.clone(),
+                        partition: message.partition,
+                        offset: message.offset,
+                        timestamp: message.timestamp,
+                        headers: std::mem::take(&mut message.headers),
+                    };
+                    self.current = Some(message);
+                    return Some(event);
+                }
+                Err(error) => {
+                    warn!(
+                        agent = self.agent,
+                        topic = %message.topic,
+                        partition = message.partition,
+                        offset = message.offset,
+                        %error,
+                        "skipping a message that cannot be decoded"
+                    );
+                    self.monitor.decode_error();
+                    message.ack();
+                }
+            }
+        }
+    }
+
+    /// Acknowledges the event being processed. The slot keeps its position, so that a
+    /// failure right after is reported with the event that caused it.
+    fn finish_current(&mut self) {
+        if let Some(message) = self.current.take() {
+            self.monitor.event_processed();
+            message.ack();
+        }
+    }
+}
+
+impl<T> Drop for Stream<T> {
+    /// An actor that returns, fails or panics is done with its event: the failing event is
+    /// acknowledged (and logged by the supervisor), never retried forever.
+    fn drop(&mut self) {
+        self.finish_current();
+    }
+}
+
+/// Forwards values an agent emits to its sink topics (`#[faust::agent(sink = ...)]`),
+/// keyed like the event being processed so that partitioning is kept.
+pub struct Sink<U: ?Sized> {
+    agent: &'static str,
+    topics: Arc<[String]>,
+    producer: Producer,
+    encode: fn(&U) -> Result<Vec<u8>, String>,
+    slot: Slot,
+}
+
+impl<U: ?Sized> Sink<U> {
+    pub(crate) fn new(
+        agent: &'static str,
+        topics: Arc<[String]>,
+        producer: Producer,
+        encode: fn(&U) -> Result<Vec<u8>, String>,
+        slot: Slot,
+    ) -> Self {
+        Sink {
+            agent,
+            topics,
+            producer,
+            encode,
+            slot,
+        }
+    }
+
+    /// Sends `value` to every sink topic and waits until the broker has it.
+    pub async fn send(&self, value: &U) -> Result<()> {
+        let bytes = (self.encode)(value).map_err(|message| Error::Encode {
+            target: format!("the sink of agent '{}'", self.agent),
+            message,
+        })?;
+        let key = event::get(&self.slot).and_then(|p| p.key);
+        for topic in self.topics.iter() {
+            let record = Record {
+                key: key.as_deref(),
+                value: Some(&bytes),
+                ..Record::default()
+            };
+            self.producer.send_record(topic, record).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,380 @@
+//! The command line: `worker`, `send`, `agents`, `tables` and the app's own commands.
+//!
+//! Every setting is a global flag with a `FAUST_*` environment variable behind it; flags
+//! win over the environment, which wins over what the app set in code.
+
+use std::{
+    io::{IsTerminal as _, Write as _},
+    path::PathBuf,
+    process::ExitCode,
+    time::Duration,
+};
+
+use clap::{
+    parser::ValueSource, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand,
+};
+use tracing_subscriber::EnvFilter;
+
+use crate::{
+    app::{App, AppBuilder},
+    config::{parse_app_id, parse_duration, parse_partitions, BrokerSpec, Config, OffsetReset},
+    registry::{BoxFuture, Registry},
+    sensors::Monitor,
+    transport::{
+        broker::Broker,
+        producer::{self, Producer, Sender},
+    },
+    worker::Worker,
+    Error, Result,
+};
+
+/// Names the app's own commands may not take.
+pub const BUILTIN_COMMANDS: &[&str] = &["worker", "send", "agents", "tables", "help"];
+
+/// What `#[faust::command]` registers: an async fn run by `<binary> <name> [args...]`.
+#[derive(Debug)]
+pub struct CommandDescriptor {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub location: &'static str,
+    pub run: fn(Vec<String>) -> BoxFuture<Result<()>>,
+}
+
+inventory::collect!(CommandDescriptor);
+
+#[derive(Parser)]
+#[command(subcommand_required = true, arg_required_else_help = true)]
+struct Cli {
+    #[command(flatten)]
+    settings: Settings,
+    #[command(subcommand)]
+    command: Builtin,
+}
+
+/// Settings shared by every command (flag > `FAUST_*` variable > code).
+#[derive(Args)]
+struct Settings {
+    /// App id: the consumer group and the prefix of the app's internal topics
+    #[arg(long, global = true, env = "FAUST_ID", value_parser = parse_app_id)]
+    id: Option<String>,
+    /// Kafka bootstrap brokers, kafka://host:port[,kafka://host:port]; without it the worker runs on an embedded in-process broker
+    #[arg(long, short = 'b', global = true, env = "FAUST_BROKER", value_name = "URL", value_parser = BrokerSpec::parse)]
+    broker: Option<BrokerSpec>,
+    /// Directory for local state [default: <id>-data]
+    #[arg(long, global = true, env = "FAUST_DATADIR")]
+    datadir: Option<PathBuf>,
+    /// Partitions of the topics the app creates [default: 8]
+    #[arg(long, global = true, env = "FAUST_TOPIC_PARTITIONS", value_parser = parse_partitions)]
+    partitions: Option<i32>,
+    /// Where to start in a partition with no committed offset [default: earliest]
+    #[arg(long, global = true, env = "FAUST_AUTO_OFFSET_RESET", value_enum)]
+    auto_offset_reset: Option<OffsetReset>,
+    /// Commit processed offsets at least this often, e.g. 500ms, 2s [default: 1s]
+    #[arg(long, global = true, env = "FAUST_COMMIT_INTERVAL", value_parser = parse_duration)]
+    commit_interval: Option<Duration>,
+    /// ...and after this many processed events [default: 10000]
+    #[arg(long, global = true, env = "FAUST_COMMIT_EVERY", value_parser = clap::value_parser!(u64).range(1..))]
+    commit_every: Option<u64>,
+    /// Port of the worker's web server [default: 6066]
+    #[arg(long, global = true, env = "FAUST_WEB_PORT")]
+    web_port: Option<u16>,
+    /// Create missing topics the app reads or writes (true), or refuse to start (false) [default: true]
+    #[arg(long, global = true, env = "FAUST_CREATE_TOPICS", value_name = "BOOL")]
+    create_topics: Option<bool>,
+    /// Log level; RUST_LOG gives finer control when this flag is not on the command line [default: info]
+    #[arg(long, short = 'l', global = true, env = "FAUST_LOGLEVEL",
+          value_parser = ["error", "warn", "info", "debug", "trace"])]
+    loglevel: Option<String>,
+}
+
+impl Settings {
+    fn apply(self, mut config: Config) -> Config {
+        if let Some(id) = self.id {
+            let default_datadir = PathBuf::from(format!("{}-data", config.id));
+            if config.datadir == default_datadir {
+                config.datadir = PathBuf::from(format!("{id}-data"));
+            }
+            config.id = id;
+        }
+        if let Some(broker) = self.broker {
+            config.broker = broker;
+        }
+        if let Some(dir) = self.datadir {
+            config.datadir = dir;
+        }
+        if let Some(p) = self.partitions {
+            config.topic_partitions = p;
+        }
+        if let Some(r) = self.auto_offset_reset {
+            config.auto_offset_reset = r;
+        }
+        if let Some(i) = self.commit_interval {
+            config.commit_interval = i;
+        }
+        if let Some(n) = self.commit_every {
+            config.commit_every = n;
+        }
+        if let Some(p) = self.web_port {
+            config.web_port = p;
+        }
+        if let Some(c) = self.create_topics {
+            config.create_topics = c;
+        }
+        config
+    }
+}
+
+#[derive(Subcommand)]
+enum Builtin {
+    /// Run the worker: consume the agents' topics and process them until SIGINT/SIGTERM
+    /// (a second signal exits at once).
+    Worker,
+    /// Send a value to a topic, or to an agent by name, and print where it landed.
+    ///
+    /// KEY and VALUE are sent as given (bytes): pass JSON for JSON agents, e.g.
+    /// send orders '{"amount": 3}' --key '"alice"'. Without VALUE a tombstone (null) is sent.
+    Send {
+        /// A topic name, or an agent name (sends to the topic it consumes)
+        target: String,
+        /// The message value
+        value: Option<String>,
+        /// The message key
+        #[arg(long, short)]
+        key: Option<String>,
+        /// Send to this partition instead of the key's
+        #[arg(long, short)]
+        partition: Option<i32>,
+        /// Send the message this many times
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        repeat: u64,
+    },
+    /// List the registered agents with their topics, sinks, concurrency and codec.
+    Agents,
+    /// List the declared tables.
+    Tables,
+}
+
+/// The generated `main`: parses the command line, then runs the command. Returns the
+/// process exit code; errors are printed as one line.
+pub fn main(builder: AppBuilder, name: &'static str, version: &'static str) -> ExitCode {
+    match run(builder, name, version) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn command(name: &'static str, version: &'static str, registry: &Registry) -> clap::Command {
+    let mut command = Cli::command()
+        .name(name)
+        .version(version)
+        .about(format!("{name}: a faust-rs stream processing app"));
+    for user in &registry.commands {
+        command = command.subcommand(
+            clap::Command::new(user.name).about(user.about).arg(
+                clap::Arg::new("args")
+                    .num_args(0..)
+                    .trailing_var_arg(true)
+                    .allow_hyphen_values(true),
+            ),
+        );
+    }
+    command
+}
+
+fn run(builder: AppBuilder, name: &'static str, version: &'static str) -> Result<()> {
+    let registry = Registry::collect()?;
+    let matches = command(name, version, &registry).get_matches();
+    init_logging(&matches);
+    let settings =
+        Settings::from_arg_matches(&matches).map_err(|e| Error::Config(e.to_string()))?;
+    let config = settings.apply(builder.config()?);
+    let app = App::new(config, registry)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Io {
+            context: "starting the async runtime".into(),
+            source: e,
+        })?;
+
+    if let Some((name, sub)) = matches.subcommand() {
+        if let Some(user) = app.registry().commands.iter().find(|c| c.name == name) {
+            let args = sub
+                .get_many::<String>("args")
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect();
+            return runtime.block_on(with_producer(&app, (user.run)(args)));
+        }
+    }
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| Error::Config(e.to_string()))?;
+    match cli.command {
+        Builtin::Worker => runtime.block_on(Worker::new(app).run()),
+        Builtin::Agents => {
+            print_agents(&app);
+            Ok(())
+        }
+        Builtin::Tables => {
+            print_tables(&app);
+            Ok(())
+        }
+        Builtin::Send {
+            target,
+            value,
+            key,
+            partition,
+            repeat,
+        } => runtime.block_on(with_producer(&app, async move {
+            for _ in 0..repeat {
+                let delivered = producer::send_bytes(
+                    &target,
+                    key.as_deref().map(str::as_bytes),
+                    value.as_deref().map(str::as_bytes),
+                    partition,
+                )
+                .await?;
+                println!(
+                    "sent to {target} partition {} offset {}",
+                    delivered.partition, delivered.offset
+                );
+            }
+            Ok(())
+        })),
+    }
+}
+
+/// Runs a command with `send` connected to the configured broker, when there is one.
+async fn with_producer(
+    app: &App,
+    command: impl std::future::Future<Output = Result<()>>,
+) -> Result<()> {
+    if app.config().bootstrap_servers().is_none() {
+        return command.await;
+    }
+    let broker = Broker::connect(app.config()).await?;
+    let producer = Producer::connect(
+        broker.bootstrap(),
+        &format!("{}-cli", app.config().id),
+        std::sync::Arc::new(Monitor::default()),
+    )?;
+    producer::install(Sender {
+        producer: producer.clone(),
+        agents: app.agent_targets(),
+    });
+    let outcome = command.await;
+    let flushed = producer.flush(Duration::from_secs(30)).await;
+    producer::uninstall();
+    outcome.and(flushed)
+}
+
+fn print_agents(app: &App) {
+    let mut out = std::io::stdout().lock();
+    if app.registry().agents.is_empty() {
+        let _ = writeln!(out, "no agents registered");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "{:<24} {:<32} {:<24} {:>11}  codec",
+        "agent", "topics", "sink", "concurrency"
+    );
+    for agent in &app.registry().agents {
+        let _ = writeln!(
+            out,
+            "{:<24} {:<32} {:<24} {:>11}  {} ({})",
+            agent.name,
+            agent.source_topics(&app.config().id).join(","),
+            if agent.sinks.is_empty() {
+                "-".to_owned()
+            } else {
+                agent.sinks.join(",")
+            },
+            agent.concurrency,
+            agent.codec,
+            agent.value_type,
+        );
+    }
+}
+
+fn print_tables(app: &App) {
+    let mut out = std::io::stdout().lock();
+    if app.registry().tables.is_empty() {
+        let _ = writeln!(out, "no tables declared");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "{:<24} {:<40} {:>10}  key -> value",
+        "table", "changelog", "partitions"
+    );
+    for table in &app.registry().tables {
+        let partitions = table.partitions.unwrap_or(app.config().topic_partitions);
+        let kind = if table.global { " (global)" } else { "" };
+        let _ = writeln!(
+            out,
+            "{:<24} {:<40} {:>10}  {} -> {}{kind}",
+            table.name,
+            format!("{}-{}-changelog", app.config().id, table.name),
+            partitions,
+            table.key_type,
+            table.value_type,
+        );
+    }
+}
+
+/// `--loglevel` on the command line wins; then `RUST_LOG`; then `FAUST_LOGLEVEL`; then info.
+fn init_logging(matches: &ArgMatches) {
+    let level = matches.get_one::<String>("loglevel").cloned();
+    let from_flag = matches.value_source("loglevel") == Some(ValueSource::CommandLine);
+    let filter = match (from_flag, std::env::var("RUST_LOG")) {
+        (false, Ok(directives)) if !directives.is_empty() => EnvFilter::new(directives),
+        _ => EnvFilter::new(level.unwrap_or_else(|| "info".into())),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        command("app", "0.1.0", &Registry::default()).debug_assert();
+    }
+
+    #[test]
+    fn flags_override_environment_override_code() {
+        let code = App::builder("orders")
+            .partitions(3)
+            .commit_every(5)
+            .config()
+            .unwrap();
+        let matches = command("app", "0", &Registry::default())
+            .try_get_matches_from(["app", "worker", "--partitions", "6", "--id", "other"])
+            .unwrap();
+        let config = Settings::from_arg_matches(&matches).unwrap().apply(code);
+        assert_eq!(config.topic_partitions, 6);
+        assert_eq!(config.commit_every, 5);
+        assert_eq!(config.id, "other");
+        assert_eq!(config.datadir, PathBuf::from("other-data"));
+    }
+
+    #[test]
+    fn a_wrong_value_gets_one_clear_error() {
+        let err = command("app", "0", &Registry::default())
+            .try_get_matches_from(["app", "worker", "--broker", "kafka://host"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("has no port"), "{err}");
+    }
+}

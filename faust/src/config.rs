@@ -1,0 +1,268 @@
+//! App configuration: set in code, overridden by `FAUST_*` environment variables,
+//! overridden by CLI flags (lowest precedence first).
+//!
+//! The parsers here are shared by the code builder and by the CLI, so a wrong value
+//! gets the same one-line explanation wherever it comes from.
+
+use std::{path::PathBuf, time::Duration};
+
+use crate::{agents::RestartLimit, Error, Result};
+
+/// Where the worker finds Kafka.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerSpec {
+    /// No broker configured: an in-process Kafka-protocol broker lives as long as the worker.
+    Embedded,
+    /// A real cluster, as `host:port` bootstrap addresses.
+    Kafka(Vec<String>),
+}
+
+impl BrokerSpec {
+    /// Parses `kafka://host:port[,kafka://host:port...]` (`;` also separates, the
+    /// `kafka://` scheme is optional) or `embedded`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("embedded") {
+            return Ok(BrokerSpec::Embedded);
+        }
+        let mut hosts = Vec::new();
+        for url in text
+            .split([',', ';'])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            let address = match url.split_once("://") {
+                Some(("kafka", rest)) => rest,
+                Some((scheme, _)) => {
+                    return Err(format!(
+                        "broker URL '{url}' has scheme '{scheme}://'; use kafka://host:port"
+                    ))
+                }
+                None => url,
+            };
+            let address = address.trim_end_matches('/');
+            let Some((host, port)) = address.rsplit_once(':') else {
+                return Err(format!(
+                    "broker URL '{url}' has no port; use kafka://host:port"
+                ));
+            };
+            if host.is_empty() {
+                return Err(format!(
+                    "broker URL '{url}' has no host; use kafka://host:port"
+                ));
+            }
+            match port.parse::<u16>() {
+                Ok(p) if p > 0 => hosts.push(format!("{host}:{p}")),
+                _ => return Err(format!(
+                    "broker URL '{url}' has port '{port}', which is not a number from 1 to 65535"
+                )),
+            }
+        }
+        if hosts.is_empty() {
+            return Err("the broker list is empty; use kafka://host:port or 'embedded'".into());
+        }
+        Ok(BrokerSpec::Kafka(hosts))
+    }
+}
+
+/// Where a consumer starts in a partition that has no committed offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OffsetReset {
+    Earliest,
+    Latest,
+}
+
+impl OffsetReset {
+    pub(crate) fn as_kafka(self) -> &'static str {
+        match self {
+            OffsetReset::Earliest => "earliest",
+            OffsetReset::Latest => "latest",
+        }
+    }
+}
+
+/// The worker's settings. Build it with [`crate::App::builder`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The app id: consumer group id and prefix of internal topics.
+    pub id: String,
+    pub broker: BrokerSpec,
+    /// Local state lives here; defaults to `{id}-data`.
+    pub datadir: PathBuf,
+    /// Partitions of topics the app creates.
+    pub topic_partitions: i32,
+    pub auto_offset_reset: OffsetReset,
+    /// Commit acknowledged offsets at least this often...
+    pub commit_interval: Duration,
+    /// ...and whenever this many events were acknowledged since the last commit.
+    pub commit_every: u64,
+    /// Port of the worker's web server.
+    pub web_port: u16,
+    /// Create missing source and sink topics (true) or refuse to start (false).
+    pub create_topics: bool,
+    /// A partition with this many events in flight is paused until half have been acknowledged.
+    pub max_buffered_per_partition: usize,
+    /// How long a warm shutdown or a revocation waits for in-flight events.
+    pub drain_timeout: Duration,
+    /// The consumer-group session timeout: how soon a silent worker's partitions move.
+    pub session_timeout: Duration,
+    /// How often an agent actor may fail before the worker stops.
+    pub restart_limit: RestartLimit,
+}
+
+impl Config {
+    pub fn new(id: impl Into<String>) -> Self {
+        let id = id.into();
+        Config {
+            datadir: PathBuf::from(format!("{id}-data")),
+            id,
+            broker: BrokerSpec::Embedded,
+            topic_partitions: 8,
+            auto_offset_reset: OffsetReset::Earliest,
+            commit_interval: Duration::from_secs(1),
+            commit_every: 10_000,
+            web_port: 6066,
+            create_topics: true,
+            max_buffered_per_partition: 10_000,
+            drain_timeout: Duration::from_secs(30),
+            session_timeout: Duration::from_secs(10),
+            restart_limit: RestartLimit::default(),
+        }
+    }
+
+    /// Checks what the parsers cannot see alone.
+    pub fn validate(&self) -> Result<()> {
+        parse_app_id(&self.id).map_err(Error::Config)?;
+        if self.topic_partitions < 1 {
+            return Err(Error::Config(format!(
+                "topic partitions must be at least 1, got {}",
+                self.topic_partitions
+            )));
+        }
+        if self.commit_every == 0 {
+            return Err(Error::Config("commit_every must be at least 1".into()));
+        }
+        if self.max_buffered_per_partition == 0 {
+            return Err(Error::Config(
+                "max_buffered_per_partition must be at least 1".into(),
+            ));
+        }
+        if self.datadir.as_os_str().is_empty() {
+            return Err(Error::Config("the datadir must not be empty".into()));
+        }
+        Ok(())
+    }
+
+    /// `host:port,...` for librdkafka's `bootstrap.servers`, or `None` for the embedded broker.
+    pub fn bootstrap_servers(&self) -> Option<String> {
+        match &self.broker {
+            BrokerSpec::Embedded => None,
+            BrokerSpec::Kafka(hosts) => Some(hosts.join(",")),
+        }
+    }
+}
+
+/// App ids become consumer group ids and topic-name prefixes: keep them Kafka-legal.
+pub fn parse_app_id(id: &str) -> Result<String, String> {
+    if id.is_empty() {
+        return Err("the app id must not be empty".into());
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "the app id '{id}' contains '{c}'; use letters, digits, '.', '_' and '-' (it names Kafka topics)"
+        ));
+    }
+    Ok(id.to_owned())
+}
+
+/// Parses `500ms`, `2s`, `2.8s`, `1m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale = match unit.trim() {
+        "ms" => 0.001,
+        "" | "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        other => {
+            return Err(format!(
+                "'{text}' has unknown unit '{other}'; use ms, s, m or h (e.g. 500ms, 2s)"
+            ))
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration; use e.g. 500ms, 2s, 1m"))?;
+    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("'{text}': {e}"))
+}
+
+/// A positive partition count.
+pub fn parse_partitions(text: &str) -> Result<i32, String> {
+    match text.trim().parse::<i32>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "'{text}' is not a partition count; use a whole number of at least 1"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(
+            BrokerSpec::parse("kafka://a:9092,kafka://b:9093"),
+            Ok(BrokerSpec::Kafka(vec!["a:9092".into(), "b:9093".into()]))
+        );
+        assert_eq!(
+            BrokerSpec::parse("localhost:9092;kafka://b:1/"),
+            Ok(BrokerSpec::Kafka(vec![
+                "localhost:9092".into(),
+                "b:1".into()
+            ]))
+        );
+        assert_eq!(BrokerSpec::parse("embedded"), Ok(BrokerSpec::Embedded));
+        for (bad, why) in [
+            ("http://a:1", "scheme"),
+            ("kafka://a", "no port"),
+            ("kafka://a:99999", "not a number"),
+            ("kafka://:1", "no host"),
+            ("", "empty"),
+        ] {
+            let err = BrokerSpec::parse(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2.5s"), Ok(Duration::from_millis(2500)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("1 fortnight")
+            .unwrap_err()
+            .contains("unknown unit"));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn app_ids_and_partitions() {
+        assert!(parse_app_id("orders-app_1.v2").is_ok());
+        assert!(parse_app_id("orders app").unwrap_err().contains("' '"));
+        assert_eq!(parse_partitions("4"), Ok(4));
+        assert!(parse_partitions("0").is_err());
+        let mut config = Config::new("x");
+        config.topic_partitions = 0;
+        assert!(config.validate().is_err());
+    }
+}

@@ -1,0 +1,131 @@
+//! The event being processed: what agents receive, what they owe (an acknowledgement),
+//! and where tables look up "the current event" (its topic, partition and offset).
+//!
+//! This module sits low in the tree so that agents, tables and the consumer share it
+//! without depending on each other.
+
+use std::sync::{Arc, Mutex};
+
+/// A message header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub key: String,
+    pub value: Option<Vec<u8>>,
+}
+
+/// A decoded event with its key and metadata, from [`crate::Stream::next_event`].
+#[derive(Debug, Clone)]
+pub struct Event<T> {
+    pub value: T,
+    /// The message key, as bytes (JSON for keys sent by faust-rs or Python Faust).
+    pub key: Option<Vec<u8>>,
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+    /// Milliseconds since the Unix epoch, when the message carries a timestamp.
+    pub timestamp: Option<i64>,
+    pub headers: Vec<Header>,
+}
+
+impl<T> Event<T> {
+    /// Decodes the key as JSON, the format `faust::send` and Python Faust write.
+    pub fn key_json<K: serde::de::DeserializeOwned>(&self) -> crate::Result<Option<K>> {
+        self.key
+            .as_deref()
+            .map(serde_json::from_slice)
+            .transpose()
+            .map_err(crate::Error::from)
+    }
+}
+
+/// Receives acknowledgements; the consumer's offset tracker implements it.
+pub(crate) trait Acknowledge: Send + Sync {
+    fn acknowledge(&self, topic: &Arc<str>, partition: i32, generation: u64, offset: i64);
+}
+
+/// What a delivered message owes the consumer: one acknowledgement once its agent is
+/// done with it. Dropping an `Ack` without calling [`Ack::done`] leaves the event
+/// unacknowledged, so its offset is never committed and it is read again after a
+/// restart: losing track of an event must never look like finishing it.
+pub(crate) struct Ack {
+    pub(crate) sink: Arc<dyn Acknowledge>,
+    pub(crate) generation: u64,
+}
+
+/// A raw message on its way from the consumer to one agent actor.
+pub(crate) struct Message {
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
+    pub(crate) timestamp: Option<i64>,
+    pub(crate) key: Option<Vec<u8>>,
+    pub(crate) payload: Option<Vec<u8>>,
+    pub(crate) headers: Vec<Header>,
+    pub(crate) ack: Ack,
+}
+
+impl Message {
+    pub(crate) fn position(&self) -> Position {
+        Position {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset: self.offset,
+            key: self.key.as_deref().map(Arc::from),
+        }
+    }
+
+    /// Marks this message as fully processed.
+    pub(crate) fn ack(self) {
+        let Message {
+            topic,
+            partition,
+            offset,
+            ack,
+            ..
+        } = self;
+        ack.sink
+            .acknowledge(&topic, partition, ack.generation, offset);
+    }
+}
+
+/// Where the event being processed came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Arc<[u8]>>,
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]@{}", self.topic, self.partition, self.offset)
+    }
+}
+
+/// One actor's "current event" slot, shared by its stream, its sink and tables.
+pub(crate) type Slot = Arc<Mutex<Option<Position>>>;
+
+tokio::task_local! {
+    static CURRENT: Slot;
+}
+
+/// The event the calling agent actor is processing, if any.
+pub fn current() -> Option<Position> {
+    CURRENT.try_with(get).ok().flatten()
+}
+
+/// Runs `future` with `slot` as its current-event slot.
+pub(crate) async fn scope<F: std::future::Future>(slot: Slot, future: F) -> F::Output {
+    CURRENT.scope(slot, future).await
+}
+
+/// Sets a slot, surviving a poisoned lock (a panicking actor must not silence the next).
+pub(crate) fn set(slot: &Slot, position: Option<Position>) {
+    *slot.lock().unwrap_or_else(|e| e.into_inner()) = position;
+}
+
+/// Reads a slot, surviving a poisoned lock.
+pub(crate) fn get(slot: &Slot) -> Option<Position> {
+    slot.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}

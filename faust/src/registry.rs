@@ -1,0 +1,151 @@
+//! The compile-time registry: `#[faust::agent]`, `#[faust::table]`, `#[faust::task]` and
+//! `#[faust::command]` each submit a constant descriptor through `inventory`; at start the
+//! app collects them here, sorted by name, with duplicates rejected.
+
+use std::{future::Future, pin::Pin};
+
+use crate::{
+    agents::{AgentDescriptor, TaskDescriptor},
+    cli::{CommandDescriptor, BUILTIN_COMMANDS},
+    tables::TableDescriptor,
+    Error, Result,
+};
+
+/// A boxed, sendable future: what registered functions return.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Everything the macros registered in this binary.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    pub agents: Vec<&'static AgentDescriptor>,
+    pub tables: Vec<&'static TableDescriptor>,
+    pub tasks: Vec<&'static TaskDescriptor>,
+    pub commands: Vec<&'static CommandDescriptor>,
+}
+
+impl Registry {
+    /// Collects what the macros submitted in this binary.
+    pub fn collect() -> Result<Registry> {
+        Registry::from_parts(
+            inventory::iter::<AgentDescriptor>().collect(),
+            inventory::iter::<TableDescriptor>().collect(),
+            inventory::iter::<TaskDescriptor>().collect(),
+            inventory::iter::<CommandDescriptor>().collect(),
+        )
+    }
+
+    /// Sorts each kind by name and rejects duplicate names.
+    pub fn from_parts(
+        mut agents: Vec<&'static AgentDescriptor>,
+        mut tables: Vec<&'static TableDescriptor>,
+        mut tasks: Vec<&'static TaskDescriptor>,
+        mut commands: Vec<&'static CommandDescriptor>,
+    ) -> Result<Registry> {
+        agents.sort_by_key(|a| a.name);
+        tables.sort_by_key(|t| t.name);
+        tasks.sort_by_key(|t| t.name);
+        commands.sort_by_key(|c| c.name);
+        reject_duplicates("agents", agents.iter().map(|a| (a.name, a.location)))?;
+        reject_duplicates("tables", tables.iter().map(|t| (t.name, t.location)))?;
+        reject_duplicates("tasks", tasks.iter().map(|t| (t.name, t.location)))?;
+        reject_duplicates("commands", commands.iter().map(|c| (c.name, c.location)))?;
+        if let Some(c) = commands.iter().find(|c| BUILTIN_COMMANDS.contains(&c.name)) {
+            return Err(Error::Registry(format!(
+                "the command '{}' ({}) has the name of a built-in command; rename it with `name = \"...\"`",
+                c.name, c.location
+            )));
+        }
+        Ok(Registry {
+            agents,
+            tables,
+            tasks,
+            commands,
+        })
+    }
+
+    /// A worker with nothing to run is a mistake; say the likely one.
+    pub fn ensure_runnable(&self) -> Result<()> {
+        if self.agents.is_empty() && self.tasks.is_empty() {
+            return Err(Error::Registry(
+                "no agents or tasks are registered, so the worker has nothing to run. Declare one \
+                 with #[faust::agent(topic = \"...\")]. If you did, the crate that declares it is \
+                 probably never referenced by this binary, so the linker dropped it: call \
+                 something from that crate in main, or move the agents into the binary crate"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn reject_duplicates<'a>(
+    kind: &str,
+    sorted: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Result<()> {
+    let mut previous: Option<(&str, &str)> = None;
+    for (name, location) in sorted {
+        if let Some((prev_name, prev_location)) = previous {
+            if prev_name == name {
+                return Err(Error::Registry(format!(
+                    "two {kind} are named '{name}' ({prev_location} and {location}); give one of \
+                     them another name with `name = \"...\"`"
+                )));
+            }
+        }
+        previous = Some((name, location));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(name: &'static str, location: &'static str) -> &'static TaskDescriptor {
+        Box::leak(Box::new(TaskDescriptor {
+            name,
+            location,
+            run: || Box::pin(async { Ok(()) }),
+        }))
+    }
+
+    #[test]
+    fn sorts_and_rejects_duplicates() {
+        let registry = Registry::from_parts(
+            vec![],
+            vec![],
+            vec![task("b", "b.rs:1"), task("a", "a.rs:1")],
+            vec![],
+        )
+        .unwrap();
+        let names: Vec<_> = registry.tasks.iter().map(|t| t.name).collect();
+        assert_eq!(names, ["a", "b"]);
+
+        let err = Registry::from_parts(
+            vec![],
+            vec![],
+            vec![
+                task("x", "one.rs:1"),
+                task("y", "y.rs:1"),
+                task("x", "two.rs:9"),
+            ],
+            vec![],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("two tasks are named 'x'"), "{err}");
+        assert!(
+            err.contains("one.rs:1") && err.contains("two.rs:9"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_empty_registry_is_explained() {
+        let err = Registry::default()
+            .ensure_runnable()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("linker"), "{err}");
+    }
+}

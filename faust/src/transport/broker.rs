@@ -1,0 +1,216 @@
+//! The broker the worker talks to: a real Kafka-protocol cluster, or the embedded one
+//! (librdkafka's in-process mock cluster) when none is configured; and the topics the
+//! app needs on it.
+
+use std::{collections::HashSet, sync::mpsc, time::Duration};
+
+use rdkafka::{
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    mocking::MockCluster,
+    producer::DefaultProducerContext,
+    types::RDKafkaErrorCode,
+    ClientConfig,
+};
+use tokio::sync::oneshot;
+use tracing::info;
+
+use super::LogContext;
+use crate::{config::Config, Error, Result};
+
+/// How long start-up waits for the broker to answer before saying it is unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A topic the app needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TopicSpec {
+    pub(crate) name: String,
+    pub(crate) partitions: i32,
+    pub(crate) compacted: bool,
+}
+
+pub(crate) enum Broker {
+    Kafka { bootstrap: String },
+    Embedded(EmbeddedBroker),
+}
+
+impl Broker {
+    /// Connects to the configured broker, or starts the embedded one.
+    pub(crate) async fn connect(config: &Config) -> Result<Broker> {
+        match config.bootstrap_servers() {
+            Some(bootstrap) => Ok(Broker::Kafka { bootstrap }),
+            None => {
+                let embedded = EmbeddedBroker::start().await?;
+                info!(
+                    bootstrap = %embedded.bootstrap,
+                    "no broker configured: running on an embedded in-process broker (its data \
+                     lives only as long as this worker; reach it from another shell with \
+                     --broker kafka://{})",
+                    embedded.bootstrap
+                );
+                Ok(Broker::Embedded(embedded))
+            }
+        }
+    }
+
+    pub(crate) fn bootstrap(&self) -> &str {
+        match self {
+            Broker::Kafka { bootstrap } => bootstrap,
+            Broker::Embedded(embedded) => &embedded.bootstrap,
+        }
+    }
+
+    /// Makes sure every topic in `specs` exists, creating missing ones when `create`.
+    pub(crate) async fn ensure_topics(&self, specs: &[TopicSpec], create: bool) -> Result<()> {
+        match self {
+            Broker::Kafka { bootstrap } => ensure_on_kafka(bootstrap, specs, create).await,
+            Broker::Embedded(embedded) => {
+                for spec in specs {
+                    embedded.create_topic(spec).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn ensure_on_kafka(bootstrap: &str, specs: &[TopicSpec], create: bool) -> Result<()> {
+    let admin: AdminClient<LogContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create_with_context(LogContext::default())
+        .map_err(|e| Error::kafka("creating the admin client", e))?;
+    let existing = existing_topics(&admin, bootstrap).await?;
+    let missing: Vec<&TopicSpec> = specs
+        .iter()
+        .filter(|s| !existing.contains(&s.name))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !create {
+        return Err(Error::MissingTopic {
+            topic: missing[0].name.clone(),
+        });
+    }
+    let new_topics: Vec<NewTopic<'_>> = missing
+        .iter()
+        .map(|s| {
+            let topic = NewTopic::new(&s.name, s.partitions, TopicReplication::Fixed(1));
+            if s.compacted {
+                topic.set("cleanup.policy", "compact")
+            } else {
+                topic
+            }
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(CONNECT_TIMEOUT));
+    let results = tokio::time::timeout(
+        CONNECT_TIMEOUT * 2,
+        admin.create_topics(&new_topics, &options),
+    )
+    .await
+    .map_err(|_| Error::Timeout {
+        context: "creating topics".into(),
+        broker: bootstrap.into(),
+        timeout: CONNECT_TIMEOUT * 2,
+    })?
+    .map_err(|e| Error::kafka("creating topics", e))?;
+    for result in results {
+        match result {
+            Ok(name) => info!(topic = %name, "topic created"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(Error::kafka(
+                    format!("creating topic '{name}'"),
+                    rdkafka::error::KafkaError::AdminOp(code),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Names of the topics the broker knows, or a clear error when it does not answer.
+async fn existing_topics(
+    admin: &AdminClient<LogContext>,
+    bootstrap: &str,
+) -> Result<HashSet<String>> {
+    let metadata =
+        tokio::task::block_in_place(|| admin.inner().fetch_metadata(None, CONNECT_TIMEOUT));
+    match metadata {
+        Ok(metadata) => Ok(metadata
+            .topics()
+            .iter()
+            .map(|t| t.name().to_owned())
+            .collect()),
+        Err(rdkafka::error::KafkaError::MetadataFetch(code)) => Err(Error::Unreachable {
+            broker: bootstrap.into(),
+            reason: format!("no metadata within {CONNECT_TIMEOUT:?}: {code}"),
+        }),
+        Err(e) => Err(Error::kafka(
+            format!("fetching metadata from {bootstrap}"),
+            e,
+        )),
+    }
+}
+
+/// librdkafka's mock cluster on a thread of its own (it cannot move between threads).
+pub(crate) struct EmbeddedBroker {
+    bootstrap: String,
+    requests: mpsc::Sender<(TopicSpec, oneshot::Sender<Result<()>>)>,
+}
+
+impl EmbeddedBroker {
+    async fn start() -> Result<EmbeddedBroker> {
+        let (requests, inbox) = mpsc::channel::<(TopicSpec, oneshot::Sender<Result<()>>)>();
+        let (ready, started) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("faust-embedded-broker".into())
+            .spawn(move || {
+                let cluster: MockCluster<'static, DefaultProducerContext> =
+                    match MockCluster::new(1) {
+                        Ok(cluster) => cluster,
+                        Err(e) => {
+                            let _ =
+                                ready.send(Err(Error::kafka("starting the embedded broker", e)));
+                            return;
+                        }
+                    };
+                let _ = ready.send(Ok(cluster.bootstrap_servers()));
+                let mut created = HashSet::new();
+                // Lives until the worker drops its `EmbeddedBroker` (the sender).
+                for (spec, reply) in inbox {
+                    let result = if created.contains(&spec.name) {
+                        Ok(())
+                    } else {
+                        cluster
+                            .create_topic(&spec.name, spec.partitions, 1)
+                            .map(|()| {
+                                created.insert(spec.name.clone());
+                            })
+                            .map_err(|e| Error::kafka(format!("creating topic '{}'", spec.name), e))
+                    };
+                    let _ = reply.send(result);
+                }
+            })
+            .map_err(|e| Error::Io {
+                context: "starting the embedded broker thread".into(),
+                source: e,
+            })?;
+        let bootstrap = started
+            .await
+            .map_err(|_| Error::Send("the embedded broker thread ended at start".into()))??;
+        Ok(EmbeddedBroker {
+            bootstrap,
+            requests,
+        })
+    }
+
+    async fn create_topic(&self, spec: &TopicSpec) -> Result<()> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || Error::Send("the embedded broker has stopped".into());
+        self.requests
+            .send((spec.clone(), reply))
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}

@@ -1,0 +1,437 @@
+//! The Kafka consumer: one consumer-group member per worker (group id = app id).
+//!
+//! A dedicated thread polls librdkafka, routes each message to the actors of the agents
+//! subscribed to its topic (one actor per partition, so order within a partition holds),
+//! and commits the contiguous acknowledged prefix of each partition (see [`offsets`]) on an
+//! interval, every N acknowledgements, on revocation and on shutdown. A partition whose
+//! events pile up is paused until its actors catch up. Rebalance callbacks run on the
+//! same thread, so waiting there for in-flight events to finish is safe.
+
+mod offsets;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use rdkafka::{
+    consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance},
+    message::{Headers as _, Message as _},
+    ClientConfig, ClientContext, Offset, TopicPartitionList,
+};
+use tokio::sync::mpsc::UnboundedSender;
+use tracing::{debug, info, warn};
+
+pub(crate) use offsets::{OffsetTracker, TopicPartition, Tracked};
+
+use super::KafkaLog;
+use crate::{
+    config::Config,
+    event::{Ack, Header, Message},
+    sensors::Monitor,
+    Error, Result,
+};
+
+/// How long one poll waits for a message before the loop checks commits and shutdown.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// One agent actor's inbox.
+pub(crate) type Inbox = UnboundedSender<Message>;
+
+/// Where each topic's messages go: for every subscribed agent, its actors' inboxes.
+#[derive(Default)]
+pub(crate) struct Routes {
+    topics: HashMap<String, Route>,
+}
+
+struct Route {
+    topic: Arc<str>,
+    agents: Vec<Vec<Inbox>>,
+}
+
+impl Routes {
+    /// Subscribes one agent, whose actors read `inboxes`, to `topic`.
+    pub(crate) fn add(&mut self, topic: &str, inboxes: Vec<Inbox>) {
+        self.topics
+            .entry(topic.to_owned())
+            .or_insert_with(|| Route {
+                topic: Arc::from(topic),
+                agents: Vec::new(),
+            })
+            .agents
+            .push(inboxes);
+    }
+
+    pub(crate) fn topics(&self) -> Vec<&str> {
+        let mut topics: Vec<&str> = self.topics.keys().map(String::as_str).collect();
+        topics.sort_unstable();
+        topics
+    }
+}
+
+/// A running consumer. A warm stop is two steps: [`Consumer::stop_fetching`], then,
+/// once the agents finished their current events, [`Consumer::shutdown`].
+pub(crate) struct Consumer {
+    fetching: Arc<AtomicBool>,
+    running: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Consumer {
+    /// Joins the group and starts routing `routes`' topics.
+    pub(crate) fn start(
+        config: &Config,
+        bootstrap: &str,
+        routes: Routes,
+        monitor: Arc<Monitor>,
+    ) -> Result<Consumer> {
+        let tracker = Arc::new(OffsetTracker::new(config.max_buffered_per_partition));
+        let context = GroupContext {
+            tracker: tracker.clone(),
+            drain_timeout: config.drain_timeout,
+            log: KafkaLog::default(),
+        };
+        let consumer: BaseConsumer<GroupContext> = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", &config.id)
+            .set("client.id", format!("{}-consumer", config.id))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", config.auto_offset_reset.as_kafka())
+            .set(
+                "session.timeout.ms",
+                config.session_timeout.as_millis().to_string(),
+            )
+            .create_with_context(context)
+            .map_err(|e| Error::kafka("creating the consumer", e))?;
+        let topics = routes.topics();
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| Error::kafka(format!("subscribing to {topics:?}"), e))?;
+        info!(topics = ?topics, group = %config.id, "consumer subscribed");
+
+        let fetching = Arc::new(AtomicBool::new(true));
+        let running = Arc::new(AtomicBool::new(true));
+        let poller = Poller {
+            consumer,
+            routes,
+            tracker,
+            monitor,
+            fetching: fetching.clone(),
+            running: running.clone(),
+            commit_interval: config.commit_interval,
+            commit_every: config.commit_every,
+        };
+        let thread = std::thread::Builder::new()
+            .name("faust-consumer".into())
+            .spawn(move || poller.run())
+            .map_err(|e| Error::Io {
+                context: "starting the consumer thread".into(),
+                source: e,
+            })?;
+        Ok(Consumer {
+            fetching,
+            running,
+            thread,
+        })
+    }
+
+    /// Pauses every partition; polling goes on so that the group and commits are served.
+    pub(crate) fn stop_fetching(&self) {
+        self.fetching.store(false, Ordering::SeqCst);
+    }
+
+    /// Commits the acknowledged prefix of every partition, leaves the group and closes
+    /// the actors' inboxes. Events never acknowledged are read again after a restart.
+    pub(crate) async fn shutdown(self) {
+        self.fetching.store(false, Ordering::SeqCst);
+        self.running.store(false, Ordering::SeqCst);
+        let thread = self.thread;
+        if tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .is_err()
+        {
+            warn!("the consumer thread ended abnormally during shutdown");
+        }
+    }
+}
+
+struct Poller {
+    consumer: BaseConsumer<GroupContext>,
+    routes: Routes,
+    tracker: Arc<OffsetTracker>,
+    monitor: Arc<Monitor>,
+    fetching: Arc<AtomicBool>,
+    running: Arc<AtomicBool>,
+    commit_interval: Duration,
+    commit_every: u64,
+}
+
+impl Poller {
+    fn run(self) {
+        let mut last_commit = Instant::now();
+        let mut paused_all = false;
+        while self.running.load(Ordering::SeqCst) {
+            if !self.fetching.load(Ordering::SeqCst) && !paused_all {
+                self.pause_all();
+                paused_all = true;
+            }
+            if !paused_all {
+                self.resume_drained();
+            }
+            match self.consumer.poll(POLL_INTERVAL) {
+                Some(Ok(message)) => self.dispatch(&message),
+                Some(Err(e)) => self.consumer.context().log.error(&e.to_string()),
+                None => {}
+            }
+            if last_commit.elapsed() >= self.commit_interval
+                || self.tracker.acked_since_commit() >= self.commit_every
+            {
+                self.commit(CommitMode::Async);
+                last_commit = Instant::now();
+            }
+        }
+        self.finish();
+    }
+
+    fn dispatch(&self, message: &rdkafka::message::BorrowedMessage<'_>) {
+        let Some(route) = self.routes.topics.get(message.topic()) else {
+            return;
+        };
+        let tp = TopicPartition {
+            topic: route.topic.clone(),
+            partition: message.partition(),
+        };
+        self.monitor.message_received();
+        let owed = route.agents.len() as u32;
+        let (generation, pause) = match self.tracker.track(&tp, message.offset(), owed) {
+            Tracked::Deliver { generation, pause } => (generation, pause),
+            Tracked::NotAssigned => return,
+        };
+        let headers = message
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| Header {
+                        key: h.key.to_owned(),
+                        value: h.value.map(<[u8]>::to_vec),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let sink: Arc<dyn crate::event::Acknowledge> = self.tracker.clone();
+        for actors in &route.agents {
+            let actor = &actors[tp.partition.unsigned_abs() as usize % actors.len()];
+            let delivery = Message {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                offset: message.offset(),
+                timestamp: message.timestamp().to_millis(),
+                key: message.key().map(<[u8]>::to_vec),
+                payload: message.payload().map(<[u8]>::to_vec),
+                headers: Vec::clone(&headers),
+                ack: Ack {
+                    sink: sink.clone(),
+                    generation,
+                },
+            };
+            // A closed inbox means the agent gave up and the worker is stopping: the event
+            // stays unacknowledged and is read again after a restart.
+            let _ = actor.send(delivery);
+        }
+        if pause {
+            debug!(topic = %tp.topic, partition = tp.partition, "pausing a partition with a full buffer");
+            self.set_paused(&[tp], true);
+        }
+    }
+
+    fn resume_drained(&self) {
+        let ready = self.tracker.take_resumable();
+        if !ready.is_empty() {
+            debug!(partitions = ready.len(), "resuming drained partitions");
+            self.set_paused(&ready, false);
+        }
+    }
+
+    fn set_paused(&self, partitions: &[TopicPartition], paused: bool) {
+        let mut list = TopicPartitionList::new();
+        for tp in partitions {
+            list.add_partition(&tp.topic, tp.partition);
+        }
+        let result = if paused {
+            self.consumer.pause(&list)
+        } else {
+            self.consumer.resume(&list)
+        };
+        if let Err(e) = result {
+            warn!(error = %e, paused, "could not change the paused state of partitions");
+        }
+    }
+
+    fn commit(&self, mode: CommitMode) {
+        commit_points(
+            &self.consumer,
+            &self.tracker,
+            self.tracker.commit_points(),
+            mode,
+        );
+    }
+
+    fn pause_all(&self) {
+        info!("stopped fetching");
+        if let Ok(assignment) = self.consumer.assignment() {
+            if let Err(e) = self.consumer.pause(&assignment) {
+                warn!(error = %e, "could not pause the assigned partitions");
+            }
+        }
+    }
+
+    /// Commits what was acknowledged and leaves the group.
+    fn finish(self) {
+        let unfinished = self.tracker.in_flight(None);
+        if unfinished > 0 {
+            info!(
+                unfinished,
+                "events fetched but not processed are left for the next start"
+            );
+        }
+        self.commit(CommitMode::Sync);
+        // Everything is committed: leaving the group must not wait for events again.
+        self.tracker.clear();
+        let Poller {
+            consumer, routes, ..
+        } = self;
+        drop(routes); // closes the actors' inboxes
+        consumer.unsubscribe();
+        drop(consumer); // leaves the group
+        info!("consumer stopped");
+    }
+}
+
+fn commit_points(
+    consumer: &BaseConsumer<GroupContext>,
+    tracker: &OffsetTracker,
+    points: Vec<(TopicPartition, i64)>,
+    mode: CommitMode,
+) {
+    if points.is_empty() {
+        return;
+    }
+    let mut list = TopicPartitionList::new();
+    for (tp, offset) in &points {
+        if let Err(e) = list.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset))
+        {
+            warn!(error = %e, "could not build the commit request");
+            return;
+        }
+    }
+    match consumer.commit(&list, mode) {
+        Ok(()) if matches!(mode, CommitMode::Sync) => {
+            for (tp, offset) in &points {
+                tracker.committed(tp, *offset);
+            }
+            debug!(partitions = points.len(), "offsets committed");
+        }
+        Ok(()) => {}
+        Err(e) => warn!(error = %e, "committing offsets failed; the next commit retries"),
+    }
+}
+
+fn partitions(list: &TopicPartitionList) -> Vec<TopicPartition> {
+    list.elements()
+        .iter()
+        .map(|e| TopicPartition {
+            topic: Arc::from(e.topic()),
+            partition: e.partition(),
+        })
+        .collect()
+}
+
+fn describe(partitions: &[TopicPartition]) -> String {
+    let mut names: Vec<String> = partitions
+        .iter()
+        .map(|tp| format!("{}[{}]", tp.topic, tp.partition))
+        .collect();
+    names.sort();
+    names.join(", ")
+}
+
+/// librdkafka callbacks: rebalances, commit results and client logs.
+struct GroupContext {
+    tracker: Arc<OffsetTracker>,
+    drain_timeout: Duration,
+    log: KafkaLog,
+}
+
+impl ClientContext for GroupContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        self.log.client_log(level, fac, message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.log.error(&format!("{error}: {reason}"));
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(list) => {
+                let revoked = partitions(list);
+                if revoked.is_empty() {
+                    return;
+                }
+                info!(partitions = %describe(&revoked), "partitions revoked; finishing their events in flight");
+                if !self
+                    .tracker
+                    .wait_drained(Some(&revoked), self.drain_timeout)
+                {
+                    warn!(
+                        in_flight = self.tracker.in_flight(Some(&revoked)),
+                        timeout = ?self.drain_timeout,
+                        "revoked partitions still have events in flight; their new owner will process them again"
+                    );
+                }
+                let points = revoked
+                    .iter()
+                    .filter_map(|tp| self.tracker.revoke(tp).map(|offset| (tp.clone(), offset)))
+                    .collect();
+                commit_points(consumer, &self.tracker, points, CommitMode::Sync);
+            }
+            Rebalance::Assign(list) => {
+                let assigned = partitions(list);
+                info!(partitions = %describe(&assigned), "partitions assigned");
+                for tp in assigned {
+                    self.tracker.assign(tp);
+                }
+            }
+            Rebalance::Error(e) => warn!(error = %e, "rebalance failed"),
+        }
+    }
+
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        offsets: &TopicPartitionList,
+    ) {
+        match result {
+            Ok(()) => {
+                for element in offsets.elements() {
+                    if let Offset::Offset(offset) = element.offset() {
+                        let tp = TopicPartition {
+                            topic: Arc::from(element.topic()),
+                            partition: element.partition(),
+                        };
+                        self.tracker.committed(&tp, offset);
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "committing offsets failed; the next commit retries"),
+        }
+    }
+}

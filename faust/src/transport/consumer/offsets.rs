@@ -1,0 +1,355 @@
+//! Which offsets may be committed: only the contiguous acknowledged prefix of each
+//! partition, never past an event still in flight, whatever order actors finish in.
+//!
+//! Python Faust's best-known bug is committing past unprocessed events; here the commit
+//! point of a partition is always the lowest offset still in flight (or one past the
+//! highest seen when nothing is), so an out-of-order acknowledgement cannot move it.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Condvar, Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use crate::event::Acknowledge;
+
+/// A topic partition, as the tracker keys it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct TopicPartition {
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: i32,
+}
+
+#[derive(Debug, Default)]
+struct PartitionState {
+    /// Distinguishes this assignment from earlier ones of the same partition, so that a
+    /// late acknowledgement from before a revocation cannot touch the new state.
+    generation: u64,
+    /// Offset -> acknowledgements still owed (one per agent subscribed to the topic).
+    in_flight: BTreeMap<i64, u32>,
+    /// One past the highest offset handed out.
+    next: Option<i64>,
+    /// The last offset the broker confirmed as committed.
+    committed: Option<i64>,
+    paused: bool,
+}
+
+impl PartitionState {
+    /// The offset to commit: the oldest event still in flight, or one past the newest.
+    fn commit_point(&self) -> Option<i64> {
+        self.in_flight.keys().next().copied().or(self.next)
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    partitions: HashMap<TopicPartition, PartitionState>,
+    next_generation: u64,
+    acked_since_commit: u64,
+}
+
+/// What the consumer should do after handing out an event.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Tracked {
+    /// Deliver it with this generation.
+    Deliver { generation: u64, pause: bool },
+    /// The partition is not assigned to us (any more): drop the event.
+    NotAssigned,
+}
+
+#[derive(Debug)]
+pub(crate) struct OffsetTracker {
+    state: Mutex<State>,
+    changed: Condvar,
+    /// Pause a partition at this many events in flight; resume at half.
+    max_in_flight: usize,
+}
+
+impl OffsetTracker {
+    pub(crate) fn new(max_in_flight: usize) -> Self {
+        OffsetTracker {
+            state: Mutex::default(),
+            changed: Condvar::new(),
+            max_in_flight: max_in_flight.max(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state stays consistent across a panic in a caller: every method leaves it whole.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn assign(&self, tp: TopicPartition) {
+        let mut state = self.lock();
+        state.next_generation += 1;
+        let generation = state.next_generation;
+        state.partitions.insert(
+            tp,
+            PartitionState {
+                generation,
+                ..PartitionState::default()
+            },
+        );
+    }
+
+    /// Forgets a revoked partition; returns the offset still to commit for it, if any.
+    pub(crate) fn revoke(&self, tp: &TopicPartition) -> Option<i64> {
+        let mut state = self.lock();
+        let partition = state.partitions.remove(tp)?;
+        self.changed.notify_all();
+        let point = partition.commit_point()?;
+        (Some(point) > partition.committed).then_some(point)
+    }
+
+    /// Forgets every partition (after the final commit).
+    pub(crate) fn clear(&self) {
+        self.lock().partitions.clear();
+        self.changed.notify_all();
+    }
+
+    /// Records an event handed to `acks_owed` agents.
+    pub(crate) fn track(&self, tp: &TopicPartition, offset: i64, acks_owed: u32) -> Tracked {
+        let mut state = self.lock();
+        let Some(partition) = state.partitions.get_mut(tp) else {
+            return Tracked::NotAssigned;
+        };
+        partition.in_flight.insert(offset, acks_owed);
+        partition.next = Some(partition.next.map_or(offset + 1, |n| n.max(offset + 1)));
+        let pause = !partition.paused && partition.in_flight.len() >= self.max_in_flight;
+        partition.paused |= pause;
+        Tracked::Deliver {
+            generation: partition.generation,
+            pause,
+        }
+    }
+
+    fn ack(&self, tp: &TopicPartition, generation: u64, offset: i64) {
+        let mut state = self.lock();
+        let Some(partition) = state.partitions.get_mut(tp) else {
+            return; // revoked meanwhile: the new owner processes it again
+        };
+        if partition.generation != generation {
+            return;
+        }
+        let Some(owed) = partition.in_flight.get_mut(&offset) else {
+            return;
+        };
+        *owed -= 1;
+        if *owed == 0 {
+            partition.in_flight.remove(&offset);
+            state.acked_since_commit += 1;
+            self.changed.notify_all();
+        }
+    }
+
+    /// Partitions to commit now, with their commit points, for those that moved.
+    pub(crate) fn commit_points(&self) -> Vec<(TopicPartition, i64)> {
+        let mut state = self.lock();
+        state.acked_since_commit = 0;
+        let mut points: Vec<_> = state
+            .partitions
+            .iter()
+            .filter_map(|(tp, p)| {
+                let point = p.commit_point()?;
+                (Some(point) > p.committed).then(|| (tp.clone(), point))
+            })
+            .collect();
+        points.sort();
+        points
+    }
+
+    /// Records what the broker confirmed.
+    pub(crate) fn committed(&self, tp: &TopicPartition, offset: i64) {
+        if let Some(p) = self.lock().partitions.get_mut(tp) {
+            p.committed = p.committed.max(Some(offset));
+        }
+    }
+
+    /// Events acknowledged since the last call to [`Self::commit_points`].
+    pub(crate) fn acked_since_commit(&self) -> u64 {
+        self.lock().acked_since_commit
+    }
+
+    /// Paused partitions whose backlog has halved, now marked as resumed.
+    pub(crate) fn take_resumable(&self) -> Vec<TopicPartition> {
+        let low = self.max_in_flight / 2;
+        let mut state = self.lock();
+        let mut ready = Vec::new();
+        for (tp, p) in state.partitions.iter_mut() {
+            if p.paused && p.in_flight.len() <= low {
+                p.paused = false;
+                ready.push(tp.clone());
+            }
+        }
+        ready
+    }
+
+    /// Events in flight in the given partitions (all when `only` is `None`).
+    pub(crate) fn in_flight(&self, only: Option<&[TopicPartition]>) -> usize {
+        let state = self.lock();
+        state
+            .partitions
+            .iter()
+            .filter(|(tp, _)| only.is_none_or(|o| o.contains(tp)))
+            .map(|(_, p)| p.in_flight.len())
+            .sum()
+    }
+
+    /// Waits until nothing is in flight in the given partitions (all when `None`), or
+    /// until `timeout`; returns whether they drained.
+    pub(crate) fn wait_drained(&self, only: Option<&[TopicPartition]>, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.lock();
+        loop {
+            let busy = state
+                .partitions
+                .iter()
+                .any(|(tp, p)| !p.in_flight.is_empty() && only.is_none_or(|o| o.contains(tp)));
+            if !busy {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+impl Acknowledge for OffsetTracker {
+    fn acknowledge(&self, topic: &Arc<str>, partition: i32, generation: u64, offset: i64) {
+        let tp = TopicPartition {
+            topic: topic.clone(),
+            partition,
+        };
+        self.ack(&tp, generation, offset);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tp(partition: i32) -> TopicPartition {
+        TopicPartition {
+            topic: Arc::from("orders"),
+            partition,
+        }
+    }
+
+    fn deliver(tracker: &OffsetTracker, partition: i32, offset: i64, owed: u32) -> u64 {
+        match tracker.track(&tp(partition), offset, owed) {
+            Tracked::Deliver { generation, .. } => generation,
+            Tracked::NotAssigned => panic!("partition {partition} not assigned"),
+        }
+    }
+
+    #[test]
+    fn out_of_order_acks_never_commit_past_an_event_in_flight() {
+        let tracker = OffsetTracker::new(100);
+        tracker.assign(tp(0));
+        // Offsets 10..20 go to two actors; the second actor finishes first.
+        let generation = (10..20).map(|o| deliver(&tracker, 0, o, 1)).last().unwrap();
+        for offset in (15..20).rev() {
+            tracker.acknowledge(&tp(0).topic, 0, generation, offset);
+        }
+        assert_eq!(
+            tracker.commit_points(),
+            vec![(tp(0), 10)],
+            "10..15 still in flight"
+        );
+        for offset in [12, 11, 14, 13] {
+            tracker.acknowledge(&tp(0).topic, 0, generation, offset);
+        }
+        assert_eq!(
+            tracker.commit_points(),
+            vec![(tp(0), 10)],
+            "10 still in flight"
+        );
+        tracker.acknowledge(&tp(0).topic, 0, generation, 10);
+        assert_eq!(tracker.commit_points(), vec![(tp(0), 20)]);
+    }
+
+    #[test]
+    fn an_event_for_two_agents_is_done_when_both_acknowledge() {
+        let tracker = OffsetTracker::new(100);
+        tracker.assign(tp(0));
+        let generation = deliver(&tracker, 0, 0, 2);
+        tracker.acknowledge(&tp(0).topic, 0, generation, 0);
+        assert_eq!(tracker.commit_points(), vec![(tp(0), 0)]);
+        tracker.acknowledge(&tp(0).topic, 0, generation, 0);
+        assert_eq!(tracker.commit_points(), vec![(tp(0), 1)]);
+    }
+
+    #[test]
+    fn partitions_commit_independently_and_only_when_moved() {
+        let tracker = OffsetTracker::new(100);
+        tracker.assign(tp(0));
+        tracker.assign(tp(1));
+        let g0 = deliver(&tracker, 0, 5, 1);
+        let g1 = deliver(&tracker, 1, 7, 1);
+        tracker.acknowledge(&tp(1).topic, 1, g1, 7);
+        assert_eq!(tracker.commit_points(), vec![(tp(0), 5), (tp(1), 8)]);
+        tracker.committed(&tp(0), 5);
+        tracker.committed(&tp(1), 8);
+        assert_eq!(tracker.commit_points(), vec![]);
+        tracker.acknowledge(&tp(0).topic, 0, g0, 5);
+        assert_eq!(tracker.commit_points(), vec![(tp(0), 6)]);
+    }
+
+    #[test]
+    fn acks_from_before_a_revocation_are_ignored() {
+        let tracker = OffsetTracker::new(100);
+        tracker.assign(tp(0));
+        let old = deliver(&tracker, 0, 0, 1);
+        assert_eq!(tracker.revoke(&tp(0)), Some(0));
+        tracker.assign(tp(0));
+        let new = deliver(&tracker, 0, 0, 1);
+        assert_ne!(old, new);
+        tracker.acknowledge(&tp(0).topic, 0, old, 0);
+        assert_eq!(tracker.in_flight(None), 1, "the stale ack must not count");
+        tracker.acknowledge(&tp(0).topic, 0, new, 0);
+        assert_eq!(tracker.in_flight(None), 0);
+        assert_eq!(tracker.track(&tp(9), 0, 1), Tracked::NotAssigned);
+    }
+
+    #[test]
+    fn a_full_partition_pauses_and_resumes_at_half() {
+        let tracker = OffsetTracker::new(4);
+        tracker.assign(tp(0));
+        let pauses: Vec<bool> = (0..4)
+            .map(|o| match tracker.track(&tp(0), o, 1) {
+                Tracked::Deliver { pause, .. } => pause,
+                Tracked::NotAssigned => unreachable!(),
+            })
+            .collect();
+        assert_eq!(pauses, [false, false, false, true]);
+        let generation = deliver(&tracker, 0, 4, 1);
+        tracker.acknowledge(&tp(0).topic, 0, generation, 0);
+        assert!(tracker.take_resumable().is_empty(), "4 in flight > 2");
+        for o in 1..3 {
+            tracker.acknowledge(&tp(0).topic, 0, generation, o);
+        }
+        assert_eq!(tracker.take_resumable(), vec![tp(0)]);
+        assert!(tracker.take_resumable().is_empty(), "resumed once");
+    }
+
+    #[test]
+    fn waiting_for_drain_wakes_on_the_last_ack() {
+        let tracker = Arc::new(OffsetTracker::new(100));
+        tracker.assign(tp(0));
+        let generation = deliver(&tracker, 0, 0, 1);
+        assert!(!tracker.wait_drained(None, Duration::from_millis(10)));
+        let acker = {
+            let tracker = tracker.clone();
+            std::thread::spawn(move || tracker.acknowledge(&Arc::from("orders"), 0, generation, 0))
+        };
+        assert!(tracker.wait_drained(Some(&[tp(0)]), Duration::from_secs(10)));
+        acker.join().unwrap();
+    }
+}

@@ -1,0 +1,199 @@
+//! The Kafka producer, and `send`: how agents, tasks and commands write to topics.
+//!
+//! librdkafka batches sends (linger) and retries them; each send returns once the broker
+//! acknowledged it. Keys sent without an explicit partition go through Kafka's murmur2
+//! partitioner, as in the Java client and Python Faust, so that faust-rs and other
+//! producers agree on which partition a key lives in.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use rdkafka::{
+    message::{Header as KafkaHeader, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord, Producer as _},
+    types::RDKafkaErrorCode,
+    util::Timeout,
+    ClientConfig,
+};
+use serde::Serialize;
+
+use super::LogContext;
+use crate::{event::Header, sensors::Monitor, Error, Result};
+
+/// How long a send may wait for room in librdkafka's queue before it fails.
+const QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where a sent message landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// One message to send, as bytes.
+#[derive(Debug, Default, Clone)]
+pub struct Record<'a> {
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    /// `None` lets the partitioner choose (by key hash, or spread when there is no key).
+    pub partition: Option<i32>,
+    pub headers: &'a [Header],
+}
+
+/// A handle on the worker's producer; cheap to clone.
+#[derive(Clone)]
+pub struct Producer {
+    inner: FutureProducer<LogContext>,
+    monitor: Arc<Monitor>,
+}
+
+impl Producer {
+    pub(crate) fn connect(bootstrap: &str, client_id: &str, monitor: Arc<Monitor>) -> Result<Self> {
+        let inner = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("client.id", client_id)
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "5")
+            // A send to a missing topic fails within seconds rather than librdkafka's 30 s.
+            .set("topic.metadata.propagation.max.ms", "5000")
+            .create_with_context(LogContext::default())
+            .map_err(|e| Error::kafka("creating the producer", e))?;
+        Ok(Producer { inner, monitor })
+    }
+
+    /// Sends one record to `topic` and waits until the broker has it.
+    pub async fn send_record(&self, topic: &str, record: Record<'_>) -> Result<Delivered> {
+        let mut future = FutureRecord::<[u8], [u8]>::to(topic);
+        if let Some(key) = record.key {
+            future = future.key(key);
+        }
+        if let Some(value) = record.value {
+            future = future.payload(value);
+        }
+        if let Some(partition) = record.partition {
+            future = future.partition(partition);
+        }
+        if !record.headers.is_empty() {
+            let headers = record.headers.iter().fold(OwnedHeaders::new(), |hs, h| {
+                hs.insert(KafkaHeader {
+                    key: &h.key,
+                    value: h.value.as_deref(),
+                })
+            });
+            future = future.headers(headers);
+        }
+        match self.inner.send(future, Timeout::After(QUEUE_TIMEOUT)).await {
+            Ok(delivery) => {
+                self.monitor.message_sent();
+                Ok(Delivered {
+                    partition: delivery.partition,
+                    offset: delivery.offset,
+                })
+            }
+            Err((e, _)) => {
+                self.monitor.send_failed();
+                if e.rdkafka_error_code() == Some(RDKafkaErrorCode::UnknownTopicOrPartition) {
+                    return Err(Error::Send(format!(
+                        "topic '{topic}' does not exist on the broker; create it (a worker creates \
+                         the topics its agents read and write when it starts)"
+                    )));
+                }
+                Err(Error::kafka(format!("sending to topic '{topic}'"), e))
+            }
+        }
+    }
+
+    /// Waits until every queued message is delivered, up to `timeout`.
+    pub(crate) async fn flush(&self, timeout: Duration) -> Result<()> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.flush(Timeout::After(timeout)))
+            .await
+            .map_err(|e| Error::Send(format!("the producer flush was interrupted: {e}")))?
+            .map_err(|e| Error::kafka("flushing the producer", e))
+    }
+}
+
+/// What `send` needs from the running app: its producer, and agent names to resolve.
+pub(crate) struct Sender {
+    pub(crate) producer: Producer,
+    /// Agent name -> the topic it consumes.
+    pub(crate) agents: HashMap<String, String>,
+}
+
+static SENDER: RwLock<Option<Arc<Sender>>> = RwLock::new(None);
+
+/// Makes `send` use this producer (the worker and the CLI call it once they are connected).
+pub(crate) fn install(sender: Sender) {
+    *SENDER.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(sender));
+}
+
+pub(crate) fn uninstall() {
+    *SENDER.write().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
+fn sender() -> Result<Arc<Sender>> {
+    SENDER
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .ok_or_else(|| {
+            Error::Send(
+                "send needs a broker: it works inside a running worker, and in commands given \
+                 --broker kafka://host:port (or FAUST_BROKER)"
+                    .into(),
+            )
+        })
+}
+
+impl Sender {
+    /// An agent's name stands for the topic it consumes; anything else is a topic name.
+    pub(crate) fn resolve<'a>(&'a self, target: &'a str) -> &'a str {
+        self.agents.get(target).map_or(target, String::as_str)
+    }
+}
+
+/// Sends `value` (as JSON) with an optional `key` (as JSON, like Python Faust) to a topic,
+/// or to an agent by its name, and waits for the broker's acknowledgement.
+///
+/// ```no_run
+/// # async fn demo() -> faust::Result<()> {
+/// faust::send("orders", Some(&"alice"), &serde_json::json!({"amount": 3})).await?;
+/// # Ok(()) }
+/// ```
+pub async fn send<K, V>(target: &str, key: Option<&K>, value: &V) -> Result<Delivered>
+where
+    K: Serialize + ?Sized,
+    V: Serialize + ?Sized,
+{
+    let encode = |what: &str, e: serde_json::Error| Error::Encode {
+        target: target.to_owned(),
+        message: format!("{what}: {e}"),
+    };
+    let key = key
+        .map(serde_json::to_vec)
+        .transpose()
+        .map_err(|e| encode("key", e))?;
+    let value = serde_json::to_vec(value).map_err(|e| encode("value", e))?;
+    send_bytes(target, key.as_deref(), Some(&value), None).await
+}
+
+/// Sends raw bytes to a topic or agent, optionally to a given partition.
+pub async fn send_bytes(
+    target: &str,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    partition: Option<i32>,
+) -> Result<Delivered> {
+    let sender = sender()?;
+    let topic = sender.resolve(target);
+    let record = Record {
+        key,
+        value,
+        partition,
+        headers: &[],
+    };
+    sender.producer.send_record(topic, record).await
+}

@@ -1,0 +1,120 @@
+//! The Worker: the process-level runtime that drives an App's lifecycle.
+//!
+//! Start order: monitor, broker connection and topics, producer, agents, consumer, then
+//! tasks; "ready" is logged once agents run. The first SIGINT/SIGTERM starts a warm
+//! shutdown (stop fetching, let in-flight events finish, commit, flush the producer); a
+//! second one exits at once. A fatal error stops the worker the same way and is returned.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use crate::{
+    agents::AgentManager,
+    app::App,
+    sensors::Monitor,
+    transport::{
+        broker::Broker,
+        consumer::Consumer,
+        producer::{self, Producer, Sender},
+    },
+    Result,
+};
+
+/// How long shutdown waits for agents after their streams closed, and for the producer.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct Worker {
+    app: App,
+    monitor: Arc<Monitor>,
+}
+
+impl Worker {
+    pub fn new(app: App) -> Self {
+        Worker {
+            app,
+            monitor: Arc::new(Monitor::default()),
+        }
+    }
+
+    /// The worker's counters.
+    pub fn monitor(&self) -> Arc<Monitor> {
+        self.monitor.clone()
+    }
+
+    /// Runs until a signal or a fatal error; returns the fatal error, if any.
+    pub async fn run(self) -> Result<()> {
+        let Worker { app, monitor } = self;
+        let config = app.config();
+        app.registry().ensure_runnable()?;
+        info!(app = %config.id, agents = app.registry().agents.len(), "starting worker");
+
+        let broker = Broker::connect(config).await?;
+        broker
+            .ensure_topics(&app.topics(), config.create_topics)
+            .await?;
+        let producer = Producer::connect(
+            broker.bootstrap(),
+            &format!("{}-producer", config.id),
+            monitor.clone(),
+        )?;
+        producer::install(Sender {
+            producer: producer.clone(),
+            agents: app.agent_targets(),
+        });
+
+        let (fatal, mut fatal_errors) = mpsc::unbounded_channel();
+        let (agents, routes) = AgentManager::start(&app, &producer, &monitor, &fatal);
+        let consumer = Consumer::start(config, broker.bootstrap(), routes, monitor.clone())?;
+        info!(app = %config.id, "worker ready");
+        AgentManager::start_tasks(&app);
+
+        let outcome = tokio::select! {
+            signal = shutdown_signal() => {
+                info!(signal, "warm shutdown: finishing in-flight events (send the signal again to exit at once)");
+                tokio::spawn(async {
+                    let signal = shutdown_signal().await;
+                    error!(signal, "second signal: exiting immediately");
+                    std::process::exit(130);
+                });
+                Ok(())
+            }
+            Some(e) = fatal_errors.recv() => {
+                error!(error = %e, "fatal error: stopping the worker");
+                Err(e)
+            }
+        };
+
+        // Stop fetching, let each actor finish the event it is on, then commit what was
+        // acknowledged. Events still queued are not acknowledged, so they come back after
+        // a restart: nothing is skipped and nothing processed is processed again.
+        consumer.stop_fetching();
+        agents.stop(STOP_TIMEOUT).await;
+        consumer.shutdown().await;
+        if let Err(e) = producer.flush(STOP_TIMEOUT).await {
+            warn!(error = %e, "some sent messages may not have been delivered");
+        }
+        producer::uninstall();
+        drop(producer); // before the broker, which may be the embedded one
+        drop(broker);
+        info!(counters = %monitor.counters(), "worker stopped");
+        outcome
+    }
+}
+
+/// Waits for SIGINT or SIGTERM and names it.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        warn!("cannot listen for signals; stop the worker with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
+    }
+}

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Installs, starts and stops the tansu broker the integration tests run against.
+#
+#   scripts/broker.sh install   build tansu 0.6.0 into the cache (once, ~15 min cold)
+#   scripts/broker.sh start     start it on 127.0.0.1:$FAUST_TEST_BROKER_PORT (default 19092)
+#   scripts/broker.sh stop      stop the broker started by `start`
+#   scripts/broker.sh status    say whether it runs
+#
+# The binary and the broker's pid/log live under $FAUST_CACHE (default ~/.cache/faust-rs),
+# outside the clone, so later runs on the same machine reuse them.
+set -euo pipefail
+
+CACHE="${FAUST_CACHE:-$HOME/.cache/faust-rs}"
+TANSU_VERSION=0.6.0
+TANSU_ROOT="$CACHE/tansu-$TANSU_VERSION"
+TANSU="$TANSU_ROOT/bin/tansu"
+PORT="${FAUST_TEST_BROKER_PORT:-19092}"
+RUN_DIR="$CACHE/broker-$PORT"
+PID_FILE="$RUN_DIR/pid"
+LOG_FILE="$RUN_DIR/broker.log"
+
+install() {
+    if [[ -x "$TANSU" ]]; then
+        echo "tansu $TANSU_VERSION already installed at $TANSU"
+        return
+    fi
+    echo "building tansu $TANSU_VERSION into $TANSU_ROOT (about 15 minutes cold on 2 cores)"
+    # The default features build a broker with no storage engine; these flags matter.
+    cargo install tansu --version "$TANSU_VERSION" --locked \
+        --no-default-features --features dynostore,libsql --root "$TANSU_ROOT"
+}
+
+running() {
+    [[ -f "$PID_FILE" ]] && kill -0 "$(cat "$PID_FILE")" 2>/dev/null
+}
+
+start() {
+    [[ -x "$TANSU" ]] || install
+    if running; then
+        echo "broker already running on 127.0.0.1:$PORT (pid $(cat "$PID_FILE"))"
+        return
+    fi
+    mkdir -p "$RUN_DIR"
+    # Always pass both URLs: the default listens on 0.0.0.0:9092.
+    nohup "$TANSU" broker \
+        --listener-url "tcp://127.0.0.1:$PORT" \
+        --advertised-listener-url "tcp://127.0.0.1:$PORT" \
+        --storage-engine "${FAUST_TEST_BROKER_STORAGE:-memory://tansu/}" \
+        >"$LOG_FILE" 2>&1 &
+    echo $! >"$PID_FILE"
+    for _ in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+            echo "broker up on 127.0.0.1:$PORT (pid $(cat "$PID_FILE"), log $LOG_FILE)"
+            return
+        fi
+        if ! running; then break; fi
+        sleep 0.1
+    done
+    echo "broker did not open 127.0.0.1:$PORT; its log ($LOG_FILE) ends with:" >&2
+    tail -n 20 "$LOG_FILE" >&2 || true
+    exit 1
+}
+
+stop() {
+    if running; then
+        kill "$(cat "$PID_FILE")"
+        echo "broker on 127.0.0.1:$PORT stopped"
+    fi
+    rm -f "$PID_FILE"
+}
+
+status() {
+    if running; then echo "running on 127.0.0.1:$PORT (pid $(cat "$PID_FILE"))"; else echo "not running"; exit 1; fi
+}
+
+case "${1:-}" in
+    install) install ;;
+    start) start ;;
+    stop) stop ;;
+    status) status ;;
+    *) echo "usage: $0 install|start|stop|status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,87 @@
+//! The app the integration tests run as real worker processes.
+//!
+//! - `double` reads orders from `faust-test-orders` and forwards them, doubled, to its
+//!   sink `faust-test-doubled`.
+//! - `track` reads `{app_id}-track` (JSON `Item`s) and reports each one to `{app_id}-out`
+//!   with the name of the worker that processed it (`TEST_WORKER`). An item can ask to
+//!   fail or panic, to exercise supervision. `TEST_DELAY_MS` slows it down.
+
+use std::time::Duration;
+
+use faust::prelude::*;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Order {
+    id: String,
+    amount: i64,
+}
+
+#[faust::agent(topic = "faust-test-orders", sink = "faust-test-doubled")]
+async fn double(mut orders: Stream<Order>, doubled: Sink<Order>) -> faust::Result<()> {
+    while let Some(order) = orders.next().await {
+        doubled
+            .send(&Order {
+                id: order.id,
+                amount: order.amount * 2,
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Item {
+    n: u64,
+    #[serde(default)]
+    fail: bool,
+    #[serde(default)]
+    panic: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Processed {
+    n: u64,
+    worker: String,
+    partition: i32,
+    offset: i64,
+}
+
+#[faust::agent(concurrency = 2)]
+async fn track(mut items: Stream<Item>) -> faust::Result<()> {
+    let app_id = std::env::var("FAUST_ID").unwrap_or_default();
+    let worker = std::env::var("TEST_WORKER").unwrap_or_default();
+    let delay = std::env::var("TEST_DELAY_MS")
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .map(Duration::from_millis);
+    let out = format!("{app_id}-out");
+    while let Some(event) = items.next_event().await {
+        let item = event.value;
+        if item.fail {
+            return Err(faust::Error::msg(format!("item {} asked to fail", item.n)));
+        }
+        if item.panic {
+            panic!("item {} asked to panic", item.n);
+        }
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+        let processed = Processed {
+            n: item.n,
+            worker: worker.clone(),
+            partition: event.partition,
+            offset: event.offset,
+        };
+        faust::send(&out, Some(&item.n), &processed).await?;
+    }
+    Ok(())
+}
+
+/// Prints its arguments: a user-defined command.
+#[faust::command]
+async fn echo(args: Vec<String>) -> faust::Result<()> {
+    println!("echo: {}", args.join(" "));
+    Ok(())
+}
+
+faust::main!(id = "faust-test-app", partitions = 4);
