@@ -53,9 +53,11 @@ impl BrokerSpec {
             }
             match port.parse::<u16>() {
                 Ok(p) if p > 0 => hosts.push(format!("{host}:{p}")),
-                _ => return Err(format!(
+                _ => {
+                    return Err(format!(
                     "broker URL '{url}' has port '{port}', which is not a number from 1 to 65535"
-                )),
+                ))
+                }
             }
         }
         if hosts.is_empty() {

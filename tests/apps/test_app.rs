@@ -1,6 +1,6 @@
 //! The app the integration tests run as real worker processes.
 //!
-//! - `double` reads orders from `faust-test-orders` and forwards them, doubled, to its
+//! - `double` reads orders from `{app_id}-double` and forwards them, doubled, to its
 //!   sink `faust-test-doubled`.
 //! - `track` reads `{app_id}-track` (JSON `Item`s) and reports each one to `{app_id}-out`
 //!   with the name of the worker that processed it (`TEST_WORKER`). An item can ask to
@@ -16,7 +16,7 @@ struct Order {
     amount: i64,
 }
 
-#[faust::agent(topic = "faust-test-orders", sink = "faust-test-doubled")]
+#[faust::agent(sink = "faust-test-doubled")]
 async fn double(mut orders: Stream<Order>, doubled: Sink<Order>) -> faust::Result<()> {
     while let Some(order) = orders.next().await {
         doubled

@@ -1,0 +1,173 @@
+//! The command line of the test app, as documented in the README.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::{broker, create_topic, read_all, unique};
+
+fn app(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_faust-test-app"))
+        .args(args)
+        .env_remove("FAUST_BROKER")
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn help_lists_every_command_and_setting() {
+    let help = app(&["--help"]);
+    assert!(help.status.success());
+    for command in ["worker", "send", "agents", "tables", "echo"] {
+        assert!(
+            stdout(&help).contains(command),
+            "--help lacks {command}:\n{}",
+            stdout(&help)
+        );
+    }
+    let worker = app(&["worker", "--help"]);
+    assert!(worker.status.success());
+    for flag in [
+        "--broker",
+        "FAUST_BROKER",
+        "--partitions",
+        "--commit-interval",
+        "--loglevel",
+        "SIGTERM",
+    ] {
+        assert!(
+            stdout(&worker).contains(flag),
+            "worker --help lacks {flag}:\n{}",
+            stdout(&worker)
+        );
+    }
+    let version = app(&["--version"]);
+    assert_eq!(
+        stdout(&version).trim(),
+        format!("faust-test-app {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn agents_lists_topics_sinks_and_concurrency() {
+    let output = app(&["agents", "--id", "listing"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let double = text.lines().find(|l| l.starts_with("double")).unwrap();
+    assert!(
+        double.contains("listing-double") && double.contains("faust-test-doubled"),
+        "{double}"
+    );
+    let track = text.lines().find(|l| l.starts_with("track")).unwrap();
+    assert!(
+        track.contains("listing-track") && track.contains(" 2 "),
+        "agent topic defaults to {{id}}-{{name}}: {track}"
+    );
+}
+
+#[test]
+fn send_writes_to_a_topic_and_to_an_agent_by_name() {
+    let id = unique("send");
+    let topic = format!("{id}-track");
+    create_topic(&topic, 2);
+    let url = format!("kafka://{}", broker());
+    let to_topic = app(&[
+        "send",
+        &topic,
+        r#"{"n": 1}"#,
+        "--key",
+        "1",
+        "--partition",
+        "1",
+        "--broker",
+        &url,
+    ]);
+    assert!(to_topic.status.success(), "{}", stderr(&to_topic));
+    assert!(
+        stdout(&to_topic).contains("partition 1 offset 0"),
+        "{}",
+        stdout(&to_topic)
+    );
+    let to_agent = app(&[
+        "send",
+        "track",
+        r#"{"n": 2}"#,
+        "--repeat",
+        "3",
+        "--id",
+        &id,
+        "--broker",
+        &url,
+    ]);
+    assert!(to_agent.status.success(), "{}", stderr(&to_agent));
+    assert_eq!(stdout(&to_agent).lines().count(), 3);
+
+    let records = read_all(&topic);
+    assert_eq!(records.len(), 4);
+    let first = records
+        .iter()
+        .find(|r| r.partition == 1 && r.offset == 0)
+        .unwrap();
+    assert_eq!(first.key.as_deref(), Some(&b"1"[..]));
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r.json() == serde_json::json!({"n": 2}))
+            .count(),
+        3
+    );
+}
+
+#[test]
+fn mistakes_get_one_clear_error() {
+    let no_port = app(&["worker", "--broker", "kafka://localhost"]);
+    assert_eq!(no_port.status.code(), Some(2));
+    assert!(
+        stderr(&no_port).contains("has no port"),
+        "{}",
+        stderr(&no_port)
+    );
+
+    let partitions = app(&["worker", "--partitions", "0"]);
+    assert!(
+        stderr(&partitions).contains("at least 1"),
+        "{}",
+        stderr(&partitions)
+    );
+
+    let unreachable = app(&[
+        "worker",
+        "--broker",
+        "kafka://127.0.0.1:1",
+        "--id",
+        "nobody",
+    ]);
+    assert_eq!(unreachable.status.code(), Some(1));
+    let message = stderr(&unreachable);
+    assert!(
+        message.contains("could not reach the broker at 127.0.0.1:1"),
+        "{message}"
+    );
+
+    let no_broker = app(&["send", "somewhere", "x"]);
+    assert!(
+        stderr(&no_broker).contains("send needs a broker"),
+        "{}",
+        stderr(&no_broker)
+    );
+}
+
+#[test]
+fn user_commands_get_their_arguments() {
+    let output = app(&["echo", "a", "--b", "c"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output).trim(), "echo: a --b c");
+}

@@ -1,0 +1,303 @@
+//! Helpers for integration tests: the broker started by `scripts/broker.sh`, topics,
+//! producing and reading back with rdkafka, and worker processes of the test app.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::{
+    collections::HashMap,
+    fs::File,
+    path::PathBuf,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use rdkafka::{
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    consumer::{BaseConsumer, Consumer},
+    error::KafkaError,
+    producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer},
+    types::RDKafkaErrorCode,
+    ClientConfig, Message, Offset, TopicPartitionList,
+};
+
+/// The broker's `host:port`: `FAUST_TEST_BROKER`, or where `scripts/broker.sh` starts it.
+pub fn broker() -> String {
+    std::env::var("FAUST_TEST_BROKER").unwrap_or_else(|_| {
+        let port = std::env::var("FAUST_TEST_BROKER_PORT").unwrap_or_else(|_| "19092".into());
+        format!("127.0.0.1:{port}")
+    })
+}
+
+/// A name no earlier run used, so tests never share topics or consumer groups.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        % 1_000_000_000_000;
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+pub fn create_topic(name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .create()
+        .unwrap();
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = runtime()
+        .block_on(admin.create_topics([&topic], &options))
+        .unwrap_or_else(|e| panic!("cannot create topic {name} at {}: {e}; is the broker running (scripts/broker.sh start)?", broker()));
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => panic!("creating {topic}: {code}"),
+        }
+    }
+}
+
+/// A record to produce: optional key and value bytes.
+pub type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// Sends `(key, value)` records and waits for every delivery.
+///
+/// Each record goes in a batch of its own: tansu 0.6.0 answers a fetch from an offset
+/// inside a record batch with the *next* batch, silently skipping the rest of the batch
+/// (real Kafka returns the batch and the client skips ahead). A worker resuming from a
+/// committed offset would then skip records, so inputs here must not share batches.
+pub fn produce(topic: &str, records: &[KeyValue]) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .set("partitioner", "murmur2_random")
+        .set("batch.num.messages", "1")
+        .create()
+        .unwrap();
+    for (key, value) in records {
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
+        let mut record = record;
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err((e, _)) => panic!("producing to {topic}: {e}"),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    assert_eq!(
+        producer.in_flight_count(),
+        0,
+        "undelivered messages to {topic}"
+    );
+}
+
+/// JSON values with JSON keys.
+pub fn produce_json(topic: &str, records: &[(serde_json::Value, serde_json::Value)]) {
+    let bytes: Vec<_> = records
+        .iter()
+        .map(|(k, v)| {
+            (
+                Some(serde_json::to_vec(k).unwrap()),
+                Some(serde_json::to_vec(v).unwrap()),
+            )
+        })
+        .collect();
+    produce(topic, &bytes);
+}
+
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+}
+
+impl Record {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(self.value.as_deref().unwrap_or(b"null")).unwrap()
+    }
+}
+
+/// Every record of `topic`, read to the end each partition had when reached. The end
+/// comes from fetch responses (partition EOF), not ListOffsets, which tansu gets wrong.
+pub fn read_all(topic: &str) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("metadata for {topic}: {e}"));
+    let partitions = metadata.topics()[0].partitions().len() as i32;
+    assert!(partitions > 0, "topic {topic} has no partitions");
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&list).unwrap();
+    let mut records = Vec::new();
+    let mut at_end = vec![false; partitions as usize];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while at_end.iter().any(|e| !e) {
+        assert!(
+            Instant::now() < deadline,
+            "reading {topic} did not reach its end in 30 s"
+        );
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                records.push(Record {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().map(<[u8]>::to_vec),
+                });
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => at_end[p as usize] = true,
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    records
+}
+
+/// Polls `condition` every 200 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A worker process of the test app (or of another binary), logging to a file.
+pub struct Worker {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Worker {
+    /// `faust-test-app worker` with the given app id, worker name and environment.
+    pub fn start(app_id: &str, name: &str, env: &[(&str, &str)]) -> Worker {
+        let mut all: HashMap<&str, &str> = HashMap::from([
+            ("FAUST_ID", app_id),
+            ("TEST_WORKER", name),
+            ("FAUST_TOPIC_PARTITIONS", "4"),
+            ("FAUST_COMMIT_INTERVAL", "200ms"),
+        ]);
+        all.extend(env.iter().copied());
+        let broker = broker();
+        all.entry("FAUST_BROKER").or_insert(&broker);
+        Worker::spawn(
+            PathBuf::from(env!("CARGO_BIN_EXE_faust-test-app")),
+            &["worker"],
+            &all,
+            name,
+        )
+    }
+
+    pub fn spawn(program: PathBuf, args: &[&str], env: &HashMap<&str, &str>, name: &str) -> Worker {
+        let dir = std::env::temp_dir().join("faust-rs-tests");
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join(format!("{}.log", unique(name)));
+        let file = File::create(&log).unwrap();
+        let child = Command::new(&program)
+            .args(args)
+            .envs(env.iter())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        Worker { child, log }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`; panics with the log if it does not.
+    pub fn expect_log(&self, needle: &str, timeout: Duration) {
+        if !wait_until(timeout, || self.log().contains(needle)) {
+            panic!(
+                "worker log never said {needle:?} within {timeout:?}:\n{}",
+                self.log()
+            );
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits for the process to exit; panics with the log if it does not in time.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!("worker did not exit within {timeout:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, then expects a clean exit.
+    pub fn stop(&mut self) {
+        self.signal("TERM");
+        let status = self.wait_exit(Duration::from_secs(60));
+        assert!(
+            status.success(),
+            "worker exited with {status}:\n{}",
+            self.log()
+        );
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! Workers of the test app against the real broker (started by `scripts/broker.sh`).
+
+mod common;
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    time::Duration,
+};
+
+use common::{create_topic, produce, produce_json, read_all, unique, wait_until, Worker};
+use serde_json::json;
+
+const READY: Duration = Duration::from_secs(60);
+const DONE: Duration = Duration::from_secs(90);
+
+/// What `track` reported: n -> the workers that processed it (once per processing).
+fn processed(out: &str) -> BTreeMap<u64, Vec<String>> {
+    let mut seen: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for record in read_all(out) {
+        let value = record.json();
+        seen.entry(value["n"].as_u64().unwrap())
+            .or_default()
+            .push(value["worker"].as_str().unwrap().to_owned());
+    }
+    seen
+}
+
+fn items(range: std::ops::Range<u64>) -> Vec<(serde_json::Value, serde_json::Value)> {
+    range.map(|n| (json!(n), json!({ "n": n }))).collect()
+}
+
+/// The app's topics, created up front so records can be produced before a worker runs.
+fn track_topics(app: &str) -> (String, String) {
+    let (input, out) = (format!("{app}-track"), format!("{app}-out"));
+    create_topic(&input, 4);
+    create_topic(&out, 4);
+    (input, out)
+}
+
+#[test]
+fn an_agent_forwards_decoded_records_to_its_sink() {
+    let app = unique("sink");
+    let orders_topic = format!("{app}-double");
+    create_topic(&orders_topic, 4);
+    create_topic("faust-test-doubled", 4);
+    let mut worker = Worker::start(&app, "w", &[]);
+    worker.expect_log("worker ready", READY);
+
+    let nonce = unique("order");
+    let orders: Vec<_> = (0..50)
+        .map(|i| {
+            (
+                json!(format!("{nonce}-{i}")),
+                json!({ "id": format!("{nonce}-{i}"), "amount": i }),
+            )
+        })
+        .collect();
+    produce_json(&orders_topic, &orders);
+
+    let mut doubled = Vec::new();
+    let all_there = wait_until(DONE, || {
+        doubled = read_all("faust-test-doubled")
+            .into_iter()
+            .filter(|r| {
+                r.json()["id"]
+                    .as_str()
+                    .is_some_and(|id| id.starts_with(&nonce))
+            })
+            .collect();
+        doubled.len() >= 50
+    });
+    assert!(
+        all_there,
+        "{} of 50 doubled orders arrived:\n{}",
+        doubled.len(),
+        worker.log()
+    );
+    assert_eq!(doubled.len(), 50, "each order forwarded once");
+    for record in &doubled {
+        let value = record.json();
+        let i: i64 = value["id"]
+            .as_str()
+            .unwrap()
+            .rsplit('-')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(value["amount"], json!(i * 2));
+        let key: serde_json::Value =
+            serde_json::from_slice(record.key.as_deref().unwrap()).unwrap();
+        assert_eq!(key, value["id"], "the sink keeps the event's key");
+    }
+    worker.stop();
+}
+
+#[test]
+fn two_workers_split_a_topic_and_one_takes_over_when_the_other_stops() {
+    let app = unique("split");
+    let (input, out) = track_topics(&app);
+    let mut a = Worker::start(&app, "a", &[]);
+    a.expect_log("worker ready", READY);
+    let mut b = Worker::start(&app, "b", &[]);
+    b.expect_log("partitions assigned", READY);
+
+    produce_json(&input, &items(0..2000));
+    let mut seen = BTreeMap::new();
+    let done = wait_until(DONE, || {
+        seen = processed(&out);
+        seen.len() == 2000
+    });
+    assert!(
+        done,
+        "{} of 2000 processed\nA:\n{}\nB:\n{}",
+        seen.len(),
+        a.log(),
+        b.log()
+    );
+    let workers: HashSet<&String> = seen.values().flatten().collect();
+    assert_eq!(workers.len(), 2, "both workers took a share: {workers:?}");
+
+    b.stop();
+    produce_json(&input, &items(2000..4000));
+    let done = wait_until(DONE, || {
+        seen = processed(&out);
+        seen.len() == 4000
+    });
+    assert!(
+        done,
+        "{} of 4000 processed after B left\nA:\n{}",
+        seen.len(),
+        a.log()
+    );
+    for n in 2000..4000 {
+        assert_eq!(seen[&n], ["a"], "item {n} was processed by A alone, once");
+    }
+    a.stop();
+}
+
+#[test]
+fn a_warm_shutdown_under_load_commits_exactly_what_was_processed() {
+    let app = unique("warm");
+    let (input, out) = track_topics(&app);
+    produce_json(&input, &items(0..3000));
+
+    let slow = [("TEST_DELAY_MS", "2")];
+    let mut first = Worker::start(&app, "first", &slow);
+    first.expect_log("worker ready", READY);
+    let started = wait_until(DONE, || processed(&out).len() >= 300);
+    assert!(
+        started,
+        "the first worker processed too little:\n{}",
+        first.log()
+    );
+    first.stop();
+    let after_first = processed(&out).len();
+    assert!(
+        after_first < 3000,
+        "the stop should land mid-stream; raise the load"
+    );
+
+    let mut second = Worker::start(&app, "second", &[]);
+    let mut seen = BTreeMap::new();
+    let done = wait_until(DONE, || {
+        seen = processed(&out);
+        seen.len() == 3000
+    });
+    assert!(done, "{} of 3000 processed\n{}", seen.len(), second.log());
+    second.stop();
+
+    let seen = processed(&out);
+    let twice: Vec<_> = seen.iter().filter(|(_, w)| w.len() > 1).collect();
+    assert!(twice.is_empty(), "processed more than once: {twice:?}");
+    assert_eq!(seen.len(), 3000, "none skipped");
+}
+
+#[test]
+fn undecodable_messages_are_skipped_counted_and_the_rest_processed() {
+    let app = unique("poison");
+    let (input, out) = track_topics(&app);
+    let good = |n: u64| {
+        (
+            Some(n.to_string().into_bytes()),
+            Some(format!("{{\"n\": {n}}}").into_bytes()),
+        )
+    };
+    let mut records: Vec<_> = (0..10).map(good).collect();
+    // All to partition 0's key space is not needed: the worker reads every partition.
+    records.push((Some(b"1".to_vec()), Some(b"{not json".to_vec())));
+    records.push((
+        Some(b"2".to_vec()),
+        Some(br#"{"m": "wrong shape"}"#.to_vec()),
+    ));
+    records.push((Some(b"3".to_vec()), None));
+    records.extend((10..20).map(good));
+    produce(&input, &records);
+
+    let mut worker = Worker::start(&app, "w", &[]);
+    let done = wait_until(DONE, || processed(&out).len() == 20);
+    assert!(
+        done,
+        "the valid messages were not all processed:\n{}",
+        worker.log()
+    );
+    worker.stop();
+    let log = worker.log();
+    let skipped: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("cannot be decoded"))
+        .collect();
+    assert_eq!(skipped.len(), 3, "one warning per bad message:\n{log}");
+    assert!(
+        skipped
+            .iter()
+            .all(|l| l.contains("offset=") && l.contains(&input)),
+        "{skipped:?}"
+    );
+    assert!(
+        log.contains("decode_errors=3"),
+        "the counters report them:\n{log}"
+    );
+    assert_eq!(processed(&out).len(), 20, "nothing valid was lost");
+}
+
+#[test]
+fn a_failing_agent_is_logged_with_its_event_and_restarted() {
+    let app = unique("failing");
+    let (input, out) = track_topics(&app);
+    let mut records = items(0..10);
+    records.push((json!(100), json!({ "n": 100, "fail": true })));
+    records.push((json!(101), json!({ "n": 101, "panic": true })));
+    records.extend(items(10..20));
+    produce_json(&input, &records);
+
+    let mut worker = Worker::start(&app, "w", &[]);
+    let done = wait_until(DONE, || processed(&out).len() == 20);
+    assert!(
+        done,
+        "processing stalled after the failures:\n{}",
+        worker.log()
+    );
+    worker.stop();
+    let log = worker.log();
+    let failures: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("agent failed at"))
+        .collect();
+    assert_eq!(failures.len(), 2, "{log}");
+    assert!(
+        failures
+            .iter()
+            .any(|l| l.contains("item 100 asked to fail")),
+        "{failures:?}"
+    );
+    assert!(
+        failures
+            .iter()
+            .any(|l| l.contains("panicked: item 101 asked to panic")),
+        "{failures:?}"
+    );
+    assert!(
+        failures.iter().all(|l| l.contains(&format!("{input}["))),
+        "the event's position: {failures:?}"
+    );
+    assert!(
+        !processed(&out).contains_key(&100),
+        "the failing event is not reported as processed"
+    );
+}
+
+#[test]
+fn the_word_count_example_runs_on_the_embedded_broker() {
+    // cargo builds examples next to the test binaries: target/<profile>/examples/.
+    let deps = std::env::current_exe().unwrap();
+    let example = deps
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("word_count");
+    assert!(
+        example.exists(),
+        "{} missing: run the tests with cargo test/nextest, which build examples",
+        example.display()
+    );
+    let env = std::collections::HashMap::from([("FAUST_LOGLEVEL", "info")]);
+    let mut worker = Worker::spawn(example, &["worker"], &env, "word-count");
+    worker.expect_log("embedded in-process broker", READY);
+    // "the" occurs five times in the example's three sentences.
+    worker.expect_log("the: 5", DONE);
+    worker.signal("INT");
+    let status = worker.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "{status}:\n{}", worker.log());
+    assert!(worker.log().contains("worker stopped"));
+}
