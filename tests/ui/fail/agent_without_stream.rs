@@ -1,0 +1,6 @@
+#[faust::agent(topic = "orders")]
+async fn orders() -> faust::Result<()> {
+    Ok(())
+}
+
+fn main() {}

@@ -1,0 +1,1 @@
+faust::main!(id = "app", partitons = 4);

@@ -1,0 +1,1 @@
+faust::main!(partitions = 4);

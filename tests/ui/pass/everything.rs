@@ -1,0 +1,68 @@
+//! Every macro with every option, as a user would write them.
+
+use faust::prelude::*;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Order {
+    account: String,
+    amount: i64,
+}
+
+#[faust::table(name = "totals", default = 0, partitions = 4)]
+static TOTALS: Table<String, i64>;
+
+#[faust::table(global = true)]
+static SETTINGS: Table<String, String>;
+
+#[faust::agent(topic = ["orders", "more-orders"], name = "orders", concurrency = 4, sink = "large")]
+async fn process(mut orders: Stream<Order>, large: Sink<Order>) -> faust::Result<()> {
+    while let Some(event) = orders.next_event().await {
+        let _key: Option<String> = event.key_json()?;
+        if event.value.amount > 100 {
+            large.send(&event.value).await?;
+        }
+    }
+    Ok(())
+}
+
+#[faust::agent(codec = raw)]
+async fn raw(mut bytes: Stream<Vec<u8>>) -> faust::Result<()> {
+    while bytes.next().await.is_some() {}
+    Ok(())
+}
+
+#[faust::agent(topic = "lines", codec = "string", sink = ["a", "b"])]
+async fn lines(mut lines: Stream<String>, out: Sink<String>) -> faust::Result<()> {
+    while let Some(line) = lines.next().await {
+        out.send(&line).await?;
+    }
+    Ok(())
+}
+
+#[faust::task]
+async fn hello() -> faust::Result<()> {
+    faust::send("orders", Some(&"alice"), &Order { account: "alice".into(), amount: 3 }).await?;
+    Ok(())
+}
+
+/// Prints the tables' names.
+#[faust::command]
+async fn names() -> faust::Result<()> {
+    println!("{} {} {}", TOTALS.name(), SETTINGS.name(), TOTALS.default_value());
+    Ok(())
+}
+
+#[faust::command(name = "say", about = "Says its arguments")]
+async fn say(args: Vec<String>) -> faust::Result<()> {
+    println!("{}", args.join(" "));
+    Ok(())
+}
+
+// The generated main would print the CLI's help and exit 2 when trybuild runs it, so it
+// lives in a module here and the test's own main only checks that it exists.
+#[allow(dead_code)]
+mod generated {
+    faust::main!(id = "everything", partitions = 4, broker = "kafka://localhost:9092", commit_every = 100);
+}
+
+fn main() {}
