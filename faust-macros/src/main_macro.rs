@@ -44,7 +44,8 @@ pub fn expand(input: TokenStream) -> TokenStream {
             "faust::main! needs the app id: `faust::main!(id = \"my-app\")`",
         ));
         // A stand-in `main`, so the missing id is the only error.
-        return errors.finish(quote!(fn main() {}), TokenStream::new);
+        let stand_in = quote! { fn main() {} };
+        return errors.finish(stand_in, TokenStream::new);
     };
     errors.finish(TokenStream::new(), || {
         quote! {
