@@ -74,6 +74,45 @@ fn agents_lists_topics_sinks_and_concurrency() {
 }
 
 #[test]
+fn tables_lists_declared_tables_with_their_changelogs() {
+    let output = app(&["tables", "--id", "listing"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let seen = text
+        .lines()
+        .find(|l| l.starts_with("seen"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        seen.contains("listing-seen-changelog")
+            && seen.contains(" 4 ")
+            && seen.contains("u64 -> bool"),
+        "{seen}"
+    );
+}
+
+#[test]
+fn a_missing_topic_stops_the_worker_when_topic_creation_is_off() {
+    let url = format!("kafka://{}", broker());
+    let id = unique("strict");
+    let output = app(&[
+        "worker",
+        "--create-topics",
+        "false",
+        "--id",
+        &id,
+        "--broker",
+        &url,
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(message.contains("topic creation is off"), "{message}");
+    assert!(
+        message.contains(&format!("{id}-double")) && message.contains(&format!("{id}-track")),
+        "{message}"
+    );
+}
+
+#[test]
 fn send_writes_to_a_topic_and_to_an_agent_by_name() {
     let id = unique("send");
     let topic = format!("{id}-track");

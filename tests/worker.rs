@@ -269,6 +269,26 @@ fn a_failing_agent_is_logged_with_its_event_and_restarted() {
 }
 
 #[test]
+fn an_agent_that_keeps_failing_stops_the_worker_with_a_clear_error() {
+    let app = unique("crashloop");
+    let (input, _) = track_topics(&app);
+    let failing: Vec<_> = (0..30)
+        .map(|n| (json!(n), json!({ "n": n, "fail": true })))
+        .collect();
+    produce_json(&input, &failing);
+
+    let mut worker = Worker::start(&app, "w", &[]);
+    let status = worker.wait_exit(DONE);
+    assert_eq!(status.code(), Some(1), "{}", worker.log());
+    let log = worker.log();
+    let last = log.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: agent 'track' failed 11 times within 10s"),
+        "one clear last line: {last}\n{log}"
+    );
+}
+
+#[test]
 fn the_word_count_example_runs_on_the_embedded_broker() {
     // cargo builds examples next to the test binaries: target/<profile>/examples/.
     let deps = std::env::current_exe().unwrap();

@@ -34,9 +34,9 @@ pub enum Error {
         timeout: Duration,
     },
 
-    /// A topic the app consumes does not exist and topic creation is turned off.
-    #[error("topic '{topic}' does not exist and topic creation is off (create_topics = false); create it, or turn creation on with --create-topics / FAUST_CREATE_TOPICS=true")]
-    MissingTopic { topic: String },
+    /// Topics the app reads or writes do not exist and topic creation is turned off.
+    #[error("topic creation is off (create_topics = false) and these topics do not exist: {}; create them, or turn creation on with --create-topics true / FAUST_CREATE_TOPICS=true", topics.join(", "))]
+    MissingTopics { topics: Vec<String> },
 
     /// A value could not be encoded for sending.
     #[error("could not encode the value for '{target}': {message}")]

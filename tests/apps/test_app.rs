@@ -77,10 +77,15 @@ async fn track(mut items: Stream<Item>) -> faust::Result<()> {
     Ok(())
 }
 
+/// Declared so that the `tables` command has something to list.
+#[faust::table(name = "seen", partitions = 4)]
+static SEEN: Table<u64, bool>;
+
 /// Prints its arguments: a user-defined command.
 #[faust::command]
 async fn echo(args: Vec<String>) -> faust::Result<()> {
     println!("echo: {}", args.join(" "));
+    debug_assert_eq!(SEEN.name(), "seen");
     Ok(())
 }
 

@@ -87,8 +87,8 @@ async fn ensure_on_kafka(bootstrap: &str, specs: &[TopicSpec], create: bool) -> 
         return Ok(());
     }
     if !create {
-        return Err(Error::MissingTopic {
-            topic: missing[0].name.clone(),
+        return Err(Error::MissingTopics {
+            topics: missing.iter().map(|s| s.name.clone()).collect(),
         });
     }
     let new_topics: Vec<NewTopic<'_>> = missing
