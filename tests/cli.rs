@@ -75,18 +75,18 @@ fn agents_lists_topics_sinks_and_concurrency() {
 
 #[test]
 fn tables_lists_declared_tables_with_their_changelogs() {
-    let output = app(&["tables", "--id", "listing"]);
+    let output = app(&["tables", "--id", "listing", "--partitions", "4"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
-    let seen = text
+    let counts = text
         .lines()
-        .find(|l| l.starts_with("seen"))
+        .find(|l| l.starts_with("counts"))
         .unwrap_or_else(|| panic!("{text}"));
     assert!(
-        seen.contains("listing-seen-changelog")
-            && seen.contains(" 4 ")
-            && seen.contains("u64 -> bool"),
-        "{seen}"
+        counts.contains("listing-counts-changelog")
+            && counts.contains(" 4 ")
+            && counts.contains("String -> u64"),
+        "{counts}"
     );
 }
 

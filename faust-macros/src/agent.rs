@@ -65,9 +65,9 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             .map(|ty| generic_argument(ty))
             .unwrap_or_default();
         let stream_ty = param_types.first().copied();
-        let stream_arg = quote_spanned! {stream_ty.span()=> context.stream::<#codec, _>() };
+        let stream_arg = quote_spanned! {stream_ty.span()=> __faust_context.stream::<#codec, _>() };
         let sink_arg = param_types.get(1).map(|ty| {
-            quote_spanned! {ty.span()=> context.sink::<#codec, _>() }
+            quote_spanned! {ty.span()=> __faust_context.sink::<#codec, _>() }
         });
         let sink_arg = sink_arg.into_iter();
         let location = options::location(fn_name.span());
@@ -83,7 +83,7 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             #function
 
             const _: () = {
-                fn run(context: ::faust::__private::ActorContext) -> ::faust::registry::BoxFuture<::faust::Result<()>> {
+                fn __faust_run(__faust_context: ::faust::__private::ActorContext) -> ::faust::registry::BoxFuture<::faust::Result<()>> {
                     #boxed(async move {
                         let result = #fn_name(#stream_arg #(, #sink_arg)*).await;
                         #result_check
@@ -99,7 +99,7 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
                         codec: #codec_name,
                         value_type: #value_type,
                         location: #location,
-                        run,
+                        run: __faust_run,
                     }
                 }
             };

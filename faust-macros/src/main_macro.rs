@@ -18,7 +18,7 @@ pub fn expand(input: TokenStream) -> TokenStream {
                 e.span(),
                 "faust::main! takes `id = \"app-id\"` and `option = value` pairs",
             ));
-            return errors.finish(TokenStream::new(), TokenStream::new);
+            return errors.finish(quote! { fn main() {} }, TokenStream::new);
         }
     };
     let mut id = None;

@@ -10,7 +10,14 @@ use syn::{
 
 use crate::options::{self, Errors};
 
-const OPTIONS: &[&str] = &["name", "default", "partitions", "global"];
+const OPTIONS: &[&str] = &[
+    "name",
+    "default",
+    "partitions",
+    "global",
+    "store",
+    "use_partitioner",
+];
 
 /// `static NAME: Type;`, which is not a Rust item on its own, so parsed by hand.
 struct TableStatic {
@@ -71,6 +78,16 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         None => quote!(::core::option::Option::None),
     };
     let global = options.bool("global", &mut errors).unwrap_or(false);
+    let use_partitioner = options
+        .bool("use_partitioner", &mut errors)
+        .unwrap_or(false);
+    let store = options.string("store", &mut errors).unwrap_or_default();
+    if !store.is_empty() && store != "memory" && store != "rocksdb" {
+        errors.at(
+            options.get("store"),
+            "`store` is \"rocksdb\" (the default) or \"memory\"",
+        );
+    }
     let (key_type, value_type) = key_value_types(&table.ty);
     if key_value_types_missing(&table.ty) {
         errors.at(
@@ -94,16 +111,18 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         quote! {
             #(#attrs)*
             #vis static #ident: #ty = {
-                const DESCRIPTOR: ::faust::__private::TableDescriptor = ::faust::__private::TableDescriptor {
+                const __FAUST_TABLE: ::faust::__private::TableDescriptor = ::faust::__private::TableDescriptor {
                     name: #name,
                     key_type: #key_type,
                     value_type: #value_type,
                     partitions: #partitions,
                     global: #global,
+                    store: #store,
+                    use_partitioner: #use_partitioner,
                     location: #location,
                 };
-                ::faust::__private::inventory::submit! { DESCRIPTOR }
-                ::faust::Table::new(&DESCRIPTOR, #default)
+                ::faust::__private::inventory::submit! { __FAUST_TABLE }
+                ::faust::Table::new(&__FAUST_TABLE, #default)
             };
         }
     })

@@ -63,9 +63,9 @@ pub fn expand_command(args: TokenStream, item: TokenStream) -> TokenStream {
         let location = options::location(fn_name.span());
         let boxed = quote_spanned! {fn_name.span()=> ::faust::__private::boxed };
         let call = if takes_args {
-            quote!(#fn_name(args))
+            quote!(#fn_name(__faust_args))
         } else {
-            quote!({ let _ = args; #fn_name() })
+            quote!({ let _ = __faust_args; #fn_name() })
         };
         quote! {
             #function
@@ -75,7 +75,7 @@ pub fn expand_command(args: TokenStream, item: TokenStream) -> TokenStream {
                     name: #name,
                     about: #about,
                     location: #location,
-                    run: |args: ::std::vec::Vec<::std::string::String>| #boxed(#call),
+                    run: |__faust_args: ::std::vec::Vec<::std::string::String>| #boxed(#call),
                 }
             }
         }

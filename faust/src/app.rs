@@ -42,7 +42,8 @@ impl App {
         &self.registry
     }
 
-    /// Topics the app reads and writes: every agent's sources and sinks.
+    /// Topics the app reads and writes: every agent's sources and sinks, and every
+    /// table's compacted changelog.
     pub(crate) fn topics(&self) -> Vec<TopicSpec> {
         let mut names: Vec<String> = self
             .registry
@@ -56,14 +57,17 @@ impl App {
             .collect();
         names.sort();
         names.dedup();
-        names
-            .into_iter()
-            .map(|name| TopicSpec {
-                name,
-                partitions: self.config.topic_partitions,
-                compacted: false,
-            })
-            .collect()
+        let streams = names.into_iter().map(|name| TopicSpec {
+            name,
+            partitions: self.config.topic_partitions,
+            compacted: false,
+        });
+        let changelogs = self.registry.tables.iter().map(|t| TopicSpec {
+            name: t.changelog_topic(&self.config.id),
+            partitions: t.partitions.unwrap_or(self.config.topic_partitions),
+            compacted: true,
+        });
+        streams.chain(changelogs).collect()
     }
 
     /// Agent name -> the topic `send` writes to when given that name.

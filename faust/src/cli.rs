@@ -20,6 +20,7 @@ use crate::{
     config::{parse_app_id, parse_duration, parse_partitions, BrokerSpec, Config, OffsetReset},
     registry::{BoxFuture, Registry},
     sensors::Monitor,
+    tables::{tables_dir, RocksStore},
     transport::{
         broker::Broker,
         producer::{self, Producer, Sender},
@@ -29,7 +30,7 @@ use crate::{
 };
 
 /// Names the app's own commands may not take.
-pub const BUILTIN_COMMANDS: &[&str] = &["worker", "send", "agents", "tables", "help"];
+pub const BUILTIN_COMMANDS: &[&str] = &["worker", "send", "agents", "tables", "reset", "help"];
 
 /// What `#[faust::command]` registers: an async fn run by `<binary> <name> [args...]`.
 #[derive(Debug)]
@@ -150,8 +151,16 @@ enum Builtin {
     },
     /// List the registered agents with their topics, sinks, concurrency and codec.
     Agents,
-    /// List the declared tables.
+    /// List the declared tables: changelog, partitions, and the keys held in this
+    /// worker's datadir.
     Tables,
+    /// Delete this app's local table state (the datadir's tables); the next worker
+    /// rebuilds it from the changelogs.
+    Reset {
+        /// Do not ask for confirmation
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// The generated `main`: parses the command line, then runs the command. Returns the
@@ -219,10 +228,8 @@ fn run(builder: AppBuilder, name: &'static str, version: &'static str) -> Result
             print_agents(&app);
             Ok(())
         }
-        Builtin::Tables => {
-            print_tables(&app);
-            Ok(())
-        }
+        Builtin::Tables => print_tables(&app),
+        Builtin::Reset { yes } => reset(&app, yes),
         Builtin::Send {
             target,
             value,
@@ -301,30 +308,84 @@ fn print_agents(app: &App) {
     }
 }
 
-fn print_tables(app: &App) {
+fn print_tables(app: &App) -> Result<()> {
     let mut out = std::io::stdout().lock();
     if app.registry().tables.is_empty() {
         let _ = writeln!(out, "no tables declared");
-        return;
+        return Ok(());
     }
+    let dir = tables_dir(app);
     let _ = writeln!(
         out,
-        "{:<24} {:<40} {:>10}  key -> value",
-        "table", "changelog", "partitions"
+        "{:<20} {:<36} {:>10} {:>12} {:>10}  key -> value",
+        "table", "changelog", "partitions", "local parts", "local keys"
     );
     for table in &app.registry().tables {
         let partitions = table.partitions.unwrap_or(app.config().topic_partitions);
-        let kind = if table.global { " (global)" } else { "" };
+        let (mut held, mut keys) = (0, 0);
+        if table.store != "memory" {
+            for partition in 0..partitions {
+                let path = dir.join(format!("{}-{partition}", table.name));
+                if path.exists() {
+                    held += 1;
+                    keys += RocksStore::count_keys(&path)?;
+                }
+            }
+        }
+        let kind = match (table.global, table.store) {
+            (true, _) => " (global)",
+            (_, "memory") => " (memory)",
+            _ => "",
+        };
         let _ = writeln!(
             out,
-            "{:<24} {:<40} {:>10}  {} -> {}{kind}",
+            "{:<20} {:<36} {:>10} {:>12} {:>10}  {} -> {}{kind}",
             table.name,
-            format!("{}-{}-changelog", app.config().id, table.name),
+            table.changelog_topic(&app.config().id),
             partitions,
+            held,
+            keys,
             table.key_type,
             table.value_type,
         );
     }
+    Ok(())
+}
+
+fn reset(app: &App, yes: bool) -> Result<()> {
+    let dir = tables_dir(app);
+    if !dir.exists() {
+        println!("no local table state at {}", dir.display());
+        return Ok(());
+    }
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(Error::Config(format!(
+                "reset deletes {}; confirm with --yes",
+                dir.display()
+            )));
+        }
+        print!(
+            "Delete all local table state under {}? [y/N] ",
+            dir.display()
+        );
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        if !answer.trim().eq_ignore_ascii_case("y") {
+            println!("nothing deleted");
+            return Ok(());
+        }
+    }
+    std::fs::remove_dir_all(&dir).map_err(|e| Error::Io {
+        context: format!("deleting {}", dir.display()),
+        source: e,
+    })?;
+    println!(
+        "deleted {}; the next worker rebuilds the tables from their changelogs",
+        dir.display()
+    );
+    Ok(())
 }
 
 /// `--loglevel` on the command line wins; then `RUST_LOG`; then `FAUST_LOGLEVEL`; then info.

@@ -55,9 +55,31 @@ pub enum Error {
         last_error: String,
     },
 
+    /// The worker's own machinery failed (a thread died, the embedded broker stopped).
+    #[error("{0}")]
+    Worker(String),
+
     /// An error raised by user code (an agent, task or command).
     #[error("{0}")]
     User(String),
+
+    /// A table store's directory is held by another process.
+    #[error("the table store {path} is locked by another process ({message}); two workers probably share one datadir: give each worker its own --datadir")]
+    StoreLocked {
+        path: std::path::PathBuf,
+        message: String,
+    },
+
+    /// A table store failed.
+    #[error("table store {path}: {message}")]
+    Store {
+        path: std::path::PathBuf,
+        message: String,
+    },
+
+    /// A table was used wrongly (outside event processing, an unheld partition...).
+    #[error("{0}")]
+    Table(String),
 
     /// The local disk refused an operation.
     #[error("I/O error while {context}: {source}")]

@@ -1,7 +1,8 @@
 //! The Worker: the process-level runtime that drives an App's lifecycle.
 //!
-//! Start order: monitor, broker connection and topics, producer, agents, consumer, then
-//! tasks; "ready" is logged once agents run. The first SIGINT/SIGTERM starts a warm
+//! Start order: monitor, broker connection and topics (with the co-partitioning
+//! check), producer, tables, agents, consumer; "ready" is logged once the first
+//! assignment's tables are recovered, and tasks start then. The first SIGINT/SIGTERM starts a warm
 //! shutdown (stop fetching, let in-flight events finish, commit, flush the producer); a
 //! second one exits at once. A fatal error stops the worker the same way and is returned.
 
@@ -14,6 +15,7 @@ use crate::{
     agents::AgentManager,
     app::App,
     sensors::Monitor,
+    tables::{self, TableManager},
     transport::{
         broker::Broker,
         consumer::Consumer,
@@ -51,9 +53,10 @@ impl Worker {
         info!(app = %config.id, agents = app.registry().agents.len(), "starting worker");
 
         let broker = Broker::connect(config).await?;
-        broker
+        let partitions = broker
             .ensure_topics(&app.topics(), config.create_topics)
             .await?;
+        tables::check_copartitioning(&app, &partitions)?;
         let producer = Producer::connect(
             broker.bootstrap(),
             &format!("{}-producer", config.id),
@@ -64,28 +67,52 @@ impl Worker {
             agents: app.agent_targets(),
         });
 
+        let tables = Arc::new(TableManager::new(&app, &producer, broker.bootstrap())?);
+        tables::install(tables.clone());
+
         let (fatal, mut fatal_errors) = mpsc::unbounded_channel();
         let (agents, routes) = AgentManager::start(&app, &producer, &monitor, &fatal);
-        let consumer = Consumer::start(config, broker.bootstrap(), routes, monitor.clone())?;
-        info!(app = %config.id, "worker ready");
-        AgentManager::start_tasks(&app);
-
+        let consumer = Consumer::start(
+            config,
+            broker.bootstrap(),
+            routes,
+            monitor.clone(),
+            tables,
+            fatal.clone(),
+        )?;
+        let mut ready = consumer.ready.clone();
         let outcome = tokio::select! {
-            signal = shutdown_signal() => {
-                info!(signal, "warm shutdown: finishing in-flight events (send the signal again to exit at once)");
-                tokio::spawn(async {
-                    let signal = shutdown_signal().await;
-                    error!(signal, "second signal: exiting immediately");
-                    std::process::exit(130);
-                });
+            _ = ready.wait_for(|r| *r) => None,
+            signal = shutdown_signal() => Some(Ok(signal)),
+            Some(e) = fatal_errors.recv() => Some(Err(e)),
+        };
+        let outcome = match outcome {
+            None => {
+                info!(app = %config.id, "worker ready");
+                AgentManager::start_tasks(&app);
+                tokio::select! {
+                    signal = shutdown_signal() => Ok(signal),
+                    Some(e) = fatal_errors.recv() => Err(e),
+                }
+            }
+            Some(early) => early,
+        };
+        // A second signal, during the shutdown that follows, exits at once.
+        tokio::spawn(async {
+            let signal = shutdown_signal().await;
+            error!(signal, "second signal: exiting immediately");
+            std::process::exit(130);
+        });
+        let outcome = match outcome {
+            Ok(signal) => {
+                info!(signal, "warm shutdown: finishing the events being processed (send the signal again to exit at once)");
                 Ok(())
             }
-            Some(e) = fatal_errors.recv() => {
+            Err(e) => {
                 error!(error = %e, "fatal error: stopping the worker");
                 Err(e)
             }
         };
-
         // Stop fetching, let each actor finish the event it is on, then commit what was
         // acknowledged. Events still queued are not acknowledged, so they come back after
         // a restart: nothing is skipped and nothing processed is processed again.
@@ -96,6 +123,7 @@ impl Worker {
             warn!(error = %e, "some sent messages may not have been delivered");
         }
         producer::uninstall();
+        tables::uninstall();
         drop(producer); // before the broker, which may be the embedded one
         drop(broker);
         info!(counters = %monitor.counters(), "worker stopped");

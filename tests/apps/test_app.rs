@@ -5,6 +5,7 @@
 //! - `track` reads `{app_id}-track` (JSON `Item`s) and reports each one to `{app_id}-out`
 //!   with the name of the worker that processed it (`TEST_WORKER`). An item can ask to
 //!   fail or panic, to exercise supervision. `TEST_DELAY_MS` slows it down.
+//! - `count` counts words in the table `counts` and reports counts to `{app_id}-counted`.
 
 use std::time::Duration;
 
@@ -77,15 +78,47 @@ async fn track(mut items: Stream<Item>) -> faust::Result<()> {
     Ok(())
 }
 
-/// Declared so that the `tables` command has something to list.
-#[faust::table(name = "seen", partitions = 4)]
-static SEEN: Table<u64, bool>;
+/// word -> occurrences, kept by `count`.
+#[faust::table(name = "counts")]
+static COUNTS: Table<String, u64>;
+
+#[derive(Debug, Serialize)]
+struct Counted {
+    word: String,
+    count: u64,
+    worker: String,
+}
+
+/// Counts the words of `{app_id}-count` (keyed by word) in `COUNTS`, and reports each new
+/// count to `{app_id}-counted`.
+#[faust::agent]
+async fn count(mut words: Stream<String>) -> faust::Result<()> {
+    let app_id = std::env::var("FAUST_ID").unwrap_or_default();
+    let worker = std::env::var("TEST_WORKER").unwrap_or_default();
+    let delay = std::env::var("TEST_DELAY_MS")
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .map(Duration::from_millis);
+    let out = format!("{app_id}-counted");
+    while let Some(word) = words.next().await {
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+        let count = COUNTS.update(&word, |n| *n += 1)?;
+        let counted = Counted {
+            word: word.clone(),
+            count,
+            worker: worker.clone(),
+        };
+        faust::send(&out, Some(&word), &counted).await?;
+    }
+    Ok(())
+}
 
 /// Prints its arguments: a user-defined command.
 #[faust::command]
 async fn echo(args: Vec<String>) -> faust::Result<()> {
     println!("echo: {}", args.join(" "));
-    debug_assert_eq!(SEEN.name(), "seen");
     Ok(())
 }
 

@@ -1,7 +1,46 @@
-//! Tables: declarations from `#[faust::table]`. The registry and the declaration shape
-//! live here; stores, changelogs and recovery are the tables issue's to fill.
+//! Tables: partitioned key-value state that survives restarts and follows its
+//! partitions across workers.
+//!
+//! A table is partitioned like the topic that feeds it. Every write from an agent goes
+//! to the local store of the partition of the event being processed, and to the same
+//! partition of the table's compacted changelog topic `{app_id}-{table}-changelog`
+//! (JSON key and value, deletes as null: the format Python Faust writes). When a
+//! partition is assigned, the worker replays the changelog into the store before the
+//! agents see that partition's events.
+//!
+//! ```no_run
+//! use faust::prelude::*;
+//!
+//! #[faust::table(name = "word_counts", default = 0)]
+//! static COUNTS: Table<String, u64>;
+//!
+//! #[faust::agent(topic = "words")]
+//! async fn count(mut words: Stream<String>) -> faust::Result<()> {
+//!     while let Some(word) = words.next().await {
+//!         let n = COUNTS.update(&word, |n| *n += 1)?;
+//!         println!("{word}: {n}");
+//!     }
+//!     Ok(())
+//! }
+//! # faust::main!(id = "demo");
+//! ```
 
-use std::marker::PhantomData;
+mod manager;
+mod recovery;
+mod store;
+
+use std::{
+    marker::PhantomData,
+    sync::{Arc, RwLock},
+};
+
+use serde::{de::DeserializeOwned, Serialize};
+
+pub(crate) use manager::{check_copartitioning, tables_dir, TableManager};
+pub(crate) use store::RocksStore;
+
+use crate::{Error, Result};
+use manager::TableState;
 
 /// What `#[faust::table]` registers.
 #[derive(Debug)]
@@ -12,12 +51,25 @@ pub struct TableDescriptor {
     /// `None`: the app's default topic partitions.
     pub partitions: Option<i32>,
     pub global: bool,
+    /// `"memory"`, or `"rocksdb"` (the default).
+    pub store: &'static str,
+    /// Writes outside event processing go to the key's partition (murmur2, as Kafka's
+    /// default partitioner) instead of being refused.
+    pub use_partitioner: bool,
     pub location: &'static str,
 }
 
 inventory::collect!(TableDescriptor);
 
-/// A table of `K` to `V`, declared with `#[faust::table]`.
+impl TableDescriptor {
+    /// The changelog topic of this table in the app `app_id`.
+    pub fn changelog_topic(&self, app_id: &str) -> String {
+        format!("{app_id}-{}-changelog", self.name)
+    }
+}
+
+/// A table of `K` to `V`, declared with `#[faust::table]`. Keys and values are stored
+/// as JSON.
 pub struct Table<K, V> {
     descriptor: &'static TableDescriptor,
     default: fn() -> V,
@@ -46,9 +98,98 @@ impl<K, V> Table<K, V> {
     pub fn default_value(&self) -> V {
         (self.default)()
     }
+}
 
-    /// The changelog topic of this table in the app `app_id`.
-    pub fn changelog_topic(&self, app_id: &str) -> String {
-        format!("{app_id}-{}-changelog", self.descriptor.name)
+impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Table<K, V> {
+    /// The value for `key`, or `None` when it has none.
+    pub fn try_get(&self, key: &K) -> Result<Option<V>> {
+        let state = state(self.descriptor)?;
+        let key = encode(self.descriptor, "key", key)?;
+        match state.read(&key)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                Error::Table(format!(
+                    "table '{}' holds a value that is not a {}: {e}",
+                    self.descriptor.name, self.descriptor.value_type
+                ))
+            }),
+            None => Ok(None),
+        }
     }
+
+    /// The value for `key`, or the table's default when it has none.
+    pub fn get(&self, key: &K) -> Result<V> {
+        Ok(self.try_get(key)?.unwrap_or_else(self.default))
+    }
+
+    pub fn contains(&self, key: &K) -> Result<bool> {
+        Ok(self.try_get(key)?.is_some())
+    }
+
+    pub fn insert(&self, key: &K, value: &V) -> Result<()> {
+        let state = state(self.descriptor)?;
+        let key = encode(self.descriptor, "key", key)?;
+        let value = encode(self.descriptor, "value", value)?;
+        state.write(key, Some(value))
+    }
+
+    /// Changes the value for `key` in place (starting from the default when missing),
+    /// writes it, and returns it: `COUNTS.update(&word, |n| *n += 1)?`.
+    pub fn update(&self, key: &K, change: impl FnOnce(&mut V)) -> Result<V> {
+        let mut value = self.get(key)?;
+        change(&mut value);
+        self.insert(key, &value)?;
+        Ok(value)
+    }
+
+    pub fn remove(&self, key: &K) -> Result<()> {
+        let state = state(self.descriptor)?;
+        let key = encode(self.descriptor, "key", key)?;
+        state.write(key, None)
+    }
+
+    /// The keys of the partitions this worker holds.
+    pub fn local_keys(&self) -> Result<Vec<K>> {
+        let state = state(self.descriptor)?;
+        state
+            .local_keys()?
+            .iter()
+            .map(|bytes| {
+                serde_json::from_slice(bytes).map_err(|e| {
+                    Error::Table(format!(
+                        "table '{}' holds a key that is not a {}: {e}",
+                        self.descriptor.name, self.descriptor.key_type
+                    ))
+                })
+            })
+            .collect()
+    }
+}
+
+fn encode<T: Serialize>(descriptor: &TableDescriptor, what: &str, value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| Error::Encode {
+        target: format!("the {what} of table '{}'", descriptor.name),
+        message: e.to_string(),
+    })
+}
+
+/// The running worker's tables.
+static MANAGER: RwLock<Option<Arc<TableManager>>> = RwLock::new(None);
+
+pub(crate) fn install(manager: Arc<TableManager>) {
+    *MANAGER.write().unwrap_or_else(|e| e.into_inner()) = Some(manager);
+}
+
+pub(crate) fn uninstall() {
+    *MANAGER.write().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
+fn state(descriptor: &'static TableDescriptor) -> Result<Arc<TableState>> {
+    let manager = MANAGER.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let manager = manager.ok_or_else(|| {
+        Error::Table(format!(
+            "table '{}' is used outside a running worker; tables live in workers",
+            descriptor.name
+        ))
+    })?;
+    manager.table(descriptor.name)
 }

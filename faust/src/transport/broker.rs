@@ -2,7 +2,11 @@
 //! (librdkafka's in-process mock cluster) when none is configured; and the topics the
 //! app needs on it.
 
-use std::{collections::HashSet, sync::mpsc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{mpsc, Arc},
+    time::Duration,
+};
 
 use rdkafka::{
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
@@ -59,32 +63,46 @@ impl Broker {
         }
     }
 
-    /// Makes sure every topic in `specs` exists, creating missing ones when `create`.
-    pub(crate) async fn ensure_topics(&self, specs: &[TopicSpec], create: bool) -> Result<()> {
+    /// Makes sure every topic in `specs` exists, creating missing ones when `create`;
+    /// returns the partition count of each.
+    pub(crate) async fn ensure_topics(
+        &self,
+        specs: &[TopicSpec],
+        create: bool,
+    ) -> Result<HashMap<String, i32>> {
         match self {
             Broker::Kafka { bootstrap } => ensure_on_kafka(bootstrap, specs, create).await,
             Broker::Embedded(embedded) => {
                 for spec in specs {
                     embedded.create_topic(spec).await?;
                 }
-                Ok(())
+                Ok(specs
+                    .iter()
+                    .map(|s| (s.name.clone(), s.partitions))
+                    .collect())
             }
         }
     }
 }
 
-async fn ensure_on_kafka(bootstrap: &str, specs: &[TopicSpec], create: bool) -> Result<()> {
-    let admin: AdminClient<LogContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create_with_context(LogContext::default())
-        .map_err(|e| Error::kafka("creating the admin client", e))?;
-    let existing = existing_topics(&admin, bootstrap).await?;
+async fn ensure_on_kafka(
+    bootstrap: &str,
+    specs: &[TopicSpec],
+    create: bool,
+) -> Result<HashMap<String, i32>> {
+    let admin: Arc<AdminClient<LogContext>> = Arc::new(
+        ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .create_with_context(LogContext::default())
+            .map_err(|e| Error::kafka("creating the admin client", e))?,
+    );
+    let mut partitions = existing_topics(&admin, bootstrap).await?;
     let missing: Vec<&TopicSpec> = specs
         .iter()
-        .filter(|s| !existing.contains(&s.name))
+        .filter(|s| !partitions.contains_key(&s.name))
         .collect();
     if missing.is_empty() {
-        return Ok(());
+        return Ok(partitions);
     }
     if !create {
         return Err(Error::MissingTopics {
@@ -126,21 +144,25 @@ async fn ensure_on_kafka(bootstrap: &str, specs: &[TopicSpec], create: bool) -> 
             }
         }
     }
-    Ok(())
+    partitions.extend(missing.iter().map(|s| (s.name.clone(), s.partitions)));
+    Ok(partitions)
 }
 
 /// Names of the topics the broker knows, or a clear error when it does not answer.
 async fn existing_topics(
-    admin: &AdminClient<LogContext>,
+    admin: &Arc<AdminClient<LogContext>>,
     bootstrap: &str,
-) -> Result<HashSet<String>> {
+) -> Result<HashMap<String, i32>> {
+    let client = admin.clone();
     let metadata =
-        tokio::task::block_in_place(|| admin.inner().fetch_metadata(None, CONNECT_TIMEOUT));
+        tokio::task::spawn_blocking(move || client.inner().fetch_metadata(None, CONNECT_TIMEOUT))
+            .await
+            .map_err(|e| Error::Worker(format!("the metadata request was interrupted: {e}")))?;
     match metadata {
         Ok(metadata) => Ok(metadata
             .topics()
             .iter()
-            .map(|t| t.name().to_owned())
+            .map(|t| (t.name().to_owned(), t.partitions().len() as i32))
             .collect()),
         Err(rdkafka::error::KafkaError::MetadataFetch(code)) => Err(Error::Unreachable {
             broker: bootstrap.into(),
@@ -198,7 +220,7 @@ impl EmbeddedBroker {
             })?;
         let bootstrap = started
             .await
-            .map_err(|_| Error::Send("the embedded broker thread ended at start".into()))??;
+            .map_err(|_| Error::Worker("the embedded broker thread ended at start".into()))??;
         Ok(EmbeddedBroker {
             bootstrap,
             requests,
@@ -207,7 +229,7 @@ impl EmbeddedBroker {
 
     async fn create_topic(&self, spec: &TopicSpec) -> Result<()> {
         let (reply, answer) = oneshot::channel();
-        let gone = || Error::Send("the embedded broker has stopped".into());
+        let gone = || Error::Worker("the embedded broker has stopped".into());
         self.requests
             .send((spec.clone(), reply))
             .map_err(|_| gone())?;

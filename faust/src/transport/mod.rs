@@ -2,6 +2,7 @@
 
 pub(crate) mod broker;
 pub(crate) mod consumer;
+pub(crate) mod partitioner;
 pub mod producer;
 
 use std::{

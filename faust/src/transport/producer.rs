@@ -12,8 +12,9 @@ use std::{
 };
 
 use rdkafka::{
+    error::KafkaError,
     message::{Header as KafkaHeader, OwnedHeaders},
-    producer::{FutureProducer, FutureRecord, Producer as _},
+    producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _},
     types::RDKafkaErrorCode,
     util::Timeout,
     ClientConfig,
@@ -77,13 +78,7 @@ impl Producer {
             future = future.partition(partition);
         }
         if !record.headers.is_empty() {
-            let headers = record.headers.iter().fold(OwnedHeaders::new(), |hs, h| {
-                hs.insert(KafkaHeader {
-                    key: &h.key,
-                    value: h.value.as_deref(),
-                })
-            });
-            future = future.headers(headers);
+            future = future.headers(kafka_headers(record.headers));
         }
         match self.inner.send(future, Timeout::After(QUEUE_TIMEOUT)).await {
             Ok(delivery) => {
@@ -106,6 +101,43 @@ impl Producer {
         }
     }
 
+    /// Queues one record without waiting; the returned future resolves on delivery.
+    /// For synchronous callers (tables): a full queue is retried for up to 30 s.
+    pub(crate) fn enqueue(&self, topic: &str, record: Record<'_>) -> Result<DeliveryFuture> {
+        let mut future = FutureRecord::<[u8], [u8]>::to(topic);
+        if let Some(key) = record.key {
+            future = future.key(key);
+        }
+        if let Some(value) = record.value {
+            future = future.payload(value);
+        }
+        if let Some(partition) = record.partition {
+            future = future.partition(partition);
+        }
+        if !record.headers.is_empty() {
+            future = future.headers(kafka_headers(record.headers));
+        }
+        let deadline = std::time::Instant::now() + QUEUE_TIMEOUT;
+        loop {
+            match self.inner.send_result(future) {
+                Ok(delivery) => return Ok(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                    if std::time::Instant::now() < deadline =>
+                {
+                    future = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, _)) => {
+                    self.monitor.send_failed();
+                    return Err(Error::kafka(
+                        format!("queueing a record for topic '{topic}'"),
+                        e,
+                    ));
+                }
+            }
+        }
+    }
+
     /// Waits until every queued message is delivered, up to `timeout`.
     pub(crate) async fn flush(&self, timeout: Duration) -> Result<()> {
         let inner = self.inner.clone();
@@ -114,6 +146,15 @@ impl Producer {
             .map_err(|e| Error::Send(format!("the producer flush was interrupted: {e}")))?
             .map_err(|e| Error::kafka("flushing the producer", e))
     }
+}
+
+fn kafka_headers(headers: &[Header]) -> OwnedHeaders {
+    headers.iter().fold(OwnedHeaders::new(), |hs, h| {
+        hs.insert(KafkaHeader {
+            key: &h.key,
+            value: h.value.as_deref(),
+        })
+    })
 }
 
 /// What `send` needs from the running app: its producer, and agent names to resolve.

@@ -40,6 +40,25 @@ use crate::{
 /// How long one poll waits for a message before the loop checks commits and shutdown.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
+/// A component that follows the consumer's partitions (the tables).
+pub(crate) trait PartitionListener: Send + Sync {
+    /// Partitions were assigned; runs before any of their events are fetched, so state
+    /// can be recovered first. `committed` holds the group's committed offsets of the
+    /// assigned partitions (0 where nothing was committed).
+    fn assigned(
+        &self,
+        partitions: &[TopicPartition],
+        committed: &HashMap<TopicPartition, i64>,
+    ) -> Result<()>;
+    /// Makes the effects of every acknowledged event durable; runs before each commit.
+    fn flush(&self) -> Result<()>;
+    /// Partitions were revoked, after their final commit.
+    fn revoked(&self, partitions: &[TopicPartition]);
+}
+
+/// What the consumer reports to the worker when it cannot go on.
+pub(crate) type Fatal = UnboundedSender<Error>;
+
 /// One agent actor's inbox.
 pub(crate) type Inbox = UnboundedSender<Message>;
 
@@ -77,6 +96,8 @@ impl Routes {
 /// A running consumer. A warm stop is two steps: [`Consumer::stop_fetching`], then,
 /// once the agents finished their current events, [`Consumer::shutdown`].
 pub(crate) struct Consumer {
+    /// Turns true once the first assignment is complete (state recovered).
+    pub(crate) ready: tokio::sync::watch::Receiver<bool>,
     fetching: Arc<AtomicBool>,
     running: Arc<AtomicBool>,
     thread: JoinHandle<()>,
@@ -89,12 +110,20 @@ impl Consumer {
         bootstrap: &str,
         routes: Routes,
         monitor: Arc<Monitor>,
+        listener: Arc<dyn PartitionListener>,
+        fatal: Fatal,
     ) -> Result<Consumer> {
         let tracker = Arc::new(OffsetTracker::new(config.max_buffered_per_partition));
+        let fetching = Arc::new(AtomicBool::new(true));
+        let (ready_sender, ready) = tokio::sync::watch::channel(false);
         let context = GroupContext {
+            ready: ready_sender,
             tracker: tracker.clone(),
             drain_timeout: config.drain_timeout,
             log: KafkaLog::default(),
+            listener: listener.clone(),
+            fatal: fatal.clone(),
+            fetching: fetching.clone(),
         };
         let consumer: BaseConsumer<GroupContext> = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
@@ -115,13 +144,14 @@ impl Consumer {
             .map_err(|e| Error::kafka(format!("subscribing to {topics:?}"), e))?;
         info!(topics = ?topics, group = %config.id, "consumer subscribed");
 
-        let fetching = Arc::new(AtomicBool::new(true));
         let running = Arc::new(AtomicBool::new(true));
         let poller = Poller {
             consumer,
             routes,
             tracker,
             monitor,
+            listener,
+            fatal: fatal.clone(),
             fetching: fetching.clone(),
             running: running.clone(),
             commit_interval: config.commit_interval,
@@ -129,12 +159,22 @@ impl Consumer {
         };
         let thread = std::thread::Builder::new()
             .name("faust-consumer".into())
-            .spawn(move || poller.run())
+            .spawn(move || {
+                // A panic here must not leave the worker idling without a consumer.
+                let outcome =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| poller.run()));
+                if outcome.is_err() {
+                    let _ = fatal.send(Error::Worker(
+                        "the consumer thread panicked; see the log above".into(),
+                    ));
+                }
+            })
             .map_err(|e| Error::Io {
                 context: "starting the consumer thread".into(),
                 source: e,
             })?;
         Ok(Consumer {
+            ready,
             fetching,
             running,
             thread,
@@ -166,6 +206,8 @@ struct Poller {
     routes: Routes,
     tracker: Arc<OffsetTracker>,
     monitor: Arc<Monitor>,
+    listener: Arc<dyn PartitionListener>,
+    fatal: Fatal,
     fetching: Arc<AtomicBool>,
     running: Arc<AtomicBool>,
     commit_interval: Duration,
@@ -273,13 +315,19 @@ impl Poller {
         }
     }
 
+    /// Flushes table changes, then commits; a failed flush commits nothing and stops
+    /// the worker, since committing would lose the changes of acknowledged events.
     fn commit(&self, mode: CommitMode) {
-        commit_points(
-            &self.consumer,
-            &self.tracker,
-            self.tracker.commit_points(),
-            mode,
-        );
+        let points = self.tracker.commit_points();
+        if points.is_empty() {
+            return;
+        }
+        if let Err(e) = self.listener.flush() {
+            let _ = self.fatal.send(e);
+            self.running.store(false, Ordering::SeqCst);
+            return;
+        }
+        commit_points(&self.consumer, &self.tracker, points, mode);
     }
 
     fn pause_all(&self) {
@@ -302,7 +350,9 @@ impl Poller {
         }
         self.commit(CommitMode::Sync);
         // Everything is committed: leaving the group must not wait for events again.
+        let held: Vec<TopicPartition> = self.tracker.partitions();
         self.tracker.clear();
+        self.listener.revoked(&held);
         let Poller {
             consumer, routes, ..
         } = self;
@@ -363,9 +413,79 @@ fn describe(partitions: &[TopicPartition]) -> String {
 
 /// librdkafka callbacks: rebalances, commit results and client logs.
 struct GroupContext {
+    ready: tokio::sync::watch::Sender<bool>,
     tracker: Arc<OffsetTracker>,
     drain_timeout: Duration,
     log: KafkaLog,
+    listener: Arc<dyn PartitionListener>,
+    fatal: Fatal,
+    fetching: Arc<AtomicBool>,
+}
+
+impl GroupContext {
+    fn revoke(&self, consumer: &BaseConsumer<Self>, revoked: &[TopicPartition]) {
+        // Once fetching stopped, no actor takes new events: waiting would only stall.
+        let timeout = if self.fetching.load(Ordering::SeqCst) {
+            self.drain_timeout
+        } else {
+            Duration::ZERO
+        };
+        if !consumer.assignment_lost() && !self.tracker.wait_drained(Some(revoked), timeout) {
+            warn!(
+                in_flight = self.tracker.in_flight(Some(revoked)),
+                ?timeout,
+                "revoked partitions still have events in flight; their new owner will process them again"
+            );
+        }
+        let points: Vec<_> = revoked
+            .iter()
+            .filter_map(|tp| self.tracker.revoke(tp).map(|offset| (tp.clone(), offset)))
+            .collect();
+        if !points.is_empty() && !consumer.assignment_lost() {
+            match self.listener.flush() {
+                Ok(()) => commit_points(consumer, &self.tracker, points, CommitMode::Sync),
+                Err(e) => {
+                    let _ = self.fatal.send(e);
+                }
+            }
+        }
+        self.listener.revoked(revoked);
+    }
+
+    fn assign(&self, consumer: &BaseConsumer<Self>, list: &TopicPartitionList) {
+        let assigned = partitions(list);
+        let committed = match consumer.committed_offsets(list.clone(), Duration::from_secs(30)) {
+            Ok(committed) => committed
+                .elements()
+                .iter()
+                .map(|e| {
+                    let tp = TopicPartition {
+                        topic: Arc::from(e.topic()),
+                        partition: e.partition(),
+                    };
+                    let offset = match e.offset() {
+                        Offset::Offset(o) => o,
+                        _ => 0,
+                    };
+                    (tp, offset)
+                })
+                .collect(),
+            Err(e) => {
+                let _ = self
+                    .fatal
+                    .send(Error::kafka("reading the group's committed offsets", e));
+                return;
+            }
+        };
+        if let Err(e) = self.listener.assigned(&assigned, &committed) {
+            let _ = self.fatal.send(e);
+            return;
+        }
+        for tp in assigned {
+            self.tracker.assign(tp);
+        }
+        self.ready.send_replace(true);
+    }
 }
 
 impl ClientContext for GroupContext {
@@ -383,34 +503,35 @@ impl ConsumerContext for GroupContext {
         match rebalance {
             Rebalance::Revoke(list) => {
                 let revoked = partitions(list);
-                if revoked.is_empty() {
-                    return;
+                if !revoked.is_empty() {
+                    info!(partitions = %describe(&revoked), "partitions revoked; finishing their events in flight");
+                    self.revoke(consumer, &revoked);
                 }
-                info!(partitions = %describe(&revoked), "partitions revoked; finishing their events in flight");
-                if !self
-                    .tracker
-                    .wait_drained(Some(&revoked), self.drain_timeout)
-                {
-                    warn!(
-                        in_flight = self.tracker.in_flight(Some(&revoked)),
-                        timeout = ?self.drain_timeout,
-                        "revoked partitions still have events in flight; their new owner will process them again"
-                    );
-                }
-                let points = revoked
-                    .iter()
-                    .filter_map(|tp| self.tracker.revoke(tp).map(|offset| (tp.clone(), offset)))
-                    .collect();
-                commit_points(consumer, &self.tracker, points, CommitMode::Sync);
             }
             Rebalance::Assign(list) => {
-                let assigned = partitions(list);
-                info!(partitions = %describe(&assigned), "partitions assigned");
-                for tp in assigned {
-                    self.tracker.assign(tp);
-                }
+                info!(partitions = %describe(&partitions(list)), "partitions assigned");
+                self.assign(consumer, list);
             }
-            Rebalance::Error(e) => warn!(error = %e, "rebalance failed"),
+            Rebalance::Error(e) => {
+                // librdkafka drops the assignment: forget it here too.
+                warn!(error = %e, "rebalance failed; the partitions will be assigned again");
+                self.tracker.clear();
+            }
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        // librdkafka keeps an application pause across reassignment: undo a pause for
+        // back-pressure from before the rebalance, or pause if the worker is stopping.
+        if let Rebalance::Assign(list) = rebalance {
+            let result = if self.fetching.load(Ordering::SeqCst) {
+                consumer.resume(list)
+            } else {
+                consumer.pause(list)
+            };
+            if let Err(e) = result {
+                warn!(error = %e, "could not set the paused state of assigned partitions");
+            }
         }
     }
 

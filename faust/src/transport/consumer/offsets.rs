@@ -101,6 +101,11 @@ impl OffsetTracker {
         (Some(point) > partition.committed).then_some(point)
     }
 
+    /// The partitions currently assigned.
+    pub(crate) fn partitions(&self) -> Vec<TopicPartition> {
+        self.lock().partitions.keys().cloned().collect()
+    }
+
     /// Forgets every partition (after the final commit).
     pub(crate) fn clear(&self) {
         self.lock().partitions.clear();
@@ -198,7 +203,9 @@ impl OffsetTracker {
     /// Waits until nothing is in flight in the given partitions (all when `None`), or
     /// until `timeout`; returns whether they drained.
     pub(crate) fn wait_drained(&self, only: Option<&[TopicPartition]>, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now()
+            .checked_add(timeout)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600 * 24 * 365));
         let mut state = self.lock();
         loop {
             let busy = state

@@ -1,0 +1,336 @@
+//! The TableManager: opens each table's partition stores as the consumer is assigned
+//! partitions (recovering them from the changelog first), routes reads and writes to
+//! the store of the event's partition, makes changelog writes durable before the
+//! consumer commits, and closes stores on revocation.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex, RwLock},
+};
+
+use rdkafka::producer::DeliveryFuture;
+use tracing::info;
+
+use super::{
+    recovery::{self, Committed},
+    store::{Batch, MemoryStore, RocksStore, Store},
+    TableDescriptor,
+};
+use crate::{
+    app::App,
+    event::{self, Header},
+    transport::{
+        consumer::{PartitionListener, TopicPartition},
+        partitioner::partition_for_key,
+        producer::{Producer, Record},
+    },
+    Error, Result,
+};
+
+/// Headers on changelog records naming the event that caused them, so that recovery can
+/// leave out the effects of events the group has not committed (they will run again).
+pub(crate) const SOURCE_TOPIC: &str = "faust-source-topic";
+pub(crate) const SOURCE_PARTITION: &str = "faust-source-partition";
+pub(crate) const SOURCE_OFFSET: &str = "faust-source-offset";
+
+pub(crate) struct TableManager {
+    tables: Vec<Arc<TableState>>,
+    bootstrap: String,
+    runtime: tokio::runtime::Handle,
+}
+
+pub(crate) struct TableState {
+    pub(crate) descriptor: &'static TableDescriptor,
+    pub(crate) changelog: String,
+    pub(crate) partitions: i32,
+    memory: bool,
+    /// `{datadir}/{app_id}/tables`
+    dir: PathBuf,
+    producer: Producer,
+    held: RwLock<HashMap<i32, Arc<TablePartition>>>,
+}
+
+pub(crate) struct TablePartition {
+    pub(crate) partition: i32,
+    pub(crate) store: Box<dyn Store>,
+    /// Changelog records sent since the last flush.
+    pending: Mutex<Vec<DeliveryFuture>>,
+}
+
+/// Where an app's table stores live.
+pub(crate) fn tables_dir(app: &App) -> PathBuf {
+    app.config().datadir.join(&app.config().id).join("tables")
+}
+
+impl TableManager {
+    pub(crate) fn new(app: &App, producer: &Producer, bootstrap: &str) -> Result<TableManager> {
+        if let Some(global) = app.registry().tables.iter().find(|t| t.global) {
+            return Err(Error::Table(format!(
+                "table '{}' ({}) is declared `global = true`, and global tables are not \
+                 implemented yet; declare it without `global`",
+                global.name, global.location
+            )));
+        }
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| Error::Table("the table manager needs a running async runtime".into()))?;
+        let tables = app
+            .registry()
+            .tables
+            .iter()
+            .map(|&descriptor| {
+                Arc::new(TableState {
+                    descriptor,
+                    changelog: descriptor.changelog_topic(&app.config().id),
+                    partitions: descriptor
+                        .partitions
+                        .unwrap_or(app.config().topic_partitions),
+                    memory: descriptor.store == "memory",
+                    dir: tables_dir(app),
+                    producer: producer.clone(),
+                    held: RwLock::default(),
+                })
+            })
+            .collect();
+        Ok(TableManager {
+            tables,
+            bootstrap: bootstrap.to_owned(),
+            runtime,
+        })
+    }
+
+    pub(crate) fn table(&self, name: &str) -> Result<Arc<TableState>> {
+        self.tables
+            .iter()
+            .find(|t| t.descriptor.name == name)
+            .cloned()
+            .ok_or_else(|| Error::Table(format!("table '{name}' is not registered in this worker")))
+    }
+
+    /// Waits for every changelog record sent so far and records, in each store, the
+    /// next changelog offset to read.
+    fn flush_all(&self) -> Result<()> {
+        for table in &self.tables {
+            let held: Vec<_> = table.held().values().cloned().collect();
+            for partition in held {
+                let pending = std::mem::take(
+                    &mut *partition.pending.lock().unwrap_or_else(|e| e.into_inner()),
+                );
+                if pending.is_empty() {
+                    continue;
+                }
+                let mut last = None;
+                for delivery in pending {
+                    let offset = match self.runtime.block_on(delivery) {
+                        Ok(Ok(delivery)) => delivery.offset,
+                        Ok(Err((e, _))) => {
+                            return Err(Error::kafka(
+                                format!("writing to changelog '{}'", table.changelog),
+                                e,
+                            ))
+                        }
+                        Err(_) => {
+                            return Err(Error::Table(format!(
+                                "the producer stopped before changelog '{}' was written",
+                                table.changelog
+                            )))
+                        }
+                    };
+                    last = last.max(Some(offset));
+                }
+                partition.store.write(Batch {
+                    changelog_offset: last.map(|o| o + 1),
+                    ..Batch::default()
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PartitionListener for TableManager {
+    fn assigned(
+        &self,
+        assigned: &[TopicPartition],
+        committed: &HashMap<TopicPartition, i64>,
+    ) -> Result<()> {
+        let mut numbers: Vec<i32> = assigned.iter().map(|tp| tp.partition).collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        for table in &self.tables {
+            for &partition in &numbers {
+                if partition >= table.partitions || table.held().contains_key(&partition) {
+                    continue;
+                }
+                let store: Box<dyn Store> = if table.memory {
+                    Box::new(MemoryStore::default())
+                } else {
+                    Box::new(RocksStore::open(
+                        &table
+                            .dir
+                            .join(format!("{}-{partition}", table.descriptor.name)),
+                    )?)
+                };
+                let held = Arc::new(TablePartition {
+                    partition,
+                    store,
+                    pending: Mutex::default(),
+                });
+                let committed = Committed::for_partition(committed, partition);
+                recovery::recover(&self.bootstrap, table, &held, &committed)?;
+                table
+                    .held
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(partition, held);
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.flush_all()
+    }
+
+    fn revoked(&self, revoked: &[TopicPartition]) {
+        for table in &self.tables {
+            let mut held = table.held.write().unwrap_or_else(|e| e.into_inner());
+            for tp in revoked {
+                if held.remove(&tp.partition).is_some() {
+                    info!(
+                        table = table.descriptor.name,
+                        partition = tp.partition,
+                        "table partition closed"
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl TableState {
+    fn held(&self) -> std::sync::RwLockReadGuard<'_, HashMap<i32, Arc<TablePartition>>> {
+        self.held.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The partition a read or write of `key` goes to: the event's, or the key's.
+    fn partition_of(&self, key: &[u8], writing: bool) -> Result<(i32, Option<event::Position>)> {
+        if let Some(position) = event::current() {
+            return Ok((position.partition, Some(position)));
+        }
+        if writing && !self.descriptor.use_partitioner {
+            return Err(Error::Table(format!(
+                "table '{}' was written outside of event processing, so there is no event \
+                 partition to write to; write from an agent, or declare the table with \
+                 `use_partitioner = true` to send such writes to the key's partition",
+                self.descriptor.name
+            )));
+        }
+        Ok((partition_for_key(key, self.partitions), None))
+    }
+
+    fn held_partition(&self, partition: i32) -> Result<Arc<TablePartition>> {
+        self.held().get(&partition).cloned().ok_or_else(|| {
+            if partition >= self.partitions {
+                Error::Table(format!(
+                    "table '{}' has {} partitions but the event came from partition {partition}; \
+                     a table must have as many partitions as the topics that feed it",
+                    self.descriptor.name, self.partitions
+                ))
+            } else {
+                Error::Table(format!(
+                    "partition {partition} of table '{}' is not held by this worker",
+                    self.descriptor.name
+                ))
+            }
+        })
+    }
+
+    pub(crate) fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let (partition, _) = self.partition_of(key, false)?;
+        self.held_partition(partition)?.store.get(key)
+    }
+
+    pub(crate) fn write(&self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<()> {
+        let (partition, source) = self.partition_of(&key, true)?;
+        let held = self.held_partition(partition)?;
+        let headers = source
+            .as_ref()
+            .map(|p| {
+                vec![
+                    header(SOURCE_TOPIC, p.topic.as_bytes()),
+                    header(SOURCE_PARTITION, p.partition.to_string().as_bytes()),
+                    header(SOURCE_OFFSET, p.offset.to_string().as_bytes()),
+                ]
+            })
+            .unwrap_or_default();
+        let record = Record {
+            key: Some(&key),
+            value: value.as_deref(),
+            partition: Some(partition),
+            headers: &headers,
+        };
+        let delivery = self.producer.enqueue(&self.changelog, record)?;
+        held.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(delivery);
+        held.store.write(Batch {
+            writes: vec![(key, value)],
+            changelog_offset: None,
+            source: source.map(|p| (p.topic.to_string(), p.offset)),
+        })
+    }
+
+    pub(crate) fn local_keys(&self) -> Result<Vec<Vec<u8>>> {
+        let held: Vec<_> = self.held().values().cloned().collect();
+        let mut keys = Vec::new();
+        for partition in held {
+            keys.extend(partition.store.keys()?);
+        }
+        Ok(keys)
+    }
+}
+
+fn header(key: &str, value: &[u8]) -> Header {
+    Header {
+        key: key.to_owned(),
+        value: Some(value.to_vec()),
+    }
+}
+
+/// Refuses to start when a table and a topic that feeds the app disagree on partitions.
+pub(crate) fn check_copartitioning(
+    app: &App,
+    partition_counts: &HashMap<String, i32>,
+) -> Result<()> {
+    for &table in &app.registry().tables {
+        let partitions = table.partitions.unwrap_or(app.config().topic_partitions);
+        let changelog = table.changelog_topic(&app.config().id);
+        if let Some(&actual) = partition_counts.get(&changelog) {
+            if actual != partitions {
+                return Err(Error::Config(format!(
+                    "table '{}' is declared with {partitions} partitions but its changelog '{changelog}' \
+                     has {actual}; declare the table with partitions = {actual}, or recreate the changelog",
+                    table.name
+                )));
+            }
+        }
+        for agent in &app.registry().agents {
+            for topic in agent.source_topics(&app.config().id) {
+                match partition_counts.get(&topic) {
+                    Some(&actual) if actual != partitions => {
+                        return Err(Error::Config(format!(
+                            "table '{}' has {partitions} partitions but topic '{topic}' (read by agent \
+                             '{}') has {actual}; tables are partitioned like the topics that feed them, \
+                             so give both the same count (table `partitions = ...`, or repartition the topic)",
+                            table.name, agent.name
+                        )))
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(())
+}

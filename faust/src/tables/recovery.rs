@@ -1,0 +1,239 @@
+//! Rebuilding a table partition from its changelog.
+//!
+//! The store remembers the next changelog offset to read; recovery replays from there
+//! to the end of the partition as fetch responses report it (partition EOF), never from
+//! ListOffsets, which some brokers (tansu) answer wrongly. Records caused by events the
+//! group has not committed are left out: those events will be processed again, and
+//! applying their effects now would count them twice. A store holding such effects
+//! (after a crash) is rebuilt from the start of the changelog.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use rdkafka::{
+    consumer::{BaseConsumer, Consumer as _},
+    error::KafkaError,
+    message::{Headers as _, Message as _},
+    ClientConfig, Offset, TopicPartitionList,
+};
+use tracing::{info, warn};
+
+use super::{
+    manager::{TablePartition, TableState, SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC},
+    store::Batch,
+};
+use crate::{transport::consumer::TopicPartition, Error, Result};
+
+/// Recovery fails, rather than hangs, when the changelog yields nothing for this long.
+const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// Records applied per store write.
+const BATCH: usize = 1000;
+
+/// The group's committed offsets of the source partitions that feed one table partition.
+#[derive(Debug, Default)]
+pub(crate) struct Committed {
+    /// Source topic -> committed offset; a topic with no commit maps to 0.
+    by_topic: HashMap<String, i64>,
+}
+
+impl Committed {
+    pub(crate) fn for_partition(all: &HashMap<TopicPartition, i64>, partition: i32) -> Committed {
+        Committed {
+            by_topic: all
+                .iter()
+                .filter(|(tp, _)| tp.partition == partition)
+                .map(|(tp, offset)| (tp.topic.to_string(), *offset))
+                .collect(),
+        }
+    }
+
+    /// Whether a record caused by `topic`@`offset` reflects a committed event. Records
+    /// from topics this worker does not consume are kept.
+    fn includes(&self, topic: &str, offset: i64) -> bool {
+        self.by_topic
+            .get(topic)
+            .is_none_or(|committed| offset < *committed)
+    }
+}
+
+/// The source event a changelog record names in its headers, if any.
+fn source_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Option<(String, i64)> {
+    let headers = message.headers()?;
+    let mut topic = None;
+    let mut offset = None;
+    for header in headers.iter() {
+        let value = header.value.and_then(|v| std::str::from_utf8(v).ok());
+        match header.key {
+            SOURCE_TOPIC => topic = value.map(str::to_owned),
+            SOURCE_OFFSET => offset = value.and_then(|v| v.parse().ok()),
+            SOURCE_PARTITION => {}
+            _ => {}
+        }
+    }
+    Some((topic?, offset?))
+}
+
+pub(crate) fn recover(
+    bootstrap: &str,
+    table: &TableState,
+    held: &TablePartition,
+    committed: &Committed,
+) -> Result<()> {
+    let name = table.descriptor.name;
+    let partition = held.partition;
+    let started = Instant::now();
+    let checkpoint = held.store.checkpoint()?;
+    let mut from = checkpoint.changelog_offset.unwrap_or(0);
+    if let Some((topic, offset)) = checkpoint
+        .sources
+        .iter()
+        .find(|(topic, offset)| !committed.includes(topic, **offset))
+    {
+        warn!(
+            table = name,
+            partition,
+            "the store holds effects of {topic}@{offset}, which the group has not committed \
+             (the worker stopped abruptly); rebuilding it from the changelog"
+        );
+        held.store.clear()?;
+        from = 0;
+    }
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("{}-recovery", table.changelog))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest")
+        // The end of a partition shows as an empty fetch: don't let each wait long.
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .map_err(|e| Error::kafka("creating the recovery consumer", e))?;
+    let (low, high) = consumer
+        .fetch_watermarks(&table.changelog, partition, STALL_TIMEOUT)
+        .map_err(|e| Error::kafka(format!("reading the bounds of '{}'", table.changelog), e))?;
+    if from < low {
+        if from > 0 {
+            warn!(
+                table = name,
+                partition,
+                stored = from,
+                earliest = low,
+                "the changelog no longer holds the stored offset; rebuilding from its earliest record"
+            );
+            held.store.clear()?;
+        }
+        from = low;
+    }
+    // Only an estimate for progress reports: some brokers under-report the end here.
+    let estimated_total = (high - from).max(0);
+
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(&table.changelog, partition, Offset::Offset(from))
+        .map_err(|e| Error::kafka("preparing recovery", e))?;
+    consumer
+        .assign(&list)
+        .map_err(|e| Error::kafka(format!("reading changelog '{}'", table.changelog), e))?;
+
+    let (mut applied, mut skipped) = (0u64, 0u64);
+    let mut batch = Batch::default();
+    let mut last_progress = Instant::now();
+    let mut last_record = Instant::now();
+    loop {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                last_record = Instant::now();
+                let keep = source_of(&message)
+                    .is_none_or(|(topic, offset)| committed.includes(&topic, offset));
+                if let (true, Some(key)) = (keep, message.key()) {
+                    batch
+                        .writes
+                        .push((key.to_vec(), message.payload().map(<[u8]>::to_vec)));
+                    applied += 1;
+                } else {
+                    skipped += 1;
+                }
+                batch.changelog_offset = Some(message.offset() + 1);
+                if batch.writes.len() >= BATCH {
+                    held.store.write(std::mem::take(&mut batch))?;
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            Some(Err(e)) => warn!(table = name, partition, error = %e, "reading the changelog"),
+            None => {}
+        }
+        if last_record.elapsed() > STALL_TIMEOUT {
+            return Err(Error::Table(format!(
+                "recovery of table '{name}' partition {partition} received nothing from '{}' for {:?} \
+                 (at offset {}); is the broker reachable?",
+                table.changelog,
+                STALL_TIMEOUT,
+                batch.changelog_offset.unwrap_or(from)
+            )));
+        }
+        if last_progress.elapsed() >= PROGRESS_EVERY {
+            last_progress = Instant::now();
+            let done = applied + skipped;
+            let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
+            let total = estimated_total.max(done as i64);
+            let eta = (total - done as i64).max(0) as f64 / rate.max(1.0);
+            info!(
+                table = name,
+                partition,
+                done,
+                total,
+                rate = rate as u64,
+                eta_s = eta as u64,
+                "recovering"
+            );
+        }
+    }
+    held.store.write(batch)?;
+    info!(
+        table = name,
+        partition,
+        records = applied,
+        skipped,
+        from,
+        seconds = format!("{:.3}", started.elapsed().as_secs_f64()),
+        "table partition recovered"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn records_of_uncommitted_events_are_left_out() {
+        let tp = |topic: &str, partition| TopicPartition {
+            topic: Arc::from(topic),
+            partition,
+        };
+        let all = HashMap::from([
+            (tp("words", 0), 100),
+            (tp("words", 1), 7),
+            (tp("posts", 0), 0),
+        ]);
+        let committed = Committed::for_partition(&all, 0);
+        assert!(committed.includes("words", 99));
+        assert!(
+            !committed.includes("words", 100),
+            "not committed yet: will run again"
+        );
+        assert!(
+            !committed.includes("posts", 0),
+            "nothing of posts was committed"
+        );
+        assert!(
+            committed.includes("elsewhere", 5),
+            "unknown sources are kept"
+        );
+    }
+}

@@ -1,0 +1,298 @@
+//! Where a table partition's data lives: in memory, or in a RocksDB database of its
+//! own. Next to the data, each store keeps the next changelog offset to read and the
+//! source offsets whose effects it holds, written in the same batch as the data so that
+//! a crash can never separate them.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::{Path, PathBuf},
+    sync::Mutex,
+};
+
+use crate::{Error, Result};
+
+/// One atomic change to a store.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    /// Key -> new value, or `None` to delete.
+    pub(crate) writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// The next changelog offset to read, once these writes are applied.
+    pub(crate) changelog_offset: Option<i64>,
+    /// The source event these writes came from: (topic, offset).
+    pub(crate) source: Option<(String, i64)>,
+}
+
+/// What a store remembers besides its data.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Checkpoint {
+    pub(crate) changelog_offset: Option<i64>,
+    /// Source topic -> highest offset whose writes the store holds.
+    pub(crate) sources: HashMap<String, i64>,
+}
+
+pub(crate) trait Store: Send + Sync {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    fn write(&self, batch: Batch) -> Result<()>;
+    fn keys(&self) -> Result<Vec<Vec<u8>>>;
+    fn checkpoint(&self) -> Result<Checkpoint>;
+    /// Forgets the data and the checkpoint (before a rebuild from the changelog).
+    fn clear(&self) -> Result<()>;
+}
+
+/// A store that lives as long as the partition is held; rebuilt from the changelog on
+/// every assignment.
+#[derive(Default)]
+pub(crate) struct MemoryStore {
+    state: Mutex<MemoryState>,
+}
+
+type MemoryState = (BTreeMap<Vec<u8>, Vec<u8>>, Checkpoint);
+
+impl MemoryStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Store for MemoryStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.lock().0.get(key).cloned())
+    }
+
+    fn write(&self, batch: Batch) -> Result<()> {
+        let mut state = self.lock();
+        let (data, checkpoint) = &mut *state;
+        for (key, value) in batch.writes {
+            match value {
+                Some(value) => data.insert(key, value),
+                None => data.remove(&key),
+            };
+        }
+        if let Some(offset) = batch.changelog_offset {
+            checkpoint.changelog_offset = Some(offset);
+        }
+        if let Some((topic, offset)) = batch.source {
+            let seen = checkpoint.sources.entry(topic).or_insert(offset);
+            *seen = (*seen).max(offset);
+        }
+        Ok(())
+    }
+
+    fn keys(&self) -> Result<Vec<Vec<u8>>> {
+        Ok(self.lock().0.keys().cloned().collect())
+    }
+
+    fn checkpoint(&self) -> Result<Checkpoint> {
+        Ok(self.lock().1.clone())
+    }
+
+    fn clear(&self) -> Result<()> {
+        *self.lock() = Default::default();
+        Ok(())
+    }
+}
+
+// Key layout: data under `d` + key, metadata under `m` + name; both sort inside [a, z).
+const DATA: u8 = b'd';
+const CHANGELOG_OFFSET: &[u8] = b"m:changelog-offset";
+const SOURCE: &[u8] = b"m:source:";
+
+/// One RocksDB database per table partition.
+pub(crate) struct RocksStore {
+    db: rocksdb::DB,
+    path: PathBuf,
+}
+
+impl RocksStore {
+    pub(crate) fn open(path: &Path) -> Result<RocksStore> {
+        std::fs::create_dir_all(path).map_err(|e| Error::Io {
+            context: format!("creating the table directory {}", path.display()),
+            source: e,
+        })?;
+        let mut options = rocksdb::Options::default();
+        options.create_if_missing(true);
+        let db = rocksdb::DB::open(&options, path).map_err(|e| open_error(path, e))?;
+        Ok(RocksStore {
+            db,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Counts the keys of a store on disk without holding it open (for the CLI).
+    pub(crate) fn count_keys(path: &Path) -> Result<usize> {
+        let db = rocksdb::DB::open_for_read_only(&rocksdb::Options::default(), path, false)
+            .map_err(|e| open_error(path, e))?;
+        let count = db
+            .prefix_iterator([DATA])
+            .take_while(|item| item.as_ref().is_ok_and(|(k, _)| k.first() == Some(&DATA)))
+            .count();
+        Ok(count)
+    }
+
+    fn error(&self, doing: &str, e: rocksdb::Error) -> Error {
+        Error::Store {
+            path: self.path.clone(),
+            message: format!("{doing}: {e}"),
+        }
+    }
+}
+
+fn open_error(path: &Path, e: rocksdb::Error) -> Error {
+    let message = e.to_string();
+    if message.contains("lock") {
+        Error::StoreLocked {
+            path: path.to_owned(),
+            message,
+        }
+    } else {
+        Error::Store {
+            path: path.to_owned(),
+            message: format!("opening: {message}"),
+        }
+    }
+}
+
+fn data_key(key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 1);
+    k.push(DATA);
+    k.extend_from_slice(key);
+    k
+}
+
+impl Store for RocksStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.db
+            .get(data_key(key))
+            .map_err(|e| self.error("reading", e))
+    }
+
+    fn write(&self, batch: Batch) -> Result<()> {
+        let mut write = rocksdb::WriteBatch::default();
+        for (key, value) in &batch.writes {
+            match value {
+                Some(value) => write.put(data_key(key), value),
+                None => write.delete(data_key(key)),
+            }
+        }
+        if let Some(offset) = batch.changelog_offset {
+            write.put(CHANGELOG_OFFSET, offset.to_be_bytes());
+        }
+        if let Some((topic, offset)) = &batch.source {
+            let mut key = SOURCE.to_vec();
+            key.extend_from_slice(topic.as_bytes());
+            write.put(key, offset.to_be_bytes());
+        }
+        self.db.write(write).map_err(|e| self.error("writing", e))
+    }
+
+    fn keys(&self) -> Result<Vec<Vec<u8>>> {
+        let mut keys = Vec::new();
+        for item in self.db.prefix_iterator([DATA]) {
+            let (key, _) = item.map_err(|e| self.error("iterating", e))?;
+            if key.first() != Some(&DATA) {
+                break;
+            }
+            keys.push(key[1..].to_vec());
+        }
+        Ok(keys)
+    }
+
+    fn checkpoint(&self) -> Result<Checkpoint> {
+        let offset = |bytes: &[u8]| bytes.try_into().ok().map(i64::from_be_bytes);
+        let changelog_offset = self
+            .db
+            .get(CHANGELOG_OFFSET)
+            .map_err(|e| self.error("reading the checkpoint", e))?
+            .and_then(|b| offset(&b));
+        let mut sources = HashMap::new();
+        for item in self.db.prefix_iterator(SOURCE) {
+            let (key, value) = item.map_err(|e| self.error("reading the checkpoint", e))?;
+            let Some(topic) = key.strip_prefix(SOURCE) else {
+                break;
+            };
+            if let Some(o) = offset(&value) {
+                sources.insert(String::from_utf8_lossy(topic).into_owned(), o);
+            }
+        }
+        Ok(Checkpoint {
+            changelog_offset,
+            sources,
+        })
+    }
+
+    fn clear(&self) -> Result<()> {
+        let mut write = rocksdb::WriteBatch::default();
+        write.delete_range(&b"a"[..], &b"z"[..]);
+        self.db.write(write).map_err(|e| self.error("clearing", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exercise(store: &dyn Store) {
+        store
+            .write(Batch {
+                writes: vec![
+                    (b"\"a\"".to_vec(), Some(b"1".to_vec())),
+                    (b"\"b\"".to_vec(), Some(b"2".to_vec())),
+                ],
+                changelog_offset: Some(2),
+                source: Some(("words".into(), 41)),
+            })
+            .unwrap();
+        store
+            .write(Batch {
+                writes: vec![(b"\"b\"".to_vec(), None)],
+                changelog_offset: Some(3),
+                source: Some(("words".into(), 42)),
+            })
+            .unwrap();
+        assert_eq!(store.get(b"\"a\"").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(store.get(b"\"b\"").unwrap(), None);
+        assert_eq!(store.keys().unwrap(), vec![b"\"a\"".to_vec()]);
+        let checkpoint = store.checkpoint().unwrap();
+        assert_eq!(checkpoint.changelog_offset, Some(3));
+        assert_eq!(
+            checkpoint.sources,
+            HashMap::from([("words".to_owned(), 42)])
+        );
+        store.clear().unwrap();
+        assert_eq!(store.keys().unwrap(), Vec::<Vec<u8>>::new());
+        assert_eq!(store.checkpoint().unwrap(), Checkpoint::default());
+    }
+
+    #[test]
+    fn memory_store() {
+        exercise(&MemoryStore::default());
+    }
+
+    #[test]
+    fn rocksdb_store_persists_and_refuses_a_second_opener() {
+        let dir = std::env::temp_dir().join(format!("faust-store-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        {
+            let store = RocksStore::open(&dir).unwrap();
+            exercise(&store);
+            store
+                .write(Batch {
+                    writes: vec![(b"k".to_vec(), Some(b"v".to_vec()))],
+                    changelog_offset: Some(9),
+                    source: None,
+                })
+                .unwrap();
+            let err = RocksStore::open(&dir).err().unwrap().to_string();
+            assert!(
+                err.contains("locked") && err.contains(&dir.display().to_string()),
+                "{err}"
+            );
+        }
+        let reopened = RocksStore::open(&dir).unwrap();
+        assert_eq!(reopened.get(b"k").unwrap(), Some(b"v".to_vec()));
+        assert_eq!(reopened.checkpoint().unwrap().changelog_offset, Some(9));
+        assert_eq!(RocksStore::count_keys(&dir).unwrap(), 1);
+        drop(reopened);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
