@@ -157,7 +157,9 @@ fn a_killed_worker_loses_nothing_and_its_partitions_count_nothing_twice() {
     let mut a = start(&app, "a", &datadir("a"), &slow);
     a.expect_log("worker ready", READY);
     let b_dir = datadir("b");
-    let mut b = start(&app, "b", &b_dir, &slow);
+    let mut b_env = slow.to_vec();
+    b_env.push(("FAUST_INSTANCE_ID", "b"));
+    let mut b = start(&app, "b", &b_dir, &b_env);
     b.expect_log("worker ready", READY);
     a.expect_log("partitions revoked", READY);
 
@@ -172,11 +174,12 @@ fn a_killed_worker_loses_nothing_and_its_partitions_count_nothing_twice() {
     assert!(b_busy, "B never got going:\n{}", b.log());
     b.signal("KILL");
     b.wait_exit(Duration::from_secs(10));
-    // tansu 0.6.0 does not evict a member that died without leaving the group (it keeps
-    // assigning it partitions), so the killed worker is restarted on its datadir instead
-    // of waiting for its session to expire. Its store may hold effects of events the
-    // group never committed, which recovery must not count twice.
-    let mut b2 = start(&app, "b2", &b_dir, &slow);
+    // tansu 0.6.0 never evicts a member that died without leaving the group (it keeps
+    // assigning it partitions), so the killed worker comes back under the same static
+    // group membership (FAUST_INSTANCE_ID) and takes its partitions back, as a restarted
+    // pod would. Its store may hold effects of events the group never committed, which
+    // recovery must not count twice.
+    let mut b2 = start(&app, "b2", &b_dir, &b_env);
 
     let done = wait_until(DONE, || all_equal(&reported(&out), 40, 50));
     let counts = reported(&out);
@@ -256,4 +259,25 @@ fn a_changelog_written_by_python_faust_is_recovered() {
     let counts = reported(&out);
     assert_eq!(counts["apple"], 8, "recovered 7, then one more");
     assert_eq!(counts["pear"], 1, "the delete was applied");
+}
+
+#[test]
+fn a_write_outside_event_processing_is_refused_with_a_clear_error() {
+    let app = unique("outside");
+    count_topics(&app);
+    let mut worker = start(
+        &app,
+        "w",
+        &datadir("outside"),
+        &[("TEST_WRITE_OUTSIDE", "1")],
+    );
+    worker.expect_log("task failed", READY);
+    worker.stop();
+    let log = worker.log();
+    let failure = log.lines().find(|l| l.contains("task failed")).unwrap();
+    assert!(
+        failure.contains("table 'counts' was written outside of event processing")
+            && failure.contains("use_partitioner = true"),
+        "{failure}"
+    );
 }

@@ -20,7 +20,7 @@ use crate::{
     config::{parse_app_id, parse_duration, parse_partitions, BrokerSpec, Config, OffsetReset},
     registry::{BoxFuture, Registry},
     sensors::Monitor,
-    tables::{tables_dir, RocksStore},
+    tables::{count_keys, tables_dir},
     transport::{
         broker::Broker,
         producer::{self, Producer, Sender},
@@ -82,6 +82,9 @@ struct Settings {
     /// Create missing topics the app reads or writes (true), or refuse to start (false) [default: true]
     #[arg(long, global = true, env = "FAUST_CREATE_TOPICS", value_name = "BOOL")]
     create_topics: Option<bool>,
+    /// A stable identity in the consumer group (static membership): a worker restarted with the same id gets its partitions back without a rebalance
+    #[arg(long, global = true, env = "FAUST_INSTANCE_ID")]
+    instance_id: Option<String>,
     /// Log level; RUST_LOG gives finer control when this flag is not on the command line [default: info]
     #[arg(long, short = 'l', global = true, env = "FAUST_LOGLEVEL",
           value_parser = ["error", "warn", "info", "debug", "trace"])]
@@ -120,6 +123,9 @@ impl Settings {
         }
         if let Some(c) = self.create_topics {
             config.create_topics = c;
+        }
+        if let Some(instance) = self.instance_id {
+            config.instance_id = Some(instance);
         }
         config
     }
@@ -328,7 +334,7 @@ fn print_tables(app: &App) -> Result<()> {
                 let path = dir.join(format!("{}-{partition}", table.name));
                 if path.exists() {
                     held += 1;
-                    keys += RocksStore::count_keys(&path)?;
+                    keys += count_keys(&path)?;
                 }
             }
         }

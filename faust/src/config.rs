@@ -108,6 +108,10 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// The consumer-group session timeout: how soon a silent worker's partitions move.
     pub session_timeout: Duration,
+    /// A stable identity for this worker in the consumer group (Kafka static
+    /// membership): a worker restarted with the same id takes its place and partitions
+    /// back without a rebalance.
+    pub instance_id: Option<String>,
     /// How often an agent actor may fail before the worker stops.
     pub restart_limit: RestartLimit,
 }
@@ -128,6 +132,7 @@ impl Config {
             max_buffered_per_partition: 10_000,
             drain_timeout: Duration::from_secs(30),
             session_timeout: Duration::from_secs(10),
+            instance_id: None,
             restart_limit: RestartLimit::default(),
         }
     }

@@ -115,6 +115,16 @@ async fn count(mut words: Stream<String>) -> faust::Result<()> {
     Ok(())
 }
 
+/// With `TEST_WRITE_OUTSIDE=1`, writes to `counts` outside event processing, which a
+/// table without `use_partitioner` refuses.
+#[faust::task]
+async fn write_outside_events() -> faust::Result<()> {
+    if std::env::var("TEST_WRITE_OUTSIDE").is_ok_and(|v| v == "1") {
+        COUNTS.insert(&"outside".to_owned(), &1)?;
+    }
+    Ok(())
+}
+
 /// Prints its arguments: a user-defined command.
 #[faust::command]
 async fn echo(args: Vec<String>) -> faust::Result<()> {

@@ -14,7 +14,7 @@ use tracing::info;
 
 use super::{
     recovery::{self, Committed},
-    store::{Batch, MemoryStore, RocksStore, Store},
+    store::{self, Batch, Store},
     TableDescriptor,
 };
 use crate::{
@@ -162,15 +162,10 @@ impl PartitionListener for TableManager {
                 if partition >= table.partitions || table.held().contains_key(&partition) {
                     continue;
                 }
-                let store: Box<dyn Store> = if table.memory {
-                    Box::new(MemoryStore::default())
-                } else {
-                    Box::new(RocksStore::open(
-                        &table
-                            .dir
-                            .join(format!("{}-{partition}", table.descriptor.name)),
-                    )?)
-                };
+                let path = table
+                    .dir
+                    .join(format!("{}-{partition}", table.descriptor.name));
+                let store = store::open(table.memory, &path)?;
                 let held = Arc::new(TablePartition {
                     partition,
                     store,

@@ -37,7 +37,7 @@ use std::{
 use serde::{de::DeserializeOwned, Serialize};
 
 pub(crate) use manager::{check_copartitioning, tables_dir, TableManager};
-pub(crate) use store::RocksStore;
+pub(crate) use store::count_keys;
 
 use crate::{Error, Result};
 use manager::TableState;

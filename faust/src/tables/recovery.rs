@@ -96,7 +96,8 @@ pub(crate) fn recover(
             table = name,
             partition,
             "the store holds effects of {topic}@{offset}, which the group has not committed \
-             (the worker stopped abruptly); rebuilding it from the changelog"
+             (a worker stopped abruptly, or the broker lost the group's offsets); rebuilding it \
+             from the changelog"
         );
         held.store.clear()?;
         from = 0;

@@ -5,7 +5,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    path::{Path, PathBuf},
+    path::Path,
     sync::Mutex,
 };
 
@@ -37,6 +37,32 @@ pub(crate) trait Store: Send + Sync {
     fn checkpoint(&self) -> Result<Checkpoint>;
     /// Forgets the data and the checkpoint (before a rebuild from the changelog).
     fn clear(&self) -> Result<()>;
+}
+
+/// Opens the store of one table partition.
+pub(crate) fn open(memory: bool, path: &Path) -> Result<Box<dyn Store>> {
+    if memory {
+        return Ok(Box::new(MemoryStore::default()));
+    }
+    #[cfg(feature = "rocksdb")]
+    return Ok(Box::new(RocksStore::open(path)?));
+    #[cfg(not(feature = "rocksdb"))]
+    Err(Error::Table(format!(
+        "{} needs RocksDB, and faust was built without its `rocksdb` feature; enable it, or \
+         declare the table with store = \"memory\"",
+        path.display()
+    )))
+}
+
+/// The keys of the store on disk at `path`, without holding it open (for the CLI).
+pub(crate) fn count_keys(path: &Path) -> Result<usize> {
+    #[cfg(feature = "rocksdb")]
+    return RocksStore::count_keys(path);
+    #[cfg(not(feature = "rocksdb"))]
+    {
+        let _ = path;
+        Ok(0)
+    }
 }
 
 /// A store that lives as long as the partition is held; rebuilt from the changelog on
@@ -93,16 +119,21 @@ impl Store for MemoryStore {
 }
 
 // Key layout: data under `d` + key, metadata under `m` + name; both sort inside [a, z).
+#[cfg(feature = "rocksdb")]
 const DATA: u8 = b'd';
+#[cfg(feature = "rocksdb")]
 const CHANGELOG_OFFSET: &[u8] = b"m:changelog-offset";
+#[cfg(feature = "rocksdb")]
 const SOURCE: &[u8] = b"m:source:";
 
 /// One RocksDB database per table partition.
+#[cfg(feature = "rocksdb")]
 pub(crate) struct RocksStore {
     db: rocksdb::DB,
-    path: PathBuf,
+    path: std::path::PathBuf,
 }
 
+#[cfg(feature = "rocksdb")]
 impl RocksStore {
     pub(crate) fn open(path: &Path) -> Result<RocksStore> {
         std::fs::create_dir_all(path).map_err(|e| Error::Io {
@@ -118,8 +149,7 @@ impl RocksStore {
         })
     }
 
-    /// Counts the keys of a store on disk without holding it open (for the CLI).
-    pub(crate) fn count_keys(path: &Path) -> Result<usize> {
+    fn count_keys(path: &Path) -> Result<usize> {
         let db = rocksdb::DB::open_for_read_only(&rocksdb::Options::default(), path, false)
             .map_err(|e| open_error(path, e))?;
         let count = db
@@ -137,6 +167,7 @@ impl RocksStore {
     }
 }
 
+#[cfg(feature = "rocksdb")]
 fn open_error(path: &Path, e: rocksdb::Error) -> Error {
     let message = e.to_string();
     if message.contains("lock") {
@@ -152,6 +183,7 @@ fn open_error(path: &Path, e: rocksdb::Error) -> Error {
     }
 }
 
+#[cfg(feature = "rocksdb")]
 fn data_key(key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(key.len() + 1);
     k.push(DATA);
@@ -159,6 +191,7 @@ fn data_key(key: &[u8]) -> Vec<u8> {
     k
 }
 
+#[cfg(feature = "rocksdb")]
 impl Store for RocksStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.db
@@ -268,6 +301,7 @@ mod tests {
         exercise(&MemoryStore::default());
     }
 
+    #[cfg(feature = "rocksdb")]
     #[test]
     fn rocksdb_store_persists_and_refuses_a_second_opener() {
         let dir = std::env::temp_dir().join(format!("faust-store-test-{}", std::process::id()));

@@ -11,7 +11,7 @@ struct Order {
 #[faust::table(name = "totals", default = 0, partitions = 4)]
 static TOTALS: Table<String, i64>;
 
-#[faust::table(global = true)]
+#[faust::table(store = "memory", use_partitioner = true)]
 static SETTINGS: Table<String, String>;
 
 #[faust::agent(topic = ["orders", "more-orders"], name = "orders", concurrency = 4, sink = "large")]

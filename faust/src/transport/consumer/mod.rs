@@ -125,7 +125,12 @@ impl Consumer {
             fatal: fatal.clone(),
             fetching: fetching.clone(),
         };
-        let consumer: BaseConsumer<GroupContext> = ClientConfig::new()
+        let mut client = ClientConfig::new();
+        if let Some(instance) = &config.instance_id {
+            // Static membership: a restarted worker takes its old place without a rebalance.
+            client.set("group.instance.id", instance);
+        }
+        let consumer: BaseConsumer<GroupContext> = client
             .set("bootstrap.servers", bootstrap)
             .set("group.id", &config.id)
             .set("client.id", format!("{}-consumer", config.id))
