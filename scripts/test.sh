@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+scripts/install-deps.sh
 scripts/broker.sh install
 scripts/broker.sh start
 trap 'scripts/broker.sh stop' EXIT
