@@ -9,4 +9,4 @@ scripts/install-deps.sh
 scripts/broker.sh install
 scripts/broker.sh start
 trap 'scripts/broker.sh stop' EXIT
-cargo test --workspace "$@"
+cargo test --workspace --no-fail-fast "$@"

@@ -33,6 +33,7 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         .positive_int("concurrency", &mut errors)
         .unwrap_or(1) as usize;
     let (codec, codec_name) = codec(options.get("codec"), &mut errors);
+    check_topic_names(&options, &topics, &sinks, &name, fn_name, &mut errors);
 
     let params: Vec<&FnArg> = function.sig.inputs.iter().collect();
     match params.len() {
@@ -159,4 +160,28 @@ fn generic_argument(ty: &syn::Type) -> String {
         }
     }
     ty.to_token_stream().to_string().replace(' ', "")
+}
+
+/// Topic and agent names end up in Kafka topic names: check them here, not at run time.
+fn check_topic_names(
+    options: &options::Options,
+    topics: &[String],
+    sinks: &[String],
+    name: &str,
+    fn_name: &syn::Ident,
+    errors: &mut Errors,
+) {
+    let name = [name.to_owned()];
+    for (option, names) in [("topic", topics), ("sink", sinks), ("name", &name[..])] {
+        let at = options
+            .get(option)
+            .map_or_else(|| fn_name.to_token_stream(), ToTokens::to_token_stream);
+        for (i, topic) in names.iter().enumerate() {
+            if let Some(problem) = options::topic_name_problem(topic) {
+                errors.at(&at, format!("`{option}`: {problem}"));
+            } else if names[..i].contains(topic) {
+                errors.at(&at, format!("`{option}` lists '{topic}' twice"));
+            }
+        }
+    }
 }

@@ -215,3 +215,17 @@ pub fn check_async_fn(function: &syn::ItemFn, what: &str, errors: &mut Errors) {
         ));
     }
 }
+
+/// Why `name` cannot be (part of) a Kafka topic name, if it cannot.
+pub fn topic_name_problem(name: &str) -> Option<String> {
+    if name.len() > 249 {
+        return Some(format!("'{name}' is longer than Kafka's 249 characters"));
+    }
+    name.chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        .map(|c| {
+            format!(
+                "'{name}' contains '{c}'; Kafka topic names use letters, digits, '.', '_' and '-'"
+            )
+        })
+}

@@ -7,3 +7,9 @@ async fn orders(mut stream: Stream<String>) -> faust::Result<()> {
 }
 
 fn main() {}
+
+#[faust::agent(topic = ["my orders", "a", "a"], name = "bad/name")]
+async fn names(mut stream: Stream<String>) -> faust::Result<()> {
+    while stream.next().await.is_some() {}
+    Ok(())
+}
