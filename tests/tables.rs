@@ -281,3 +281,54 @@ fn a_write_outside_event_processing_is_refused_with_a_clear_error() {
         "{failure}"
     );
 }
+
+#[test]
+fn every_worker_reads_the_whole_global_table() {
+    let app = unique("global");
+    for topic in ["configure", "lookup", "looked-up"] {
+        create_topic(&format!("{app}-{topic}"), 4);
+    }
+    let mut a = start(&app, "a", &datadir("global-a"), &[]);
+    a.expect_log("worker ready", READY);
+    let mut b = start(&app, "b", &datadir("global-b"), &[]);
+    b.expect_log("worker ready", READY);
+    a.expect_log("partitions revoked", READY);
+
+    let settings: Vec<_> = (0..4)
+        .map(|i| {
+            (
+                json!(format!("s{i}")),
+                json!({ "key": format!("k{i}"), "value": format!("v{i}") }),
+            )
+        })
+        .collect();
+    produce_json(&format!("{app}-configure"), &settings);
+
+    // Lookups keyed all over the partitions reach both workers; each must answer every
+    // key with the value, whichever worker wrote it.
+    let mut round = 0;
+    let mut answered = std::collections::HashSet::new();
+    let done = wait_until(DONE, || {
+        let lookups: Vec<_> = (0..16)
+            .map(|i| (json!(format!("q{round}-{i}")), json!(format!("k{}", i % 4))))
+            .collect();
+        round += 1;
+        produce_json(&format!("{app}-lookup"), &lookups);
+        for record in read_all(&format!("{app}-looked-up")) {
+            let answer = record.json();
+            let key = answer["key"].as_str().unwrap().to_owned();
+            if answer["value"] == json!(key.replace('k', "v")) {
+                answered.insert((answer["worker"].as_str().unwrap().to_owned(), key));
+            }
+        }
+        answered.len() == 8
+    });
+    assert!(
+        done,
+        "correct answers: {answered:?}\nA:\n{}\nB:\n{}",
+        a.log(),
+        b.log()
+    );
+    a.stop();
+    b.stop();
+}

@@ -68,6 +68,7 @@ impl Worker {
         });
 
         let tables = Arc::new(TableManager::new(&app, &producer, broker.bootstrap())?);
+        tables.start_global_tables()?;
         tables::install(tables.clone());
 
         let (fatal, mut fatal_errors) = mpsc::unbounded_channel();
@@ -77,7 +78,7 @@ impl Worker {
             broker.bootstrap(),
             routes,
             monitor.clone(),
-            tables,
+            tables.clone(),
             fatal.clone(),
         )?;
         let mut ready = consumer.ready.clone();
@@ -119,6 +120,7 @@ impl Worker {
         consumer.stop_fetching();
         agents.stop(STOP_TIMEOUT).await;
         consumer.shutdown().await;
+        tables.stop_global_tables();
         if let Err(e) = producer.flush(STOP_TIMEOUT).await {
             warn!(error = %e, "some sent messages may not have been delivered");
         }

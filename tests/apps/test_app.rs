@@ -5,6 +5,7 @@
 //! - `track` reads `{app_id}-track` (JSON `Item`s) and reports each one to `{app_id}-out`
 //!   with the name of the worker that processed it (`TEST_WORKER`). An item can ask to
 //!   fail or panic, to exercise supervision. `TEST_DELAY_MS` slows it down.
+//! - `configure` and `lookup` write and read the global table `settings`.
 //! - `count` counts words in the table `counts` and reports counts to `{app_id}-counted`.
 
 use std::time::Duration;
@@ -111,6 +112,40 @@ async fn count(mut words: Stream<String>) -> faust::Result<()> {
             worker: worker.clone(),
         };
         faust::send(&out, Some(&word), &counted).await?;
+    }
+    Ok(())
+}
+
+/// Settings every worker holds whole.
+#[faust::table(name = "settings", global = true)]
+static SETTINGS: Table<String, String>;
+
+#[derive(Debug, Deserialize)]
+struct Setting {
+    key: String,
+    value: String,
+}
+
+/// Stores the settings sent to `{app_id}-configure` in the global table `settings`.
+#[faust::agent]
+async fn configure(mut settings: Stream<Setting>) -> faust::Result<()> {
+    while let Some(setting) = settings.next().await {
+        SETTINGS.insert(&setting.key, &setting.value)?;
+    }
+    Ok(())
+}
+
+/// Answers each setting key sent to `{app_id}-lookup` with the value this worker holds,
+/// on `{app_id}-looked-up`.
+#[faust::agent]
+async fn lookup(mut keys: Stream<String>) -> faust::Result<()> {
+    let app_id = std::env::var("FAUST_ID").unwrap_or_default();
+    let worker = std::env::var("TEST_WORKER").unwrap_or_default();
+    let out = format!("{app_id}-looked-up");
+    while let Some(key) = keys.next().await {
+        let value = SETTINGS.try_get(&key)?;
+        let answer = serde_json::json!({ "key": key, "value": value, "worker": worker });
+        faust::send(&out, None::<&str>, &answer).await?;
     }
     Ok(())
 }

@@ -219,6 +219,12 @@ impl Worker {
         all.extend(env.iter().copied());
         let broker = broker();
         all.entry("FAUST_BROKER").or_insert(&broker);
+        // Each worker gets its own datadir unless the test shares one on purpose.
+        let datadir = std::env::temp_dir()
+            .join("faust-rs-tests")
+            .join(unique(&format!("{name}-data")));
+        let datadir = datadir.to_string_lossy().into_owned();
+        all.entry("FAUST_DATADIR").or_insert(&datadir);
         Worker::spawn(
             PathBuf::from(env!("CARGO_BIN_EXE_faust-test-app")),
             &["worker"],

@@ -13,6 +13,7 @@ use rdkafka::producer::DeliveryFuture;
 use tracing::info;
 
 use super::{
+    global::Follower,
     recovery::{self, Committed},
     store::{self, Batch, Store},
     TableDescriptor,
@@ -38,6 +39,7 @@ pub(crate) struct TableManager {
     tables: Vec<Arc<TableState>>,
     bootstrap: String,
     runtime: tokio::runtime::Handle,
+    followers: Mutex<Vec<Follower>>,
 }
 
 pub(crate) struct TableState {
@@ -65,13 +67,6 @@ pub(crate) fn tables_dir(app: &App) -> PathBuf {
 
 impl TableManager {
     pub(crate) fn new(app: &App, producer: &Producer, bootstrap: &str) -> Result<TableManager> {
-        if let Some(global) = app.registry().tables.iter().find(|t| t.global) {
-            return Err(Error::Table(format!(
-                "table '{}' ({}) is declared `global = true`, and global tables are not \
-                 implemented yet; declare it without `global`",
-                global.name, global.location
-            )));
-        }
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| Error::Table("the table manager needs a running async runtime".into()))?;
         let tables = app
@@ -96,7 +91,38 @@ impl TableManager {
             tables,
             bootstrap: bootstrap.to_owned(),
             runtime,
+            followers: Mutex::default(),
         })
+    }
+
+    /// Recovers every partition of every global table, then follows their changelogs.
+    pub(crate) fn start_global_tables(&self) -> Result<()> {
+        for table in self.tables.iter().filter(|t| t.descriptor.global) {
+            for partition in 0..table.partitions {
+                let held = table.open(partition)?;
+                recovery::recover(&self.bootstrap, table, &held, &Committed::default())?;
+                table
+                    .held
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(partition, held);
+            }
+            let follower = Follower::start(&self.bootstrap, table.clone())?;
+            self.followers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(follower);
+        }
+        Ok(())
+    }
+
+    /// Stops following global tables' changelogs.
+    pub(crate) fn stop_global_tables(&self) {
+        let followers =
+            std::mem::take(&mut *self.followers.lock().unwrap_or_else(|e| e.into_inner()));
+        for follower in followers {
+            follower.stop();
+        }
     }
 
     pub(crate) fn table(&self, name: &str) -> Result<Arc<TableState>> {
@@ -120,6 +146,9 @@ impl TableManager {
                     continue;
                 }
                 let mut last = None;
+                // A global table's stores record the offset its follower applied: records
+                // of other workers may sit before this worker's own.
+                let global = table.descriptor.global;
                 for delivery in pending {
                     let offset = match self.runtime.block_on(delivery) {
                         Ok(Ok(delivery)) => delivery.offset,
@@ -138,10 +167,12 @@ impl TableManager {
                     };
                     last = last.max(Some(offset));
                 }
-                partition.store.write(Batch {
-                    changelog_offset: last.map(|o| o + 1),
-                    ..Batch::default()
-                })?;
+                if !global {
+                    partition.store.write(Batch {
+                        changelog_offset: last.map(|o| o + 1),
+                        ..Batch::default()
+                    })?;
+                }
             }
         }
         Ok(())
@@ -159,18 +190,13 @@ impl PartitionListener for TableManager {
         numbers.dedup();
         for table in &self.tables {
             for &partition in &numbers {
-                if partition >= table.partitions || table.held().contains_key(&partition) {
+                if table.descriptor.global
+                    || partition >= table.partitions
+                    || table.held().contains_key(&partition)
+                {
                     continue;
                 }
-                let path = table
-                    .dir
-                    .join(format!("{}-{partition}", table.descriptor.name));
-                let store = store::open(table.memory, &path)?;
-                let held = Arc::new(TablePartition {
-                    partition,
-                    store,
-                    pending: Mutex::default(),
-                });
+                let held = table.open(partition)?;
                 let committed = Committed::for_partition(committed, partition);
                 recovery::recover(&self.bootstrap, table, &held, &committed)?;
                 table
@@ -188,7 +214,7 @@ impl PartitionListener for TableManager {
     }
 
     fn revoked(&self, revoked: &[TopicPartition]) {
-        for table in &self.tables {
+        for table in self.tables.iter().filter(|t| !t.descriptor.global) {
             let mut held = table.held.write().unwrap_or_else(|e| e.into_inner());
             for tp in revoked {
                 if held.remove(&tp.partition).is_some() {
@@ -208,9 +234,29 @@ impl TableState {
         self.held.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    pub(crate) fn held_partitions(&self) -> Vec<(i32, Arc<TablePartition>)> {
+        self.held().iter().map(|(p, h)| (*p, h.clone())).collect()
+    }
+
+    /// Opens the store of one partition (not yet recovered).
+    fn open(&self, partition: i32) -> Result<Arc<TablePartition>> {
+        let path = self
+            .dir
+            .join(format!("{}-{partition}", self.descriptor.name));
+        Ok(Arc::new(TablePartition {
+            partition,
+            store: store::open(self.memory, &path)?,
+            pending: Mutex::default(),
+        }))
+    }
+
     /// The partition a read or write of `key` goes to: the event's, or the key's.
     fn partition_of(&self, key: &[u8], writing: bool) -> Result<(i32, Option<event::Position>)> {
-        if let Some(position) = event::current() {
+        let current = event::current();
+        if self.descriptor.global {
+            return Ok((partition_for_key(key, self.partitions), current));
+        }
+        if let Some(position) = current {
             return Ok((position.partition, Some(position)));
         }
         if writing && !self.descriptor.use_partitioner {
@@ -301,6 +347,9 @@ pub(crate) fn check_copartitioning(
 ) -> Result<()> {
     for &table in &app.registry().tables {
         let partitions = table.partitions.unwrap_or(app.config().topic_partitions);
+        if table.global {
+            continue; // every worker holds every partition: nothing to line up
+        }
         let changelog = table.changelog_topic(&app.config().id);
         if let Some(&actual) = partition_counts.get(&changelog) {
             if actual != partitions {

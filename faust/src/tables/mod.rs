@@ -25,6 +25,7 @@
 //! # faust::main!(id = "demo");
 //! ```
 
+mod global;
 mod manager;
 mod recovery;
 mod store;

@@ -1,0 +1,104 @@
+//! Global tables: every worker holds every partition, recovered at start, and follows
+//! the changelog for the writes of other workers. Reads stay local; writes go to the
+//! key's partition. A worker's own writes show at once; other workers' writes show as
+//! soon as their changelog records arrive (eventual consistency, as in Python Faust).
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use rdkafka::{
+    consumer::{BaseConsumer, Consumer as _},
+    message::Message as _,
+    ClientConfig, Offset, TopicPartitionList,
+};
+use tracing::{info, warn};
+
+use super::{manager::TableState, store::Batch};
+use crate::{transport::KafkaLog, Error, Result};
+
+/// Applies other workers' changelog records to a global table until stopped.
+pub(crate) struct Follower {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Follower {
+    /// Starts following every partition of `table` from where its stores are.
+    pub(crate) fn start(bootstrap: &str, table: Arc<TableState>) -> Result<Follower> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", format!("{}-follower", table.changelog))
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .map_err(|e| Error::kafka("creating the global table follower", e))?;
+        let mut list = TopicPartitionList::new();
+        for (partition, held) in table.held_partitions() {
+            let from = held.store.checkpoint()?.changelog_offset.unwrap_or(0);
+            list.add_partition_offset(&table.changelog, partition, Offset::Offset(from))
+                .map_err(|e| Error::kafka("preparing the global table follower", e))?;
+        }
+        consumer
+            .assign(&list)
+            .map_err(|e| Error::kafka(format!("following changelog '{}'", table.changelog), e))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("faust-follow-{}", table.descriptor.name))
+            .spawn(move || follow(&consumer, &table, &stopping))
+            .map_err(|e| Error::Io {
+                context: "starting the global table follower".into(),
+                source: e,
+            })?;
+        Ok(Follower { stop, thread })
+    }
+
+    pub(crate) fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if self.thread.join().is_err() {
+            warn!("a global table follower ended abnormally");
+        }
+    }
+}
+
+fn follow(consumer: &BaseConsumer, table: &TableState, stop: &AtomicBool) {
+    let log = KafkaLog::default();
+    info!(
+        table = table.descriptor.name,
+        "following the changelog of a global table"
+    );
+    while !stop.load(Ordering::SeqCst) {
+        let Some(result) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let message = match result {
+            Ok(message) => message,
+            Err(e) => {
+                log.error(&format!("following changelog '{}': {e}", table.changelog));
+                continue;
+            }
+        };
+        let Some(key) = message.key() else { continue };
+        let Some(held) = table
+            .held_partitions()
+            .into_iter()
+            .find(|(p, _)| *p == message.partition())
+        else {
+            continue;
+        };
+        let batch = Batch {
+            writes: vec![(key.to_vec(), message.payload().map(<[u8]>::to_vec))],
+            changelog_offset: Some(message.offset() + 1),
+            source: None,
+        };
+        if let Err(e) = held.1.store.write(batch) {
+            warn!(table = table.descriptor.name, error = %e, "could not apply a changelog record");
+        }
+    }
+}
