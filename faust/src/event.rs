@@ -40,6 +40,9 @@ impl<T> Event<T> {
 
 /// Receives acknowledgements; the consumer's offset tracker implements it.
 pub(crate) trait Acknowledge: Send + Sync {
+    /// An actor is about to process the event; `false` means its partition is being
+    /// revoked (or was), so the event must be dropped, unacknowledged, for the next owner.
+    fn begin(&self, topic: &Arc<str>, partition: i32, generation: u64, offset: i64) -> bool;
     fn acknowledge(&self, topic: &Arc<str>, partition: i32, generation: u64, offset: i64);
 }
 
@@ -72,6 +75,16 @@ impl Message {
             offset: self.offset,
             key: self.key.as_deref().map(Arc::from),
         }
+    }
+
+    /// Claims the message for processing; `false`: drop it, its partition moved on.
+    pub(crate) fn begin(&self) -> bool {
+        self.ack.sink.begin(
+            &self.topic,
+            self.partition,
+            self.ack.generation,
+            self.offset,
+        )
     }
 
     /// Marks this message as fully processed.

@@ -71,6 +71,9 @@ impl<T> Stream<T> {
                     message = inbox.recv() => message?,
                 }
             };
+            if !message.begin() {
+                continue; // its partition was revoked: the next owner processes it
+            }
             let payload = message.payload.take().unwrap_or_default();
             match (self.decode)(&payload) {
                 Ok(value) => {

@@ -435,11 +435,13 @@ impl GroupContext {
         } else {
             Duration::ZERO
         };
-        if !consumer.assignment_lost() && !self.tracker.wait_drained(Some(revoked), timeout) {
+        // Actors finish the events they started; queued ones stay uncommitted for the
+        // new owner, so a deep buffer never stalls the rebalance.
+        self.tracker.stop_starting(revoked);
+        if !consumer.assignment_lost() && !self.tracker.wait_started(revoked, timeout) {
             warn!(
-                in_flight = self.tracker.in_flight(Some(revoked)),
                 ?timeout,
-                "revoked partitions still have events in flight; their new owner will process them again"
+                "events of revoked partitions are still being processed; their new owner will process them again"
             );
         }
         let points: Vec<_> = revoked

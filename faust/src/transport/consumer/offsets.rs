@@ -27,6 +27,10 @@ struct PartitionState {
     generation: u64,
     /// Offset -> acknowledgements still owed (one per agent subscribed to the topic).
     in_flight: BTreeMap<i64, u32>,
+    /// Events an actor has started (and not yet acknowledged), by offset.
+    started: BTreeMap<i64, u32>,
+    /// Set when a revocation begins: actors take no further events of the partition.
+    revoking: bool,
     /// One past the highest offset handed out.
     next: Option<i64>,
     /// The last offset the broker confirmed as committed.
@@ -136,6 +140,12 @@ impl OffsetTracker {
         if partition.generation != generation {
             return;
         }
+        if let Some(started) = partition.started.get_mut(&offset) {
+            *started -= 1;
+            if *started == 0 {
+                partition.started.remove(&offset);
+            }
+        }
         let Some(owed) = partition.in_flight.get_mut(&offset) else {
             return;
         };
@@ -175,6 +185,56 @@ impl OffsetTracker {
         self.lock().acked_since_commit
     }
 
+    /// Stops handing out the events of `partitions` (a revocation began): events already
+    /// started still finish, queued ones are left for the partitions' next owner.
+    pub(crate) fn stop_starting(&self, partitions: &[TopicPartition]) {
+        let mut state = self.lock();
+        for tp in partitions {
+            if let Some(p) = state.partitions.get_mut(tp) {
+                p.revoking = true;
+            }
+        }
+        self.changed.notify_all();
+    }
+
+    fn begin(&self, tp: &TopicPartition, generation: u64, offset: i64) -> bool {
+        let mut state = self.lock();
+        match state.partitions.get_mut(tp) {
+            Some(p) if p.generation == generation && !p.revoking => {
+                *p.started.entry(offset).or_default() += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Waits until no started event of `partitions` is unfinished, or until `timeout`;
+    /// returns whether they finished.
+    pub(crate) fn wait_started(&self, partitions: &[TopicPartition], timeout: Duration) -> bool {
+        let deadline = Instant::now()
+            .checked_add(timeout)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600 * 24 * 365));
+        let mut state = self.lock();
+        loop {
+            let busy = state
+                .partitions
+                .iter()
+                .any(|(tp, p)| !p.started.is_empty() && partitions.contains(tp));
+            if !busy {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
     /// Paused partitions whose backlog has halved, now marked as resumed.
     pub(crate) fn take_resumable(&self) -> Vec<TopicPartition> {
         let low = self.max_in_flight / 2;
@@ -199,36 +259,17 @@ impl OffsetTracker {
             .map(|(_, p)| p.in_flight.len())
             .sum()
     }
-
-    /// Waits until nothing is in flight in the given partitions (all when `None`), or
-    /// until `timeout`; returns whether they drained.
-    pub(crate) fn wait_drained(&self, only: Option<&[TopicPartition]>, timeout: Duration) -> bool {
-        let deadline = Instant::now()
-            .checked_add(timeout)
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600 * 24 * 365));
-        let mut state = self.lock();
-        loop {
-            let busy = state
-                .partitions
-                .iter()
-                .any(|(tp, p)| !p.in_flight.is_empty() && only.is_none_or(|o| o.contains(tp)));
-            if !busy {
-                return true;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            state = self
-                .changed
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-    }
 }
 
 impl Acknowledge for OffsetTracker {
+    fn begin(&self, topic: &Arc<str>, partition: i32, generation: u64, offset: i64) -> bool {
+        let tp = TopicPartition {
+            topic: topic.clone(),
+            partition,
+        };
+        OffsetTracker::begin(self, &tp, generation, offset)
+    }
+
     fn acknowledge(&self, topic: &Arc<str>, partition: i32, generation: u64, offset: i64) {
         let tp = TopicPartition {
             topic: topic.clone(),
@@ -347,16 +388,52 @@ mod tests {
     }
 
     #[test]
-    fn waiting_for_drain_wakes_on_the_last_ack() {
+    fn a_revocation_waits_for_started_events_only() {
+        let tracker = Arc::new(OffsetTracker::new(100));
+        tracker.assign(tp(0));
+        let generations: Vec<u64> = (0..5).map(|o| deliver(&tracker, 0, o, 1)).collect();
+        let generation = generations[4];
+        let topic: Arc<str> = Arc::from("orders");
+        assert!(
+            Acknowledge::begin(&*tracker, &topic, 0, generation, 0),
+            "an actor starts offset 0"
+        );
+        tracker.stop_starting(&[tp(0)]);
+        assert!(
+            !Acknowledge::begin(&*tracker, &topic, 0, generation, 1),
+            "no new start once revoking"
+        );
+        assert!(
+            !tracker.wait_started(&[tp(0)], Duration::from_millis(10)),
+            "offset 0 still running"
+        );
+        tracker.acknowledge(&topic, 0, generation, 0);
+        assert!(tracker.wait_started(&[tp(0)], Duration::from_millis(10)));
+        assert_eq!(
+            tracker.revoke(&tp(0)),
+            Some(1),
+            "commit up to the first unstarted event"
+        );
+    }
+
+    #[test]
+    fn waiting_for_started_events_wakes_on_the_last_ack() {
         let tracker = Arc::new(OffsetTracker::new(100));
         tracker.assign(tp(0));
         let generation = deliver(&tracker, 0, 0, 1);
-        assert!(!tracker.wait_drained(None, Duration::from_millis(10)));
+        assert!(Acknowledge::begin(
+            &*tracker,
+            &Arc::from("orders"),
+            0,
+            generation,
+            0
+        ));
+        assert!(!tracker.wait_started(&[tp(0)], Duration::from_millis(10)));
         let acker = {
             let tracker = tracker.clone();
             std::thread::spawn(move || tracker.acknowledge(&Arc::from("orders"), 0, generation, 0))
         };
-        assert!(tracker.wait_drained(Some(&[tp(0)]), Duration::from_secs(10)));
+        assert!(tracker.wait_started(&[tp(0)], Duration::from_secs(10)));
         acker.join().unwrap();
     }
 }
