@@ -104,7 +104,7 @@ pub struct Config {
     pub create_topics: bool,
     /// A partition with this many events in flight is paused until half have been acknowledged.
     pub max_buffered_per_partition: usize,
-    /// How long a warm shutdown or a revocation waits for in-flight events.
+    /// How long a revocation waits for the events actors already started.
     pub drain_timeout: Duration,
     /// The consumer-group session timeout: how soon a silent worker's partitions move.
     pub session_timeout: Duration,
