@@ -210,3 +210,26 @@ fn user_commands_get_their_arguments() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(stdout(&output).trim(), "echo: a --b c");
 }
+
+#[test]
+fn reset_deletes_local_table_state_only_when_confirmed() {
+    let datadir = std::env::temp_dir()
+        .join("faust-rs-tests")
+        .join(unique("reset"));
+    let tables = datadir.join("resetting").join("tables").join("counts-0");
+    std::fs::create_dir_all(&tables).unwrap();
+    let dir = datadir.to_str().unwrap();
+
+    let refused = app(&["reset", "--id", "resetting", "--datadir", dir]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("confirm with --yes"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(tables.exists(), "nothing deleted without confirmation");
+
+    let confirmed = app(&["reset", "--yes", "--id", "resetting", "--datadir", dir]);
+    assert!(confirmed.status.success(), "{}", stderr(&confirmed));
+    assert!(!datadir.join("resetting").join("tables").exists());
+}

@@ -143,7 +143,7 @@ fn a_warm_shutdown_under_load_commits_exactly_what_was_processed() {
     let (input, out) = track_topics(&app);
     produce_json(&input, &items(0..3000));
 
-    let slow = [("TEST_DELAY_MS", "2")];
+    let slow = [("TEST_DELAY_MS", "2"), ("FAUST_LOGLEVEL", "debug")];
     let mut first = Worker::start(&app, "first", &slow);
     first.expect_log("worker ready", READY);
     let started = wait_until(DONE, || processed(&out).len() >= 300);
@@ -153,6 +153,19 @@ fn a_warm_shutdown_under_load_commits_exactly_what_was_processed() {
         first.log()
     );
     first.stop();
+    // 750 items per partition against a buffer of 64: the consumer must pause and resume.
+    assert!(
+        first
+            .log()
+            .contains("pausing a partition with a full buffer"),
+        "{}",
+        first.log()
+    );
+    assert!(
+        first.log().contains("resuming drained partitions"),
+        "{}",
+        first.log()
+    );
     let after_first = processed(&out).len();
     assert!(
         after_first < 3000,

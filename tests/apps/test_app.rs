@@ -18,6 +18,14 @@ struct Order {
     amount: i64,
 }
 
+/// `TEST_DELAY_MS`: how long `track` and `count` take per event.
+fn delay() -> Option<Duration> {
+    std::env::var("TEST_DELAY_MS")
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .map(Duration::from_millis)
+}
+
 #[faust::agent(sink = "faust-test-doubled")]
 async fn double(mut orders: Stream<Order>, doubled: Sink<Order>) -> faust::Result<()> {
     while let Some(order) = orders.next().await {
@@ -52,10 +60,7 @@ struct Processed {
 async fn track(mut items: Stream<Item>) -> faust::Result<()> {
     let app_id = std::env::var("FAUST_ID").unwrap_or_default();
     let worker = std::env::var("TEST_WORKER").unwrap_or_default();
-    let delay = std::env::var("TEST_DELAY_MS")
-        .ok()
-        .and_then(|d| d.parse().ok())
-        .map(Duration::from_millis);
+    let delay = delay();
     let out = format!("{app_id}-out");
     while let Some(event) = items.next_event().await {
         let item = event.value;
@@ -96,10 +101,7 @@ struct Counted {
 async fn count(mut words: Stream<String>) -> faust::Result<()> {
     let app_id = std::env::var("FAUST_ID").unwrap_or_default();
     let worker = std::env::var("TEST_WORKER").unwrap_or_default();
-    let delay = std::env::var("TEST_DELAY_MS")
-        .ok()
-        .and_then(|d| d.parse().ok())
-        .map(Duration::from_millis);
+    let delay = delay();
     let out = format!("{app_id}-counted");
     while let Some(word) = words.next().await {
         if let Some(delay) = delay {
@@ -167,4 +169,9 @@ async fn echo(args: Vec<String>) -> faust::Result<()> {
     Ok(())
 }
 
-faust::main!(id = "faust-test-app", partitions = 4);
+// A small buffer, so that back-pressure (pause and resume) happens in every test.
+faust::main!(
+    id = "faust-test-app",
+    partitions = 4,
+    max_buffered_per_partition = 64
+);

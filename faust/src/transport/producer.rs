@@ -67,19 +67,7 @@ impl Producer {
 
     /// Sends one record to `topic` and waits until the broker has it.
     pub async fn send_record(&self, topic: &str, record: Record<'_>) -> Result<Delivered> {
-        let mut future = FutureRecord::<[u8], [u8]>::to(topic);
-        if let Some(key) = record.key {
-            future = future.key(key);
-        }
-        if let Some(value) = record.value {
-            future = future.payload(value);
-        }
-        if let Some(partition) = record.partition {
-            future = future.partition(partition);
-        }
-        if !record.headers.is_empty() {
-            future = future.headers(kafka_headers(record.headers));
-        }
+        let future = record.to_kafka(topic);
         match self.inner.send(future, Timeout::After(QUEUE_TIMEOUT)).await {
             Ok(delivery) => {
                 self.monitor.message_sent();
@@ -104,19 +92,7 @@ impl Producer {
     /// Queues one record without waiting; the returned future resolves on delivery.
     /// For synchronous callers (tables): a full queue is retried for up to 30 s.
     pub(crate) fn enqueue(&self, topic: &str, record: Record<'_>) -> Result<DeliveryFuture> {
-        let mut future = FutureRecord::<[u8], [u8]>::to(topic);
-        if let Some(key) = record.key {
-            future = future.key(key);
-        }
-        if let Some(value) = record.value {
-            future = future.payload(value);
-        }
-        if let Some(partition) = record.partition {
-            future = future.partition(partition);
-        }
-        if !record.headers.is_empty() {
-            future = future.headers(kafka_headers(record.headers));
-        }
+        let mut future = record.to_kafka(topic);
         let deadline = std::time::Instant::now() + QUEUE_TIMEOUT;
         loop {
             match self.inner.send_result(future) {
@@ -145,6 +121,25 @@ impl Producer {
             .await
             .map_err(|e| Error::Send(format!("the producer flush was interrupted: {e}")))?
             .map_err(|e| Error::kafka("flushing the producer", e))
+    }
+}
+
+impl<'a> Record<'a> {
+    fn to_kafka(&self, topic: &'a str) -> FutureRecord<'a, [u8], [u8]> {
+        let mut future = FutureRecord::<[u8], [u8]>::to(topic);
+        if let Some(key) = self.key {
+            future = future.key(key);
+        }
+        if let Some(value) = self.value {
+            future = future.payload(value);
+        }
+        if let Some(partition) = self.partition {
+            future = future.partition(partition);
+        }
+        if !self.headers.is_empty() {
+            future = future.headers(kafka_headers(self.headers));
+        }
+        future
     }
 }
 
