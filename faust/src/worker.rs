@@ -126,7 +126,9 @@ impl Worker {
         }
         producer::uninstall();
         tables::uninstall();
-        drop(producer); // before the broker, which may be the embedded one
+        // Every client before the broker, which may be the embedded one.
+        drop(tables);
+        drop(producer);
         drop(broker);
         info!(counters = %monitor.counters(), "worker stopped");
         outcome

@@ -14,12 +14,15 @@ use std::{
 
 use rdkafka::{
     consumer::{BaseConsumer, Consumer as _},
-    message::Message as _,
+    message::{Headers as _, Message as _},
     ClientConfig, Offset, TopicPartitionList,
 };
 use tracing::{info, warn};
 
-use super::{manager::TableState, store::Batch};
+use super::{
+    manager::{TableState, WRITER},
+    store::Batch,
+};
 use crate::{transport::KafkaLog, Error, Result};
 
 /// Applies other workers' changelog records to a global table until stopped.
@@ -85,6 +88,14 @@ fn follow(consumer: &BaseConsumer, table: &TableState, stop: &AtomicBool) {
             }
         };
         let Some(key) = message.key() else { continue };
+        // This worker's own writes are in its store already; applying their echo
+        // later could roll back a newer local write.
+        let own = message.headers().is_some_and(|headers| {
+            headers
+                .iter()
+                .any(|h| h.key == WRITER && h.value == Some(table.writer.as_bytes()))
+        });
+
         let Some(held) = table
             .held_partitions()
             .into_iter()
@@ -92,8 +103,13 @@ fn follow(consumer: &BaseConsumer, table: &TableState, stop: &AtomicBool) {
         else {
             continue;
         };
+        let writes = if own {
+            Vec::new()
+        } else {
+            vec![(key.to_vec(), message.payload().map(<[u8]>::to_vec))]
+        };
         let batch = Batch {
-            writes: vec![(key.to_vec(), message.payload().map(<[u8]>::to_vec))],
+            writes,
             changelog_offset: Some(message.offset() + 1),
             source: None,
         };

@@ -34,15 +34,25 @@ use crate::{
 pub(crate) const SOURCE_TOPIC: &str = "faust-source-topic";
 pub(crate) const SOURCE_PARTITION: &str = "faust-source-partition";
 pub(crate) const SOURCE_OFFSET: &str = "faust-source-offset";
+/// On global tables' records: the worker that wrote it (its follower skips its own).
+pub(crate) const WRITER: &str = "faust-writer";
 
 pub(crate) struct TableManager {
     tables: Vec<Arc<TableState>>,
     bootstrap: String,
     runtime: tokio::runtime::Handle,
     followers: Mutex<Vec<Follower>>,
+    broken: Broken,
 }
 
+/// The first table write that failed, if any. Once set, no flush succeeds, so the
+/// consumer never commits an event whose table change is not in the changelog.
+type Broken = Arc<Mutex<Option<String>>>;
+
 pub(crate) struct TableState {
+    broken: Broken,
+    /// Marks this worker's changelog records, so a global table's follower skips them.
+    pub(crate) writer: Arc<str>,
     pub(crate) descriptor: &'static TableDescriptor,
     pub(crate) changelog: String,
     pub(crate) partitions: i32,
@@ -69,12 +79,23 @@ impl TableManager {
     pub(crate) fn new(app: &App, producer: &Producer, bootstrap: &str) -> Result<TableManager> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| Error::Table("the table manager needs a running async runtime".into()))?;
+        let broken = Broken::default();
+        let writer: Arc<str> = Arc::from(format!(
+            "{}-{}-{}",
+            app.config().id,
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
         let tables = app
             .registry()
             .tables
             .iter()
             .map(|&descriptor| {
                 Arc::new(TableState {
+                    broken: broken.clone(),
+                    writer: writer.clone(),
                     descriptor,
                     changelog: descriptor.changelog_topic(&app.config().id),
                     partitions: descriptor
@@ -92,6 +113,7 @@ impl TableManager {
             bootstrap: bootstrap.to_owned(),
             runtime,
             followers: Mutex::default(),
+            broken,
         })
     }
 
@@ -136,6 +158,25 @@ impl TableManager {
     /// Waits for every changelog record sent so far and records, in each store, the
     /// next changelog offset to read.
     fn flush_all(&self) -> Result<()> {
+        if let Some(reason) = self
+            .broken
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Err(Error::Table(format!(
+                "a table change could not be made durable ({reason}); stopping without \
+                 committing, so the events concerned are processed again after a restart"
+            )));
+        }
+        let outcome = self.flush_tables();
+        if let Err(e) = &outcome {
+            *self.broken.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+        }
+        outcome
+    }
+
+    fn flush_tables(&self) -> Result<()> {
         for table in &self.tables {
             let held: Vec<_> = table.held().values().cloned().collect();
             for partition in held {
@@ -295,7 +336,7 @@ impl TableState {
     pub(crate) fn write(&self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<()> {
         let (partition, source) = self.partition_of(&key, true)?;
         let held = self.held_partition(partition)?;
-        let headers = source
+        let mut headers = source
             .as_ref()
             .map(|p| {
                 vec![
@@ -305,22 +346,35 @@ impl TableState {
                 ]
             })
             .unwrap_or_default();
+        if self.descriptor.global {
+            headers.push(header(WRITER, self.writer.as_bytes()));
+        }
         let record = Record {
             key: Some(&key),
             value: value.as_deref(),
             partition: Some(partition),
             headers: &headers,
         };
-        let delivery = self.producer.enqueue(&self.changelog, record)?;
-        held.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(delivery);
-        held.store.write(Batch {
-            writes: vec![(key, value)],
-            changelog_offset: None,
-            source: source.map(|p| (p.topic.to_string(), p.offset)),
-        })
+        let outcome = self
+            .producer
+            .enqueue(&self.changelog, record)
+            .and_then(|delivery| {
+                held.pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(delivery);
+                held.store.write(Batch {
+                    writes: vec![(key, value)],
+                    changelog_offset: None,
+                    source: source.map(|p| (p.topic.to_string(), p.offset)),
+                })
+            });
+        if let Err(e) = &outcome {
+            // The changelog and the store may now disagree: refuse to commit from here on.
+            let mut broken = self.broken.lock().unwrap_or_else(|e| e.into_inner());
+            broken.get_or_insert_with(|| format!("table '{}': {e}", self.descriptor.name));
+        }
+        outcome
     }
 
     pub(crate) fn local_keys(&self) -> Result<Vec<Vec<u8>>> {

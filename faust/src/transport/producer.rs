@@ -58,6 +58,12 @@ impl Producer {
             .set("client.id", client_id)
             .set("partitioner", "murmur2_random")
             .set("linger.ms", "5")
+            // Retries keep their order and never duplicate: a changelog must not end on
+            // an older value than the last one written.
+            .set("enable.idempotence", "true")
+            // A delivery gives up well within the consumer's 5-minute poll interval, so a
+            // flush before a commit cannot cost the worker its group membership.
+            .set("message.timeout.ms", "120000")
             // A send to a missing topic fails within seconds rather than librdkafka's 30 s.
             .set("topic.metadata.propagation.max.ms", "5000")
             .create_with_context(LogContext::default())

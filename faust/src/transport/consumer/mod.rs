@@ -31,7 +31,7 @@ pub(crate) use offsets::{OffsetTracker, TopicPartition, Tracked};
 
 use super::KafkaLog;
 use crate::{
-    config::Config,
+    config::{Config, OffsetReset},
     event::{Ack, Header, Message},
     sensors::Monitor,
     Error, Result,
@@ -118,6 +118,7 @@ impl Consumer {
         let (ready_sender, ready) = tokio::sync::watch::channel(false);
         let context = GroupContext {
             ready: ready_sender,
+            offset_reset: config.auto_offset_reset,
             tracker: tracker.clone(),
             drain_timeout: config.drain_timeout,
             log: KafkaLog::default(),
@@ -419,6 +420,7 @@ fn describe(partitions: &[TopicPartition]) -> String {
 /// librdkafka callbacks: rebalances, commit results and client logs.
 struct GroupContext {
     ready: tokio::sync::watch::Sender<bool>,
+    offset_reset: OffsetReset,
     tracker: Arc<OffsetTracker>,
     drain_timeout: Duration,
     log: KafkaLog,
@@ -428,6 +430,20 @@ struct GroupContext {
 }
 
 impl GroupContext {
+    /// Where consumption of a partition with no committed offset starts.
+    fn reset_offset(&self, consumer: &BaseConsumer<Self>, topic: &str, partition: i32) -> i64 {
+        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+            Ok((low, high)) => match self.offset_reset {
+                OffsetReset::Earliest => low,
+                OffsetReset::Latest => high,
+            },
+            Err(e) => {
+                warn!(topic, partition, error = %e, "could not read the partition's bounds; assuming its start");
+                0
+            }
+        }
+    }
+
     fn revoke(&self, consumer: &BaseConsumer<Self>, revoked: &[TopicPartition]) {
         // Once fetching stopped, no actor takes new events: waiting would only stall.
         let timeout = if self.fetching.load(Ordering::SeqCst) {
@@ -472,7 +488,8 @@ impl GroupContext {
                     };
                     let offset = match e.offset() {
                         Offset::Offset(o) => o,
-                        _ => 0,
+                        // Nothing committed: consumption starts where auto.offset.reset says.
+                        _ => self.reset_offset(consumer, e.topic(), e.partition()),
                     };
                     (tp, offset)
                 })
@@ -520,9 +537,12 @@ impl ConsumerContext for GroupContext {
                 self.assign(consumer, list);
             }
             Rebalance::Error(e) => {
-                // librdkafka drops the assignment: forget it here too.
+                // librdkafka drops the assignment: forget it here too, tables included,
+                // so the next assignment recovers them afresh.
                 warn!(error = %e, "rebalance failed; the partitions will be assigned again");
+                let held = self.tracker.partitions();
                 self.tracker.clear();
+                self.listener.revoked(&held);
             }
         }
     }
