@@ -62,6 +62,9 @@ impl<T> Stream<T> {
     /// The next value with its key and metadata (topic, partition, offset, timestamp, headers).
     pub async fn next_event(&mut self) -> Option<Event<T>> {
         self.finish_current();
+        // Between events there is no current event: a table write now is refused rather
+        // than tagged with an event already acknowledged.
+        event::set(&self.slot, None);
         loop {
             let mut message = {
                 let mut inbox = self.inbox.lock().await;
