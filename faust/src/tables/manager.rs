@@ -68,6 +68,8 @@ pub(crate) struct TablePartition {
     pub(crate) store: Box<dyn Store>,
     /// Changelog records sent since the last flush.
     pending: Mutex<Vec<DeliveryFuture>>,
+    /// Held across a read-modify-write, so concurrent updates of a partition serialize.
+    writing: Mutex<()>,
 }
 
 /// Where an app's table stores live.
@@ -288,6 +290,7 @@ impl TableState {
             partition,
             store: store::open(self.memory, &path)?,
             pending: Mutex::default(),
+            writing: Mutex::default(),
         }))
     }
 
@@ -334,8 +337,20 @@ impl TableState {
     }
 
     pub(crate) fn write(&self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<()> {
+        self.update(key, |_| Ok((value, ())))
+    }
+
+    /// Reads the key's value and writes what `change` makes of it, with no other write
+    /// to the partition in between.
+    pub(crate) fn update<T>(
+        &self,
+        key: Vec<u8>,
+        change: impl FnOnce(Option<Vec<u8>>) -> Result<(Option<Vec<u8>>, T)>,
+    ) -> Result<T> {
         let (partition, source) = self.partition_of(&key, true)?;
         let held = self.held_partition(partition)?;
+        let _writing = held.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let (value, result) = change(held.store.get(&key)?)?;
         let mut headers = source
             .as_ref()
             .map(|p| {
@@ -374,7 +389,7 @@ impl TableState {
             let mut broken = self.broken.lock().unwrap_or_else(|e| e.into_inner());
             broken.get_or_insert_with(|| format!("table '{}': {e}", self.descriptor.name));
         }
-        outcome
+        outcome.map(|()| result)
     }
 
     pub(crate) fn local_keys(&self) -> Result<Vec<Vec<u8>>> {

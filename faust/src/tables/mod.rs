@@ -106,15 +106,19 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Table<K, 
     pub fn try_get(&self, key: &K) -> Result<Option<V>> {
         let state = state(self.descriptor)?;
         let key = encode(self.descriptor, "key", key)?;
-        match state.read(&key)? {
-            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                Error::Table(format!(
-                    "table '{}' holds a value that is not a {}: {e}",
-                    self.descriptor.name, self.descriptor.value_type
-                ))
-            }),
-            None => Ok(None),
-        }
+        state
+            .read(&key)?
+            .map(|bytes| self.decode(&bytes))
+            .transpose()
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<V> {
+        serde_json::from_slice(bytes).map_err(|e| {
+            Error::Table(format!(
+                "table '{}' holds a value that is not a {}: {e}",
+                self.descriptor.name, self.descriptor.value_type
+            ))
+        })
     }
 
     /// The value for `key`, or the table's default when it has none.
@@ -135,11 +139,21 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Table<K, 
 
     /// Changes the value for `key` in place (starting from the default when missing),
     /// writes it, and returns it: `COUNTS.update(&word, |n| *n += 1)?`.
+    ///
+    /// The read and the write are one step: concurrent updates of the same partition
+    /// (two agents, say) cannot lose each other's changes.
     pub fn update(&self, key: &K, change: impl FnOnce(&mut V)) -> Result<V> {
-        let mut value = self.get(key)?;
-        change(&mut value);
-        self.insert(key, &value)?;
-        Ok(value)
+        let state = state(self.descriptor)?;
+        let key = encode(self.descriptor, "key", key)?;
+        state.update(key, |current| {
+            let mut value = match current {
+                Some(bytes) => self.decode(&bytes)?,
+                None => (self.default)(),
+            };
+            change(&mut value);
+            let bytes = encode(self.descriptor, "value", &value)?;
+            Ok((Some(bytes), value))
+        })
     }
 
     pub fn remove(&self, key: &K) -> Result<()> {
