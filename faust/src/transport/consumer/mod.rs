@@ -44,7 +44,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 pub(crate) trait PartitionListener: Send + Sync {
     /// Partitions were assigned; runs before any of their events are fetched, so state
     /// can be recovered first. `committed` holds the group's committed offsets of the
-    /// assigned partitions (0 where nothing was committed).
+    /// assigned partitions (where nothing was committed: where auto.offset.reset starts).
     fn assigned(
         &self,
         partitions: &[TopicPartition],
@@ -347,7 +347,7 @@ impl Poller {
 
     /// Commits what was acknowledged and leaves the group.
     fn finish(self) {
-        let unfinished = self.tracker.in_flight(None);
+        let unfinished = self.tracker.in_flight();
         if unfinished > 0 {
             info!(
                 unfinished,
@@ -356,8 +356,7 @@ impl Poller {
         }
         self.commit(CommitMode::Sync);
         // Everything is committed: leaving the group must not wait for events again.
-        let held: Vec<TopicPartition> = self.tracker.partitions();
-        self.tracker.clear();
+        let held = self.tracker.clear();
         self.listener.revoked(&held);
         let Poller {
             consumer, routes, ..
@@ -399,13 +398,7 @@ fn commit_points(
 }
 
 fn partitions(list: &TopicPartitionList) -> Vec<TopicPartition> {
-    list.elements()
-        .iter()
-        .map(|e| TopicPartition {
-            topic: Arc::from(e.topic()),
-            partition: e.partition(),
-        })
-        .collect()
+    list.elements().iter().map(TopicPartition::of).collect()
 }
 
 fn describe(partitions: &[TopicPartition]) -> String {
@@ -482,10 +475,7 @@ impl GroupContext {
                 .elements()
                 .iter()
                 .map(|e| {
-                    let tp = TopicPartition {
-                        topic: Arc::from(e.topic()),
-                        partition: e.partition(),
-                    };
+                    let tp = TopicPartition::of(e);
                     let offset = match e.offset() {
                         Offset::Offset(o) => o,
                         // Nothing committed: consumption starts where auto.offset.reset says.
@@ -540,8 +530,7 @@ impl ConsumerContext for GroupContext {
                 // librdkafka drops the assignment: forget it here too, tables included,
                 // so the next assignment recovers them afresh.
                 warn!(error = %e, "rebalance failed; the partitions will be assigned again");
-                let held = self.tracker.partitions();
-                self.tracker.clear();
+                let held = self.tracker.clear();
                 self.listener.revoked(&held);
             }
         }
@@ -571,11 +560,8 @@ impl ConsumerContext for GroupContext {
             Ok(()) => {
                 for element in offsets.elements() {
                     if let Offset::Offset(offset) = element.offset() {
-                        let tp = TopicPartition {
-                            topic: Arc::from(element.topic()),
-                            partition: element.partition(),
-                        };
-                        self.tracker.committed(&tp, offset);
+                        self.tracker
+                            .committed(&TopicPartition::of(&element), offset);
                     }
                 }
             }

@@ -20,6 +20,16 @@ pub(crate) struct TopicPartition {
     pub(crate) partition: i32,
 }
 
+impl TopicPartition {
+    /// The partition an element of a librdkafka partition list names.
+    pub(crate) fn of(element: &rdkafka::topic_partition_list::TopicPartitionListElem<'_>) -> Self {
+        TopicPartition {
+            topic: Arc::from(element.topic()),
+            partition: element.partition(),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct PartitionState {
     /// Distinguishes this assignment from earlier ones of the same partition, so that a
@@ -105,15 +115,11 @@ impl OffsetTracker {
         (Some(point) > partition.committed).then_some(point)
     }
 
-    /// The partitions currently assigned.
-    pub(crate) fn partitions(&self) -> Vec<TopicPartition> {
-        self.lock().partitions.keys().cloned().collect()
-    }
-
-    /// Forgets every partition (after the final commit).
-    pub(crate) fn clear(&self) {
-        self.lock().partitions.clear();
+    /// Forgets every partition (after the final commit); returns them.
+    pub(crate) fn clear(&self) -> Vec<TopicPartition> {
+        let forgotten = self.lock().partitions.drain().map(|(tp, _)| tp).collect();
         self.changed.notify_all();
+        forgotten
     }
 
     /// Records an event handed to `acks_owed` agents.
@@ -249,14 +255,12 @@ impl OffsetTracker {
         ready
     }
 
-    /// Events in flight in the given partitions (all when `only` is `None`).
-    pub(crate) fn in_flight(&self, only: Option<&[TopicPartition]>) -> usize {
-        let state = self.lock();
-        state
+    /// Events in flight in every partition.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.lock()
             .partitions
-            .iter()
-            .filter(|(tp, _)| only.is_none_or(|o| o.contains(tp)))
-            .map(|(_, p)| p.in_flight.len())
+            .values()
+            .map(|p| p.in_flight.len())
             .sum()
     }
 }
@@ -360,9 +364,9 @@ mod tests {
         let new = deliver(&tracker, 0, 0, 1);
         assert_ne!(old, new);
         tracker.acknowledge(&tp(0).topic, 0, old, 0);
-        assert_eq!(tracker.in_flight(None), 1, "the stale ack must not count");
+        assert_eq!(tracker.in_flight(), 1, "the stale ack must not count");
         tracker.acknowledge(&tp(0).topic, 0, new, 0);
-        assert_eq!(tracker.in_flight(None), 0);
+        assert_eq!(tracker.in_flight(), 0);
         assert_eq!(tracker.track(&tp(9), 0, 1), Tracked::NotAssigned);
     }
 
