@@ -42,9 +42,9 @@ impl Follower {
             .create()
             .map_err(|e| Error::kafka("creating the global table follower", e))?;
         let mut list = TopicPartitionList::new();
-        for (partition, held) in table.held_partitions() {
+        for held in table.held_partitions() {
             let from = held.store.checkpoint()?.changelog_offset.unwrap_or(0);
-            list.add_partition_offset(&table.changelog, partition, Offset::Offset(from))
+            list.add_partition_offset(&table.changelog, held.partition, Offset::Offset(from))
                 .map_err(|e| Error::kafka("preparing the global table follower", e))?;
         }
         consumer
@@ -96,11 +96,7 @@ fn follow(consumer: &BaseConsumer, table: &TableState, stop: &AtomicBool) {
                 .any(|h| h.key == WRITER && h.value == Some(table.writer.as_bytes()))
         });
 
-        let Some(held) = table
-            .held_partitions()
-            .into_iter()
-            .find(|(p, _)| *p == message.partition())
-        else {
+        let Ok(held) = table.held_partition(message.partition()) else {
             continue;
         };
         let writes = if own {
@@ -113,7 +109,7 @@ fn follow(consumer: &BaseConsumer, table: &TableState, stop: &AtomicBool) {
             changelog_offset: Some(message.offset() + 1),
             source: None,
         };
-        if let Err(e) = held.1.store.write(batch) {
+        if let Err(e) = held.store.write(batch) {
             warn!(table = table.descriptor.name, error = %e, "could not apply a changelog record");
         }
     }

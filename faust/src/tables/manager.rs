@@ -123,13 +123,7 @@ impl TableManager {
     pub(crate) fn start_global_tables(&self) -> Result<()> {
         for table in self.tables.iter().filter(|t| t.descriptor.global) {
             for partition in 0..table.partitions {
-                let held = table.open(partition)?;
-                recovery::recover(&self.bootstrap, table, &held, &Committed::default())?;
-                table
-                    .held
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(partition, held);
+                table.hold(&self.bootstrap, partition, &Committed::default())?;
             }
             let follower = Follower::start(&self.bootstrap, table.clone())?;
             self.followers
@@ -180,8 +174,7 @@ impl TableManager {
 
     fn flush_tables(&self) -> Result<()> {
         for table in &self.tables {
-            let held: Vec<_> = table.held().values().cloned().collect();
-            for partition in held {
+            for partition in table.held_partitions() {
                 let pending = std::mem::take(
                     &mut *partition.pending.lock().unwrap_or_else(|e| e.into_inner()),
                 );
@@ -239,14 +232,8 @@ impl PartitionListener for TableManager {
                 {
                     continue;
                 }
-                let held = table.open(partition)?;
                 let committed = Committed::for_partition(committed, partition);
-                recovery::recover(&self.bootstrap, table, &held, &committed)?;
-                table
-                    .held
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(partition, held);
+                table.hold(&self.bootstrap, partition, &committed)?;
             }
         }
         Ok(())
@@ -277,21 +264,27 @@ impl TableState {
         self.held.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn held_partitions(&self) -> Vec<(i32, Arc<TablePartition>)> {
-        self.held().iter().map(|(p, h)| (*p, h.clone())).collect()
+    pub(crate) fn held_partitions(&self) -> Vec<Arc<TablePartition>> {
+        self.held().values().cloned().collect()
     }
 
-    /// Opens the store of one partition (not yet recovered).
-    fn open(&self, partition: i32) -> Result<Arc<TablePartition>> {
+    /// Opens the store of one partition, recovers it from the changelog, and holds it.
+    fn hold(&self, bootstrap: &str, partition: i32, committed: &Committed) -> Result<()> {
         let path = self
             .dir
             .join(format!("{}-{partition}", self.descriptor.name));
-        Ok(Arc::new(TablePartition {
+        let held = Arc::new(TablePartition {
             partition,
             store: store::open(self.memory, &path)?,
             pending: Mutex::default(),
             writing: Mutex::default(),
-        }))
+        });
+        recovery::recover(bootstrap, self, &held, committed)?;
+        self.held
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(partition, held);
+        Ok(())
     }
 
     /// The partition a read or write of `key` goes to: the event's, or the key's.
@@ -314,7 +307,7 @@ impl TableState {
         Ok((partition_for_key(key, self.partitions), None))
     }
 
-    fn held_partition(&self, partition: i32) -> Result<Arc<TablePartition>> {
+    pub(crate) fn held_partition(&self, partition: i32) -> Result<Arc<TablePartition>> {
         self.held().get(&partition).cloned().ok_or_else(|| {
             if partition >= self.partitions {
                 Error::Table(format!(
@@ -393,9 +386,8 @@ impl TableState {
     }
 
     pub(crate) fn local_keys(&self) -> Result<Vec<Vec<u8>>> {
-        let held: Vec<_> = self.held().values().cloned().collect();
         let mut keys = Vec::new();
-        for partition in held {
+        for partition in self.held_partitions() {
             keys.extend(partition.store.keys()?);
         }
         Ok(keys)

@@ -21,7 +21,7 @@ use rdkafka::{
 use tracing::{info, warn};
 
 use super::{
-    manager::{TablePartition, TableState, SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC},
+    manager::{TablePartition, TableState, SOURCE_OFFSET, SOURCE_TOPIC},
     store::Batch,
 };
 use crate::{transport::consumer::TopicPartition, Error, Result};
@@ -69,7 +69,6 @@ fn source_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Option<(String,
         match header.key {
             SOURCE_TOPIC => topic = value.map(str::to_owned),
             SOURCE_OFFSET => offset = value.and_then(|v| v.parse().ok()),
-            SOURCE_PARTITION => {}
             _ => {}
         }
     }
