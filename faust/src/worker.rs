@@ -21,7 +21,7 @@ use crate::{
         consumer::Consumer,
         producer::{self, Producer, Sender},
     },
-    Result,
+    Error, Result,
 };
 
 /// How long shutdown waits for agents after their streams closed, and for the producer.
@@ -82,21 +82,17 @@ impl Worker {
             fatal.clone(),
         )?;
         let mut ready = consumer.ready.clone();
-        let outcome = tokio::select! {
+        let early_stop = tokio::select! {
             _ = ready.wait_for(|r| *r) => None,
-            signal = shutdown_signal() => Some(Ok(signal)),
-            Some(e) = fatal_errors.recv() => Some(Err(e)),
+            stop = stop_reason(&mut fatal_errors) => Some(stop),
         };
-        let outcome = match outcome {
+        let outcome = match early_stop {
+            Some(stop) => stop,
             None => {
                 info!(app = %config.id, "worker ready");
                 AgentManager::start_tasks(&app);
-                tokio::select! {
-                    signal = shutdown_signal() => Ok(signal),
-                    Some(e) = fatal_errors.recv() => Err(e),
-                }
+                stop_reason(&mut fatal_errors).await
             }
-            Some(early) => early,
         };
         // A second signal, during the shutdown that follows, exits at once.
         tokio::spawn(async {
@@ -132,6 +128,14 @@ impl Worker {
         drop(broker);
         info!(counters = %monitor.counters(), "worker stopped");
         outcome
+    }
+}
+
+/// Waits for what stops the worker: a signal (named) or a fatal error.
+async fn stop_reason(fatal: &mut mpsc::UnboundedReceiver<Error>) -> Result<&'static str> {
+    tokio::select! {
+        signal = shutdown_signal() => Ok(signal),
+        Some(e) = fatal.recv() => Err(e),
     }
 }
 
