@@ -18,6 +18,17 @@ struct Order {
     amount: i64,
 }
 
+/// `TEST_WORKER`: the name agents report themselves under.
+fn worker_name() -> String {
+    std::env::var("TEST_WORKER").unwrap_or_default()
+}
+
+/// `{app_id}-{suffix}`: where an agent reports to the test (the id comes from `FAUST_ID`).
+fn report_topic(suffix: &str) -> String {
+    let app_id = std::env::var("FAUST_ID").unwrap_or_default();
+    format!("{app_id}-{suffix}")
+}
+
 /// `TEST_DELAY_MS`: how long `track` and `count` take per event.
 fn delay() -> Option<Duration> {
     std::env::var("TEST_DELAY_MS")
@@ -58,10 +69,9 @@ struct Processed {
 
 #[faust::agent(concurrency = 2)]
 async fn track(mut items: Stream<Item>) -> faust::Result<()> {
-    let app_id = std::env::var("FAUST_ID").unwrap_or_default();
-    let worker = std::env::var("TEST_WORKER").unwrap_or_default();
+    let worker = worker_name();
     let delay = delay();
-    let out = format!("{app_id}-out");
+    let out = report_topic("out");
     while let Some(event) = items.next_event().await {
         let item = event.value;
         if item.fail {
@@ -99,10 +109,9 @@ struct Counted {
 /// count to `{app_id}-counted`.
 #[faust::agent]
 async fn count(mut words: Stream<String>) -> faust::Result<()> {
-    let app_id = std::env::var("FAUST_ID").unwrap_or_default();
-    let worker = std::env::var("TEST_WORKER").unwrap_or_default();
+    let worker = worker_name();
     let delay = delay();
-    let out = format!("{app_id}-counted");
+    let out = report_topic("counted");
     while let Some(word) = words.next().await {
         if let Some(delay) = delay {
             tokio::time::sleep(delay).await;
@@ -141,9 +150,8 @@ async fn configure(mut settings: Stream<Setting>) -> faust::Result<()> {
 /// on `{app_id}-looked-up`.
 #[faust::agent]
 async fn lookup(mut keys: Stream<String>) -> faust::Result<()> {
-    let app_id = std::env::var("FAUST_ID").unwrap_or_default();
-    let worker = std::env::var("TEST_WORKER").unwrap_or_default();
-    let out = format!("{app_id}-looked-up");
+    let worker = worker_name();
+    let out = report_topic("looked-up");
     while let Some(key) = keys.next().await {
         let value = SETTINGS.try_get(&key)?;
         let answer = serde_json::json!({ "key": key, "value": value, "worker": worker });
