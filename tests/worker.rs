@@ -198,7 +198,6 @@ fn undecodable_messages_are_skipped_counted_and_the_rest_processed() {
         )
     };
     let mut records: Vec<_> = (0..10).map(good).collect();
-    // All to partition 0's key space is not needed: the worker reads every partition.
     records.push((Some(b"1".to_vec()), Some(b"{not json".to_vec())));
     records.push((
         Some(b"2".to_vec()),
