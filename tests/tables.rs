@@ -62,10 +62,10 @@ fn all_equal(counts: &HashMap<String, u64>, words: usize, expected: u64) -> bool
     counts.len() == words && counts.values().all(|&c| c == expected)
 }
 
-/// Records replayed by the worker's recoveries, from its log.
+/// Records of `counts` replayed by the worker's recoveries, from its log.
 fn recovered_records(log: &str) -> u64 {
     log.lines()
-        .filter(|l| l.contains("table partition recovered"))
+        .filter(|l| l.contains("table partition recovered") && l.contains("table=\"counts\""))
         .map(|l| {
             let at = l.find("records=").unwrap() + "records=".len();
             l[at..]

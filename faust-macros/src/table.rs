@@ -120,6 +120,7 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
                     store: #store,
                     use_partitioner: #use_partitioner,
                     location: #location,
+                    key_from_text: <#ty>::key_from_text,
                 };
                 ::faust::__private::inventory::submit! { __FAUST_TABLE }
                 ::faust::Table::new(&__FAUST_TABLE, #default)

@@ -1,22 +1,34 @@
 //! The App: the configuration and the registry, and what follows from them (which
 //! topics exist, which agent reads which topic). The [`crate::worker::Worker`] runs it.
 
-use std::{collections::HashMap, path::PathBuf, time::Duration};
+use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 
 use crate::{
     agents::RestartLimit,
     config::{BrokerSpec, Config, OffsetReset},
     registry::Registry,
+    sensors::Sensor,
     transport::broker::TopicSpec,
     Result,
 };
 
 /// An app: configuration plus the agents, tables, tasks and commands registered in this
 /// binary. Usually built by `faust::main!`, which also applies `FAUST_*` and CLI settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct App {
     config: Config,
     registry: Registry,
+    sensors: Vec<Arc<dyn Sensor>>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("config", &self.config)
+            .field("registry", &self.registry)
+            .field("sensors", &self.sensors.len())
+            .finish()
+    }
 }
 
 impl App {
@@ -25,13 +37,29 @@ impl App {
         AppBuilder {
             config: Config::new(id),
             errors: Vec::new(),
+            sensors: Vec::new(),
         }
     }
 
     /// An app from a validated configuration and an explicit registry.
     pub fn new(config: Config, registry: Registry) -> Result<App> {
         config.validate()?;
-        Ok(App { config, registry })
+        Ok(App {
+            config,
+            registry,
+            sensors: Vec::new(),
+        })
+    }
+
+    /// Adds a sensor that observes the worker, next to the built-in Monitor.
+    pub fn with_sensor(mut self, sensor: Arc<dyn Sensor>) -> App {
+        self.sensors.push(sensor);
+        self
+    }
+
+    /// The user's sensors.
+    pub(crate) fn sensors(&self) -> &[Arc<dyn Sensor>] {
+        &self.sensors
     }
 
     pub fn config(&self) -> &Config {
@@ -67,7 +95,17 @@ impl App {
             partitions: t.partitions.unwrap_or(self.config.topic_partitions),
             compacted: true,
         });
-        streams.chain(changelogs).collect()
+        let directory = self.config.web_enabled.then(|| TopicSpec {
+            name: self.web_directory_topic(),
+            partitions: 1,
+            compacted: true,
+        });
+        streams.chain(changelogs).chain(directory).collect()
+    }
+
+    /// Where workers announce their web address and the table partitions they hold.
+    pub(crate) fn web_directory_topic(&self) -> String {
+        format!("{}-__web-directory", self.config.id)
     }
 
     /// Agent name -> the topic `send` writes to when given that name.
@@ -84,10 +122,11 @@ impl App {
 }
 
 /// Settings given in code; `FAUST_*` variables and CLI flags override them.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AppBuilder {
     config: Config,
     errors: Vec<String>,
+    sensors: Vec<Arc<dyn Sensor>>,
 }
 
 impl AppBuilder {
@@ -126,8 +165,27 @@ impl AppBuilder {
         self
     }
 
+    /// Port of the worker's web server (default 6066; 0 picks a free one).
     pub fn web_port(mut self, port: u16) -> Self {
         self.config.web_port = port;
+        self
+    }
+
+    /// Address the web server listens on (default 0.0.0.0).
+    pub fn web_bind(mut self, address: &str) -> Self {
+        self.config.web_bind = address.to_owned();
+        self
+    }
+
+    /// Host name this worker's web server is reached by (default: the machine's name).
+    pub fn web_host(mut self, host: &str) -> Self {
+        self.config.web_host = host.to_owned();
+        self
+    }
+
+    /// Runs the worker with (true, the default) or without its web server.
+    pub fn web_enabled(mut self, enabled: bool) -> Self {
+        self.config.web_enabled = enabled;
         self
     }
 
@@ -156,16 +214,31 @@ impl AppBuilder {
         self
     }
 
+    /// Adds a sensor: its hooks see what the worker does, next to the built-in Monitor
+    /// (`faust::main!(id = "app", sensor = MySensor::default())`).
+    pub fn sensor(mut self, sensor: impl Sensor) -> Self {
+        self.sensors.push(Arc::new(sensor));
+        self
+    }
+
     /// The configuration so far, or the first invalid setting.
     pub fn config(self) -> Result<Config> {
+        Ok(self.into_parts()?.0)
+    }
+
+    /// The configuration and the sensors, or the first invalid setting.
+    pub(crate) fn into_parts(self) -> Result<(Config, Vec<Arc<dyn Sensor>>)> {
         if let Some(e) = self.errors.into_iter().next() {
             return Err(crate::Error::Config(e));
         }
-        Ok(self.config)
+        Ok((self.config, self.sensors))
     }
 
     /// Builds the app from these settings and the registry collected from this binary.
     pub fn build(self) -> Result<App> {
-        App::new(self.config()?, Registry::collect()?)
+        let (config, sensors) = self.into_parts()?;
+        let mut app = App::new(config, Registry::collect()?)?;
+        app.sensors = sensors;
+        Ok(app)
     }
 }

@@ -19,7 +19,7 @@ use crate::{
     app::{App, AppBuilder},
     config::{parse_app_id, parse_duration, parse_partitions, BrokerSpec, Config, OffsetReset},
     registry::{BoxFuture, Registry},
-    sensors::Monitor,
+    sensors::Sensors,
     tables::{count_keys, tables_dir},
     transport::{
         broker::Broker,
@@ -76,9 +76,18 @@ struct Settings {
     /// ...and after this many processed events [default: 10000]
     #[arg(long, global = true, env = "FAUST_COMMIT_EVERY", value_parser = clap::value_parser!(u64).range(1..))]
     commit_every: Option<u64>,
-    /// Port of the worker's web server [default: 6066]
+    /// Port of the worker's web server; 0 picks a free one [default: 6066]
     #[arg(long, global = true, env = "FAUST_WEB_PORT")]
     web_port: Option<u16>,
+    /// Address the web server listens on [default: 0.0.0.0]
+    #[arg(long, global = true, env = "FAUST_WEB_BIND", value_name = "IP")]
+    web_bind: Option<String>,
+    /// Host name clients and other workers reach this worker's web server by [default: the machine's host name]
+    #[arg(long, global = true, env = "FAUST_WEB_HOST", value_name = "HOST")]
+    web_host: Option<String>,
+    /// Run without the web server (no /health, /metrics, /stats, table lookups or status page)
+    #[arg(long, global = true, env = "FAUST_WITHOUT_WEB", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    without_web: Option<bool>,
     /// Create missing topics the app reads or writes (true), or refuse to start (false) [default: true]
     #[arg(long, global = true, env = "FAUST_CREATE_TOPICS", value_name = "BOOL")]
     create_topics: Option<bool>,
@@ -120,6 +129,15 @@ impl Settings {
         }
         if let Some(p) = self.web_port {
             config.web_port = p;
+        }
+        if let Some(bind) = self.web_bind {
+            config.web_bind = bind;
+        }
+        if let Some(host) = self.web_host {
+            config.web_host = host;
+        }
+        if let Some(without) = self.without_web {
+            config.web_enabled = !without;
         }
         if let Some(c) = self.create_topics {
             config.create_topics = c;
@@ -205,8 +223,11 @@ fn run(builder: AppBuilder, name: &'static str, version: &'static str) -> Result
     init_logging(&matches);
     let settings =
         Settings::from_arg_matches(&matches).map_err(|e| Error::Config(e.to_string()))?;
-    let config = settings.apply(builder.config()?);
-    let app = App::new(config, registry)?;
+    let (config, sensors) = builder.into_parts()?;
+    let app = sensors.into_iter().fold(
+        App::new(settings.apply(config), registry)?,
+        App::with_sensor,
+    );
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -273,7 +294,7 @@ async fn with_producer(
     let producer = Producer::connect(
         broker.bootstrap(),
         &format!("{}-cli", app.config().id),
-        std::sync::Arc::new(Monitor::default()),
+        Sensors::new(Default::default(), app.sensors()),
     )?;
     producer::install(Sender {
         producer: producer.clone(),

@@ -98,8 +98,15 @@ pub struct Config {
     pub commit_interval: Duration,
     /// ...and whenever this many events were acknowledged since the last commit.
     pub commit_every: u64,
-    /// Port of the worker's web server.
+    /// Serve `/health`, `/metrics`, `/stats`, table lookups and the status page.
+    pub web_enabled: bool,
+    /// Port of the worker's web server; 0 picks a free one (the log says which).
     pub web_port: u16,
+    /// Address the web server listens on.
+    pub web_bind: String,
+    /// Host name other workers and clients reach this worker's web server by; table
+    /// lookups for keys another worker holds are redirected to `http://{web_host}:{port}`.
+    pub web_host: String,
     /// Create missing source and sink topics (true) or refuse to start (false).
     pub create_topics: bool,
     /// A partition with this many events in flight is paused until half have been acknowledged.
@@ -127,7 +134,10 @@ impl Config {
             auto_offset_reset: OffsetReset::Earliest,
             commit_interval: Duration::from_secs(1),
             commit_every: 10_000,
+            web_enabled: true,
             web_port: 6066,
+            web_bind: "0.0.0.0".into(),
+            web_host: default_web_host(),
             create_topics: true,
             max_buffered_per_partition: 10_000,
             drain_timeout: Duration::from_secs(30),
@@ -154,6 +164,20 @@ impl Config {
                 "max_buffered_per_partition must be at least 1".into(),
             ));
         }
+        if self.web_enabled {
+            self.web_bind.parse::<std::net::IpAddr>().map_err(|_| {
+                Error::Config(format!(
+                    "the web bind address '{}' is not an IP address; use e.g. 0.0.0.0 or 127.0.0.1",
+                    self.web_bind
+                ))
+            })?;
+            if self.web_host.is_empty() || self.web_host.contains(['/', ' ', ':']) {
+                return Err(Error::Config(format!(
+                    "the web host '{}' is not a host name; use e.g. worker-1.example.com or 10.0.0.5",
+                    self.web_host
+                )));
+            }
+        }
         if self.datadir.as_os_str().is_empty() {
             return Err(Error::Config("the datadir must not be empty".into()));
         }
@@ -167,6 +191,15 @@ impl Config {
             BrokerSpec::Kafka(hosts) => Some(hosts.join(",")),
         }
     }
+}
+
+/// This machine's host name, as other machines most likely know it.
+fn default_web_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// App ids become consumer group ids and topic-name prefixes: keep them Kafka-legal.

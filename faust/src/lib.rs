@@ -38,6 +38,7 @@ pub mod registry;
 pub mod sensors;
 pub mod tables;
 pub mod transport;
+mod web;
 pub mod worker;
 
 pub use agents::{Sink, Stream};

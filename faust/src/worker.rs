@@ -1,8 +1,8 @@
 //! The Worker: the process-level runtime that drives an App's lifecycle.
 //!
 //! Start order: monitor, broker connection and topics (with the co-partitioning
-//! check), producer, tables, agents, consumer; "ready" is logged once the first
-//! assignment's tables are recovered, and tasks start then. The first SIGINT/SIGTERM starts a warm
+//! check), producer, tables, web server, global tables, agents, consumer; "ready" is
+//! logged once the first assignment's tables are recovered, and tasks start then. The first SIGINT/SIGTERM starts a warm
 //! shutdown (stop fetching, let in-flight events finish, commit, flush the producer); a
 //! second one exits at once. A fatal error stops the worker the same way and is returned.
 
@@ -14,13 +14,14 @@ use tracing::{error, info, warn};
 use crate::{
     agents::AgentManager,
     app::App,
-    sensors::Monitor,
+    sensors::{Monitor, Sensors},
     tables::{self, TableManager},
     transport::{
         broker::Broker,
         consumer::Consumer,
         producer::{self, Producer, Sender},
     },
+    web::WebServer,
     Error, Result,
 };
 
@@ -51,6 +52,11 @@ impl Worker {
         let config = app.config();
         app.registry().ensure_runnable()?;
         info!(app = %config.id, agents = app.registry().agents.len(), "starting worker");
+        let sensors = Sensors::new(monitor.clone(), app.sensors());
+        monitor.register(
+            app.registry().agents.iter().map(|a| a.name),
+            app.registry().tables.iter().map(|t| t.name),
+        );
 
         let broker = Broker::connect(config).await?;
         let partitions = broker
@@ -60,24 +66,42 @@ impl Worker {
         let producer = Producer::connect(
             broker.bootstrap(),
             &format!("{}-producer", config.id),
-            monitor.clone(),
+            sensors.clone(),
         )?;
         producer::install(Sender {
             producer: producer.clone(),
             agents: app.agent_targets(),
         });
 
-        let tables = Arc::new(TableManager::new(&app, &producer, broker.bootstrap())?);
+        let tables = Arc::new(TableManager::new(
+            &app,
+            &producer,
+            &sensors,
+            broker.bootstrap(),
+        )?);
+        let web = match config.web_enabled {
+            true => Some(
+                WebServer::start(
+                    &app,
+                    broker.bootstrap(),
+                    monitor.clone(),
+                    tables.clone(),
+                    producer.clone(),
+                )
+                .await?,
+            ),
+            false => None,
+        };
         tables.start_global_tables()?;
         tables::install(tables.clone());
 
         let (fatal, mut fatal_errors) = mpsc::unbounded_channel();
-        let (agents, routes) = AgentManager::start(&app, &producer, &monitor, &fatal);
+        let (agents, routes) = AgentManager::start(&app, &producer, &sensors, &fatal);
         let consumer = Consumer::start(
             config,
             broker.bootstrap(),
             routes,
-            monitor.clone(),
+            sensors.clone(),
             tables.clone(),
             fatal.clone(),
         )?;
@@ -89,6 +113,7 @@ impl Worker {
         let outcome = match early_stop {
             Some(stop) => stop,
             None => {
+                monitor.set_ready(true);
                 info!(app = %config.id, "worker ready");
                 AgentManager::start_tasks(&app);
                 stop_reason(&mut fatal_errors).await
@@ -110,12 +135,16 @@ impl Worker {
                 Err(e)
             }
         };
+        monitor.set_ready(false);
         // Stop fetching, let each actor finish the event it is on, then commit what was
         // acknowledged. Events still queued are not acknowledged, so they come back after
         // a restart: nothing is skipped and nothing processed is processed again.
         consumer.stop_fetching();
         agents.stop(STOP_TIMEOUT).await;
         consumer.shutdown().await;
+        if let Some(web) = web {
+            web.stop().await;
+        }
         tables.stop_global_tables();
         if let Err(e) = producer.flush(STOP_TIMEOUT).await {
             warn!(error = %e, "some sent messages may not have been delivered");

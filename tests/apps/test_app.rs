@@ -6,7 +6,8 @@
 //!   with the name of the worker that processed it (`TEST_WORKER`). An item can ask to
 //!   fail or panic, to exercise supervision. `TEST_DELAY_MS` slows it down.
 //! - `configure` and `lookup` write and read the global table `settings`.
-//! - `count` counts words in the table `counts` and reports counts to `{app_id}-counted`.
+//! - `count` counts words in the table `counts` (and their lengths in `lengths`) and
+//!   reports counts to `{app_id}-counted`.
 
 use std::time::Duration;
 
@@ -117,6 +118,7 @@ async fn count(mut words: Stream<String>) -> faust::Result<()> {
             tokio::time::sleep(delay).await;
         }
         let count = COUNTS.update(&word, |n| *n += 1)?;
+        LENGTHS.update(&(word.len() as u64), |n| *n += 1)?;
         let counted = Counted {
             word: word.clone(),
             count,
@@ -126,6 +128,10 @@ async fn count(mut words: Stream<String>) -> faust::Result<()> {
     }
     Ok(())
 }
+
+/// word length -> words counted (by `count`): a table with numeric keys.
+#[faust::table(name = "lengths")]
+static LENGTHS: Table<u64, u64>;
 
 /// Settings every worker holds whole.
 #[faust::table(name = "settings", global = true)]

@@ -201,6 +201,56 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
     }
 }
 
+/// An HTTP response: status, headers (names lowercase) and body.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// A plain HTTP/1.1 GET of `url` (`http://host:port/path`), without following redirects.
+pub fn http_get(url: &str) -> Response {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let mut stream = std::net::TcpStream::connect(host)
+        .unwrap_or_else(|e| panic!("cannot connect to {host}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a complete response");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Response {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
 /// A worker process of the test app (or of another binary), logging to a file.
 pub struct Worker {
     child: Child,
@@ -233,14 +283,22 @@ impl Worker {
         )
     }
 
+    /// Starts `program`; its web server (if any) listens on a free port of 127.0.0.1
+    /// unless `env` says otherwise (see [`Worker::web_url`]).
     pub fn spawn(program: PathBuf, args: &[&str], env: &HashMap<&str, &str>, name: &str) -> Worker {
         let dir = std::env::temp_dir().join("faust-rs-tests");
         std::fs::create_dir_all(&dir).unwrap();
         let log = dir.join(format!("{}.log", unique(name)));
         let file = File::create(&log).unwrap();
+        let mut all: HashMap<&str, &str> = HashMap::from([
+            ("FAUST_WEB_PORT", "0"),
+            ("FAUST_WEB_BIND", "127.0.0.1"),
+            ("FAUST_WEB_HOST", "127.0.0.1"),
+        ]);
+        all.extend(env.iter().map(|(k, v)| (*k, *v)));
         let child = Command::new(&program)
             .args(args)
-            .envs(env.iter())
+            .envs(all.iter())
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
@@ -248,6 +306,18 @@ impl Worker {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
         Worker { child, log }
+    }
+
+    /// The web server's URL, from the worker's log line saying it listens.
+    pub fn web_url(&self) -> String {
+        self.expect_log("web server listening", Duration::from_secs(30));
+        let log = self.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains("web server listening"))
+            .unwrap();
+        let url = line.split("url=").nth(1).expect("the line names the url");
+        url.split_whitespace().next().unwrap().to_owned()
     }
 
     pub fn log(&self) -> String {

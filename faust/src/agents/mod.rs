@@ -24,7 +24,7 @@ use crate::{
     codec::{Decode, Encode},
     event::{self, Slot},
     registry::BoxFuture,
-    sensors::Monitor,
+    sensors::Sensors,
     transport::{consumer::Routes, producer::Producer},
     Error, Result,
 };
@@ -75,7 +75,7 @@ pub struct ActorContext {
     sinks: Arc<[String]>,
     slot: Slot,
     producer: Producer,
-    monitor: Arc<Monitor>,
+    sensors: Sensors,
     stopping: watch::Receiver<bool>,
 }
 
@@ -87,7 +87,7 @@ impl ActorContext {
             self.inbox.clone(),
             C::decode,
             self.slot.clone(),
-            self.monitor.clone(),
+            self.sensors.clone(),
             self.stopping.clone(),
         )
     }
@@ -132,7 +132,7 @@ impl AgentManager {
     pub(crate) fn start(
         app: &App,
         producer: &Producer,
-        monitor: &Arc<Monitor>,
+        sensors: &Sensors,
         fatal: &mpsc::UnboundedSender<Error>,
     ) -> (AgentManager, Routes) {
         let mut routes = Routes::default();
@@ -150,7 +150,7 @@ impl AgentManager {
                     inbox: Arc::new(Mutex::new(messages)),
                     sinks: sinks.clone(),
                     producer: producer.clone(),
-                    monitor: monitor.clone(),
+                    sensors: sensors.clone(),
                     limit: app.config().restart_limit,
                     fatal: fatal.clone(),
                     stopping: stop_signal.clone(),
@@ -204,7 +204,7 @@ struct Supervisor {
     inbox: SharedInbox,
     sinks: Arc<[String]>,
     producer: Producer,
-    monitor: Arc<Monitor>,
+    sensors: Sensors,
     limit: RestartLimit,
     fatal: mpsc::UnboundedSender<Error>,
     stopping: watch::Receiver<bool>,
@@ -221,7 +221,7 @@ impl Supervisor {
                 sinks: self.sinks.clone(),
                 slot: slot.clone(),
                 producer: self.producer.clone(),
-                monitor: self.monitor.clone(),
+                sensors: self.sensors.clone(),
                 stopping: self.stopping.clone(),
             };
             let run = tokio::spawn(event::scope(slot.clone(), (self.agent.run)(context)));
@@ -238,7 +238,8 @@ impl Supervisor {
                 Err(e) if e.is_panic() => format!("panicked: {}", panic_message(e)),
                 Err(_) => return, // cancelled: the runtime is going away
             };
-            self.monitor.agent_error();
+            self.sensors
+                .each(|s| s.agent_error(self.agent.name, &failure));
             let at = event::get(&slot).map_or_else(
                 || "before its first event".to_owned(),
                 |p| format!("at {p}"),

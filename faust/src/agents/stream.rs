@@ -1,6 +1,6 @@
 //! What an agent actor works with: its [`Stream`] of decoded values and its [`Sink`].
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Instant};
 
 use tokio::sync::{mpsc::UnboundedReceiver, watch, Mutex};
 use tracing::warn;
@@ -8,7 +8,7 @@ use tracing::warn;
 use crate::{
     codec::DecodeError,
     event::{self, Event, Message, Slot},
-    sensors::Monitor,
+    sensors::Sensors,
     transport::producer::{Producer, Record},
     Error, Result,
 };
@@ -25,10 +25,10 @@ pub struct Stream<T> {
     agent: &'static str,
     inbox: SharedInbox,
     decode: fn(&[u8]) -> Result<T, DecodeError>,
-    /// The event being processed, acknowledged when the actor moves on.
-    current: Option<Message>,
+    /// The event being processed and when it started, acknowledged when the actor moves on.
+    current: Option<(Message, Instant)>,
     slot: Slot,
-    monitor: Arc<Monitor>,
+    sensors: Sensors,
     /// Turns true on shutdown: the stream ends after the current event.
     stopping: watch::Receiver<bool>,
 }
@@ -39,7 +39,7 @@ impl<T> Stream<T> {
         inbox: SharedInbox,
         decode: fn(&[u8]) -> Result<T, DecodeError>,
         slot: Slot,
-        monitor: Arc<Monitor>,
+        sensors: Sensors,
         stopping: watch::Receiver<bool>,
     ) -> Self {
         Stream {
@@ -48,7 +48,7 @@ impl<T> Stream<T> {
             decode,
             current: None,
             slot,
-            monitor,
+            sensors,
             stopping,
         }
     }
@@ -90,7 +90,10 @@ impl<T> Stream<T> {
                         timestamp: message.timestamp,
                         headers: std::mem::take(&mut message.headers),
                     };
-                    self.current = Some(message);
+                    let (agent, topic) = (self.agent, &event.topic);
+                    self.sensors
+                        .each(|s| s.event_start(agent, topic, event.partition, event.offset));
+                    self.current = Some((message, Instant::now()));
                     return Some(event);
                 }
                 Err(error) => {
@@ -102,7 +105,16 @@ impl<T> Stream<T> {
                         %error,
                         "skipping a message that cannot be decoded"
                     );
-                    self.monitor.decode_error();
+                    let error = error.to_string();
+                    self.sensors.each(|s| {
+                        s.decode_error(
+                            self.agent,
+                            &message.topic,
+                            message.partition,
+                            message.offset,
+                            &error,
+                        )
+                    });
                     message.ack();
                 }
             }
@@ -112,8 +124,9 @@ impl<T> Stream<T> {
     /// Acknowledges the event being processed. The slot keeps its position, so that a
     /// failure right after is reported with the event that caused it.
     fn finish_current(&mut self) {
-        if let Some(message) = self.current.take() {
-            self.monitor.event_processed();
+        if let Some((message, started)) = self.current.take() {
+            let took = started.elapsed();
+            self.sensors.each(|s| s.event_end(self.agent, took));
             message.ack();
         }
     }

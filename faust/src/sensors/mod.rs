@@ -1,74 +1,112 @@
-//! Sensors observe the worker. The [`Monitor`] counts what happens; the monitoring issue
-//! grows it into per-topic metrics served over HTTP. Counting is a relaxed atomic add,
-//! cheap enough for the hot path.
+//! Sensors observe the worker. Each hook of [`Sensor`] is called where the event happens
+//! (message in, event start and end, send, commit, table access, rebalance, recovery,
+//! errors); the built-in [`Monitor`] keeps the figures the web server serves. Users add
+//! their own with [`crate::AppBuilder::sensor`].
+//!
+//! Hooks run on the hot path: keep them short and never block in them.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+mod histogram;
+mod monitor;
+mod prometheus;
 
-/// The worker's built-in counters.
-#[derive(Debug, Default)]
-pub struct Monitor {
-    messages_received: AtomicU64,
-    events_processed: AtomicU64,
-    decode_errors: AtomicU64,
-    agent_errors: AtomicU64,
-    messages_sent: AtomicU64,
-    send_errors: AtomicU64,
+use std::{sync::Arc, time::Duration};
+
+pub use histogram::{Histogram, BUCKETS};
+pub use monitor::{
+    AgentStats, Counters, Monitor, PartitionStats, RecoveryStats, SendStats, Stats, TableStats,
+};
+pub use prometheus::render as prometheus_text;
+
+/// What a sensor can observe. Every hook has an empty default: implement the ones you need.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use faust::sensors::Sensor;
+///
+/// #[derive(Default)]
+/// struct SlowEvents(AtomicU64);
+///
+/// impl Sensor for SlowEvents {
+///     fn event_end(&self, _agent: &str, took: std::time::Duration) {
+///         if took.as_millis() > 100 {
+///             self.0.fetch_add(1, Ordering::Relaxed);
+///         }
+///     }
+/// }
+/// // faust::main!(id = "app", sensor = SlowEvents::default());
+/// ```
+#[allow(unused_variables)]
+pub trait Sensor: Send + Sync + 'static {
+    /// The consumer fetched a message of a topic some agent reads.
+    fn message_in(&self, topic: &str, partition: i32, offset: i64) {}
+    /// An agent actor took an event.
+    fn event_start(&self, agent: &str, topic: &str, partition: i32, offset: i64) {}
+    /// An agent actor finished its event (asked for the next one, or ended).
+    fn event_end(&self, agent: &str, took: Duration) {}
+    /// A message is handed to the producer.
+    fn send_start(&self, topic: &str) {}
+    /// The broker acknowledged (or refused: `error`) a message.
+    fn send_end(&self, topic: &str, took: Duration, error: Option<&str>) {}
+    /// The consumer committed offsets (or failed to: `error`).
+    fn commit(&self, took: Duration, error: Option<&str>) {}
+    fn table_get(&self, table: &str) {}
+    fn table_set(&self, table: &str) {}
+    fn table_delete(&self, table: &str) {}
+    /// The group started moving partitions; this worker stops taking events.
+    fn rebalance_start(&self) {}
+    /// This worker has its new partitions, with their tables recovered.
+    fn rebalance_end(&self, took: Duration) {}
+    /// A table partition is being rebuilt from its changelog: `applied` records so far,
+    /// `remaining` still to read (0 and `done` at the end).
+    fn recovery_progress(
+        &self,
+        table: &str,
+        partition: i32,
+        applied: u64,
+        remaining: u64,
+        done: bool,
+    ) {
+    }
+    /// A message an agent could not decode; it is skipped.
+    fn decode_error(&self, agent: &str, topic: &str, partition: i32, offset: i64, error: &str) {}
+    /// An agent actor failed (error or panic) and is restarted.
+    fn agent_error(&self, agent: &str, error: &str) {}
 }
 
-/// A point-in-time copy of the counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counters {
-    pub messages_received: u64,
-    pub events_processed: u64,
-    pub decode_errors: u64,
-    pub agent_errors: u64,
-    pub messages_sent: u64,
-    pub send_errors: u64,
+/// The Monitor and the user's sensors, called in that order.
+#[derive(Clone)]
+pub(crate) struct Sensors {
+    monitor: Arc<Monitor>,
+    all: Arc<[Arc<dyn Sensor>]>,
 }
 
-impl Monitor {
-    pub(crate) fn message_received(&self) {
-        self.messages_received.fetch_add(1, Relaxed);
-    }
-    pub(crate) fn event_processed(&self) {
-        self.events_processed.fetch_add(1, Relaxed);
-    }
-    pub(crate) fn decode_error(&self) {
-        self.decode_errors.fetch_add(1, Relaxed);
-    }
-    pub(crate) fn agent_error(&self) {
-        self.agent_errors.fetch_add(1, Relaxed);
-    }
-    pub(crate) fn message_sent(&self) {
-        self.messages_sent.fetch_add(1, Relaxed);
-    }
-    pub(crate) fn send_failed(&self) {
-        self.send_errors.fetch_add(1, Relaxed);
+impl Sensors {
+    pub(crate) fn new(monitor: Arc<Monitor>, user: &[Arc<dyn Sensor>]) -> Sensors {
+        let mut all: Vec<Arc<dyn Sensor>> = vec![monitor.clone()];
+        all.extend(user.iter().cloned());
+        Sensors {
+            monitor,
+            all: all.into(),
+        }
     }
 
-    pub fn counters(&self) -> Counters {
-        Counters {
-            messages_received: self.messages_received.load(Relaxed),
-            events_processed: self.events_processed.load(Relaxed),
-            decode_errors: self.decode_errors.load(Relaxed),
-            agent_errors: self.agent_errors.load(Relaxed),
-            messages_sent: self.messages_sent.load(Relaxed),
-            send_errors: self.send_errors.load(Relaxed),
+    pub(crate) fn monitor(&self) -> &Arc<Monitor> {
+        &self.monitor
+    }
+
+    /// Calls `hook` on every sensor.
+    #[inline]
+    pub(crate) fn each(&self, hook: impl Fn(&dyn Sensor)) {
+        for sensor in self.all.iter() {
+            hook(sensor.as_ref());
         }
     }
 }
 
-impl std::fmt::Display for Counters {
+impl std::fmt::Debug for Sensors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "received={} processed={} decode_errors={} agent_errors={} sent={} send_errors={}",
-            self.messages_received,
-            self.events_processed,
-            self.decode_errors,
-            self.agent_errors,
-            self.messages_sent,
-            self.send_errors
-        )
+        f.debug_struct("Sensors")
+            .field("count", &self.all.len())
+            .finish()
     }
 }

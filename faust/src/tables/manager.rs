@@ -7,6 +7,7 @@ use std::{
     collections::HashMap,
     path::PathBuf,
     sync::{Arc, Mutex, RwLock},
+    time::Instant,
 };
 
 use rdkafka::producer::DeliveryFuture;
@@ -21,6 +22,7 @@ use super::{
 use crate::{
     app::App,
     event::{self, Header},
+    sensors::Sensors,
     transport::{
         consumer::{PartitionListener, TopicPartition},
         partitioner::partition_for_key,
@@ -60,14 +62,15 @@ pub(crate) struct TableState {
     /// `{datadir}/{app_id}/tables`
     dir: PathBuf,
     producer: Producer,
+    pub(crate) sensors: Sensors,
     held: RwLock<HashMap<i32, Arc<TablePartition>>>,
 }
 
 pub(crate) struct TablePartition {
     pub(crate) partition: i32,
     pub(crate) store: Box<dyn Store>,
-    /// Changelog records sent since the last flush.
-    pending: Mutex<Vec<DeliveryFuture>>,
+    /// Changelog records sent since the last flush, with when they were queued.
+    pending: Mutex<Vec<(DeliveryFuture, Instant)>>,
     /// Held across a read-modify-write, so concurrent updates of a partition serialize.
     writing: Mutex<()>,
 }
@@ -78,7 +81,12 @@ pub(crate) fn tables_dir(app: &App) -> PathBuf {
 }
 
 impl TableManager {
-    pub(crate) fn new(app: &App, producer: &Producer, bootstrap: &str) -> Result<TableManager> {
+    pub(crate) fn new(
+        app: &App,
+        producer: &Producer,
+        sensors: &Sensors,
+        bootstrap: &str,
+    ) -> Result<TableManager> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| Error::Table("the table manager needs a running async runtime".into()))?;
         let broken = Broken::default();
@@ -106,6 +114,7 @@ impl TableManager {
                     memory: descriptor.store == "memory",
                     dir: tables_dir(app),
                     producer: producer.clone(),
+                    sensors: sensors.clone(),
                     held: RwLock::default(),
                 })
             })
@@ -185,8 +194,17 @@ impl TableManager {
                 // A global table's stores record the offset its follower applied: records
                 // of other workers may sit before this worker's own.
                 let global = table.descriptor.global;
-                for delivery in pending {
-                    let offset = match self.runtime.block_on(delivery) {
+                for (delivery, queued) in pending {
+                    let outcome = self.runtime.block_on(delivery);
+                    let error = match &outcome {
+                        Ok(Ok(_)) => None,
+                        Ok(Err((e, _))) => Some(e.to_string()),
+                        Err(_) => Some("the producer stopped".to_owned()),
+                    };
+                    table
+                        .producer
+                        .delivered(&table.changelog, queued.elapsed(), error.as_deref());
+                    let offset = match outcome {
                         Ok(Ok(delivery)) => delivery.offset,
                         Ok(Err((e, _))) => {
                             return Err(Error::kafka(
@@ -212,6 +230,55 @@ impl TableManager {
             }
         }
         Ok(())
+    }
+}
+
+/// What a table lookup by key found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Lookup {
+    /// The stored value (JSON).
+    Found(Vec<u8>),
+    Missing,
+    /// The key lives in this partition, which this worker does not hold.
+    Elsewhere {
+        partition: i32,
+    },
+}
+
+impl TableManager {
+    /// Looks `key` (as text, see `Table::key_from_text`) up in the partition the default
+    /// partitioner gives it: where tables keyed like their source topic keep it.
+    pub(crate) fn lookup(&self, table: &str, key: &str) -> Result<Lookup> {
+        let table = self.table(table)?;
+        let key = (table.descriptor.key_from_text)(key).map_err(Error::Config)?;
+        let partition = partition_for_key(&key, table.partitions);
+        let Some(held) = table.held().get(&partition).cloned() else {
+            return Ok(Lookup::Elsewhere { partition });
+        };
+        table.sensors.each(|s| s.table_get(table.descriptor.name));
+        Ok(match held.store.get(&key)? {
+            Some(value) => Lookup::Found(value),
+            None => Lookup::Missing,
+        })
+    }
+
+    /// Table name -> the partitions this worker holds, sorted.
+    pub(crate) fn assignment(&self) -> std::collections::BTreeMap<&'static str, Vec<i32>> {
+        self.tables
+            .iter()
+            .map(|table| {
+                let mut held: Vec<i32> = table.held().keys().copied().collect();
+                held.sort_unstable();
+                (table.descriptor.name, held)
+            })
+            .collect()
+    }
+
+    /// Whether the table is global (every worker holds all of it).
+    pub(crate) fn is_global(&self, table: &str) -> bool {
+        self.tables
+            .iter()
+            .any(|t| t.descriptor.name == table && t.descriptor.global)
     }
 }
 
@@ -325,6 +392,7 @@ impl TableState {
     }
 
     pub(crate) fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.sensors.each(|s| s.table_get(self.descriptor.name));
         let (partition, _) = self.partition_of(key, false)?;
         self.held_partition(partition)?.store.get(key)
     }
@@ -344,6 +412,11 @@ impl TableState {
         let held = self.held_partition(partition)?;
         let _writing = held.writing.lock().unwrap_or_else(|e| e.into_inner());
         let (value, result) = change(held.store.get(&key)?)?;
+        let name = self.descriptor.name;
+        match value {
+            Some(_) => self.sensors.each(|s| s.table_set(name)),
+            None => self.sensors.each(|s| s.table_delete(name)),
+        }
         let mut headers = source
             .as_ref()
             .map(|p| {
@@ -370,7 +443,7 @@ impl TableState {
                 held.pending
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .push(delivery);
+                    .push((delivery, Instant::now()));
                 held.store.write(Batch {
                     writes: vec![(key, value)],
                     changelog_offset: None,

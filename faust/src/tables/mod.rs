@@ -37,7 +37,7 @@ use std::{
 
 use serde::{de::DeserializeOwned, Serialize};
 
-pub(crate) use manager::{check_copartitioning, tables_dir, TableManager};
+pub(crate) use manager::{check_copartitioning, tables_dir, Lookup, TableManager};
 pub(crate) use store::count_keys;
 
 use crate::{Error, Result};
@@ -58,6 +58,8 @@ pub struct TableDescriptor {
     /// default partitioner) instead of being refused.
     pub use_partitioner: bool,
     pub location: &'static str,
+    /// A key given as text (web lookups) in its stored form; see [`Table::key_from_text`].
+    pub key_from_text: fn(&str) -> std::result::Result<Vec<u8>, String>,
 }
 
 inventory::collect!(TableDescriptor);
@@ -98,6 +100,17 @@ impl<K, V> Table<K, V> {
     /// The value a missing key reads as.
     pub fn default_value(&self) -> V {
         (self.default)()
+    }
+}
+
+impl<K: Serialize + DeserializeOwned, V> Table<K, V> {
+    /// A key given as text, as a `K` in its stored (JSON) form: the text is read as JSON
+    /// first (`42`, `"alice"`, `[1,2]`), else as a plain string (`alice`).
+    pub fn key_from_text(text: &str) -> std::result::Result<Vec<u8>, String> {
+        let key: K = serde_json::from_str(text)
+            .or_else(|_| serde_json::from_value(serde_json::Value::String(text.to_owned())))
+            .map_err(|e| format!("'{text}' is not a {}: {e}", std::any::type_name::<K>()))?;
+        serde_json::to_vec(&key).map_err(|e| format!("'{text}' cannot be encoded as a key: {e}"))
     }
 }
 

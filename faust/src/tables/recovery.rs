@@ -139,6 +139,17 @@ pub(crate) fn recover(
         .map_err(|e| Error::kafka(format!("reading changelog '{}'", table.changelog), e))?;
 
     let (mut applied, mut skipped) = (0u64, 0u64);
+    let progress = |applied: u64, read: u64, done: bool| {
+        let remaining = if done {
+            0
+        } else {
+            (estimated_total as u64).saturating_sub(read)
+        };
+        table
+            .sensors
+            .each(|s| s.recovery_progress(name, partition, applied, remaining, done));
+    };
+    progress(0, 0, false);
     let mut batch = Batch::default();
     let mut last_progress = Instant::now();
     let mut last_record = Instant::now();
@@ -159,6 +170,7 @@ pub(crate) fn recover(
                 batch.changelog_offset = Some(message.offset() + 1);
                 if batch.writes.len() >= BATCH {
                     held.store.write(std::mem::take(&mut batch))?;
+                    progress(applied, applied + skipped, false);
                 }
             }
             Some(Err(KafkaError::PartitionEOF(_))) => break,
@@ -192,6 +204,7 @@ pub(crate) fn recover(
         }
     }
     held.store.write(batch)?;
+    progress(applied, applied + skipped, true);
     info!(
         table = name,
         partition,

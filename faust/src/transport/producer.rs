@@ -8,7 +8,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, RwLock},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use rdkafka::{
@@ -22,7 +22,7 @@ use rdkafka::{
 use serde::Serialize;
 
 use super::LogContext;
-use crate::{event::Header, sensors::Monitor, Error, Result};
+use crate::{event::Header, sensors::Sensors, Error, Result};
 
 /// How long a send may wait for room in librdkafka's queue before it fails.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -48,11 +48,11 @@ pub struct Record<'a> {
 #[derive(Clone)]
 pub struct Producer {
     inner: FutureProducer<LogContext>,
-    monitor: Arc<Monitor>,
+    sensors: Sensors,
 }
 
 impl Producer {
-    pub(crate) fn connect(bootstrap: &str, client_id: &str, monitor: Arc<Monitor>) -> Result<Self> {
+    pub(crate) fn connect(bootstrap: &str, client_id: &str, sensors: Sensors) -> Result<Self> {
         let inner = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
             .set("client.id", client_id)
@@ -68,22 +68,24 @@ impl Producer {
             .set("topic.metadata.propagation.max.ms", "5000")
             .create_with_context(LogContext::default())
             .map_err(|e| Error::kafka("creating the producer", e))?;
-        Ok(Producer { inner, monitor })
+        Ok(Producer { inner, sensors })
     }
 
     /// Sends one record to `topic` and waits until the broker has it.
     pub async fn send_record(&self, topic: &str, record: Record<'_>) -> Result<Delivered> {
         let future = record.to_kafka(topic);
-        match self.inner.send(future, Timeout::After(QUEUE_TIMEOUT)).await {
-            Ok(delivery) => {
-                self.monitor.message_sent();
-                Ok(Delivered {
-                    partition: delivery.partition,
-                    offset: delivery.offset,
-                })
-            }
+        self.sensors.each(|s| s.send_start(topic));
+        let started = Instant::now();
+        let outcome = self.inner.send(future, Timeout::After(QUEUE_TIMEOUT)).await;
+        let error = outcome.as_ref().err().map(|(e, _)| e.to_string());
+        self.sensors
+            .each(|s| s.send_end(topic, started.elapsed(), error.as_deref()));
+        match outcome {
+            Ok(delivery) => Ok(Delivered {
+                partition: delivery.partition,
+                offset: delivery.offset,
+            }),
             Err((e, _)) => {
-                self.monitor.send_failed();
                 if e.rdkafka_error_code() == Some(RDKafkaErrorCode::UnknownTopicOrPartition) {
                     return Err(Error::Send(format!(
                         "topic '{topic}' does not exist on the broker; create it (a worker creates \
@@ -95,22 +97,26 @@ impl Producer {
         }
     }
 
-    /// Queues one record without waiting; the returned future resolves on delivery.
+    /// Queues one record without waiting; the returned future resolves on delivery,
+    /// which the caller reports with [`Producer::delivered`].
     /// For synchronous callers (tables): a full queue is retried for up to 30 s.
     pub(crate) fn enqueue(&self, topic: &str, record: Record<'_>) -> Result<DeliveryFuture> {
         let mut future = record.to_kafka(topic);
-        let deadline = std::time::Instant::now() + QUEUE_TIMEOUT;
+        self.sensors.each(|s| s.send_start(topic));
+        let deadline = Instant::now() + QUEUE_TIMEOUT;
         loop {
             match self.inner.send_result(future) {
                 Ok(delivery) => return Ok(delivery),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
-                    if std::time::Instant::now() < deadline =>
+                    if Instant::now() < deadline =>
                 {
                     future = back;
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 Err((e, _)) => {
-                    self.monitor.send_failed();
+                    let error = e.to_string();
+                    self.sensors
+                        .each(|s| s.send_end(topic, Duration::ZERO, Some(&error)));
                     return Err(Error::kafka(
                         format!("queueing a record for topic '{topic}'"),
                         e,
@@ -118,6 +124,11 @@ impl Producer {
                 }
             }
         }
+    }
+
+    /// Reports the outcome of an [`Producer::enqueue`]d record, seen `took` after it was queued.
+    pub(crate) fn delivered(&self, topic: &str, took: Duration, error: Option<&str>) {
+        self.sensors.each(|s| s.send_end(topic, took, error));
     }
 
     /// Waits until every queued message is delivered, up to `timeout`.

@@ -13,7 +13,7 @@ use std::{
     collections::HashMap,
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc,
+        Arc, Mutex,
     },
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -33,7 +33,7 @@ use super::KafkaLog;
 use crate::{
     config::{Config, OffsetReset},
     event::{Ack, Header, Message},
-    sensors::Monitor,
+    sensors::Sensors,
     Error, Result,
 };
 
@@ -109,7 +109,7 @@ impl Consumer {
         config: &Config,
         bootstrap: &str,
         routes: Routes,
-        monitor: Arc<Monitor>,
+        sensors: Sensors,
         listener: Arc<dyn PartitionListener>,
         fatal: Fatal,
     ) -> Result<Consumer> {
@@ -125,6 +125,8 @@ impl Consumer {
             listener: listener.clone(),
             fatal: fatal.clone(),
             fetching: fetching.clone(),
+            sensors: sensors.clone(),
+            rebalance_started: Mutex::default(),
         };
         let mut client = ClientConfig::new();
         if let Some(instance) = &config.instance_id {
@@ -142,6 +144,8 @@ impl Consumer {
                 "session.timeout.ms",
                 config.session_timeout.as_millis().to_string(),
             )
+            // For the partitions' high watermarks (consumer lag).
+            .set("statistics.interval.ms", "1000")
             .create_with_context(context)
             .map_err(|e| Error::kafka("creating the consumer", e))?;
         let topics = routes.topics();
@@ -155,7 +159,7 @@ impl Consumer {
             consumer,
             routes,
             tracker,
-            monitor,
+            sensors,
             listener,
             fatal: fatal.clone(),
             fetching: fetching.clone(),
@@ -211,7 +215,7 @@ struct Poller {
     consumer: BaseConsumer<GroupContext>,
     routes: Routes,
     tracker: Arc<OffsetTracker>,
-    monitor: Arc<Monitor>,
+    sensors: Sensors,
     listener: Arc<dyn PartitionListener>,
     fatal: Fatal,
     fetching: Arc<AtomicBool>,
@@ -240,7 +244,7 @@ impl Poller {
             if last_commit.elapsed() >= self.commit_interval
                 || self.tracker.acked_since_commit() >= self.commit_every
             {
-                self.commit(CommitMode::Async);
+                self.commit();
                 last_commit = Instant::now();
             }
         }
@@ -255,7 +259,9 @@ impl Poller {
             topic: route.topic.clone(),
             partition: message.partition(),
         };
-        self.monitor.message_received();
+        let offset = message.offset();
+        self.sensors
+            .each(|s| s.message_in(&tp.topic, tp.partition, offset));
         let owed = route.agents.len() as u32;
         let (generation, pause) = match self.tracker.track(&tp, message.offset(), owed) {
             Tracked::Deliver { generation, pause } => (generation, pause),
@@ -323,7 +329,7 @@ impl Poller {
 
     /// Flushes table changes, then commits; a failed flush commits nothing and stops
     /// the worker, since committing would lose the changes of acknowledged events.
-    fn commit(&self, mode: CommitMode) {
+    fn commit(&self) {
         let points = self.tracker.commit_points();
         if points.is_empty() {
             return;
@@ -333,7 +339,7 @@ impl Poller {
             self.running.store(false, Ordering::SeqCst);
             return;
         }
-        commit_points(&self.consumer, &self.tracker, points, mode);
+        commit_points(&self.consumer, points);
     }
 
     fn pause_all(&self) {
@@ -354,7 +360,7 @@ impl Poller {
                 "events fetched but not processed are left for the next start"
             );
         }
-        self.commit(CommitMode::Sync);
+        self.commit();
         // Everything is committed: leaving the group must not wait for events again.
         let held = self.tracker.clear();
         self.listener.revoked(&held);
@@ -368,12 +374,7 @@ impl Poller {
     }
 }
 
-fn commit_points(
-    consumer: &BaseConsumer<GroupContext>,
-    tracker: &OffsetTracker,
-    points: Vec<(TopicPartition, i64)>,
-    mode: CommitMode,
-) {
+fn commit_points(consumer: &BaseConsumer<GroupContext>, points: Vec<(TopicPartition, i64)>) {
     if points.is_empty() {
         return;
     }
@@ -385,16 +386,16 @@ fn commit_points(
             return;
         }
     }
-    match consumer.commit(&list, mode) {
-        Ok(()) if matches!(mode, CommitMode::Sync) => {
-            for (tp, offset) in &points {
-                tracker.committed(tp, *offset);
-            }
-            debug!(partitions = points.len(), "offsets committed");
-        }
-        Ok(()) => {}
-        Err(e) => warn!(error = %e, "committing offsets failed; the next commit retries"),
+    // Synchronous: the commit's outcome is known here (rust-rdkafka's BaseConsumer never
+    // delivers asynchronous commit results), and a commit a second costs one round trip.
+    let started = Instant::now();
+    let result = consumer.commit(&list, CommitMode::Sync);
+    if result.is_ok() {
+        debug!(partitions = points.len(), "offsets committed");
     }
+    consumer
+        .context()
+        .committed(&list, started.elapsed(), result);
 }
 
 fn partitions(list: &TopicPartitionList) -> Vec<TopicPartition> {
@@ -420,9 +421,63 @@ struct GroupContext {
     listener: Arc<dyn PartitionListener>,
     fatal: Fatal,
     fetching: Arc<AtomicBool>,
+    sensors: Sensors,
+    /// When the rebalance under way began (the first revocation or assignment).
+    rebalance_started: Mutex<Option<Instant>>,
 }
 
 impl GroupContext {
+    /// Records the outcome of a commit of `offsets`.
+    fn committed(
+        &self,
+        offsets: &TopicPartitionList,
+        took: Duration,
+        result: rdkafka::error::KafkaResult<()>,
+    ) {
+        match result {
+            Ok(()) => {
+                for element in offsets.elements() {
+                    if let Offset::Offset(offset) = element.offset() {
+                        let tp = TopicPartition::of(&element);
+                        self.tracker.committed(&tp, offset);
+                        self.sensors
+                            .monitor()
+                            .committed(&tp.topic, tp.partition, offset);
+                    }
+                }
+                self.sensors.each(|s| s.commit(took, None));
+            }
+            Err(e) => {
+                warn!(error = %e, "committing offsets failed; the next commit retries");
+                let error = e.to_string();
+                self.sensors.each(|s| s.commit(took, Some(&error)));
+            }
+        }
+    }
+
+    fn rebalance_starts(&self) {
+        let mut started = self
+            .rebalance_started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if started.is_none() {
+            *started = Some(Instant::now());
+            self.sensors.each(|s| s.rebalance_start());
+        }
+    }
+
+    fn rebalance_ends(&self) {
+        let started = self
+            .rebalance_started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(started) = started {
+            let took = started.elapsed();
+            self.sensors.each(|s| s.rebalance_end(took));
+        }
+    }
+
     /// Where consumption of a partition with no committed offset starts.
     fn reset_offset(&self, consumer: &BaseConsumer<Self>, topic: &str, partition: i32) -> i64 {
         match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
@@ -459,13 +514,18 @@ impl GroupContext {
             .collect();
         if !points.is_empty() && !consumer.assignment_lost() {
             match self.listener.flush() {
-                Ok(()) => commit_points(consumer, &self.tracker, points, CommitMode::Sync),
+                Ok(()) => commit_points(consumer, points),
                 Err(e) => {
                     let _ = self.fatal.send(e);
                 }
             }
         }
         self.listener.revoked(revoked);
+        self.sensors.monitor().revoked(
+            revoked
+                .iter()
+                .map(|tp| (tp.topic.to_string(), tp.partition)),
+        );
     }
 
     fn assign(&self, consumer: &BaseConsumer<Self>, list: &TopicPartitionList) {
@@ -495,6 +555,11 @@ impl GroupContext {
             let _ = self.fatal.send(e);
             return;
         }
+        self.sensors.monitor().assigned(
+            committed
+                .iter()
+                .map(|(tp, offset)| (tp.topic.to_string(), tp.partition, *offset)),
+        );
         for tp in assigned {
             self.tracker.assign(tp);
         }
@@ -510,12 +575,25 @@ impl ClientContext for GroupContext {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         self.log.error(&format!("{error}: {reason}"));
     }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let monitor = self.sensors.monitor();
+        for (name, topic) in &statistics.topics {
+            for partition in topic.partitions.values() {
+                // -1 is librdkafka's "unknown"; the internal partition -1 is skipped too.
+                if partition.partition >= 0 && partition.hi_offset >= 0 {
+                    monitor.high_watermark(name, partition.partition, partition.hi_offset);
+                }
+            }
+        }
+    }
 }
 
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(list) => {
+                self.rebalance_starts();
                 let revoked = partitions(list);
                 if !revoked.is_empty() {
                     info!(partitions = %describe(&revoked), "partitions revoked; finishing their events in flight");
@@ -523,8 +601,10 @@ impl ConsumerContext for GroupContext {
                 }
             }
             Rebalance::Assign(list) => {
+                self.rebalance_starts();
                 info!(partitions = %describe(&partitions(list)), "partitions assigned");
                 self.assign(consumer, list);
+                self.rebalance_ends();
             }
             Rebalance::Error(e) => {
                 // librdkafka drops the assignment: forget it here too, tables included,
@@ -548,24 +628,6 @@ impl ConsumerContext for GroupContext {
             if let Err(e) = result {
                 warn!(error = %e, "could not set the paused state of assigned partitions");
             }
-        }
-    }
-
-    fn commit_callback(
-        &self,
-        result: rdkafka::error::KafkaResult<()>,
-        offsets: &TopicPartitionList,
-    ) {
-        match result {
-            Ok(()) => {
-                for element in offsets.elements() {
-                    if let Offset::Offset(offset) = element.offset() {
-                        self.tracker
-                            .committed(&TopicPartition::of(&element), offset);
-                    }
-                }
-            }
-            Err(e) => warn!(error = %e, "committing offsets failed; the next commit retries"),
         }
     }
 }

@@ -1,0 +1,393 @@
+//! The Monitor: the built-in sensor. It keeps counters, gauges and latency histograms
+//! per topic partition, agent, sink topic and table, and hands out a [`Stats`] snapshot
+//! for `/stats` and `/metrics`. Each kind of figure has its own lock, so the consumer
+//! thread, the actors and the producer's delivery thread rarely meet.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Mutex, MutexGuard,
+    },
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+
+use super::{Histogram, Sensor};
+
+#[derive(Debug)]
+pub struct Monitor {
+    started: Instant,
+    ready: AtomicBool,
+    rebalancing: AtomicBool,
+    /// Topic -> partition -> figures (by topic first, so lookups need no allocation).
+    partitions: Mutex<BTreeMap<String, BTreeMap<i32, PartitionStats>>>,
+    agents: Mutex<BTreeMap<String, AgentStats>>,
+    sends: Mutex<Sends>,
+    commits: Mutex<Commits>,
+    tables: Mutex<BTreeMap<String, TableStats>>,
+    recovery: Mutex<BTreeMap<(String, i32), RecoveryStats>>,
+    rebalances: Mutex<Histogram>,
+}
+
+impl Default for Monitor {
+    fn default() -> Self {
+        Monitor {
+            started: Instant::now(),
+            ready: AtomicBool::new(false),
+            rebalancing: AtomicBool::new(false),
+            partitions: Mutex::default(),
+            agents: Mutex::default(),
+            sends: Mutex::default(),
+            commits: Mutex::default(),
+            tables: Mutex::default(),
+            recovery: Mutex::default(),
+            rebalances: Mutex::default(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Sends {
+    topics: BTreeMap<String, SendStats>,
+    latency: Histogram,
+}
+
+#[derive(Debug, Default)]
+struct Commits {
+    latency: Histogram,
+    errors: u64,
+}
+
+/// Everything the Monitor knows, at one moment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    /// Recovery of the first assignment is done and agents take events.
+    pub ready: bool,
+    pub uptime_seconds: f64,
+    /// A rebalance is under way.
+    pub rebalancing: bool,
+    /// Partitions of source topics this worker holds or held.
+    pub partitions: Vec<PartitionStats>,
+    pub agents: Vec<AgentStats>,
+    pub sends: Vec<SendStats>,
+    pub send_latency: Histogram,
+    pub commit_latency: Histogram,
+    pub commit_errors: u64,
+    pub tables: Vec<TableStats>,
+    pub recovery: Vec<RecoveryStats>,
+    /// How long each rebalance took, until this worker had its partitions recovered.
+    pub rebalances: Histogram,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PartitionStats {
+    pub topic: String,
+    pub partition: i32,
+    pub assigned: bool,
+    pub messages_received: u64,
+    /// The offset the group committed (where consumption resumes).
+    pub committed_offset: Option<i64>,
+    /// One past the last offset in the partition, as the broker last reported it.
+    pub high_watermark: Option<i64>,
+    /// Messages not yet committed: high watermark minus committed offset.
+    pub lag: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AgentStats {
+    pub agent: String,
+    pub events: u64,
+    pub event_duration: Histogram,
+    pub decode_errors: u64,
+    pub errors: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SendStats {
+    pub topic: String,
+    pub messages: u64,
+    pub errors: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TableStats {
+    pub table: String,
+    pub reads: u64,
+    pub writes: u64,
+    pub deletes: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RecoveryStats {
+    pub table: String,
+    pub partition: i32,
+    pub records_applied: u64,
+    pub records_remaining: u64,
+    pub done: bool,
+}
+
+/// The totals the worker logs when it stops.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub messages_received: u64,
+    pub events_processed: u64,
+    pub decode_errors: u64,
+    pub agent_errors: u64,
+    pub messages_sent: u64,
+    pub send_errors: u64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Monitor {
+    /// Lists the app's agents and tables, so they show (with zeros) before any event.
+    pub(crate) fn register<'a>(
+        &self,
+        agents: impl IntoIterator<Item = &'a str>,
+        tables: impl IntoIterator<Item = &'a str>,
+    ) {
+        let mut known = lock(&self.agents);
+        for agent in agents {
+            agent_entry(&mut known, agent);
+        }
+        let mut known = lock(&self.tables);
+        for table in tables {
+            table_entry(&mut known, table);
+        }
+    }
+
+    pub(crate) fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// The consumer now holds `partitions`, to be read from these committed offsets.
+    pub(crate) fn assigned(&self, partitions: impl IntoIterator<Item = (String, i32, i64)>) {
+        let mut known = lock(&self.partitions);
+        for (topic, partition, committed) in partitions {
+            let stats = partition_entry(&mut known, topic, partition);
+            stats.assigned = true;
+            stats.committed_offset = Some(committed);
+            stats.lag = lag(stats);
+        }
+    }
+
+    pub(crate) fn revoked(&self, partitions: impl IntoIterator<Item = (String, i32)>) {
+        let mut known = lock(&self.partitions);
+        for key in partitions {
+            if let Some(stats) = known.get_mut(&key.0).and_then(|p| p.get_mut(&key.1)) {
+                stats.assigned = false;
+            }
+        }
+    }
+
+    /// The group committed `offset` (the next to read) of a partition.
+    pub(crate) fn committed(&self, topic: &str, partition: i32, offset: i64) {
+        let mut known = lock(&self.partitions);
+        let stats = partition_entry(&mut known, topic.to_owned(), partition);
+        stats.committed_offset = Some(offset);
+        stats.lag = lag(stats);
+    }
+
+    /// The broker reported the end of a partition.
+    pub(crate) fn high_watermark(&self, topic: &str, partition: i32, high: i64) {
+        let mut known = lock(&self.partitions);
+        if let Some(stats) = known.get_mut(topic).and_then(|p| p.get_mut(&partition)) {
+            stats.high_watermark = Some(high);
+            stats.lag = lag(stats);
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        let sends = lock(&self.sends);
+        let commits = lock(&self.commits);
+        Stats {
+            ready: self.is_ready(),
+            uptime_seconds: self.started.elapsed().as_secs_f64(),
+            rebalancing: self.rebalancing.load(Ordering::Relaxed),
+            partitions: lock(&self.partitions)
+                .values()
+                .flat_map(|p| p.values().cloned())
+                .collect(),
+            agents: lock(&self.agents).values().cloned().collect(),
+            sends: sends.topics.values().cloned().collect(),
+            send_latency: sends.latency.clone(),
+            commit_latency: commits.latency.clone(),
+            commit_errors: commits.errors,
+            tables: lock(&self.tables).values().cloned().collect(),
+            recovery: lock(&self.recovery).values().cloned().collect(),
+            rebalances: lock(&self.rebalances).clone(),
+        }
+    }
+
+    pub fn counters(&self) -> Counters {
+        let stats = self.stats();
+        let agents = &stats.agents;
+        Counters {
+            messages_received: stats.partitions.iter().map(|p| p.messages_received).sum(),
+            events_processed: agents.iter().map(|a| a.events).sum(),
+            decode_errors: agents.iter().map(|a| a.decode_errors).sum(),
+            agent_errors: agents.iter().map(|a| a.errors).sum(),
+            messages_sent: stats.sends.iter().map(|s| s.messages).sum(),
+            send_errors: stats.sends.iter().map(|s| s.errors).sum(),
+        }
+    }
+}
+
+/// The entry for `name`, made by `new` the first time; an existing entry is found
+/// without allocating, as the hot path needs.
+fn named<'a, T>(
+    known: &'a mut BTreeMap<String, T>,
+    name: &str,
+    new: impl FnOnce(String) -> T,
+) -> &'a mut T {
+    if !known.contains_key(name) {
+        known.insert(name.to_owned(), new(name.to_owned()));
+    }
+    known.get_mut(name).expect("inserted above")
+}
+
+fn agent_entry<'a>(known: &'a mut BTreeMap<String, AgentStats>, agent: &str) -> &'a mut AgentStats {
+    named(known, agent, |agent| AgentStats {
+        agent,
+        ..AgentStats::default()
+    })
+}
+
+fn table_entry<'a>(known: &'a mut BTreeMap<String, TableStats>, table: &str) -> &'a mut TableStats {
+    named(known, table, |table| TableStats {
+        table,
+        ..TableStats::default()
+    })
+}
+
+fn partition_entry(
+    known: &mut BTreeMap<String, BTreeMap<i32, PartitionStats>>,
+    topic: String,
+    partition: i32,
+) -> &mut PartitionStats {
+    known
+        .entry(topic.clone())
+        .or_default()
+        .entry(partition)
+        .or_insert_with(|| PartitionStats {
+            topic,
+            partition,
+            ..PartitionStats::default()
+        })
+}
+
+fn lag(stats: &PartitionStats) -> Option<i64> {
+    Some((stats.high_watermark? - stats.committed_offset?).max(0))
+}
+
+impl Sensor for Monitor {
+    fn message_in(&self, topic: &str, partition: i32, _offset: i64) {
+        let mut known = lock(&self.partitions);
+        // Looked up by reference first: the hot path allocates nothing.
+        if let Some(stats) = known.get_mut(topic).and_then(|p| p.get_mut(&partition)) {
+            stats.messages_received += 1;
+        } else {
+            partition_entry(&mut known, topic.to_owned(), partition).messages_received += 1;
+        }
+    }
+
+    fn event_end(&self, agent: &str, took: Duration) {
+        let mut known = lock(&self.agents);
+        let stats = agent_entry(&mut known, agent);
+        stats.events += 1;
+        stats.event_duration.observe(took);
+    }
+
+    fn send_end(&self, topic: &str, took: Duration, error: Option<&str>) {
+        let mut sends = lock(&self.sends);
+        sends.latency.observe(took);
+        let stats = named(&mut sends.topics, topic, |topic| SendStats {
+            topic,
+            ..SendStats::default()
+        });
+        match error {
+            None => stats.messages += 1,
+            Some(_) => stats.errors += 1,
+        }
+    }
+
+    fn commit(&self, took: Duration, error: Option<&str>) {
+        let mut commits = lock(&self.commits);
+        match error {
+            None => commits.latency.observe(took),
+            Some(_) => commits.errors += 1,
+        }
+    }
+
+    fn table_get(&self, table: &str) {
+        table_entry(&mut lock(&self.tables), table).reads += 1;
+    }
+
+    fn table_set(&self, table: &str) {
+        table_entry(&mut lock(&self.tables), table).writes += 1;
+    }
+
+    fn table_delete(&self, table: &str) {
+        table_entry(&mut lock(&self.tables), table).deletes += 1;
+    }
+
+    fn rebalance_start(&self) {
+        self.rebalancing.store(true, Ordering::Relaxed);
+    }
+
+    fn rebalance_end(&self, took: Duration) {
+        lock(&self.rebalances).observe(took);
+        self.rebalancing.store(false, Ordering::Relaxed);
+    }
+
+    fn recovery_progress(
+        &self,
+        table: &str,
+        partition: i32,
+        applied: u64,
+        remaining: u64,
+        done: bool,
+    ) {
+        lock(&self.recovery).insert(
+            (table.to_owned(), partition),
+            RecoveryStats {
+                table: table.to_owned(),
+                partition,
+                records_applied: applied,
+                records_remaining: remaining,
+                done,
+            },
+        );
+    }
+
+    fn decode_error(&self, agent: &str, _topic: &str, _partition: i32, _offset: i64, _error: &str) {
+        agent_entry(&mut lock(&self.agents), agent).decode_errors += 1;
+    }
+
+    fn agent_error(&self, agent: &str, _error: &str) {
+        agent_entry(&mut lock(&self.agents), agent).errors += 1;
+    }
+}
+
+impl std::fmt::Display for Counters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "received={} processed={} decode_errors={} agent_errors={} sent={} send_errors={}",
+            self.messages_received,
+            self.events_processed,
+            self.decode_errors,
+            self.agent_errors,
+            self.messages_sent,
+            self.send_errors
+        )
+    }
+}

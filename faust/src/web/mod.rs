@@ -1,0 +1,283 @@
+//! The worker's web server (axum): `/health`, `/metrics` (Prometheus), `/stats` (JSON),
+//! `/tables/{table}/{key}`, `/assignment` and a status page at `/`.
+//!
+//! A table lookup is answered by the worker that holds the key's partition; any other
+//! worker redirects (307) to it, found through the [`directory`] of announcements.
+
+mod directory;
+
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
+
+use axum::{
+    extract::{Path, Query, State},
+    http::{header, StatusCode, Uri},
+    response::{Html, IntoResponse, Response},
+    routing::get,
+    Json, Router,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use crate::{
+    app::App,
+    config::Config,
+    sensors::{prometheus_text, Monitor, Stats},
+    tables::{Lookup, TableManager},
+    transport::producer::Producer,
+    Error, Result,
+};
+use directory::{Directory, DirectoryService};
+
+const STATUS_PAGE: &str = include_str!("status.html");
+
+struct Shared {
+    app_id: String,
+    url: String,
+    agents: Vec<AgentInfo>,
+    monitor: Arc<Monitor>,
+    tables: Arc<TableManager>,
+    directory: Arc<Directory>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct AgentInfo {
+    name: &'static str,
+    topics: Vec<String>,
+    concurrency: usize,
+}
+
+/// The running web server and its directory.
+pub(crate) struct WebServer {
+    stop: oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<()>,
+    directory: DirectoryService,
+}
+
+impl WebServer {
+    /// Binds `web_bind:web_port` (failing at once if it cannot) and starts serving.
+    pub(crate) async fn start(
+        app: &App,
+        bootstrap: &str,
+        monitor: Arc<Monitor>,
+        tables: Arc<TableManager>,
+        producer: Producer,
+    ) -> Result<WebServer> {
+        let config = app.config();
+        let listener = bind(config).await?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| Error::Io {
+                context: "reading the web server's address".into(),
+                source: e,
+            })?
+            .port();
+        let url = format!("http://{}:{port}", config.web_host);
+        let directory = DirectoryService::start(
+            bootstrap,
+            app.web_directory_topic(),
+            url.clone(),
+            tables.clone(),
+            producer,
+        )?;
+        let shared = Arc::new(Shared {
+            app_id: config.id.clone(),
+            url: url.clone(),
+            agents: app
+                .registry()
+                .agents
+                .iter()
+                .map(|a| AgentInfo {
+                    name: a.name,
+                    topics: a.source_topics(&config.id),
+                    concurrency: a.concurrency.max(1),
+                })
+                .collect(),
+            monitor,
+            tables,
+            directory: directory.directory.clone(),
+        });
+        let router = Router::new()
+            .route("/", get(status_page))
+            .route("/health", get(health))
+            .route("/metrics", get(metrics))
+            .route("/stats", get(stats))
+            .route("/assignment", get(assignment))
+            .route("/tables/{table}/{key}", get(table_lookup))
+            .with_state(shared);
+        let (stop, stopped) = oneshot::channel();
+        let server = tokio::spawn(async move {
+            let serve = axum::serve(listener, router).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(e) = serve.await {
+                warn!(error = %e, "the web server stopped");
+            }
+        });
+        info!(%url, bind = %config.web_bind, "web server listening");
+        Ok(WebServer {
+            stop,
+            server,
+            directory,
+        })
+    }
+
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.server.await;
+        let directory = self.directory;
+        let _ = tokio::task::spawn_blocking(move || directory.stop()).await;
+    }
+}
+
+async fn bind(config: &Config) -> Result<tokio::net::TcpListener> {
+    let ip = config
+        .web_bind
+        .parse()
+        .map_err(|_| Error::Config(format!("'{}' is not an IP address", config.web_bind)))?;
+    let address = SocketAddr::new(ip, config.web_port);
+    tokio::net::TcpListener::bind(address).await.map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+            " (is another worker running on this machine? give each its own --web-port, \
+             0 picks a free one, or run with --without-web)"
+        } else {
+            ""
+        };
+        Error::Config(format!(
+            "the web server cannot listen on {address}: {e}{hint}"
+        ))
+    })
+}
+
+async fn status_page() -> Html<&'static str> {
+    Html(STATUS_PAGE)
+}
+
+async fn health(State(shared): State<Arc<Shared>>) -> Response {
+    let stats = shared.monitor.stats();
+    let (code, status) = if stats.ready {
+        (StatusCode::OK, "ready")
+    } else if stats.recovery.iter().any(|r| !r.done) {
+        (StatusCode::SERVICE_UNAVAILABLE, "recovering")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting")
+    };
+    let body = serde_json::json!({ "status": status, "ready": stats.ready });
+    (code, Json(body)).into_response()
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        prometheus_text(&shared.monitor.stats()),
+    )
+        .into_response()
+}
+
+#[derive(Serialize)]
+struct StatsBody<'a> {
+    app: &'a str,
+    url: &'a str,
+    agents_running: &'a [AgentInfo],
+    #[serde(flatten)]
+    stats: Stats,
+}
+
+async fn stats(State(shared): State<Arc<Shared>>) -> Response {
+    Json(StatsBody {
+        app: &shared.app_id,
+        url: &shared.url,
+        agents_running: &shared.agents,
+        stats: shared.monitor.stats(),
+    })
+    .into_response()
+}
+
+#[derive(Serialize)]
+struct AssignmentBody {
+    topics: BTreeMap<String, Vec<i32>>,
+    tables: BTreeMap<&'static str, Vec<i32>>,
+}
+
+async fn assignment(State(shared): State<Arc<Shared>>) -> Json<AssignmentBody> {
+    let mut topics: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+    for p in shared
+        .monitor
+        .stats()
+        .partitions
+        .into_iter()
+        .filter(|p| p.assigned)
+    {
+        topics.entry(p.topic).or_default().push(p.partition);
+    }
+    Json(AssignmentBody {
+        topics,
+        tables: shared.tables.assignment(),
+    })
+}
+
+#[derive(Deserialize)]
+struct LookupQuery {
+    /// Set on redirects: the receiver answers itself rather than redirect again.
+    #[serde(default)]
+    forwarded: bool,
+}
+
+async fn table_lookup(
+    State(shared): State<Arc<Shared>>,
+    Path((table, key)): Path<(String, String)>,
+    Query(query): Query<LookupQuery>,
+    uri: Uri,
+) -> Response {
+    let error = |code: StatusCode, message: String| {
+        (code, Json(serde_json::json!({ "error": message }))).into_response()
+    };
+    if shared.tables.table(&table).is_err() {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("there is no table named '{table}'"),
+        );
+    }
+    let tables = shared.tables.clone();
+    let (name, text) = (table.clone(), key.clone());
+    // Store reads touch the disk: off the async threads.
+    let found = tokio::task::spawn_blocking(move || tables.lookup(&name, &text)).await;
+    match found {
+        Ok(Ok(Lookup::Found(value))) => {
+            ([(header::CONTENT_TYPE, "application/json")], value).into_response()
+        }
+        Ok(Ok(Lookup::Missing)) => error(
+            StatusCode::NOT_FOUND,
+            format!("table '{table}' has no key {key}"),
+        ),
+        Ok(Ok(Lookup::Elsewhere { partition })) => {
+            let owner = shared
+                .directory
+                .owner(&table, partition)
+                .filter(|owner| *owner != shared.url);
+            match owner {
+                Some(owner) if !query.forwarded => {
+                    let location = format!("{owner}{}?forwarded=true", uri.path());
+                    (
+                        StatusCode::TEMPORARY_REDIRECT,
+                        [(header::LOCATION, location)],
+                    )
+                        .into_response()
+                }
+                _ => error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "partition {partition} of table '{table}' is not held by this worker and \
+                         no other worker claims it yet (a rebalance may be under way); retry shortly"
+                    ),
+                ),
+            }
+        }
+        Ok(Err(Error::Config(message))) => error(StatusCode::BAD_REQUEST, message),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}

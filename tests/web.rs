@@ -1,0 +1,323 @@
+//! The worker's web server against the real broker: counters and lag after real
+//! processing, Prometheus text checked by `promtool`, `/health` before and after the
+//! worker has its partitions, table lookups across two workers, and the status page
+//! rendered by headless Chromium.
+
+mod common;
+
+use std::{
+    collections::HashMap,
+    io::Write as _,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use common::{create_topic, http_get, produce_json, unique, wait_until, Worker};
+use serde_json::{json, Value};
+
+const DONE: Duration = Duration::from_secs(60);
+
+fn stats(worker: &Worker) -> Value {
+    http_get(&format!("{}/stats", worker.web_url())).json()
+}
+
+/// The figures of one agent in `/stats`.
+fn agent(stats: &Value, name: &str) -> Value {
+    stats["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["agent"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no agent {name} in {stats}"))
+}
+
+/// The partitions of `topic` in `/stats`.
+fn partitions(stats: &Value, topic: &str) -> Vec<Value> {
+    stats["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["topic"] == topic)
+        .cloned()
+        .collect()
+}
+
+fn words(words: usize, times: usize) -> Vec<(Value, Value)> {
+    (0..times)
+        .flat_map(|_| (0..words).map(|i| (json!(format!("w{i}")), json!(format!("w{i}")))))
+        .collect()
+}
+
+fn promtool_check(text: &str) {
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is missing: run scripts/install-deps.sh (Debian package prometheus)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = promtool.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool rejected /metrics:\n{}{}\n{text}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // It also lints names (e.g. counters ending in _total): it must have nothing to say.
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(said.trim().is_empty(), "promtool: {said}");
+}
+
+#[test]
+fn counters_show_what_was_processed_and_lag_drops_to_zero() {
+    let app = unique("web-counters");
+    let input = format!("{app}-count");
+    create_topic(&input, 4);
+    create_topic(&format!("{app}-counted"), 4);
+    produce_json(&input, &words(6, 10));
+    let mut worker = Worker::start(&app, "w", &[]);
+
+    let settled = |stats: &Value| {
+        let parts = partitions(stats, &input);
+        agent(stats, "count")["events"] == 60
+            && parts.len() == 4
+            && parts
+                .iter()
+                .map(|p| p["messages_received"].as_u64().unwrap())
+                .sum::<u64>()
+                == 60
+            && parts.iter().all(|p| p["lag"] == 0)
+            && parts
+                .iter()
+                .map(|p| p["committed_offset"].as_u64().unwrap_or(0))
+                .sum::<u64>()
+                == 60
+    };
+    assert!(
+        wait_until(DONE, || settled(&stats(&worker))),
+        "never settled: {}\n{}",
+        stats(&worker),
+        worker.log()
+    );
+    let stats = stats(&worker);
+    let tables: HashMap<String, Value> = stats["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["table"].as_str().unwrap().to_owned(), t.clone()))
+        .collect();
+    assert_eq!(tables["counts"]["writes"], 60, "{stats}");
+    assert_eq!(tables["lengths"]["writes"], 60, "{stats}");
+    assert_eq!(agent(&stats, "count")["event_duration"]["count"], 60);
+    assert_eq!(stats["ready"], true);
+
+    let url = worker.web_url();
+    let metrics = http_get(&format!("{url}/metrics"));
+    assert_eq!(metrics.status, 200);
+    assert!(metrics.headers["content-type"].starts_with("text/plain; version=0.0.4"));
+    promtool_check(&metrics.body);
+    for line in [
+        "faust_events_total{agent=\"count\"} 60".to_owned(),
+        "faust_table_writes_total{table=\"counts\"} 60".to_owned(),
+        "faust_worker_ready 1".to_owned(),
+        format!("faust_consumer_lag{{topic=\"{input}\",partition=\"0\"}} 0"),
+    ] {
+        assert!(
+            metrics.body.lines().any(|l| l == line),
+            "no line {line:?} in\n{}",
+            metrics.body
+        );
+    }
+
+    let assignment = http_get(&format!("{url}/assignment")).json();
+    assert_eq!(assignment["topics"][&input], json!([0, 1, 2, 3]));
+    assert_eq!(assignment["tables"]["counts"], json!([0, 1, 2, 3]));
+
+    let found = http_get(&format!("{url}/tables/counts/w3"));
+    assert_eq!((found.status, found.body.as_str()), (200, "10"));
+    let quoted = http_get(&format!("{url}/tables/counts/%22w3%22"));
+    assert_eq!((quoted.status, quoted.body.as_str()), (200, "10"));
+    let missing = http_get(&format!("{url}/tables/counts/nope"));
+    assert_eq!(missing.status, 404, "{missing:?}");
+    assert!(missing.json()["error"].as_str().unwrap().contains("no key"));
+    let bad = http_get(&format!("{url}/tables/lengths/abc"));
+    assert_eq!(bad.status, 400, "{bad:?}");
+    assert!(
+        bad.json()["error"].as_str().unwrap().contains("u64"),
+        "{bad:?}"
+    );
+    assert_eq!(http_get(&format!("{url}/tables/nothing/x")).status, 404);
+    worker.stop();
+}
+
+#[test]
+fn health_is_unavailable_until_the_worker_has_recovered_its_partitions() {
+    let app = unique("web-health");
+    let input = format!("{app}-count");
+    create_topic(&input, 4);
+    create_topic(&format!("{app}-counted"), 4);
+    // The first worker takes 5 s over an event; a rebalance waits for it to finish, so
+    // the second worker cannot get partitions (or be ready) before then.
+    let slow = [("TEST_DELAY_MS", "5000")];
+    let mut first = Worker::start(&app, "first", &slow);
+    first.expect_log("worker ready", DONE);
+    produce_json(&input, &words(1, 1));
+    assert!(
+        wait_until(DONE, || partitions(&stats(&first), &input)
+            .iter()
+            .any(|p| p["messages_received"] == 1)),
+        "{}",
+        first.log()
+    );
+
+    let mut second = Worker::start(&app, "second", &slow);
+    let health = http_get(&format!("{}/health", second.web_url()));
+    assert_eq!(health.status, 503, "{health:?}\n{}", second.log());
+    let status = health.json()["status"].clone();
+    assert!(status == "starting" || status == "recovering", "{health:?}");
+    assert!(
+        wait_until(DONE, || http_get(&format!("{}/health", second.web_url()))
+            .status
+            == 200),
+        "{}",
+        second.log()
+    );
+    assert_eq!(
+        http_get(&format!("{}/health", second.web_url())).json(),
+        json!({ "status": "ready", "ready": true })
+    );
+    second.expect_log("worker ready", Duration::from_secs(1));
+    second.stop();
+    first.stop();
+}
+
+#[test]
+fn a_table_lookup_sent_to_the_wrong_worker_is_redirected_to_the_owner() {
+    let app = unique("web-lookup");
+    let input = format!("{app}-count");
+    create_topic(&input, 4);
+    create_topic(&format!("{app}-counted"), 4);
+    let mut a = Worker::start(&app, "a", &[]);
+    let mut b = Worker::start(&app, "b", &[]);
+    let (url_a, url_b) = (a.web_url(), b.web_url());
+    // Both must hold some partitions, or no lookup would need a redirect.
+    let holds = |url: &str| {
+        http_get(&format!("{url}/assignment")).json()["tables"]["counts"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty())
+    };
+    assert!(
+        wait_until(DONE, || holds(&url_a) && holds(&url_b)),
+        "the two workers never shared the partitions\n{}\n{}",
+        a.log(),
+        b.log()
+    );
+    produce_json(&input, &words(12, 3));
+
+    // Every word, asked of either worker, answers 3: directly from its owner, through
+    // a redirect from the other (once the other's announcement has arrived).
+    let mut redirects = 0;
+    let all_answered = wait_until(DONE, || {
+        redirects = 0;
+        (0..12).all(|i| {
+            [&url_a, &url_b].iter().all(|url| {
+                let first = http_get(&format!("{url}/tables/counts/w{i}"));
+                let answer = match first.status {
+                    307 => {
+                        redirects += 1;
+                        let location = &first.headers["location"];
+                        let other = if *url == &url_a { &url_b } else { &url_a };
+                        assert!(location.starts_with(other.as_str()), "{first:?}");
+                        http_get(location)
+                    }
+                    _ => first,
+                };
+                answer.status == 200 && answer.body == "3"
+            })
+        })
+    });
+    assert!(
+        all_answered,
+        "lookups did not all answer 3\n{}\n{}",
+        a.log(),
+        b.log()
+    );
+    assert_eq!(
+        redirects, 12,
+        "each word is held by exactly one of the two workers"
+    );
+    b.stop();
+    a.stop();
+}
+
+#[test]
+fn the_status_page_shows_the_workers_agents_in_a_browser() {
+    let app = unique("web-page");
+    let mut worker = Worker::start(&app, "w", &[]);
+    worker.expect_log("worker ready", DONE);
+    let profile = std::env::temp_dir().join(unique("chromium-profile"));
+    let output = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            &format!("--user-data-dir={}", profile.display()),
+            // Lets the page's scripts fetch /stats and render before the DOM is dumped.
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            &format!("{}/", worker.web_url()),
+        ])
+        .output()
+        .expect("chromium is missing: run scripts/install-deps.sh (Debian package chromium)");
+    let _ = std::fs::remove_dir_all(&profile);
+    let dom = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The agents' rows are built by the page's script from /stats: none are in the HTML.
+    for agent in ["count", "double", "track", "configure", "lookup"] {
+        assert!(
+            dom.contains(&format!("<tr><td>{agent}</td>")),
+            "no row for agent {agent} in\n{dom}"
+        );
+    }
+    assert!(dom.contains(&format!("faust-rs worker: {app}")), "{dom}");
+    assert!(dom.contains("class=\"ready\">ready"), "{dom}");
+    worker.stop();
+}
+
+#[test]
+fn a_busy_web_port_is_a_clear_error_and_the_web_server_can_be_turned_off() {
+    let app = unique("web-port");
+    let mut first = Worker::start(&app, "first", &[]);
+    let url = first.web_url();
+    let port = url.rsplit(':').next().unwrap().to_owned();
+    let mut second = Worker::start(&app, "second", &[("FAUST_WEB_PORT", &port)]);
+    let status = second.wait_exit(DONE);
+    assert!(!status.success());
+    let log = second.log();
+    assert!(
+        log.contains(&format!("cannot listen on 127.0.0.1:{port}")) && log.contains("--web-port"),
+        "{log}"
+    );
+
+    let mut headless = Worker::start(&app, "headless", &[("FAUST_WITHOUT_WEB", "true")]);
+    headless.expect_log("worker ready", DONE);
+    assert!(!headless.log().contains("web server listening"));
+    headless.stop();
+    first.stop();
+}
