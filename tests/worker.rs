@@ -231,6 +231,11 @@ fn undecodable_messages_are_skipped_counted_and_the_rest_processed() {
         log.contains("decode_errors=3"),
         "the counters report them:\n{log}"
     );
+    let sensed = log
+        .lines()
+        .filter(|l| l.starts_with("test sensor: track could not decode"))
+        .count();
+    assert_eq!(sensed, 3, "the app's own sensor saw each of them:\n{log}");
     assert_eq!(processed(&out).len(), 20, "nothing valid was lost");
 }
 

@@ -14,7 +14,7 @@ use tracing::{error, info, warn};
 use crate::{
     agents::AgentManager,
     app::App,
-    sensors::{Monitor, Sensors},
+    sensors::{Monitor, Phase, Sensors},
     tables::{self, TableManager},
     transport::{
         broker::Broker,
@@ -113,7 +113,7 @@ impl Worker {
         let outcome = match early_stop {
             Some(stop) => stop,
             None => {
-                monitor.set_ready(true);
+                monitor.set_phase(Phase::Ready);
                 info!(app = %config.id, "worker ready");
                 AgentManager::start_tasks(&app);
                 stop_reason(&mut fatal_errors).await
@@ -135,7 +135,7 @@ impl Worker {
                 Err(e)
             }
         };
-        monitor.set_ready(false);
+        monitor.set_phase(Phase::Stopping);
         // Stop fetching, let each actor finish the event it is on, then commit what was
         // acknowledged. Events still queued are not acknowledged, so they come back after
         // a restart: nothing is skipped and nothing processed is processed again.

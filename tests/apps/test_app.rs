@@ -8,6 +8,7 @@
 //! - `configure` and `lookup` write and read the global table `settings`.
 //! - `count` counts words in the table `counts` (and their lengths in `lengths`) and
 //!   reports counts to `{app_id}-counted`.
+//! - `DecodeErrorPrinter`, a user sensor, prints the messages agents could not decode.
 
 use std::time::Duration;
 
@@ -183,9 +184,19 @@ async fn echo(args: Vec<String>) -> faust::Result<()> {
     Ok(())
 }
 
+/// A user sensor: prints each message an agent could not decode.
+struct DecodeErrorPrinter;
+
+impl faust::sensors::Sensor for DecodeErrorPrinter {
+    fn decode_error(&self, agent: &str, topic: &str, partition: i32, offset: i64, _error: &str) {
+        eprintln!("test sensor: {agent} could not decode {topic}[{partition}]@{offset}");
+    }
+}
+
 // A small buffer, so that back-pressure (pause and resume) happens in every test.
 faust::main!(
     id = "faust-test-app",
     partitions = 4,
-    max_buffered_per_partition = 64
+    max_buffered_per_partition = 64,
+    sensor = DecodeErrorPrinter
 );

@@ -13,7 +13,8 @@ use std::{sync::Arc, time::Duration};
 
 pub use histogram::{Histogram, BUCKETS};
 pub use monitor::{
-    AgentStats, Counters, Monitor, PartitionStats, RecoveryStats, SendStats, Stats, TableStats,
+    AgentStats, Counters, Monitor, PartitionStats, Phase, RecoveryStats, SendStats, Stats,
+    TableStats,
 };
 pub use prometheus::render as prometheus_text;
 

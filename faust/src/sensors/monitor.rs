@@ -6,7 +6,7 @@
 use std::{
     collections::BTreeMap,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU8, Ordering},
         Mutex, MutexGuard,
     },
     time::{Duration, Instant},
@@ -19,7 +19,7 @@ use super::{Histogram, Sensor};
 #[derive(Debug)]
 pub struct Monitor {
     started: Instant,
-    ready: AtomicBool,
+    phase: AtomicU8,
     rebalancing: AtomicBool,
     /// Topic -> partition -> figures (by topic first, so lookups need no allocation).
     partitions: Mutex<BTreeMap<String, BTreeMap<i32, PartitionStats>>>,
@@ -35,7 +35,7 @@ impl Default for Monitor {
     fn default() -> Self {
         Monitor {
             started: Instant::now(),
-            ready: AtomicBool::new(false),
+            phase: AtomicU8::new(Phase::Starting as u8),
             rebalancing: AtomicBool::new(false),
             partitions: Mutex::default(),
             agents: Mutex::default(),
@@ -60,11 +60,24 @@ struct Commits {
     errors: u64,
 }
 
+/// Where the worker is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Joining the group, recovering the first partitions' tables.
+    Starting = 0,
+    /// Agents take events.
+    Ready = 1,
+    /// A shutdown began.
+    Stopping = 2,
+}
+
 /// Everything the Monitor knows, at one moment.
 #[derive(Debug, Clone, Serialize)]
 pub struct Stats {
     /// Recovery of the first assignment is done and agents take events.
     pub ready: bool,
+    pub phase: Phase,
     pub uptime_seconds: f64,
     /// A rebalance is under way.
     pub rebalancing: bool,
@@ -160,12 +173,16 @@ impl Monitor {
         }
     }
 
-    pub(crate) fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Relaxed);
+    pub(crate) fn set_phase(&self, phase: Phase) {
+        self.phase.store(phase as u8, Ordering::Relaxed);
     }
 
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+    pub fn phase(&self) -> Phase {
+        match self.phase.load(Ordering::Relaxed) {
+            0 => Phase::Starting,
+            1 => Phase::Ready,
+            _ => Phase::Stopping,
+        }
     }
 
     /// The consumer now holds `partitions`, to be read from these committed offsets.
@@ -209,7 +226,8 @@ impl Monitor {
         let sends = lock(&self.sends);
         let commits = lock(&self.commits);
         Stats {
-            ready: self.is_ready(),
+            ready: self.phase() == Phase::Ready,
+            phase: self.phase(),
             uptime_seconds: self.started.elapsed().as_secs_f64(),
             rebalancing: self.rebalancing.load(Ordering::Relaxed),
             partitions: lock(&self.partitions)

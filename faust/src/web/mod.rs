@@ -22,7 +22,7 @@ use tracing::{info, warn};
 use crate::{
     app::App,
     config::Config,
-    sensors::{prometheus_text, Monitor, Stats},
+    sensors::{prometheus_text, Monitor, Phase, Stats},
     tables::{Lookup, TableManager},
     transport::producer::Producer,
     Error, Result,
@@ -155,12 +155,13 @@ async fn status_page() -> Html<&'static str> {
 
 async fn health(State(shared): State<Arc<Shared>>) -> Response {
     let stats = shared.monitor.stats();
-    let (code, status) = if stats.ready {
-        (StatusCode::OK, "ready")
-    } else if stats.recovery.iter().any(|r| !r.done) {
-        (StatusCode::SERVICE_UNAVAILABLE, "recovering")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting")
+    let (code, status) = match stats.phase {
+        Phase::Ready => (StatusCode::OK, "ready"),
+        Phase::Stopping => (StatusCode::SERVICE_UNAVAILABLE, "stopping"),
+        Phase::Starting if stats.recovery.iter().any(|r| !r.done) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "recovering")
+        }
+        Phase::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting"),
     };
     let body = serde_json::json!({ "status": status, "ready": stats.ready });
     (code, Json(body)).into_response()
