@@ -12,36 +12,12 @@ use std::{
     time::Duration,
 };
 
-use common::{create_topic, http_get, produce_json, unique, wait_until, Worker};
+use common::{
+    agent, create_topic, http_get, partitions, produce_json, stats, unique, wait_until, Worker,
+};
 use serde_json::{json, Value};
 
 const DONE: Duration = Duration::from_secs(60);
-
-fn stats(worker: &Worker) -> Value {
-    http_get(&format!("{}/stats", worker.web_url())).json()
-}
-
-/// The figures of one agent in `/stats`.
-fn agent(stats: &Value, name: &str) -> Value {
-    stats["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["agent"] == name)
-        .cloned()
-        .unwrap_or_else(|| panic!("no agent {name} in {stats}"))
-}
-
-/// The partitions of `topic` in `/stats`.
-fn partitions(stats: &Value, topic: &str) -> Vec<Value> {
-    stats["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["topic"] == topic)
-        .cloned()
-        .collect()
-}
 
 fn words(words: usize, times: usize) -> Vec<(Value, Value)> {
     (0..times)

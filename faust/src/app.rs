@@ -82,6 +82,7 @@ impl App {
                 topics.extend(a.sinks.iter().map(|s| s.to_string()));
                 topics
             })
+            .chain(self.config.dead_letter_topic.clone())
             .collect();
         names.sort();
         names.dedup();
@@ -201,6 +202,19 @@ impl AppBuilder {
 
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
         self.config.drain_timeout = timeout;
+        self
+    }
+
+    /// Warn about a partition whose committed offset has not moved for this long while
+    /// it has messages waiting (default 60 s).
+    pub fn stall_timeout(mut self, timeout: Duration) -> Self {
+        self.config.stall_timeout = timeout;
+        self
+    }
+
+    /// Copy messages agents cannot decode to this topic before skipping them.
+    pub fn dead_letter_topic(mut self, topic: &str) -> Self {
+        self.config.dead_letter_topic = Some(topic.to_owned());
         self
     }
 

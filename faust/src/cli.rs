@@ -20,7 +20,7 @@ use crate::{
     config::{parse_app_id, parse_duration, parse_partitions, BrokerSpec, Config, OffsetReset},
     registry::{BoxFuture, Registry},
     sensors::Sensors,
-    tables::{count_keys, tables_dir},
+    tables::{count_keys, lock_datadir, tables_dir},
     transport::{
         broker::Broker,
         producer::{self, Producer, Sender},
@@ -91,6 +91,17 @@ struct Settings {
     /// Create missing topics the app reads or writes (true), or refuse to start (false) [default: true]
     #[arg(long, global = true, env = "FAUST_CREATE_TOPICS", value_name = "BOOL")]
     create_topics: Option<bool>,
+    /// Warn when a partition with messages waiting has not committed progress for this long [default: 60s]
+    #[arg(long, global = true, env = "FAUST_STALL_TIMEOUT", value_parser = parse_duration)]
+    stall_timeout: Option<Duration>,
+    /// Copy messages that cannot be decoded to this topic (error in the faust-error header) before skipping them
+    #[arg(
+        long,
+        global = true,
+        env = "FAUST_DEAD_LETTER_TOPIC",
+        value_name = "TOPIC"
+    )]
+    dead_letter_topic: Option<String>,
     /// A stable identity in the consumer group (static membership): a worker restarted with the same id gets its partitions back without a rebalance
     #[arg(long, global = true, env = "FAUST_INSTANCE_ID")]
     instance_id: Option<String>,
@@ -141,6 +152,12 @@ impl Settings {
         }
         if let Some(c) = self.create_topics {
             config.create_topics = c;
+        }
+        if let Some(timeout) = self.stall_timeout {
+            config.stall_timeout = timeout;
+        }
+        if let Some(topic) = self.dead_letter_topic {
+            config.dead_letter_topic = Some(topic);
         }
         if let Some(instance) = self.instance_id {
             config.instance_id = Some(instance);
@@ -404,6 +421,8 @@ fn reset(app: &App, yes: bool) -> Result<()> {
             return Ok(());
         }
     }
+    // A running worker holds the lock: its stores are not deleted under it.
+    let _lock = lock_datadir(app)?;
     std::fs::remove_dir_all(&dir).map_err(|e| Error::Io {
         context: format!("deleting {}", dir.display()),
         source: e,

@@ -113,6 +113,12 @@ pub struct Config {
     pub max_buffered_per_partition: usize,
     /// How long a revocation waits for the events actors already started.
     pub drain_timeout: Duration,
+    /// A partition with messages waiting whose committed offset has not moved for this
+    /// long is reported (log and `faust_partition_stalled`).
+    pub stall_timeout: Duration,
+    /// Messages an agent cannot decode are copied here (with the error in a header)
+    /// before they are skipped.
+    pub dead_letter_topic: Option<String>,
     /// The consumer-group session timeout: how soon a silent worker's partitions move.
     pub session_timeout: Duration,
     /// A stable identity for this worker in the consumer group (Kafka static
@@ -141,6 +147,8 @@ impl Config {
             create_topics: true,
             max_buffered_per_partition: 10_000,
             drain_timeout: Duration::from_secs(30),
+            stall_timeout: Duration::from_secs(60),
+            dead_letter_topic: None,
             session_timeout: Duration::from_secs(10),
             instance_id: None,
             restart_limit: RestartLimit::default(),

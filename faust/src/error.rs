@@ -70,6 +70,10 @@ pub enum Error {
         message: String,
     },
 
+    /// Another worker of the app holds the datadir.
+    #[error("the datadir {path} is in use by another running worker of this app; give each worker its own --datadir (FAUST_DATADIR), or stop the other one first")]
+    DatadirLocked { path: std::path::PathBuf },
+
     /// A table store failed.
     #[error("table store {path}: {message}")]
     Store {
@@ -101,6 +105,13 @@ impl Error {
             context: context.into(),
             source,
         }
+    }
+
+    /// The broker refused a message for its size: sending it again cannot succeed.
+    pub fn is_message_too_large(&self) -> bool {
+        use rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge;
+        matches!(self, Error::Kafka { source, .. }
+            if source.rdkafka_error_code() == Some(MessageSizeTooLarge))
     }
 }
 

@@ -51,6 +51,8 @@ impl Worker {
         let Worker { app, monitor } = self;
         let config = app.config();
         app.registry().ensure_runnable()?;
+        // Before anything else: a second worker on this datadir stops here.
+        let _datadir = tables::lock_datadir(&app)?;
         info!(app = %config.id, agents = app.registry().agents.len(), "starting worker");
         let sensors = Sensors::new(monitor.clone(), app.sensors());
         monitor.register(

@@ -5,6 +5,7 @@
 //! - `track` reads `{app_id}-track` (JSON `Item`s) and reports each one to `{app_id}-out`
 //!   with the name of the worker that processed it (`TEST_WORKER`). An item can ask to
 //!   fail or panic, to exercise supervision. `TEST_DELAY_MS` slows it down.
+//! - `shout` reads text (the string codec) and reports it upper-cased to `{app_id}-shouted`.
 //! - `configure` and `lookup` write and read the global table `settings`.
 //! - `count` counts words in the table `counts` (and their lengths in `lengths`) and
 //!   reports counts to `{app_id}-counted`.
@@ -92,6 +93,16 @@ async fn track(mut items: Stream<Item>) -> faust::Result<()> {
             offset: event.offset,
         };
         faust::send(&out, Some(&item.n), &processed).await?;
+    }
+    Ok(())
+}
+
+/// Reads `{app_id}-shout` as UTF-8 text and reports it upper-cased to `{app_id}-shouted`.
+#[faust::agent(codec = "string")]
+async fn shout(mut lines: Stream<String>) -> faust::Result<()> {
+    let out = report_topic("shouted");
+    while let Some(line) = lines.next().await {
+        faust::send(&out, None::<&str>, &line.to_uppercase()).await?;
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     fs::File,
     path::PathBuf,
     process::{Child, Command, ExitStatus, Stdio},
@@ -16,6 +16,7 @@ use rdkafka::{
     client::DefaultClientContext,
     consumer::{BaseConsumer, Consumer},
     error::KafkaError,
+    message::Headers,
     producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer},
     types::RDKafkaErrorCode,
     ClientConfig, Message, Offset, TopicPartitionList,
@@ -133,6 +134,8 @@ pub struct Record {
     pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
+    /// Header name -> value (lossy UTF-8).
+    pub headers: HashMap<String, String>,
 }
 
 impl Record {
@@ -177,6 +180,17 @@ pub fn read_all(topic: &str) -> Vec<Record> {
                     offset: m.offset(),
                     key: m.key().map(<[u8]>::to_vec),
                     value: m.payload().map(<[u8]>::to_vec),
+                    headers: m
+                        .headers()
+                        .map(|hs| {
+                            hs.iter()
+                                .map(|h| {
+                                    let value = h.value.map(String::from_utf8_lossy);
+                                    (h.key.to_owned(), value.unwrap_or_default().into_owned())
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                 });
             }
             Some(Err(KafkaError::PartitionEOF(p))) => at_end[p as usize] = true,
@@ -249,6 +263,59 @@ pub fn http_get(url: &str) -> Response {
         headers,
         body: body.to_owned(),
     }
+}
+
+/// What `track` reported: n -> the workers that processed it (once per processing).
+pub fn processed(out: &str) -> BTreeMap<u64, Vec<String>> {
+    let mut seen: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for record in read_all(out) {
+        let value = record.json();
+        seen.entry(value["n"].as_u64().unwrap())
+            .or_default()
+            .push(value["worker"].as_str().unwrap().to_owned());
+    }
+    seen
+}
+
+pub fn items(range: std::ops::Range<u64>) -> Vec<(serde_json::Value, serde_json::Value)> {
+    range
+        .map(|n| (serde_json::json!(n), serde_json::json!({ "n": n })))
+        .collect()
+}
+
+/// The app's topics, created up front so records can be produced before a worker runs.
+pub fn track_topics(app: &str) -> (String, String) {
+    let (input, out) = (format!("{app}-track"), format!("{app}-out"));
+    create_topic(&input, 4);
+    create_topic(&out, 4);
+    (input, out)
+}
+
+/// A worker's `/stats`.
+pub fn stats(worker: &Worker) -> serde_json::Value {
+    http_get(&format!("{}/stats", worker.web_url())).json()
+}
+
+/// The figures of one agent in `/stats`.
+pub fn agent(stats: &serde_json::Value, name: &str) -> serde_json::Value {
+    stats["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["agent"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no agent {name} in {stats}"))
+}
+
+/// The partitions of `topic` in `/stats`.
+pub fn partitions(stats: &serde_json::Value, topic: &str) -> Vec<serde_json::Value> {
+    stats["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["topic"] == topic)
+        .cloned()
+        .collect()
 }
 
 /// A worker process of the test app (or of another binary), logging to a file.

@@ -17,7 +17,7 @@ use tokio::{
 };
 use tracing::{error, info, warn};
 
-pub use stream::{Sink, Stream};
+pub use stream::{Sink, Stream, ERROR_HEADER, OMITTED_HEADER};
 
 use crate::{
     app::App,
@@ -28,7 +28,7 @@ use crate::{
     transport::{consumer::Routes, producer::Producer},
     Error, Result,
 };
-use stream::SharedInbox;
+use stream::{DeadLetters, SharedInbox};
 
 /// What `#[faust::agent]` registers.
 #[derive(Debug)]
@@ -77,6 +77,7 @@ pub struct ActorContext {
     producer: Producer,
     sensors: Sensors,
     stopping: watch::Receiver<bool>,
+    dead_letters: Option<DeadLetters>,
 }
 
 impl ActorContext {
@@ -89,6 +90,7 @@ impl ActorContext {
             self.slot.clone(),
             self.sensors.clone(),
             self.stopping.clone(),
+            self.dead_letters.clone(),
         )
     }
 
@@ -138,6 +140,14 @@ impl AgentManager {
         let mut routes = Routes::default();
         let mut actors = Vec::new();
         let (stopping, stop_signal) = watch::channel(false);
+        let dead_letters = app
+            .config()
+            .dead_letter_topic
+            .as_ref()
+            .map(|topic| DeadLetters {
+                topic: Arc::from(topic.as_str()),
+                producer: producer.clone(),
+            });
         for &agent in &app.registry().agents {
             let sinks: Arc<[String]> = agent.sinks.iter().map(|s| s.to_string()).collect();
             let mut inboxes = Vec::new();
@@ -154,13 +164,14 @@ impl AgentManager {
                     limit: app.config().restart_limit,
                     fatal: fatal.clone(),
                     stopping: stop_signal.clone(),
+                    dead_letters: dead_letters.clone(),
                 };
                 actors.push(tokio::spawn(supervisor.run()));
             }
             let topics = agent.source_topics(&app.config().id);
             info!(agent = agent.name, topics = ?topics, concurrency = inboxes.len(), "agent started");
             for topic in &topics {
-                routes.add(topic, inboxes.clone());
+                routes.add(topic, agent.name, inboxes.clone());
             }
         }
         (AgentManager { actors, stopping }, routes)
@@ -208,6 +219,7 @@ struct Supervisor {
     limit: RestartLimit,
     fatal: mpsc::UnboundedSender<Error>,
     stopping: watch::Receiver<bool>,
+    dead_letters: Option<DeadLetters>,
 }
 
 impl Supervisor {
@@ -223,6 +235,7 @@ impl Supervisor {
                 producer: self.producer.clone(),
                 sensors: self.sensors.clone(),
                 stopping: self.stopping.clone(),
+                dead_letters: self.dead_letters.clone(),
             };
             let run = tokio::spawn(event::scope(slot.clone(), (self.agent.run)(context)));
             let failure = match run.await {

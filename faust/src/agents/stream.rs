@@ -1,13 +1,16 @@
 //! What an agent actor works with: its [`Stream`] of decoded values and its [`Sink`].
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use tokio::sync::{mpsc::UnboundedReceiver, watch, Mutex};
 use tracing::warn;
 
 use crate::{
     codec::DecodeError,
-    event::{self, Event, Message, Slot},
+    event::{self, Event, Header, Message, Slot},
     sensors::Sensors,
     transport::producer::{Producer, Record},
     Error, Result,
@@ -31,6 +34,31 @@ pub struct Stream<T> {
     sensors: Sensors,
     /// Turns true on shutdown: the stream ends after the current event.
     stopping: watch::Receiver<bool>,
+    dead_letters: Option<DeadLetters>,
+}
+
+/// Where undecodable messages are copied (the `dead_letter_topic` setting).
+#[derive(Clone)]
+pub(crate) struct DeadLetters {
+    pub(crate) topic: Arc<str>,
+    pub(crate) producer: Producer,
+}
+
+/// Header of a dead letter saying why it could not be processed.
+pub const ERROR_HEADER: &str = "faust-error";
+/// Header of a dead letter sent without its value, saying why.
+pub const OMITTED_HEADER: &str = "faust-value-omitted";
+
+/// `text`, cut to at most `max` bytes (on a character boundary) with a note of the cut.
+fn shorten(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let cut = (0..=max)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    format!("{}… ({} bytes cut)", &text[..cut], text.len() - cut)
 }
 
 impl<T> Stream<T> {
@@ -41,8 +69,10 @@ impl<T> Stream<T> {
         slot: Slot,
         sensors: Sensors,
         stopping: watch::Receiver<bool>,
+        dead_letters: Option<DeadLetters>,
     ) -> Self {
         Stream {
+            dead_letters,
             agent,
             inbox,
             decode,
@@ -77,8 +107,8 @@ impl<T> Stream<T> {
             if !message.begin() {
                 continue; // its partition was revoked: the next owner processes it
             }
-            let payload = message.payload.take().unwrap_or_default();
-            match (self.decode)(&payload) {
+            let payload = message.payload.take();
+            match (self.decode)(payload.as_deref().unwrap_or_default()) {
                 Ok(value) => {
                     event::set(&self.slot, Some(message.position()));
                     let event = Event {
@@ -97,6 +127,8 @@ impl<T> Stream<T> {
                     return Some(event);
                 }
                 Err(error) => {
+                    // A decoder may quote the whole payload: keep log lines short.
+                    let error = shorten(&error.to_string(), 300);
                     warn!(
                         agent = self.agent,
                         topic = %message.topic,
@@ -105,7 +137,6 @@ impl<T> Stream<T> {
                         %error,
                         "skipping a message that cannot be decoded"
                     );
-                    let error = error.to_string();
                     self.sensors.each(|s| {
                         s.decode_error(
                             self.agent,
@@ -115,8 +146,69 @@ impl<T> Stream<T> {
                             &error,
                         )
                     });
+                    if !self.bury(&message, payload.as_deref(), &error).await {
+                        return None; // stopping: left unacknowledged, for the next start
+                    }
                     message.ack();
                 }
+            }
+        }
+    }
+
+    /// Copies an undecodable message to the dead-letter topic, if there is one, retrying
+    /// until the broker has it: it is acknowledged only then, so none is lost. Returns
+    /// false if the worker began stopping first.
+    async fn bury(&mut self, message: &Message, payload: Option<&[u8]>, error: &str) -> bool {
+        let Some(dead) = self.dead_letters.clone() else {
+            return true;
+        };
+        let header = |key: &str, value: &[u8]| Header {
+            key: key.to_owned(),
+            value: Some(value.to_vec()),
+        };
+        let mut headers = message.headers.clone();
+        headers.extend([
+            header(ERROR_HEADER, error.as_bytes()),
+            header("faust-agent", self.agent.as_bytes()),
+            header("faust-source-topic", message.topic.as_bytes()),
+            header(
+                "faust-source-partition",
+                message.partition.to_string().as_bytes(),
+            ),
+            header("faust-source-offset", message.offset.to_string().as_bytes()),
+        ]);
+        let mut value = payload;
+        loop {
+            let record = Record {
+                key: message.key.as_deref(),
+                value,
+                partition: None,
+                headers: &headers,
+            };
+            match dead.producer.send_record(&dead.topic, record).await {
+                Ok(_) => return true,
+                // Retrying cannot help: send the letter without the value, which stays
+                // in the source topic at the offset the headers give.
+                Err(e) if e.is_message_too_large() && value.is_some() => {
+                    let size = value.map_or(0, <[u8]>::len);
+                    let note = format!("the value ({size} bytes) is over the broker's message size limit; read it at the source offset");
+                    headers.push(header(OMITTED_HEADER, note.as_bytes()));
+                    value = None;
+                    continue;
+                }
+                Err(e) => warn!(
+                    agent = self.agent,
+                    topic = %message.topic,
+                    partition = message.partition,
+                    offset = message.offset,
+                    error = %e,
+                    "could not copy an undecodable message to dead-letter topic '{}'; retrying (it stays unacknowledged)",
+                    dead.topic
+                ),
+            }
+            tokio::select! {
+                _ = self.stopping.wait_for(|stop| *stop) => return false,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
     }

@@ -13,7 +13,7 @@ use std::{sync::Arc, time::Duration};
 
 pub use histogram::{Histogram, BUCKETS};
 pub use monitor::{
-    AgentStats, Counters, Monitor, PartitionStats, Phase, RecoveryStats, SendStats, Stats,
+    AgentStats, Counters, Monitor, PartitionStats, Phase, RecoveryStats, SendStats, Stalled, Stats,
     TableStats,
 };
 pub use prometheus::render as prometheus_text;

@@ -106,6 +106,20 @@ pub struct PartitionStats {
     pub high_watermark: Option<i64>,
     /// Messages not yet committed: high watermark minus committed offset.
     pub lag: Option<i64>,
+    /// The partition has lag but its committed offset has not moved for the stall timeout.
+    pub stalled: bool,
+    /// When the committed offset last moved (or the partition was assigned).
+    #[serde(skip)]
+    progressed_at: Option<Instant>,
+}
+
+/// A partition found stalled by [`Monitor::check_stalled`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stalled {
+    pub topic: String,
+    pub partition: i32,
+    pub committed: i64,
+    pub lag: i64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -193,6 +207,8 @@ impl Monitor {
             stats.assigned = true;
             stats.committed_offset = Some(committed);
             stats.lag = lag(stats);
+            stats.progressed_at = Some(Instant::now());
+            stats.stalled = false;
         }
     }
 
@@ -201,6 +217,7 @@ impl Monitor {
         for key in partitions {
             if let Some(stats) = known.get_mut(&key.0).and_then(|p| p.get_mut(&key.1)) {
                 stats.assigned = false;
+                stats.stalled = false;
             }
         }
     }
@@ -209,8 +226,36 @@ impl Monitor {
     pub(crate) fn committed(&self, topic: &str, partition: i32, offset: i64) {
         let mut known = lock(&self.partitions);
         let stats = partition_entry(&mut known, topic.to_owned(), partition);
+        if stats.committed_offset != Some(offset) {
+            stats.progressed_at = Some(Instant::now());
+            stats.stalled = false;
+        }
         stats.committed_offset = Some(offset);
         stats.lag = lag(stats);
+    }
+
+    /// Marks assigned partitions that have lag and whose committed offset has not moved
+    /// for `timeout`; returns the ones newly found stalled.
+    pub(crate) fn check_stalled(&self, timeout: Duration) -> Vec<Stalled> {
+        let mut known = lock(&self.partitions);
+        let mut newly = Vec::new();
+        for stats in known.values_mut().flat_map(|p| p.values_mut()) {
+            let waiting = stats.assigned && stats.lag.is_some_and(|lag| lag > 0);
+            let still = stats
+                .progressed_at
+                .is_some_and(|at| at.elapsed() >= timeout);
+            let stalled = waiting && still;
+            if stalled && !stats.stalled {
+                newly.push(Stalled {
+                    topic: stats.topic.clone(),
+                    partition: stats.partition,
+                    committed: stats.committed_offset.unwrap_or_default(),
+                    lag: stats.lag.unwrap_or_default(),
+                });
+            }
+            stats.stalled = stalled;
+        }
+        newly
     }
 
     /// The broker reported the end of a partition.

@@ -31,7 +31,7 @@ pub fn render(stats: &Stats) -> String {
         &[(&[], &stats.rebalances)],
     );
 
-    let partition_metrics: [(&str, &str, &str); 5] = [
+    let partition_metrics: [(&str, &str, &str); 6] = [
         (
             "faust_messages_received_total",
             "counter",
@@ -57,6 +57,11 @@ pub fn render(stats: &Stats) -> String {
             "gauge",
             "Messages not yet committed: high watermark minus committed offset.",
         ),
+        (
+            "faust_partition_stalled",
+            "gauge",
+            "1 while the partition has lag and its committed offset has not moved for the stall timeout.",
+        ),
     ];
     for (i, (name, kind, help)) in partition_metrics.into_iter().enumerate() {
         out.metric(name, kind, help);
@@ -71,7 +76,8 @@ pub fn render(stats: &Stats) -> String {
                 1 => Some(bool_value(p.assigned)),
                 2 => p.committed_offset.map(|o| o as f64),
                 3 => p.high_watermark.map(|o| o as f64),
-                _ => p.lag.map(|o| o as f64),
+                4 => p.lag.map(|o| o as f64),
+                _ => Some(bool_value(p.stalled)),
             };
             if let Some(value) = value {
                 out.sample(name, &labels, value);

@@ -23,7 +23,7 @@ use super::{
     manager::{TableState, WRITER},
     store::Batch,
 };
-use crate::{transport::KafkaLog, Error, Result};
+use crate::{transport::report_error, Error, Result};
 
 /// Applies other workers' changelog records to a global table until stopped.
 pub(crate) struct Follower {
@@ -71,7 +71,6 @@ impl Follower {
 }
 
 fn follow(consumer: &BaseConsumer, table: &TableState, stop: &AtomicBool) {
-    let log = KafkaLog::default();
     info!(
         table = table.descriptor.name,
         "following the changelog of a global table"
@@ -83,7 +82,7 @@ fn follow(consumer: &BaseConsumer, table: &TableState, stop: &AtomicBool) {
         let message = match result {
             Ok(message) => message,
             Err(e) => {
-                log.error(&format!("following changelog '{}': {e}", table.changelog));
+                report_error(&format!("following changelog '{}': {e}", table.changelog));
                 continue;
             }
         };

@@ -75,6 +75,15 @@ pub(crate) struct TablePartition {
     writing: Mutex<()>,
 }
 
+/// Takes the datadir for this worker alone (when a table is on disk): the lock is
+/// held until the returned file is dropped.
+pub(crate) fn lock_datadir(app: &App) -> Result<Option<std::fs::File>> {
+    let on_disk = app.registry().tables.iter().any(|t| t.store != "memory");
+    on_disk
+        .then(|| store::lock_dir(&tables_dir(app)))
+        .transpose()
+}
+
 /// Where an app's table stores live.
 pub(crate) fn tables_dir(app: &App) -> PathBuf {
     app.config().datadir.join(&app.config().id).join("tables")

@@ -37,7 +37,7 @@ use std::{
 
 use serde::{de::DeserializeOwned, Serialize};
 
-pub(crate) use manager::{check_copartitioning, tables_dir, Lookup, TableManager};
+pub(crate) use manager::{check_copartitioning, lock_datadir, tables_dir, Lookup, TableManager};
 pub(crate) use store::count_keys;
 
 use crate::{Error, Result};

@@ -40,6 +40,28 @@ pub(crate) trait Store: Send + Sync {
 }
 
 /// Opens the store of one table partition.
+/// Takes the lock that gives one worker at a time the table stores under `dir`
+/// (creating it), released when the returned file is dropped. A second worker fails
+/// here, at start, rather than when the group hands it a partition.
+pub(crate) fn lock_dir(dir: &Path) -> Result<std::fs::File> {
+    let io = |doing: &str, source| Error::Io {
+        context: format!(
+            "{doing} {} (is the datadir a writable directory?)",
+            dir.display()
+        ),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| io("creating", e))?;
+    let lock = std::fs::File::create(dir.join("LOCK")).map_err(|e| io("writing in", e))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::DatadirLocked {
+            path: dir.to_owned(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(io("locking", e)),
+    }
+}
+
 pub(crate) fn open(memory: bool, path: &Path) -> Result<Box<dyn Store>> {
     if memory {
         return Ok(Box::new(MemoryStore::default()));

@@ -6,82 +6,102 @@ pub(crate) mod partitioner;
 pub mod producer;
 
 use std::{
-    sync::Mutex,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Mutex,
+    },
     time::{Duration, Instant},
 };
 
 use rdkafka::config::RDKafkaLogLevel;
-use tracing::{debug, error, trace, warn};
+use tracing::{debug, error, info, trace, warn};
 
-/// How long an identical client error stays quiet after it was logged once.
-const REPEAT_QUIET: Duration = Duration::from_secs(60);
+/// While Kafka keeps failing, how often the worker says it still does.
+const REMINDER_EVERY: Duration = Duration::from_secs(60);
+/// A trouble that lasted this long is reported as over when the broker answers again.
+const NOTABLE_TROUBLE: Duration = Duration::from_secs(2);
 
-/// Routes librdkafka's logs and errors to `tracing`, logging a repeated error once a
-/// minute instead of flooding the log while, say, the broker is down.
-#[derive(Default)]
-pub(crate) struct KafkaLog {
-    last_error: Mutex<Option<(String, Instant)>>,
+/// While the broker is unreachable every client (consumer, producer, readers) reports
+/// it, again and again. The worker says it once, reminds once a minute, and says when
+/// the broker is back; the repeats go to the debug log.
+static TROUBLE: Mutex<Option<Trouble>> = Mutex::new(None);
+/// Mirrors `TROUBLE.is_some()`, so the all-is-well path takes no lock.
+static TROUBLED: AtomicBool = AtomicBool::new(false);
+
+struct Trouble {
+    since: Instant,
+    reminded: Instant,
 }
 
-impl KafkaLog {
-    pub(crate) fn error(&self, message: &str) {
-        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
-        let repeated =
-            matches!(&*last, Some((m, at)) if m == message && at.elapsed() < REPEAT_QUIET);
-        if repeated {
-            debug!("Kafka: {message}");
-        } else {
-            warn!("Kafka: {message}");
-            *last = Some((message.to_owned(), Instant::now()));
+/// Reports a Kafka error (see [`TROUBLE`]).
+pub(crate) fn report_error(message: &str) {
+    let mut trouble = TROUBLE.lock().unwrap_or_else(|e| e.into_inner());
+    let now = Instant::now();
+    match &mut *trouble {
+        None => {
+            warn!("Kafka: {message} (retrying; repeats of this are logged at debug level)");
+            *trouble = Some(Trouble {
+                since: now,
+                reminded: now,
+            });
+            TROUBLED.store(true, Ordering::Relaxed);
         }
+        Some(t) if t.reminded.elapsed() >= REMINDER_EVERY => {
+            let failing_for = format!("{:.0}s", t.since.elapsed().as_secs_f64());
+            warn!(failing_for, "Kafka: still failing: {message}");
+            t.reminded = now;
+        }
+        Some(_) => debug!("Kafka: {message}"),
     }
+}
 
-    pub(crate) fn client_log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical => {
-                error!(facility, "librdkafka: {message}")
-            }
-            RDKafkaLogLevel::Error | RDKafkaLogLevel::Warning => self.error(message),
-            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
-                debug!(facility, "librdkafka: {message}")
-            }
-            RDKafkaLogLevel::Debug => trace!(facility, "librdkafka: {message}"),
+/// Reports that every known broker is connected: ends a trouble, saying so if it lasted.
+pub(crate) fn report_healthy() {
+    if !TROUBLED.load(Ordering::Relaxed) {
+        return;
+    }
+    let ended = TROUBLE.lock().unwrap_or_else(|e| e.into_inner()).take();
+    TROUBLED.store(false, Ordering::Relaxed);
+    if let Some(t) = ended.filter(|t| t.since.elapsed() >= NOTABLE_TROUBLE) {
+        let after = format!("{:.1}s", t.since.elapsed().as_secs_f64());
+        info!(after, "Kafka: the broker is reachable again");
+    }
+}
+
+/// Whether librdkafka's statistics show every broker it learned of connected.
+pub(crate) fn all_brokers_up(statistics: &rdkafka::Statistics) -> bool {
+    let mut learned = statistics
+        .brokers
+        .values()
+        .filter(|b| b.nodeid >= 0)
+        .peekable();
+    learned.peek().is_some() && learned.all(|b| b.state == "UP")
+}
+
+/// Routes a librdkafka log line to `tracing`, errors and warnings through [`report_error`].
+pub(crate) fn client_log(level: RDKafkaLogLevel, facility: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical => {
+            error!(facility, "librdkafka: {message}")
         }
+        RDKafkaLogLevel::Error | RDKafkaLogLevel::Warning => report_error(message),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            debug!(facility, "librdkafka: {message}")
+        }
+        RDKafkaLogLevel::Debug => trace!(facility, "librdkafka: {message}"),
     }
 }
 
 /// A client context that only logs, for the producer and admin clients.
 #[derive(Default)]
-pub(crate) struct LogContext {
-    log: KafkaLog,
-}
+pub(crate) struct LogContext;
 
 impl rdkafka::ClientContext for LogContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        self.log.client_log(level, facility, message);
+        client_log(level, facility, message);
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        self.log.error(&format!("{error}: {reason}"));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_repeated_error_is_remembered_once() {
-        let log = KafkaLog::default();
-        log.error("broker down");
-        let first = log.last_error.lock().unwrap().clone().unwrap().1;
-        log.error("broker down");
-        assert_eq!(
-            log.last_error.lock().unwrap().clone().unwrap().1,
-            first,
-            "not logged again"
-        );
-        log.error("other");
-        assert_eq!(log.last_error.lock().unwrap().clone().unwrap().0, "other");
+        report_error(&format!("{error}: {reason}"));
     }
 }

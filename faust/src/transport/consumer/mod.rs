@@ -29,7 +29,7 @@ use tracing::{debug, info, warn};
 
 pub(crate) use offsets::{OffsetTracker, TopicPartition, Tracked};
 
-use super::KafkaLog;
+use super::{all_brokers_up, client_log, report_error, report_healthy};
 use crate::{
     config::{Config, OffsetReset},
     event::{Ack, Header, Message},
@@ -39,6 +39,8 @@ use crate::{
 
 /// How long one poll waits for a message before the loop checks commits and shutdown.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How often the poll loop looks for partitions that stopped making progress.
+const STALL_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// A component that follows the consumer's partitions (the tables).
 pub(crate) trait PartitionListener: Send + Sync {
@@ -71,19 +73,23 @@ pub(crate) struct Routes {
 struct Route {
     topic: Arc<str>,
     agents: Vec<Vec<Inbox>>,
+    /// The agents' names, for messages about the topic.
+    names: Vec<&'static str>,
 }
 
 impl Routes {
-    /// Subscribes one agent, whose actors read `inboxes`, to `topic`.
-    pub(crate) fn add(&mut self, topic: &str, inboxes: Vec<Inbox>) {
-        self.topics
+    /// Subscribes the agent `name`, whose actors read `inboxes`, to `topic`.
+    pub(crate) fn add(&mut self, topic: &str, name: &'static str, inboxes: Vec<Inbox>) {
+        let route = self
+            .topics
             .entry(topic.to_owned())
             .or_insert_with(|| Route {
                 topic: Arc::from(topic),
                 agents: Vec::new(),
-            })
-            .agents
-            .push(inboxes);
+                names: Vec::new(),
+            });
+        route.agents.push(inboxes);
+        route.names.push(name);
     }
 
     pub(crate) fn topics(&self) -> Vec<&str> {
@@ -121,7 +127,6 @@ impl Consumer {
             offset_reset: config.auto_offset_reset,
             tracker: tracker.clone(),
             drain_timeout: config.drain_timeout,
-            log: KafkaLog::default(),
             listener: listener.clone(),
             fatal: fatal.clone(),
             fetching: fetching.clone(),
@@ -166,6 +171,7 @@ impl Consumer {
             running: running.clone(),
             commit_interval: config.commit_interval,
             commit_every: config.commit_every,
+            stall_timeout: config.stall_timeout,
         };
         let thread = std::thread::Builder::new()
             .name("faust-consumer".into())
@@ -222,11 +228,13 @@ struct Poller {
     running: Arc<AtomicBool>,
     commit_interval: Duration,
     commit_every: u64,
+    stall_timeout: Duration,
 }
 
 impl Poller {
     fn run(self) {
         let mut last_commit = Instant::now();
+        let mut last_stall_check = Instant::now();
         let mut paused_all = false;
         while self.running.load(Ordering::SeqCst) {
             if !self.fetching.load(Ordering::SeqCst) && !paused_all {
@@ -238,7 +246,7 @@ impl Poller {
             }
             match self.consumer.poll(POLL_INTERVAL) {
                 Some(Ok(message)) => self.dispatch(&message),
-                Some(Err(e)) => self.consumer.context().log.error(&e.to_string()),
+                Some(Err(e)) => report_error(&e.to_string()),
                 None => {}
             }
             if last_commit.elapsed() >= self.commit_interval
@@ -247,8 +255,36 @@ impl Poller {
                 self.commit();
                 last_commit = Instant::now();
             }
+            if last_stall_check.elapsed() >= STALL_CHECK_EVERY {
+                self.warn_stalled();
+                last_stall_check = Instant::now();
+            }
         }
         self.finish();
+    }
+
+    /// Python Faust's livelock warning: a partition with messages waiting whose
+    /// committed offset has not moved for `stall_timeout` is named, with its agents.
+    fn warn_stalled(&self) {
+        let monitor = self.sensors.monitor();
+        for stalled in monitor.check_stalled(self.stall_timeout) {
+            let agents = self
+                .routes
+                .topics
+                .get(&stalled.topic)
+                .map(|r| r.names.join(", "))
+                .unwrap_or_default();
+            warn!(
+                topic = %stalled.topic,
+                partition = stalled.partition,
+                committed = stalled.committed,
+                lag = stalled.lag,
+                agents = %agents,
+                "no progress for {:?}: the partition has messages waiting but its committed \
+                 offset has not moved; an agent may be stuck on the event at the committed offset",
+                self.stall_timeout
+            );
+        }
     }
 
     fn dispatch(&self, message: &rdkafka::message::BorrowedMessage<'_>) {
@@ -417,7 +453,6 @@ struct GroupContext {
     offset_reset: OffsetReset,
     tracker: Arc<OffsetTracker>,
     drain_timeout: Duration,
-    log: KafkaLog,
     listener: Arc<dyn PartitionListener>,
     fatal: Fatal,
     fetching: Arc<AtomicBool>,
@@ -448,7 +483,9 @@ impl GroupContext {
                 self.sensors.each(|s| s.commit(took, None));
             }
             Err(e) => {
-                warn!(error = %e, "committing offsets failed; the next commit retries");
+                report_error(&format!(
+                    "committing offsets failed ({e}); the next commit retries"
+                ));
                 let error = e.to_string();
                 self.sensors.each(|s| s.commit(took, Some(&error)));
             }
@@ -569,14 +606,17 @@ impl GroupContext {
 
 impl ClientContext for GroupContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
-        self.log.client_log(level, fac, message);
+        client_log(level, fac, message);
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        self.log.error(&format!("{error}: {reason}"));
+        report_error(&format!("{error}: {reason}"));
     }
 
     fn stats(&self, statistics: rdkafka::Statistics) {
+        if all_brokers_up(&statistics) {
+            report_healthy();
+        }
         let monitor = self.sensors.monitor();
         for (name, topic) in &statistics.topics {
             for partition in topic.partitions.values() {

@@ -1,0 +1,208 @@
+//! Faults inflicted on real worker processes: poison input, a stuck agent and two
+//! workers on one datadir. (A broker outage is in `outage.rs`, crashes and rebalances in
+//! `chaos.rs`.)
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    agent, create_topic, items, partitions, processed, produce, produce_json, read_all, stats,
+    track_topics, unique, wait_until, Worker,
+};
+
+const DONE: Duration = Duration::from_secs(90);
+
+/// Every partition of `topic` committed up to its end, `total` messages in all.
+fn all_committed(worker: &Worker, topic: &str, total: u64) -> bool {
+    let parts = partitions(&stats(worker), topic);
+    !parts.is_empty()
+        && parts.iter().all(|p| p["lag"] == 0)
+        && parts
+            .iter()
+            .map(|p| p["committed_offset"].as_u64().unwrap_or(0))
+            .sum::<u64>()
+            == total
+}
+
+#[test]
+fn poison_input_is_logged_counted_skipped_and_dead_lettered() {
+    let app = unique("poison");
+    let (input, out) = track_topics(&app);
+    let (shout, shouted) = (format!("{app}-shout"), format!("{app}-shouted"));
+    create_topic(&shout, 4);
+    create_topic(&shouted, 4);
+    let dead = format!("{app}-dead");
+
+    let good = |n: u64| {
+        (
+            Some(n.to_string().into_bytes()),
+            Some(format!("{{\"n\": {n}}}").into_bytes()),
+        )
+    };
+    let huge = serde_json::to_vec(&"x".repeat(1_000_000 - 100)).unwrap();
+    let poison: Vec<(&str, Option<Vec<u8>>)> = vec![
+        ("malformed JSON", Some(b"{not json".to_vec())),
+        ("wrong shape", Some(br#"{"m": "wrong shape"}"#.to_vec())),
+        ("empty value", Some(Vec::new())),
+        ("null value (tombstone)", None),
+        ("1 MB value", Some(huge)),
+    ];
+    let mut records: Vec<_> = (0..10).map(good).collect();
+    for (i, (_, value)) in poison.iter().enumerate() {
+        records.push((Some(format!("bad{i}").into_bytes()), value.clone()));
+    }
+    records.extend((10..20).map(good));
+    produce(&input, &records);
+    produce(
+        &shout,
+        &[
+            (None, Some(b"hello".to_vec())),
+            (None, Some(vec![0x66, 0x6f, 0xff, 0xfe])), // not UTF-8
+            (None, Some(b"world".to_vec())),
+        ],
+    );
+
+    let mut worker = Worker::start(&app, "w", &[("FAUST_DEAD_LETTER_TOPIC", &dead)]);
+    assert!(
+        wait_until(DONE, || processed(&out).len() == 20
+            && read_all(&shouted).len() == 2),
+        "the valid messages were not all processed:\n{}",
+        worker.log()
+    );
+    // Offsets advance past the poison: nothing is left waiting.
+    assert!(
+        wait_until(DONE, || all_committed(&worker, &input, 25)
+            && all_committed(&worker, &shout, 3)),
+        "{}",
+        stats(&worker)
+    );
+    let figures = stats(&worker);
+    assert_eq!(agent(&figures, "track")["decode_errors"], 5, "{figures}");
+    assert_eq!(agent(&figures, "shout")["decode_errors"], 1, "{figures}");
+    worker.stop();
+
+    let log = worker.log();
+    let skipped: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("cannot be decoded"))
+        .collect();
+    assert_eq!(skipped.len(), 6, "one warning per bad message:\n{log}");
+    assert!(
+        skipped
+            .iter()
+            .all(|l| l.contains("offset=") && l.contains("partition=")),
+        "{skipped:?}"
+    );
+    assert!(
+        log.contains("decode_errors=6"),
+        "the final counters:\n{log}"
+    );
+    let sensed = log
+        .lines()
+        .filter(|l| l.starts_with("test sensor: ") && l.contains("could not decode"))
+        .count();
+    assert_eq!(sensed, 6, "the app's own sensor saw each of them:\n{log}");
+
+    // Each bad message is in the dead-letter topic, as it was, with why and whence.
+    let letters = read_all(&dead);
+    assert_eq!(letters.len(), 6, "{letters:?}");
+    for (i, (what, value)) in poison.iter().enumerate() {
+        let key = format!("bad{i}").into_bytes();
+        let letter = letters
+            .iter()
+            .find(|l| l.key.as_deref() == Some(key.as_slice()))
+            .unwrap_or_else(|| panic!("no dead letter for the {what}"));
+        if letter.headers.contains_key("faust-value-omitted") {
+            // Too large to copy: the letter says where the original is.
+            assert_eq!(*what, "1 MB value");
+            assert_eq!(letter.value, None);
+        } else {
+            assert_eq!(&letter.value, value, "the {what} is kept as it was");
+        }
+        assert!(!letter.headers["faust-error"].is_empty(), "{what}");
+        assert_eq!(letter.headers["faust-agent"], "track");
+        assert_eq!(letter.headers["faust-source-topic"], input);
+        assert!(letter.headers.contains_key("faust-source-offset"), "{what}");
+    }
+    let not_utf8 = letters
+        .iter()
+        .find(|l| l.headers["faust-agent"] == "shout")
+        .expect("the invalid UTF-8 line is a dead letter");
+    assert_eq!(
+        not_utf8.value.as_deref(),
+        Some(&[0x66, 0x6f, 0xff, 0xfe][..])
+    );
+}
+
+#[test]
+fn a_partition_that_stops_making_progress_is_reported() {
+    let app = unique("stall");
+    let (input, out) = track_topics(&app);
+    // Each event takes 8 s; the stall timeout is 2 s.
+    let env = [("TEST_DELAY_MS", "8000"), ("FAUST_STALL_TIMEOUT", "2s")];
+    let mut worker = Worker::start(&app, "w", &env);
+    worker.expect_log("worker ready", DONE);
+    produce_json(&input, &items(0..1));
+    worker.expect_log("no progress for 2s", DONE);
+    let log = worker.log();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("no progress for 2s"))
+        .unwrap();
+    assert!(
+        warning.contains(&format!("topic={input}")) && warning.contains("agents=track"),
+        "{warning}"
+    );
+    let metrics = common::http_get(&format!("{}/metrics", worker.web_url())).body;
+    let stalled: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("faust_partition_stalled{") && l.ends_with(" 1"))
+        .collect();
+    assert_eq!(stalled.len(), 1, "{metrics}");
+    assert!(stalled[0].contains(&input), "{stalled:?}");
+
+    // Once the event is done and committed, the partition is no longer stalled.
+    assert!(wait_until(DONE, || processed(&out).len() == 1));
+    assert!(
+        wait_until(DONE, || partitions(&stats(&worker), &input)
+            .iter()
+            .all(|p| p["stalled"] == false)),
+        "{}",
+        stats(&worker)
+    );
+    worker.stop();
+}
+
+#[test]
+fn a_second_worker_on_the_same_datadir_is_refused_and_the_first_keeps_running() {
+    let app = unique("datadir");
+    let (input, out) = track_topics(&app);
+    let datadir = std::env::temp_dir()
+        .join("faust-rs-tests")
+        .join(unique("shared-data"));
+    let dir = datadir.to_str().unwrap();
+    let mut first = Worker::start(&app, "first", &[("FAUST_DATADIR", dir)]);
+    first.expect_log("worker ready", DONE);
+
+    let mut second = Worker::start(&app, "second", &[("FAUST_DATADIR", dir)]);
+    let status = second.wait_exit(DONE);
+    assert_eq!(status.code(), Some(1));
+    let log = second.log();
+    assert!(
+        log.contains("is in use by another running worker") && log.contains("--datadir"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("partitions assigned"),
+        "refused before joining the group:\n{log}"
+    );
+
+    produce_json(&input, &items(0..20));
+    assert!(
+        wait_until(DONE, || processed(&out).len() == 20),
+        "the first worker stopped processing:\n{}",
+        first.log()
+    );
+    first.stop();
+}
