@@ -93,7 +93,7 @@ async fn ensure_on_kafka(
     let admin: Arc<AdminClient<LogContext>> = Arc::new(
         ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
-            .create_with_context(LogContext::default())
+            .create_with_context(LogContext)
             .map_err(|e| Error::kafka("creating the admin client", e))?,
     );
     let mut partitions = existing_topics(&admin, bootstrap).await?;

@@ -66,7 +66,7 @@ impl Producer {
             .set("message.timeout.ms", "120000")
             // A send to a missing topic fails within seconds rather than librdkafka's 30 s.
             .set("topic.metadata.propagation.max.ms", "5000")
-            .create_with_context(LogContext::default())
+            .create_with_context(LogContext)
             .map_err(|e| Error::kafka("creating the producer", e))?;
         Ok(Producer { inner, sensors })
     }
