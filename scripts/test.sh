@@ -9,4 +9,6 @@ scripts/install-deps.sh
 scripts/broker.sh install
 scripts/broker.sh start
 trap 'scripts/broker.sh stop' EXIT
+# The tests' worker logs and datadirs, from the previous run.
+rm -rf "${TMPDIR:-/tmp}/faust-rs-tests"
 cargo test --workspace --no-fail-fast "$@"

@@ -9,6 +9,7 @@
 //! - `configure` and `lookup` write and read the global table `settings`.
 //! - `count` counts words in the table `counts` (and their lengths in `lengths`) and
 //!   reports counts to `{app_id}-counted`.
+//! - `sequence` checks and sums per-partition sequences in the table `sums` (chaos test).
 //! - `DecodeErrorPrinter`, a user sensor, prints the messages agents could not decode.
 
 use std::time::Duration;
@@ -144,6 +145,42 @@ async fn count(mut words: Stream<String>) -> faust::Result<()> {
 /// word length -> words counted (by `count`): a table with numeric keys.
 #[faust::table(name = "lengths")]
 static LENGTHS: Table<u64, u64>;
+
+/// How far `sequence` got in one partition: the next value it expects, and the sum.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Progress {
+    next: u64,
+    sum: u64,
+}
+
+/// partition -> its `Progress`: the chaos test's oracle.
+#[faust::table(name = "sums")]
+static SUMS: Table<i32, Progress>;
+
+/// Reads `{app_id}-sequence`, where partition p holds 0, 1, 2, ... keyed by p; checks
+/// each value follows the previous one (printing any gap or repeat) and sums them.
+#[faust::agent]
+async fn sequence(mut values: Stream<u64>) -> faust::Result<()> {
+    while let Some(event) = values.next_event().await {
+        let (partition, value) = (event.partition, event.value);
+        SUMS.update(&partition, |progress| {
+            if value > progress.next {
+                eprintln!(
+                    "sequence gap: partition {partition} expected {} got {value}",
+                    progress.next
+                );
+            } else if value < progress.next {
+                eprintln!(
+                    "sequence repeat: partition {partition} expected {} got {value}",
+                    progress.next
+                );
+            }
+            progress.next = value + 1;
+            progress.sum += value;
+        })?;
+    }
+    Ok(())
+}
 
 /// Settings every worker holds whole.
 #[faust::table(name = "settings", global = true)]
