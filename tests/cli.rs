@@ -196,6 +196,33 @@ fn mistakes_get_one_clear_error() {
         "{message}"
     );
 
+    let port = app(&["worker", "--web-port", "70000"]);
+    assert_eq!(port.status.code(), Some(2));
+    assert!(stderr(&port).contains("70000"), "{}", stderr(&port));
+
+    let bind = app(&["worker", "--web-bind", "everywhere"]);
+    assert!(
+        stderr(&bind).contains("'everywhere' is not an IP address"),
+        "{}",
+        stderr(&bind)
+    );
+
+    // A datadir that cannot be one is refused at once, before any broker is tried.
+    let datadir = app(&[
+        "worker",
+        "--broker",
+        "kafka://127.0.0.1:1",
+        "--datadir",
+        "/dev/null/state",
+    ]);
+    assert_eq!(datadir.status.code(), Some(1));
+    let message = stderr(&datadir);
+    assert!(
+        message.contains("creating /dev/null/state") && message.contains("writable directory"),
+        "{message}"
+    );
+    assert!(!message.contains("broker"), "{message}");
+
     let no_broker = app(&["send", "somewhere", "x"]);
     assert!(
         stderr(&no_broker).contains("send needs a broker"),

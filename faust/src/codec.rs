@@ -119,6 +119,38 @@ mod tests {
         assert!(<Str as Decode<String>>::decode(&[0xff, 0xfe]).is_err());
     }
 
+    proptest::proptest! {
+        #![proptest_config(crate::property_test_config())]
+
+        /// Any payload decodes or fails with an error, never a panic, in every codec.
+        #[test]
+        fn no_payload_panics_a_decoder(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            decode_all(&bytes)?;
+        }
+
+        /// The same for text that looks like JSON, which random bytes rarely do.
+        #[test]
+        fn no_json_like_text_panics_a_decoder(text in r#"[\[\]{}",:0-9a-z .eE+\\-]{0,64}"#) {
+            decode_all(text.as_bytes())?;
+        }
+    }
+
+    fn decode_all(bytes: &[u8]) -> Result<(), proptest::test_runner::TestCaseError> {
+        use std::collections::HashMap;
+        let _ = <Json as Decode<serde_json::Value>>::decode(bytes);
+        let _ = <Json as Decode<Order>>::decode(bytes);
+        let _ = <Json as Decode<String>>::decode(bytes);
+        let _ = <Json as Decode<u64>>::decode(bytes);
+        let _ = <Json as Decode<Vec<HashMap<String, Option<f64>>>>>::decode(bytes);
+        let text = <Str as Decode<String>>::decode(bytes);
+        proptest::prop_assert_eq!(text.is_ok(), std::str::from_utf8(bytes).is_ok());
+        proptest::prop_assert_eq!(
+            <Raw as Decode<Vec<u8>>>::decode(bytes).ok(),
+            Some(bytes.to_vec())
+        );
+        Ok(())
+    }
+
     #[test]
     fn raw_passes_bytes_through() {
         assert_eq!(

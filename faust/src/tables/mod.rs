@@ -221,3 +221,40 @@ fn state(descriptor: &'static TableDescriptor) -> Result<Arc<TableState>> {
     })?;
     manager.table(descriptor.name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_read_as_json_or_as_plain_text() {
+        assert_eq!(
+            Table::<String, u64>::key_from_text("alice").unwrap(),
+            b"\"alice\""
+        );
+        assert_eq!(
+            Table::<String, u64>::key_from_text("\"alice\"").unwrap(),
+            b"\"alice\""
+        );
+        assert_eq!(
+            Table::<String, u64>::key_from_text("42").unwrap(),
+            b"\"42\""
+        );
+        assert_eq!(Table::<u64, u64>::key_from_text("42").unwrap(), b"42");
+        let err = Table::<u64, u64>::key_from_text("abc").unwrap_err();
+        assert!(err.contains("not a u64"), "{err}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(crate::property_test_config())]
+
+        /// Keys come from URLs: any text parses or is refused, never a panic, and a
+        /// string key always parses.
+        #[test]
+        fn any_key_text_is_parsed_or_refused(text in "\\PC{0,40}") {
+            proptest::prop_assert!(Table::<String, u64>::key_from_text(&text).is_ok());
+            let _ = Table::<u64, u64>::key_from_text(&text);
+            let _ = Table::<(i32, String), u64>::key_from_text(&text);
+        }
+    }
+}

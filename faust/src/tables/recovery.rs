@@ -62,11 +62,18 @@ impl Committed {
 /// The source event a changelog record names in its headers, if any.
 fn source_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Option<(String, i64)> {
     let headers = message.headers()?;
+    source_in(headers.iter().map(|h| (h.key, h.value)))
+}
+
+/// The source topic and offset among a record's headers, if both are there and readable.
+fn source_in<'a>(
+    headers: impl Iterator<Item = (&'a str, Option<&'a [u8]>)>,
+) -> Option<(String, i64)> {
     let mut topic = None;
     let mut offset = None;
-    for header in headers.iter() {
-        let value = header.value.and_then(|v| std::str::from_utf8(v).ok());
-        match header.key {
+    for (key, value) in headers {
+        let value = value.and_then(|v| std::str::from_utf8(v).ok());
+        match key {
             SOURCE_TOPIC => topic = value.map(str::to_owned),
             SOURCE_OFFSET => offset = value.and_then(|v| v.parse().ok()),
             _ => {}
@@ -221,7 +228,46 @@ pub(crate) fn recover(
 mod tests {
     use std::sync::Arc;
 
+    use proptest::prelude::Strategy as _;
+
     use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(crate::property_test_config())]
+
+        /// Changelog headers come from the broker, written by anyone: any keys and
+        /// bytes parse to a source or to none, never a panic, and a source found is
+        /// one the headers name.
+        #[test]
+        fn any_headers_parse_without_panic(
+            headers in proptest::collection::vec(
+                (
+                    proptest::prop_oneof![
+                        proptest::prelude::Just(SOURCE_TOPIC.to_owned()),
+                        proptest::prelude::Just(SOURCE_OFFSET.to_owned()),
+                        ".*",
+                    ],
+                    proptest::option::of(proptest::prop_oneof![
+                        proptest::prelude::any::<i64>().prop_map(|n| n.to_string().into_bytes()),
+                        proptest::collection::vec(proptest::prelude::any::<u8>(), 0..24),
+                    ]),
+                ),
+                0..6,
+            )
+        ) {
+            let parsed = source_in(headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())));
+            if let Some((topic, offset)) = parsed {
+                let value_of = |key: &str, wanted: &dyn Fn(&[u8]) -> bool| {
+                    headers.iter().any(|(k, v)| k == key && v.as_deref().is_some_and(wanted))
+                };
+                let topic_named = value_of(SOURCE_TOPIC, &|v| v == topic.as_bytes());
+                let offset_named = value_of(SOURCE_OFFSET, &|v| {
+                    std::str::from_utf8(v).ok().and_then(|t| t.parse().ok()) == Some(offset)
+                });
+                proptest::prop_assert!(topic_named && offset_named);
+            }
+        }
+    }
 
     #[test]
     fn records_of_uncommitted_events_are_left_out() {
