@@ -3,6 +3,7 @@
 //! event it was processing and restarted; one that fails too often stops the worker.
 //! Tasks (`#[faust::task]`) run once the worker is ready.
 
+mod outbox;
 mod stream;
 
 use std::{
@@ -28,6 +29,7 @@ use crate::{
     transport::{consumer::Routes, producer::Producer},
     Error, Result,
 };
+use outbox::Outbox;
 use stream::{DeadLetters, SharedInbox};
 
 /// What `#[faust::agent]` registers.
@@ -78,31 +80,18 @@ pub struct ActorContext {
     sensors: Sensors,
     stopping: watch::Receiver<bool>,
     dead_letters: Option<DeadLetters>,
+    outbox: Outbox,
 }
 
 impl ActorContext {
     /// The actor's stream, decoding values with the codec `C`.
     pub fn stream<C: Decode<T>, T>(&self) -> Stream<T> {
-        Stream::new(
-            self.agent.name,
-            self.inbox.clone(),
-            C::decode,
-            self.slot.clone(),
-            self.sensors.clone(),
-            self.stopping.clone(),
-            self.dead_letters.clone(),
-        )
+        Stream::new(self, C::decode)
     }
 
     /// The actor's sink, encoding values with the codec `C`.
     pub fn sink<C: Encode<U>, U: ?Sized>(&self) -> Sink<U> {
-        Sink::new(
-            self.agent.name,
-            self.sinks.clone(),
-            self.producer.clone(),
-            C::encode,
-            self.slot.clone(),
-        )
+        Sink::new(self, C::encode)
     }
 }
 
@@ -223,7 +212,16 @@ struct Supervisor {
 }
 
 impl Supervisor {
+    /// Runs the actor, restarting it when it fails, then waits until what it sent is
+    /// delivered (and its events acknowledged).
     async fn run(self) {
+        let (outbox, acker) = Outbox::start(self.producer.clone());
+        self.supervise(&outbox).await;
+        drop(outbox);
+        let _ = acker.await;
+    }
+
+    async fn supervise(&self, outbox: &Outbox) {
         let mut failures: VecDeque<Instant> = VecDeque::new();
         loop {
             let slot = Slot::default();
@@ -236,6 +234,7 @@ impl Supervisor {
                 sensors: self.sensors.clone(),
                 stopping: self.stopping.clone(),
                 dead_letters: self.dead_letters.clone(),
+                outbox: outbox.clone(),
             };
             let run = tokio::spawn(event::scope(slot.clone(), (self.agent.run)(context)));
             let failure = match run.await {

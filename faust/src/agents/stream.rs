@@ -8,6 +8,10 @@ use std::{
 use tokio::sync::{mpsc::UnboundedReceiver, watch, Mutex};
 use tracing::warn;
 
+use super::{
+    outbox::{Outbox, Pending},
+    ActorContext,
+};
 use crate::{
     codec::DecodeError,
     event::{self, Event, Header, Message, Slot},
@@ -35,6 +39,7 @@ pub struct Stream<T> {
     /// Turns true on shutdown: the stream ends after the current event.
     stopping: watch::Receiver<bool>,
     dead_letters: Option<DeadLetters>,
+    outbox: Outbox,
 }
 
 /// Where undecodable messages are copied (the `dead_letter_topic` setting).
@@ -62,24 +67,17 @@ fn shorten(text: &str, max: usize) -> String {
 }
 
 impl<T> Stream<T> {
-    pub(crate) fn new(
-        agent: &'static str,
-        inbox: SharedInbox,
-        decode: fn(&[u8]) -> Result<T, DecodeError>,
-        slot: Slot,
-        sensors: Sensors,
-        stopping: watch::Receiver<bool>,
-        dead_letters: Option<DeadLetters>,
-    ) -> Self {
+    pub(crate) fn new(actor: &ActorContext, decode: fn(&[u8]) -> Result<T, DecodeError>) -> Self {
         Stream {
-            dead_letters,
-            agent,
-            inbox,
+            agent: actor.agent.name,
+            inbox: actor.inbox.clone(),
             decode,
             current: None,
-            slot,
-            sensors,
-            stopping,
+            slot: actor.slot.clone(),
+            sensors: actor.sensors.clone(),
+            stopping: actor.stopping.clone(),
+            dead_letters: actor.dead_letters.clone(),
+            outbox: actor.outbox.clone(),
         }
     }
 
@@ -219,7 +217,7 @@ impl<T> Stream<T> {
         if let Some((message, started)) = self.current.take() {
             let took = started.elapsed();
             self.sensors.each(|s| s.event_end(self.agent, took));
-            message.ack();
+            self.outbox.finish(message);
         }
     }
 }
@@ -240,39 +238,48 @@ pub struct Sink<U: ?Sized> {
     producer: Producer,
     encode: fn(&U) -> Result<Vec<u8>, String>,
     slot: Slot,
+    outbox: Outbox,
 }
 
 impl<U: ?Sized> Sink<U> {
-    pub(crate) fn new(
-        agent: &'static str,
-        topics: Arc<[String]>,
-        producer: Producer,
-        encode: fn(&U) -> Result<Vec<u8>, String>,
-        slot: Slot,
-    ) -> Self {
+    pub(crate) fn new(actor: &ActorContext, encode: fn(&U) -> Result<Vec<u8>, String>) -> Self {
         Sink {
-            agent,
-            topics,
-            producer,
+            agent: actor.agent.name,
+            topics: actor.sinks.clone(),
+            producer: actor.producer.clone(),
             encode,
-            slot,
+            slot: actor.slot.clone(),
+            outbox: actor.outbox.clone(),
         }
     }
 
-    /// Sends `value` to every sink topic and waits until the broker has it.
+    /// Queues `value` for every sink topic. The event being processed is acknowledged
+    /// (its offset committed) only once the broker has every message it sent, so this
+    /// returns without waiting for the broker. Outside an event it waits.
     pub async fn send(&self, value: &U) -> Result<()> {
         let bytes = (self.encode)(value).map_err(|message| Error::Encode {
             target: format!("the sink of agent '{}'", self.agent),
             message,
         })?;
-        let key = event::get(&self.slot).and_then(|p| p.key);
+        let event = event::get(&self.slot);
+        let key = event.as_ref().and_then(|p| p.key.clone());
         for topic in self.topics.iter() {
             let record = Record {
                 key: key.as_deref(),
                 value: Some(&bytes),
                 ..Record::default()
             };
-            self.producer.send_record(topic, record).await?;
+            if event.is_none() {
+                self.producer.send_record(topic, record).await?;
+                continue;
+            }
+            let queued = Instant::now();
+            let delivery = self.producer.enqueue_async(topic, record).await?;
+            self.outbox.add(Pending {
+                topic: Arc::from(topic.as_str()),
+                queued,
+                delivery,
+            });
         }
         Ok(())
     }

@@ -24,6 +24,13 @@ use serde::Serialize;
 use super::LogContext;
 use crate::{event::Header, sensors::Sensors, Error, Result};
 
+/// The outcome of one attempt to queue a record.
+enum Offer<'a> {
+    Queued(DeliveryFuture),
+    /// librdkafka's queue is full: here is the record back, to try again.
+    Full(FutureRecord<'a, [u8], [u8]>),
+}
+
 /// How long a send may wait for room in librdkafka's queue before it fails.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -101,27 +108,64 @@ impl Producer {
     /// which the caller reports with [`Producer::delivered`].
     /// For synchronous callers (tables): a full queue is retried for up to 30 s.
     pub(crate) fn enqueue(&self, topic: &str, record: Record<'_>) -> Result<DeliveryFuture> {
-        let mut future = record.to_kafka(topic);
+        let mut record = record.to_kafka(topic);
         self.sensors.each(|s| s.send_start(topic));
         let deadline = Instant::now() + QUEUE_TIMEOUT;
         loop {
-            match self.inner.send_result(future) {
-                Ok(delivery) => return Ok(delivery),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
-                    if Instant::now() < deadline =>
-                {
-                    future = back;
+            match self.offer(topic, record, deadline)? {
+                Offer::Queued(delivery) => return Ok(delivery),
+                Offer::Full(back) => {
+                    record = back;
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                Err((e, _)) => {
-                    let error = e.to_string();
-                    self.sensors
-                        .each(|s| s.send_end(topic, Duration::ZERO, Some(&error)));
-                    return Err(Error::kafka(
-                        format!("queueing a record for topic '{topic}'"),
-                        e,
-                    ));
+            }
+        }
+    }
+
+    /// [`Producer::enqueue`] for async callers: a full queue is waited out without
+    /// blocking the runtime.
+    pub(crate) async fn enqueue_async(
+        &self,
+        topic: &str,
+        record: Record<'_>,
+    ) -> Result<DeliveryFuture> {
+        let mut record = record.to_kafka(topic);
+        self.sensors.each(|s| s.send_start(topic));
+        let deadline = Instant::now() + QUEUE_TIMEOUT;
+        loop {
+            match self.offer(topic, record, deadline)? {
+                Offer::Queued(delivery) => return Ok(delivery),
+                Offer::Full(back) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
                 }
+            }
+        }
+    }
+
+    /// One attempt to queue `record`; a failure other than a full queue (before the
+    /// deadline) is reported to the sensors and returned.
+    fn offer<'a>(
+        &self,
+        topic: &str,
+        record: FutureRecord<'a, [u8], [u8]>,
+        deadline: Instant,
+    ) -> Result<Offer<'a>> {
+        match self.inner.send_result(record) {
+            Ok(delivery) => Ok(Offer::Queued(delivery)),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                if Instant::now() < deadline =>
+            {
+                Ok(Offer::Full(back))
+            }
+            Err((e, _)) => {
+                let error = e.to_string();
+                self.sensors
+                    .each(|s| s.send_end(topic, Duration::ZERO, Some(&error)));
+                Err(Error::kafka(
+                    format!("queueing a record for topic '{topic}'"),
+                    e,
+                ))
             }
         }
     }

@@ -1,0 +1,42 @@
+//! The app the benchmarks run as a worker process (`faust-bench-app worker`).
+//!
+//! - `passthrough` reads `bench-in`, decodes each JSON record and forwards it to
+//!   `bench-out`, keyed as it came.
+//! - `count_words` reads `bench-words` (keyed by word) and counts each word in the
+//!   RocksDB table `word_counts`, whose changelog gets one record per update.
+
+use faust::prelude::*;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Record {
+    id: u64,
+    /// Microseconds since the epoch when the record was produced (latency runs).
+    sent_us: u64,
+    text: String,
+}
+
+#[faust::agent(topic = "bench-in", sink = "bench-out")]
+async fn passthrough(mut records: Stream<Record>, out: Sink<Record>) -> faust::Result<()> {
+    while let Some(record) = records.next().await {
+        out.send(&record).await?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+struct Word {
+    word: String,
+}
+
+#[faust::table(name = "word_counts", default = 0)]
+static WORD_COUNTS: Table<String, u64>;
+
+#[faust::agent(topic = "bench-words")]
+async fn count_words(mut words: Stream<Word>) -> faust::Result<()> {
+    while let Some(word) = words.next().await {
+        WORD_COUNTS.update(&word.word, |n| *n += 1)?;
+    }
+    Ok(())
+}
+
+faust::main!(id = "faust-bench", partitions = 4);

@@ -1,0 +1,751 @@
+//! The benchmark runner: `faust-bench [scenario...]` (see docs/BENCHMARKS.md).
+//!
+//! Each scenario pre-loads its input on the broker, runs a faust-rs worker process
+//! (`faust-bench-app`), a hand-written rdkafka loop and, when its virtualenv exists,
+//! Python Faust on the same input, and prints one JSON line with the figures and the
+//! ratios. Throughput is measured from the worker's "ready" to the moment the group's
+//! committed offsets cover the whole input (commits every 100 ms for every contender).
+
+use std::{
+    collections::HashMap,
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use rdkafka::{
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    consumer::{BaseConsumer, Consumer},
+    error::KafkaError,
+    message::Message,
+    producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer},
+    ClientConfig, Offset, TopicPartitionList,
+};
+use serde_json::{json, Value};
+
+const PARTITIONS: i32 = 4;
+const WORDS: usize = 1000;
+const LATENCY_RATE: u64 = 10_000;
+const LATENCY_SECONDS: u64 = 10;
+const RECOVERY_KEYS: u64 = 1_000_000;
+
+type Result<T> = std::result::Result<T, String>;
+
+struct Bench {
+    broker: String,
+    messages: u64,
+    /// `faust-bench-app`, next to this binary.
+    app: PathBuf,
+    /// The Python Faust baseline's interpreter, when `bench/python/setup.sh` made it.
+    python: Option<PathBuf>,
+    scratch: PathBuf,
+    run: u32,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let scenarios: Vec<&str> = if args.is_empty() {
+        vec![
+            "passthrough",
+            "word_count",
+            "recovery",
+            "latency",
+            "idle",
+            "monitor",
+        ]
+    } else {
+        args.iter().map(String::as_str).collect()
+    };
+    let mut bench = match Bench::new() {
+        Ok(bench) => bench,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    for scenario in scenarios {
+        let outcome = match scenario {
+            "passthrough" => bench.passthrough(),
+            "word_count" => bench.word_count(),
+            "recovery" => bench.recovery(),
+            "latency" => bench.latency(),
+            "idle" => bench.idle(),
+            "monitor" => Ok(monitor_overhead()),
+            other => Err(format!(
+                "unknown scenario '{other}'; use passthrough, word_count, recovery, latency, idle or monitor"
+            )),
+        };
+        match outcome {
+            Ok(line) => println!("{line}"),
+            Err(e) => {
+                eprintln!("error in {scenario}: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+}
+
+impl Bench {
+    fn new() -> Result<Bench> {
+        let broker =
+            std::env::var("FAUST_BENCH_BROKER").unwrap_or_else(|_| "127.0.0.1:19092".into());
+        let messages = std::env::var("FAUST_BENCH_MESSAGES")
+            .ok()
+            .map(|m| {
+                m.parse()
+                    .map_err(|_| format!("FAUST_BENCH_MESSAGES '{m}' is not a number"))
+            })
+            .transpose()?
+            .unwrap_or(500_000);
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let app = exe.with_file_name("faust-bench-app");
+        if !app.exists() {
+            return Err(format!(
+                "{} is missing: build with cargo build --release -p faust-bench",
+                app.display()
+            ));
+        }
+        let python = std::env::var("FAUST_BENCH_PYTHON")
+            .ok()
+            .map(PathBuf::from)
+            .filter(|p| p.exists());
+        let scratch = std::env::temp_dir().join(format!("faust-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
+        Ok(Bench {
+            broker,
+            messages,
+            app,
+            python,
+            scratch,
+            run: 0,
+        })
+    }
+
+    fn unique(&mut self, what: &str) -> String {
+        self.run += 1;
+        format!("bench-{what}-{}-{}", std::process::id(), self.run)
+    }
+
+    fn passthrough(&mut self) -> Result<Value> {
+        let n = self.messages;
+        let record = |i: u64| json!({"id": i, "sent_us": 0, "text": "lorem ipsum dolor sit amet, consectetur adipiscing elit sed do"});
+        let mut results = HashMap::new();
+        // The raw loop: consume, decode, encode, produce; no framework.
+        self.fresh_topics(&["bench-in", "bench-out"])?;
+        preload(&self.broker, "bench-in", n, |i| (i.to_string(), record(i)))?;
+        let raw = raw_passthrough(&self.broker, n, None)?;
+        results.insert("raw", raw.rate);
+
+        self.fresh_topics(&["bench-in", "bench-out"])?;
+        preload(&self.broker, "bench-in", n, |i| (i.to_string(), record(i)))?;
+        let group = self.unique("passthrough");
+        let faust = self.run_worker(&group, "bench-in", n)?;
+        results.insert("faust_rs", faust.rate);
+
+        let python = match self.python.clone() {
+            Some(python) => {
+                self.fresh_topics(&["bench-in", "bench-out"])?;
+                let pn = n.min(100_000);
+                preload(&self.broker, "bench-in", pn, |i| (i.to_string(), record(i)))?;
+                let group = self.unique("py-passthrough");
+                Some(self.run_python(&python, &group, "passthrough", "bench-in", pn)?)
+            }
+            None => None,
+        };
+        Ok(json!({
+            "scenario": "passthrough", "broker": self.broker_name(), "messages": n,
+            "seconds": faust.seconds, "messages_per_s": faust.rate, "peak_rss_mb": faust.peak_rss_mb,
+            "raw_messages_per_s": raw.rate, "ratio_to_raw": faust.rate / raw.rate,
+            "python_faust_messages_per_s": python.as_ref().map(|p| p.rate),
+            "ratio_to_python_faust": python.as_ref().map(|p| faust.rate / p.rate),
+        }))
+    }
+
+    fn word_count(&mut self) -> Result<Value> {
+        let n = self.messages;
+        let word = |i: u64| {
+            let w = format!("w{}", i % WORDS as u64);
+            (
+                serde_json::to_string(&w).unwrap_or_default(),
+                json!({"word": w, "pad": "x".repeat(70)}),
+            )
+        };
+        self.fresh_topics(&["bench-words"])?;
+        preload(&self.broker, "bench-words", n, word)?;
+        let group = self.unique("words");
+        let faust = self.run_worker(&group, "bench-words", n)?;
+        let python = match self.python.clone() {
+            Some(python) => {
+                self.fresh_topics(&["bench-words"])?;
+                let pn = n.min(50_000);
+                preload(&self.broker, "bench-words", pn, word)?;
+                let group = self.unique("py-words");
+                Some(self.run_python(&python, &group, "word_count", "bench-words", pn)?)
+            }
+            None => None,
+        };
+        Ok(json!({
+            "scenario": "word_count", "broker": self.broker_name(), "messages": n, "distinct_words": WORDS,
+            "seconds": faust.seconds, "messages_per_s": faust.rate, "peak_rss_mb": faust.peak_rss_mb,
+            "python_faust_messages_per_s": python.as_ref().map(|p| p.rate),
+            "ratio_to_python_faust": python.as_ref().map(|p| faust.rate / p.rate),
+        }))
+    }
+
+    fn recovery(&mut self) -> Result<Value> {
+        let group = self.unique("recovery");
+        let changelog = format!("{group}-word_counts-changelog");
+        create_topics(&self.broker, &[&changelog], true)?;
+        preload(&self.broker, &changelog, RECOVERY_KEYS, |i| {
+            (format!("\"k{i}\""), json!(i))
+        })?;
+        let raw = raw_consume(&self.broker, &changelog, RECOVERY_KEYS)?;
+        let mut worker = self.spawn_worker(&group)?;
+        worker.wait_for("worker ready", Duration::from_secs(600))?;
+        let log = worker.log();
+        let peak_rss_mb = worker.peak_rss_mb();
+        worker.stop();
+        // Recovery runs partition after partition; its own log lines time each one.
+        let mut records = 0u64;
+        let mut seconds = 0f64;
+        for line in log
+            .lines()
+            .filter(|l| l.contains("table partition recovered") && l.contains("word_counts"))
+        {
+            records += field(line, "records=")
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            seconds += field(line, "seconds=")
+                .and_then(|v| v.trim_matches('"').parse::<f64>().ok())
+                .unwrap_or(0.0);
+        }
+        if records != RECOVERY_KEYS {
+            return Err(format!(
+                "the worker recovered {records} of {RECOVERY_KEYS} records:\n{log}"
+            ));
+        }
+        let rate = records as f64 / seconds;
+        Ok(json!({
+            "scenario": "recovery", "broker": self.broker_name(), "records": records,
+            "seconds": seconds, "records_per_s": rate, "peak_rss_mb": peak_rss_mb,
+            "raw_consume_records_per_s": raw, "ratio_to_raw": rate / raw,
+        }))
+    }
+
+    fn latency(&mut self) -> Result<Value> {
+        let total = LATENCY_RATE * LATENCY_SECONDS;
+        self.fresh_topics(&["bench-in", "bench-out"])?;
+        let group = self.unique("latency");
+        let mut worker = self.spawn_worker(&group)?;
+        worker.wait_for("worker ready", Duration::from_secs(120))?;
+        let faust = paced_latency(&self.broker, total)?;
+        let peak_rss_mb = worker.peak_rss_mb();
+        worker.stop();
+
+        self.fresh_topics(&["bench-in", "bench-out"])?;
+        let broker = self.broker.clone();
+        let raw_loop = std::thread::spawn(move || {
+            raw_passthrough(
+                &broker,
+                total,
+                Some(Duration::from_secs(LATENCY_SECONDS + 60)),
+            )
+        });
+        std::thread::sleep(Duration::from_secs(2)); // the loop's consumer gets its partitions
+        let raw = paced_latency(&self.broker, total)?;
+        let _ = raw_loop.join();
+        Ok(json!({
+            "scenario": "latency", "broker": self.broker_name(), "messages": total, "rate_per_s": LATENCY_RATE,
+            "p50_ms": faust.0, "p99_ms": faust.1, "p999_ms": faust.2, "peak_rss_mb": peak_rss_mb,
+            "raw_p50_ms": raw.0, "raw_p99_ms": raw.1, "raw_p999_ms": raw.2,
+        }))
+    }
+
+    fn idle(&mut self) -> Result<Value> {
+        self.fresh_topics(&["bench-in", "bench-out", "bench-words"])?;
+        let group = self.unique("idle");
+        let started = Instant::now();
+        let mut worker = self.spawn_worker(&group)?;
+        worker.wait_for("worker ready", Duration::from_secs(120))?;
+        let ready = started.elapsed();
+        let cpu_before = worker.cpu_seconds();
+        std::thread::sleep(Duration::from_secs(10));
+        let cpu = (worker.cpu_seconds() - cpu_before) / 10.0;
+        let rss = worker.rss_mb();
+        worker.stop();
+        Ok(json!({
+            "scenario": "idle", "broker": self.broker_name(), "start_to_ready_s": ready.as_secs_f64(),
+            "rss_mb": rss, "cpu_percent": cpu * 100.0,
+        }))
+    }
+
+    fn broker_name(&self) -> String {
+        std::env::var("FAUST_BENCH_BROKER_NAME")
+            .unwrap_or_else(|_| format!("tansu 0.6.0 at {}", self.broker))
+    }
+
+    fn fresh_topics(&self, topics: &[&str]) -> Result<()> {
+        delete_topics(&self.broker, topics)?;
+        create_topics(&self.broker, topics, false)
+    }
+
+    fn spawn_worker(&self, group: &str) -> Result<WorkerProcess> {
+        let datadir = self.scratch.join(group);
+        let log = self.scratch.join(format!("{group}.log"));
+        let mut command = Command::new(&self.app);
+        command
+            .arg("worker")
+            .env("FAUST_ID", group)
+            .env("FAUST_BROKER", &self.broker)
+            .env("FAUST_DATADIR", &datadir)
+            .env("FAUST_COMMIT_INTERVAL", "100ms")
+            .env("FAUST_WEB_PORT", "0")
+            .env("FAUST_WEB_BIND", "127.0.0.1")
+            .env("FAUST_WEB_HOST", "127.0.0.1");
+        WorkerProcess::spawn(command, log)
+    }
+
+    /// Runs a worker over `n` pre-loaded messages of `topic`.
+    fn run_worker(&self, group: &str, topic: &str, n: u64) -> Result<Run> {
+        let mut worker = self.spawn_worker(group)?;
+        worker.wait_for("worker ready", Duration::from_secs(120))?;
+        let started = Instant::now();
+        wait_committed(&self.broker, group, topic, n, Duration::from_secs(1800))?;
+        let seconds = started.elapsed().as_secs_f64();
+        let peak_rss_mb = worker.peak_rss_mb();
+        worker.stop();
+        Ok(Run {
+            seconds,
+            rate: n as f64 / seconds,
+            peak_rss_mb,
+        })
+    }
+
+    fn run_python(
+        &self,
+        python: &PathBuf,
+        group: &str,
+        scenario: &str,
+        topic: &str,
+        n: u64,
+    ) -> Result<Run> {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/faust_bench.py");
+        let log = self.scratch.join(format!("{group}.log"));
+        let mut command = Command::new(python);
+        command
+            .arg(script)
+            .args(["worker", "-l", "warning"])
+            .env("BENCH_BROKER", &self.broker)
+            .env("BENCH_APP", group)
+            .env("BENCH_SCENARIO", scenario)
+            .env("BENCH_INPUT", topic)
+            .env("BENCH_OUTPUT", "bench-out")
+            .env("BENCH_PARTITIONS", PARTITIONS.to_string())
+            .env("BENCH_DATADIR", self.scratch.join(group));
+        let mut worker = WorkerProcess::spawn(command, log)?;
+        worker.wait_for("BENCH READY", Duration::from_secs(300))?;
+        let started = Instant::now();
+        wait_committed(&self.broker, group, topic, n, Duration::from_secs(3600))?;
+        let seconds = started.elapsed().as_secs_f64();
+        let peak_rss_mb = worker.peak_rss_mb();
+        worker.stop();
+        Ok(Run {
+            seconds,
+            rate: n as f64 / seconds,
+            peak_rss_mb,
+        })
+    }
+}
+
+struct Run {
+    seconds: f64,
+    rate: f64,
+    peak_rss_mb: f64,
+}
+
+/// The value after `name` in a log line, up to the next space.
+fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let at = line.find(name)? + name.len();
+    line[at..].split_whitespace().next()
+}
+
+struct WorkerProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+impl WorkerProcess {
+    fn spawn(mut command: Command, log: PathBuf) -> Result<WorkerProcess> {
+        let file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+        let err = file.try_clone().map_err(|e| e.to_string())?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("starting {command:?}: {e}"))?;
+        Ok(WorkerProcess { child, log })
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_for(&mut self, needle: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return Ok(());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!(
+                    "the worker exited ({status}) before '{needle}':\n{}",
+                    self.log()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Err(format!("no '{needle}' within {timeout:?}:\n{}", self.log()))
+    }
+
+    fn status_kb(&self, field: &str) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        BufReader::new(status.as_bytes())
+            .lines()
+            .map_while(std::io::Result::ok)
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+            .unwrap_or(0.0)
+    }
+
+    fn peak_rss_mb(&self) -> f64 {
+        self.status_kb("VmHWM:") / 1024.0
+    }
+
+    fn rss_mb(&self) -> f64 {
+        self.status_kb("VmRSS:") / 1024.0
+    }
+
+    /// User plus system CPU time so far.
+    fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name (which may hold spaces) start after ')'.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = [11, 12]
+            .iter()
+            .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
+            .sum();
+        ticks / 100.0 // USER_HZ
+    }
+
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+fn admin(broker: &str) -> Result<AdminClient<DefaultClientContext>> {
+    ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .create()
+        .map_err(|e| e.to_string())
+}
+
+fn create_topics(broker: &str, topics: &[&str], compacted: bool) -> Result<()> {
+    let admin = admin(broker)?;
+    let config = if compacted {
+        vec![("cleanup.policy", "compact")]
+    } else {
+        vec![]
+    };
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|t| {
+            config.iter().fold(
+                NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)),
+                |n, (k, v)| n.set(k, v),
+            )
+        })
+        .collect();
+    let results = runtime()?
+        .block_on(admin.create_topics(&new, &AdminOptions::new()))
+        .map_err(|e| format!("creating {topics:?}: {e}"))?;
+    for result in results {
+        if let Err((topic, e)) = result {
+            return Err(format!("creating {topic}: {e}"));
+        }
+    }
+    Ok(())
+}
+
+fn delete_topics(broker: &str, topics: &[&str]) -> Result<()> {
+    let admin = admin(broker)?;
+    // Missing topics are fine: this only makes room for fresh ones.
+    let _ = runtime()?.block_on(admin.delete_topics(topics, &AdminOptions::new()));
+    std::thread::sleep(Duration::from_millis(500));
+    Ok(())
+}
+
+fn producer(broker: &str, linger_ms: &str) -> Result<ThreadedProducer<DefaultProducerContext>> {
+    ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", linger_ms)
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .map_err(|e| e.to_string())
+}
+
+fn send(producer: &ThreadedProducer<DefaultProducerContext>, topic: &str, key: &str, value: &[u8]) {
+    let mut record = BaseRecord::to(topic).key(key).payload(value);
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((_, back)) => {
+                record = back;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+/// Writes `n` records made by `make` (key, JSON value) to `topic`, batched.
+fn preload(broker: &str, topic: &str, n: u64, make: impl Fn(u64) -> (String, Value)) -> Result<()> {
+    let producer = producer(broker, "20")?;
+    for i in 0..n {
+        let (key, value) = make(i);
+        send(&producer, topic, &key, value.to_string().as_bytes());
+    }
+    producer
+        .flush(Duration::from_secs(300))
+        .map_err(|e| e.to_string())
+}
+
+fn consumer(broker: &str, group: &str) -> Result<BaseConsumer> {
+    ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .map_err(|e| e.to_string())
+}
+
+fn assign_all(consumer: &BaseConsumer, topic: &str) -> Result<()> {
+    let mut list = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        list.add_partition_offset(topic, p, Offset::Beginning)
+            .map_err(|e| e.to_string())?;
+    }
+    consumer.assign(&list).map_err(|e| e.to_string())
+}
+
+/// Waits until the group's committed offsets of `topic` add up to `n`.
+fn wait_committed(broker: &str, group: &str, topic: &str, n: u64, timeout: Duration) -> Result<()> {
+    let consumer = consumer(broker, group)?;
+    let mut list = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        list.add_partition(topic, p);
+    }
+    let deadline = Instant::now() + timeout;
+    let mut last = 0;
+    while Instant::now() < deadline {
+        if let Ok(committed) = consumer.committed_offsets(list.clone(), Duration::from_secs(10)) {
+            last = committed
+                .elements()
+                .iter()
+                .map(|e| match e.offset() {
+                    Offset::Offset(o) => o as u64,
+                    _ => 0,
+                })
+                .sum();
+            if last >= n {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(format!(
+        "group {group} committed {last} of {n} within {timeout:?}"
+    ))
+}
+
+/// Reads `topic` to its end; records per second.
+fn raw_consume(broker: &str, topic: &str, n: u64) -> Result<f64> {
+    let consumer = consumer(broker, &format!("{topic}-raw"))?;
+    assign_all(&consumer, topic)?;
+    let mut seen = 0u64;
+    let mut at_end = 0;
+    let started = Instant::now();
+    while at_end < PARTITIONS {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                seen += 1;
+                std::hint::black_box(m.payload());
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => at_end += 1,
+            Some(Err(e)) => return Err(e.to_string()),
+            None => {}
+        }
+    }
+    if seen != n {
+        return Err(format!("read {seen} of {n} records of {topic}"));
+    }
+    Ok(seen as f64 / started.elapsed().as_secs_f64())
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Record {
+    id: u64,
+    sent_us: u64,
+    text: String,
+}
+
+/// The limit: consume `bench-in`, decode, encode, produce to `bench-out`, for `n`
+/// records (or until `timeout`), then flush. Rate from the first record to the flush.
+fn raw_passthrough(broker: &str, n: u64, timeout: Option<Duration>) -> Result<Run> {
+    let consumer = consumer(broker, &format!("raw-{}", std::process::id()))?;
+    assign_all(&consumer, "bench-in")?;
+    let producer = producer(broker, "5")?;
+    let mut first = None;
+    let mut done = 0;
+    let deadline = timeout.map(|t| Instant::now() + t);
+    while done < n {
+        if deadline.is_some_and(|d| Instant::now() > d) {
+            break;
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                first.get_or_insert_with(Instant::now);
+                let record: Record = serde_json::from_slice(m.payload().unwrap_or_default())
+                    .map_err(|e| e.to_string())?;
+                let bytes = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
+                let key = std::str::from_utf8(m.key().unwrap_or_default()).unwrap_or_default();
+                send(&producer, "bench-out", key, &bytes);
+                done += 1;
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) | None => {}
+            Some(Err(e)) => return Err(e.to_string()),
+        }
+    }
+    producer
+        .flush(Duration::from_secs(120))
+        .map_err(|e| e.to_string())?;
+    let seconds = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
+    Ok(Run {
+        seconds,
+        rate: done as f64 / seconds,
+        peak_rss_mb: 0.0,
+    })
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Sends `total` records to `bench-in` at `LATENCY_RATE` a second, each stamped with
+/// its send time, and reads them back from `bench-out`: p50, p99 and p99.9 in ms.
+fn paced_latency(broker: &str, total: u64) -> Result<(f64, f64, f64)> {
+    let reader = consumer(broker, &format!("latency-reader-{}", now_us()))?;
+    assign_all(&reader, "bench-out")?;
+    let broker_owned = broker.to_owned();
+    let sender = std::thread::spawn(move || -> Result<()> {
+        let producer = producer(&broker_owned, "0")?;
+        let started = Instant::now();
+        for i in 0..total {
+            let due = started + Duration::from_secs_f64(i as f64 / LATENCY_RATE as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let record = Record {
+                id: i,
+                sent_us: now_us(),
+                text: "lorem ipsum dolor sit amet, consectetur adipiscing elit sed do".into(),
+            };
+            let bytes = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
+            send(&producer, "bench-in", &i.to_string(), &bytes);
+        }
+        producer
+            .flush(Duration::from_secs(60))
+            .map_err(|e| e.to_string())
+    });
+    let mut latencies = Vec::with_capacity(total as usize);
+    let deadline = Instant::now() + Duration::from_secs(LATENCY_SECONDS + 120);
+    while (latencies.len() as u64) < total && Instant::now() < deadline {
+        if let Some(Ok(m)) = reader.poll(Duration::from_millis(100)) {
+            let received = now_us();
+            if let Ok(record) = serde_json::from_slice::<Record>(m.payload().unwrap_or_default()) {
+                latencies.push(received.saturating_sub(record.sent_us));
+            }
+        }
+    }
+    sender
+        .join()
+        .map_err(|_| "the paced sender panicked".to_string())??;
+    if (latencies.len() as u64) < total {
+        return Err(format!(
+            "only {} of {total} records came back",
+            latencies.len()
+        ));
+    }
+    latencies.sort_unstable();
+    let at = |q: f64| {
+        latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)] as f64 / 1000.0
+    };
+    Ok((at(0.50), at(0.99), at(0.999)))
+}
+
+/// What the Monitor costs per event: the hooks one table-updating, forwarding event
+/// triggers, called on the built-in Monitor in a loop.
+fn monitor_overhead() -> Value {
+    use faust::sensors::{Monitor, Sensor};
+    let monitor = Monitor::default();
+    let rounds = 2_000_000u32;
+    let started = Instant::now();
+    for i in 0..rounds {
+        let partition = (i % 4) as i32;
+        monitor.message_in("bench-in", partition, i64::from(i));
+        monitor.event_start("passthrough", "bench-in", partition, i64::from(i));
+        monitor.table_get("word_counts");
+        monitor.table_set("word_counts");
+        monitor.send_start("bench-out");
+        monitor.send_end("bench-out", Duration::from_micros(800), None);
+        monitor.event_end("passthrough", Duration::from_micros(20));
+    }
+    let per_event = started.elapsed().as_nanos() as f64 / f64::from(rounds);
+    json!({ "scenario": "monitor", "hooks_per_event": 7, "ns_per_event": per_event })
+}

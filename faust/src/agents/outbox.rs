@@ -1,0 +1,100 @@
+//! What an actor's events sent through its sinks, until the broker has it.
+//!
+//! `Sink::send` only queues a message; the event that sent it is acknowledged (and may
+//! be committed) once every message it sent is delivered. One acker task per actor
+//! awaits those deliveries in order, so an agent forwards at the producer's pace
+//! instead of waiting a round trip per event. A message that cannot be delivered
+//! leaves its event unacknowledged: it runs again after a restart.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use rdkafka::producer::DeliveryFuture;
+use tokio::{sync::mpsc, task::JoinHandle};
+use tracing::error;
+
+use crate::{event::Message, transport::producer::Producer};
+
+/// A queued message, not yet delivered.
+pub(crate) struct Pending {
+    pub(crate) topic: Arc<str>,
+    pub(crate) queued: Instant,
+    pub(crate) delivery: DeliveryFuture,
+}
+
+/// Shared by an actor's stream and sinks: the sinks add, the stream hands over.
+#[derive(Clone)]
+pub(crate) struct Outbox {
+    pending: Arc<Mutex<Vec<Pending>>>,
+    acker: mpsc::UnboundedSender<(Vec<Pending>, Message)>,
+}
+
+impl Outbox {
+    /// An outbox and the task acknowledging its events; the task ends once every clone
+    /// of the outbox is gone and the last delivery was awaited.
+    pub(crate) fn start(producer: Producer) -> (Outbox, JoinHandle<()>) {
+        let (acker, events) = mpsc::unbounded_channel();
+        let task = tokio::spawn(acknowledge(events, producer));
+        let outbox = Outbox {
+            pending: Arc::default(),
+            acker,
+        };
+        (outbox, task)
+    }
+
+    pub(crate) fn add(&self, pending: Pending) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(pending);
+    }
+
+    /// The actor is done with `message`: acknowledge it now, or once what it sent is
+    /// delivered.
+    pub(crate) fn finish(&self, message: Message) {
+        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        if pending.is_empty() {
+            message.ack();
+        } else if self.acker.send((pending, message)).is_err() {
+            // The acker is gone (the worker is going away): the event stays
+            // unacknowledged and runs again after a restart.
+        }
+    }
+}
+
+async fn acknowledge(
+    mut events: mpsc::UnboundedReceiver<(Vec<Pending>, Message)>,
+    producer: Producer,
+) {
+    while let Some((pending, message)) = events.recv().await {
+        let mut delivered = true;
+        for Pending {
+            topic,
+            queued,
+            delivery,
+        } in pending
+        {
+            let error = match delivery.await {
+                Ok(Ok(_)) => None,
+                Ok(Err((e, _))) => Some(e.to_string()),
+                Err(_) => Some("the producer stopped".to_owned()),
+            };
+            producer.delivered(&topic, queued.elapsed(), error.as_deref());
+            if let Some(error) = error {
+                error!(
+                    %topic,
+                    event = %message.position(),
+                    %error,
+                    "a message this event sent was not delivered; the event is left \
+                     unacknowledged and runs again after a restart"
+                );
+                delivered = false;
+            }
+        }
+        if delivered {
+            message.ack();
+        }
+    }
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs the benchmarks (docs/BENCHMARKS.md): builds faust-bench in release mode, starts
+# the tansu broker unless FAUST_BENCH_BROKER points elsewhere, sets up the Python Faust
+# baseline's virtualenv (skip it with FAUST_BENCH_NO_PYTHON=1), and runs the given
+# scenarios (default: all), printing one JSON line each.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+if [[ -z "${FAUST_BENCH_BROKER:-}" ]]; then
+    scripts/broker.sh install
+    scripts/broker.sh start
+    trap 'scripts/broker.sh stop' EXIT
+fi
+if [[ -z "${FAUST_BENCH_NO_PYTHON:-}" ]]; then
+    FAUST_BENCH_PYTHON="$(bench/python/setup.sh | tail -n 1)"
+    export FAUST_BENCH_PYTHON
+fi
+cargo build --release -p faust-bench
+"${CARGO_TARGET_DIR:-target}/release/faust-bench" "$@"
