@@ -93,7 +93,7 @@ fn start(app: &str, name: &str, slot: &str, static_member: bool) -> Worker {
     let datadir = datadir.to_str().unwrap();
     let mut env = vec![
         ("FAUST_TOPIC_PARTITIONS", "8"),
-        ("FAUST_COMMIT_INTERVAL", "500ms"),
+        ("FAUST_COMMIT_INTERVAL", "2s"),
         ("FAUST_DATADIR", datadir),
     ];
     if static_member {
@@ -130,6 +130,9 @@ fn sums_stay_exact_through_crashes_restarts_and_rebalances() {
     let producer = produce_sequences(input.clone());
 
     progress(0.15);
+    // Half a commit interval after a commit: the worker killed now has processed
+    // events it has not committed (checked below: its store gets rebuilt).
+    std::thread::sleep(Duration::from_secs(1));
     let mut killed = workers.remove("w1").unwrap();
     killed.signal("KILL");
     killed.wait_exit(LONG);
@@ -169,9 +172,11 @@ fn sums_stay_exact_through_crashes_restarts_and_rebalances() {
         assert!(broken.is_empty(), "{broken:?}");
     }
 
-    // The changelog holds each partition's running sums: consistent records, each one
-    // value further than the last, except where a killed worker's unfinished work was
-    // dropped by recovery and done again (at most once per partition).
+    // The changelog holds each partition's running sums: consistent records (the sum of
+    // every value before `next`, so none was skipped or counted twice), further along
+    // than the last one (writes between commits are coalesced), except where a killed
+    // worker's unfinished work was dropped by recovery and done again (at most once per
+    // partition).
     let mut last: HashMap<i32, (u64, u64)> = HashMap::new();
     let mut rewinds: HashMap<i32, u32> = HashMap::new();
     for record in read_all(&format!("{app}-sums-changelog")) {
@@ -185,8 +190,6 @@ fn sums_stay_exact_through_crashes_restarts_and_rebalances() {
         if let Some(&(previous, _)) = last.get(&partition) {
             if next <= previous {
                 *rewinds.entry(partition).or_default() += 1;
-            } else {
-                assert_eq!(next, previous + 1, "partition {partition} skipped values");
             }
         }
         last.insert(partition, (next, sum));
@@ -208,6 +211,10 @@ fn sums_stay_exact_through_crashes_restarts_and_rebalances() {
         .iter()
         .map(|l| l.matches("which the group has not committed").count())
         .sum();
+    assert!(
+        rebuilt > 0,
+        "the kill left no uncommitted effects behind, so the crash path went untested"
+    );
     println!(
         "chaos: {TOTAL} events (produced in {produced_in:.0?}), {rebalances} assignments seen \
          by the workers, {rebuilt} stores rebuilt after the kill, rewound partitions: \

@@ -14,6 +14,7 @@ worker. The Rust bench runner does the same with its own client.
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -209,6 +210,8 @@ def main():
         errlog.seek(0)
         print("--- worker stderr (last 40 lines) ---")
         print("".join(errlog.readlines()[-40:]), end="")
+        errlog.close()
+        shutil.rmtree(datadir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ Run as a worker, configured by environment variables:
     BENCH_INPUT=in BENCH_OUTPUT=out BENCH_PARTITIONS=4 BENCH_DATADIR=/tmp/x \
         python faust_bench.py worker -l warning
 
+Optional: BENCH_SESSION_TIMEOUT (seconds, default 10; see below).
+
 Scenarios:
 
 * ``passthrough``: decode each JSON value of BENCH_INPUT and send it, same key,
@@ -30,6 +32,7 @@ SCENARIO = os.environ.get("BENCH_SCENARIO", "passthrough")
 INPUT = os.environ.get("BENCH_INPUT", "bench-input")
 OUTPUT = os.environ.get("BENCH_OUTPUT", "bench-output")
 PARTITIONS = int(os.environ.get("BENCH_PARTITIONS", "4"))
+SESSION_TIMEOUT = float(os.environ.get("BENCH_SESSION_TIMEOUT", "10"))
 DATADIR = os.environ.get("BENCH_DATADIR") or os.path.join(
     "/tmp", f"faust-bench-{APP_ID}"
 )
@@ -56,10 +59,15 @@ app = faust.App(
     worker_redirect_stdouts=False,
     # Commit often so the runner can see completion through committed offsets.
     broker_commit_interval=0.1,
+    # Faust's default is 60 s. tansu numbers the first group generation 0, and
+    # aiokafka sends no LeaveGroup at generation 0, so a stopped worker stays in
+    # the group until this timeout: a restart in the same group waits for it.
+    broker_session_timeout=SESSION_TIMEOUT,
     key_serializer="json",
     value_serializer="json",
     autodiscover=False,
-    # No per-process "leader" topic / assignor leader election extras needed.
+    # No `<app>-__assignor-__leader` topic (only used by leader-only timers):
+    # one internal topic fewer to create on the broker.
     topic_disable_leader=True,
 )
 

@@ -14,6 +14,7 @@ use rdkafka::producer::DeliveryFuture;
 use tracing::info;
 
 use super::{
+    cache::WriteCache,
     global::Follower,
     recovery::{self, Committed},
     store::{self, Batch, Store},
@@ -73,6 +74,8 @@ pub(crate) struct TablePartition {
     pending: Mutex<Vec<(DeliveryFuture, Instant)>>,
     /// Held across a read-modify-write, so concurrent updates of a partition serialize.
     writing: Mutex<()>,
+    /// Writes from events, until the commit that sends them to the changelog.
+    cache: Mutex<WriteCache>,
 }
 
 /// Takes the datadir for this worker alone (when a table is on disk): the lock is
@@ -169,9 +172,11 @@ impl TableManager {
             .ok_or_else(|| Error::Table(format!("table '{name}' is not registered in this worker")))
     }
 
-    /// Waits for every changelog record sent so far and records, in each store, the
-    /// next changelog offset to read.
-    fn flush_all(&self) -> Result<()> {
+    /// Sends the cached writes of the events being committed (`points`), waits for
+    /// every changelog record sent so far, records in each store the next changelog
+    /// offset to read, and returns the commit points, held back where a write is left
+    /// behind in a cache.
+    fn flush_all(&self, points: &[(TopicPartition, i64)]) -> Result<Vec<(TopicPartition, i64)>> {
         if let Some(reason) = self
             .broken
             .lock()
@@ -183,16 +188,42 @@ impl TableManager {
                  committing, so the events concerned are processed again after a restart"
             )));
         }
-        let outcome = self.flush_tables();
+        let outcome = self.flush_tables(points);
         if let Err(e) = &outcome {
             *self.broken.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
         }
         outcome
     }
 
-    fn flush_tables(&self) -> Result<()> {
+    fn flush_tables(&self, points: &[(TopicPartition, i64)]) -> Result<Vec<(TopicPartition, i64)>> {
+        let commit_point: HashMap<(&str, i32), i64> = points
+            .iter()
+            .map(|(tp, offset)| ((&*tp.topic, tp.partition), *offset))
+            .collect();
+        let mut held_back: HashMap<TopicPartition, i64> = HashMap::new();
         for table in &self.tables {
             for partition in table.held_partitions() {
+                let p = partition.partition;
+                let (records, holds) = partition
+                    .cache
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .drain(|topic, offset| {
+                        commit_point.get(&(topic, p)).is_some_and(|c| offset < *c)
+                    });
+                for record in records {
+                    let headers = source_headers(&record.topic, p, record.offset);
+                    table.send(&partition, &record.key, record.value.as_deref(), &headers)?;
+                }
+                for (topic, offset) in holds {
+                    let hold = held_back
+                        .entry(TopicPartition {
+                            topic,
+                            partition: p,
+                        })
+                        .or_insert(offset);
+                    *hold = (*hold).min(offset);
+                }
                 let pending = std::mem::take(
                     &mut *partition.pending.lock().unwrap_or_else(|e| e.into_inner()),
                 );
@@ -238,7 +269,13 @@ impl TableManager {
                 }
             }
         }
-        Ok(())
+        Ok(points
+            .iter()
+            .map(|(tp, offset)| {
+                let hold = held_back.get(tp).copied().unwrap_or(*offset);
+                (tp.clone(), (*offset).min(hold))
+            })
+            .collect())
     }
 }
 
@@ -315,8 +352,8 @@ impl PartitionListener for TableManager {
         Ok(())
     }
 
-    fn flush(&self) -> Result<()> {
-        self.flush_all()
+    fn flush(&self, points: &[(TopicPartition, i64)]) -> Result<Vec<(TopicPartition, i64)>> {
+        self.flush_all(points)
     }
 
     fn revoked(&self, revoked: &[TopicPartition]) {
@@ -354,6 +391,7 @@ impl TableState {
             store: store::open(self.memory, &path)?,
             pending: Mutex::default(),
             writing: Mutex::default(),
+            cache: Mutex::default(),
         });
         recovery::recover(bootstrap, self, &held, committed)?;
         self.held
@@ -426,45 +464,75 @@ impl TableState {
             Some(_) => self.sensors.each(|s| s.table_set(name)),
             None => self.sensors.each(|s| s.table_delete(name)),
         }
-        let mut headers = source
-            .as_ref()
-            .map(|p| {
-                vec![
-                    header(SOURCE_TOPIC, p.topic.as_bytes()),
-                    header(SOURCE_PARTITION, p.partition.to_string().as_bytes()),
-                    header(SOURCE_OFFSET, p.offset.to_string().as_bytes()),
-                ]
-            })
-            .unwrap_or_default();
-        if self.descriptor.global {
-            headers.push(header(WRITER, self.writer.as_bytes()));
-        }
-        let record = Record {
-            key: Some(&key),
-            value: value.as_deref(),
-            partition: Some(partition),
-            headers: &headers,
-        };
-        let outcome = self
-            .producer
-            .enqueue(&self.changelog, record)
-            .and_then(|delivery| {
-                held.pending
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push((delivery, Instant::now()));
+        let outcome = match source {
+            // A write from an event waits in the cache for the commit (see `cache`).
+            Some(event) if !self.descriptor.global => {
+                held.cache.lock().unwrap_or_else(|e| e.into_inner()).record(
+                    key.clone(),
+                    event.topic.clone(),
+                    event.offset,
+                    value.clone(),
+                );
                 held.store.write(Batch {
                     writes: vec![(key, value)],
                     changelog_offset: None,
-                    source: source.map(|p| (p.topic.to_string(), p.offset)),
+                    source: Some((event.topic.to_string(), event.offset)),
                 })
-            });
+            }
+            _ => self.write_through(&held, key, value, source),
+        };
         if let Err(e) = &outcome {
             // The changelog and the store may now disagree: refuse to commit from here on.
             let mut broken = self.broken.lock().unwrap_or_else(|e| e.into_inner());
             broken.get_or_insert_with(|| format!("table '{}': {e}", self.descriptor.name));
         }
         outcome.map(|()| result)
+    }
+
+    /// Sends a write to the changelog now: global tables (other workers follow them
+    /// as they change) and writes outside events.
+    fn write_through(
+        &self,
+        held: &TablePartition,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        source: Option<event::Position>,
+    ) -> Result<()> {
+        let mut headers = source
+            .as_ref()
+            .map(|p| source_headers(&p.topic, p.partition, p.offset))
+            .unwrap_or_default();
+        if self.descriptor.global {
+            headers.push(header(WRITER, self.writer.as_bytes()));
+        }
+        self.send(held, &key, value.as_deref(), &headers)?;
+        held.store.write(Batch {
+            writes: vec![(key, value)],
+            changelog_offset: None,
+            source: source.map(|p| (p.topic.to_string(), p.offset)),
+        })
+    }
+
+    /// Queues a changelog record of `held`'s partition; the next flush awaits it.
+    fn send(
+        &self,
+        held: &TablePartition,
+        key: &[u8],
+        value: Option<&[u8]>,
+        headers: &[Header],
+    ) -> Result<()> {
+        let record = Record {
+            key: Some(key),
+            value,
+            partition: Some(held.partition),
+            headers,
+        };
+        let delivery = self.producer.enqueue(&self.changelog, record)?;
+        held.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((delivery, Instant::now()));
+        Ok(())
     }
 
     pub(crate) fn local_keys(&self) -> Result<Vec<Vec<u8>>> {
@@ -474,6 +542,15 @@ impl TableState {
         }
         Ok(keys)
     }
+}
+
+/// The headers naming the event a changelog record reflects.
+fn source_headers(topic: &str, partition: i32, offset: i64) -> Vec<Header> {
+    vec![
+        header(SOURCE_TOPIC, topic.as_bytes()),
+        header(SOURCE_PARTITION, partition.to_string().as_bytes()),
+        header(SOURCE_OFFSET, offset.to_string().as_bytes()),
+    ]
 }
 
 fn header(key: &str, value: &[u8]) -> Header {

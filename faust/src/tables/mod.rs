@@ -2,11 +2,11 @@
 //! partitions across workers.
 //!
 //! A table is partitioned like the topic that feeds it. Every write from an agent goes
-//! to the local store of the partition of the event being processed, and to the same
-//! partition of the table's compacted changelog topic `{app_id}-{table}-changelog`
-//! (JSON key and value, deletes as null: the format Python Faust writes). When a
-//! partition is assigned, the worker replays the changelog into the store before the
-//! agents see that partition's events.
+//! to the local store of the partition of the event being processed, and at the next
+//! commit (once per key, see `cache`) to the same partition of the table's compacted
+//! changelog topic `{app_id}-{table}-changelog` (JSON key and value, deletes as null:
+//! the format Python Faust writes). When a partition is assigned, the worker replays
+//! the changelog into the store before the agents see that partition's events.
 //!
 //! ```no_run
 //! use faust::prelude::*;
@@ -25,6 +25,7 @@
 //! # faust::main!(id = "demo");
 //! ```
 
+mod cache;
 mod global;
 mod manager;
 mod recovery;

@@ -52,8 +52,9 @@ pub(crate) trait PartitionListener: Send + Sync {
         partitions: &[TopicPartition],
         committed: &HashMap<TopicPartition, i64>,
     ) -> Result<()>;
-    /// Makes the effects of every acknowledged event durable; runs before each commit.
-    fn flush(&self) -> Result<()>;
+    /// Makes the effects of the events up to the commit `points` durable; runs before
+    /// each commit, and returns the points to commit (lower where not all is durable yet).
+    fn flush(&self, points: &[(TopicPartition, i64)]) -> Result<Vec<(TopicPartition, i64)>>;
     /// Partitions were revoked, after their final commit.
     fn revoked(&self, partitions: &[TopicPartition]);
 }
@@ -370,12 +371,13 @@ impl Poller {
         if points.is_empty() {
             return;
         }
-        if let Err(e) = self.listener.flush() {
-            let _ = self.fatal.send(e);
-            self.running.store(false, Ordering::SeqCst);
-            return;
+        match self.listener.flush(&points) {
+            Ok(points) => commit_points(&self.consumer, points),
+            Err(e) => {
+                let _ = self.fatal.send(e);
+                self.running.store(false, Ordering::SeqCst);
+            }
         }
-        commit_points(&self.consumer, points);
     }
 
     fn pause_all(&self) {
@@ -550,8 +552,8 @@ impl GroupContext {
             .filter_map(|tp| self.tracker.revoke(tp).map(|offset| (tp.clone(), offset)))
             .collect();
         if !points.is_empty() && !consumer.assignment_lost() {
-            match self.listener.flush() {
-                Ok(()) => commit_points(consumer, points),
+            match self.listener.flush(&points) {
+                Ok(points) => commit_points(consumer, points),
                 Err(e) => {
                     let _ = self.fatal.send(e);
                 }
