@@ -205,6 +205,17 @@ fn open_error(path: &Path, e: rocksdb::Error) -> Error {
     }
 }
 
+/// Writes skip RocksDB's write-ahead log, as Kafka Streams' stores do: the changelog is
+/// the durable copy. A crash loses the newest writes with the checkpoint that records
+/// them (the store comes back as it was at an earlier point, which recovery continues
+/// from); a clean close flushes everything.
+#[cfg(feature = "rocksdb")]
+fn no_wal() -> rocksdb::WriteOptions {
+    let mut options = rocksdb::WriteOptions::default();
+    options.disable_wal(true);
+    options
+}
+
 #[cfg(feature = "rocksdb")]
 fn data_key(key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(key.len() + 1);
@@ -237,7 +248,9 @@ impl Store for RocksStore {
             key.extend_from_slice(topic.as_bytes());
             write.put(key, offset.to_be_bytes());
         }
-        self.db.write(write).map_err(|e| self.error("writing", e))
+        self.db
+            .write_opt(write, &no_wal())
+            .map_err(|e| self.error("writing", e))
     }
 
     fn keys(&self) -> Result<Vec<Vec<u8>>> {
@@ -278,7 +291,9 @@ impl Store for RocksStore {
     fn clear(&self) -> Result<()> {
         let mut write = rocksdb::WriteBatch::default();
         write.delete_range(&b"a"[..], &b"z"[..]);
-        self.db.write(write).map_err(|e| self.error("clearing", e))
+        self.db
+            .write_opt(write, &no_wal())
+            .map_err(|e| self.error("clearing", e))
     }
 }
 

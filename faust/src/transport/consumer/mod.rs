@@ -152,6 +152,9 @@ impl Consumer {
             )
             // For the partitions' high watermarks (consumer lag).
             .set("statistics.interval.ms", "1000")
+            // Kafka answers a fetch as soon as there is data (fetch.min.bytes=1); some
+            // brokers (tansu) only when the wait is over: keep that bounded.
+            .set("fetch.wait.max.ms", "100")
             .create_with_context(context)
             .map_err(|e| Error::kafka("creating the consumer", e))?;
         let topics = routes.topics();
