@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 if [[ -z "${FAUST_BENCH_BROKER:-}" ]]; then
     scripts/broker.sh install
+    # A fresh broker: tansu's memory storage keeps what earlier runs wrote, and slows.
+    scripts/broker.sh stop
     scripts/broker.sh start
     trap 'scripts/broker.sh stop' EXIT
 fi
