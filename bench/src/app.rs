@@ -3,7 +3,7 @@
 //! - `passthrough` reads `bench-in`, decodes each JSON record and forwards it to
 //!   `bench-out`, keyed as it came.
 //! - `count_words` reads `bench-words` (keyed by word) and counts each word in the
-//!   RocksDB table `word_counts`, whose changelog gets one record per update.
+//!   RocksDB table `word_counts` (its changelog gets one record per key and commit).
 
 use faust::prelude::*;
 

@@ -215,7 +215,7 @@ impl Supervisor {
     /// Runs the actor, restarting it when it fails, then waits until what it sent is
     /// delivered (and its events acknowledged).
     async fn run(self) {
-        let (outbox, acker) = Outbox::start(self.producer.clone());
+        let (outbox, acker) = Outbox::start(self.producer.clone(), self.fatal.clone());
         self.supervise(&outbox).await;
         drop(outbox);
         let _ = acker.await;

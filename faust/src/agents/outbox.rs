@@ -3,8 +3,9 @@
 //! `Sink::send` only queues a message; the event that sent it is acknowledged (and may
 //! be committed) once every message it sent is delivered. One acker task per actor
 //! awaits those deliveries in order, so an agent forwards at the producer's pace
-//! instead of waiting a round trip per event. A message that cannot be delivered
-//! leaves its event unacknowledged: it runs again after a restart.
+//! instead of waiting a round trip per event. A message that cannot be delivered (the
+//! producer gave up after its retries) leaves its event unacknowledged and stops the
+//! worker: the event runs again after the restart.
 
 use std::{
     sync::{Arc, Mutex},
@@ -15,7 +16,7 @@ use rdkafka::producer::DeliveryFuture;
 use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::error;
 
-use crate::{event::Message, transport::producer::Producer};
+use crate::{event::Message, transport::producer::Producer, Error};
 
 /// A queued message, not yet delivered.
 pub(crate) struct Pending {
@@ -34,9 +35,12 @@ pub(crate) struct Outbox {
 impl Outbox {
     /// An outbox and the task acknowledging its events; the task ends once every clone
     /// of the outbox is gone and the last delivery was awaited.
-    pub(crate) fn start(producer: Producer) -> (Outbox, JoinHandle<()>) {
+    pub(crate) fn start(
+        producer: Producer,
+        fatal: mpsc::UnboundedSender<Error>,
+    ) -> (Outbox, JoinHandle<()>) {
         let (acker, events) = mpsc::unbounded_channel();
-        let task = tokio::spawn(acknowledge(events, producer));
+        let task = tokio::spawn(acknowledge(events, producer, fatal));
         let outbox = Outbox {
             pending: Arc::default(),
             acker,
@@ -67,6 +71,7 @@ impl Outbox {
 async fn acknowledge(
     mut events: mpsc::UnboundedReceiver<(Vec<Pending>, Message)>,
     producer: Producer,
+    fatal: mpsc::UnboundedSender<Error>,
 ) {
     while let Some((pending, message)) = events.recv().await {
         let mut delivered = true;
@@ -83,13 +88,12 @@ async fn acknowledge(
             };
             producer.delivered(&topic, queued.elapsed(), error.as_deref());
             if let Some(error) = error {
-                error!(
-                    %topic,
-                    event = %message.position(),
-                    %error,
-                    "a message this event sent was not delivered; the event is left \
-                     unacknowledged and runs again after a restart"
-                );
+                error!(%topic, event = %message.position(), %error, "a message this event sent was not delivered");
+                let _ = fatal.send(Error::Send(format!(
+                    "a message for topic '{topic}' sent by the event at {} was not delivered \
+                     ({error}); stopping so that the event runs again after a restart",
+                    message.position()
+                )));
                 delivered = false;
             }
         }

@@ -95,11 +95,16 @@ impl Sensors {
         &self.monitor
     }
 
-    /// Calls `hook` on every sensor.
+    /// Calls `hook` on every sensor. A user sensor that panics is logged and skipped:
+    /// it must not take down the thread or task that reported to it.
     #[inline]
     pub(crate) fn each(&self, hook: impl Fn(&dyn Sensor)) {
-        for sensor in self.all.iter() {
-            hook(sensor.as_ref());
+        hook(self.monitor.as_ref());
+        for sensor in self.all.iter().skip(1) {
+            let call = std::panic::AssertUnwindSafe(|| hook(sensor.as_ref()));
+            if std::panic::catch_unwind(call).is_err() {
+                tracing::error!("a sensor panicked in one of its hooks; fix the sensor");
+            }
         }
     }
 }

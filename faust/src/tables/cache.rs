@@ -48,15 +48,23 @@ impl WriteCache {
         });
     }
 
-    /// Takes the records a commit sends; `committing(topic, offset)` says whether that
-    /// event is among those being committed. Returns the records and, per topic, the
-    /// lowest offset of a write left behind: the commit must not pass it.
-    pub(crate) fn drain(
-        &mut self,
-        committing: impl Fn(&str, i64) -> bool,
-    ) -> (Vec<Record>, HashMap<Arc<str>, i64>) {
-        let mut records = Vec::new();
+    /// Per topic, the lowest offset of a write that [`WriteCache::drain`] with the same
+    /// `committing` would leave behind: the commit must not pass it.
+    fn holds(&self, committing: &impl Fn(&str, i64) -> bool) -> HashMap<Arc<str>, i64> {
         let mut holds: HashMap<Arc<str>, i64> = HashMap::new();
+        for writes in self.keys.values() {
+            for write in writes.iter().skip_while(|w| committing(&w.topic, w.offset)) {
+                let hold = holds.entry(write.topic.clone()).or_insert(write.offset);
+                *hold = (*hold).min(write.offset);
+            }
+        }
+        holds
+    }
+
+    /// Takes the records a commit sends; `committing(topic, offset)` says whether that
+    /// event is among those being committed (see [`commit_limits`]).
+    pub(crate) fn drain(&mut self, committing: impl Fn(&str, i64) -> bool) -> Vec<Record> {
+        let mut records = Vec::new();
         self.keys.retain(|key, writes| {
             let done = writes
                 .iter()
@@ -72,13 +80,37 @@ impl WriteCache {
                 });
                 writes.drain(..done);
             }
-            for write in writes.iter() {
-                let hold = holds.entry(write.topic.clone()).or_insert(write.offset);
-                *hold = (*hold).min(write.offset);
-            }
             !writes.is_empty()
         });
-        (records, holds)
+        records
+    }
+}
+
+/// The commit points (topic -> offset) of one partition number, lowered until no cache
+/// of that partition leaves behind a write of an event being committed. Lowering one
+/// topic's point can leave more writes behind (of any topic, in any table), so this
+/// repeats until nothing moves; points only go down, so it ends.
+pub(crate) fn commit_limits(
+    caches: &[&WriteCache],
+    mut points: HashMap<Arc<str>, i64>,
+) -> HashMap<Arc<str>, i64> {
+    loop {
+        let mut lowered = false;
+        for cache in caches {
+            let committing =
+                |topic: &str, offset: i64| points.get(topic).is_some_and(|c| offset < *c);
+            for (topic, hold) in cache.holds(&committing) {
+                if let Some(point) = points.get_mut(&topic) {
+                    if hold < *point {
+                        *point = hold;
+                        lowered = true;
+                    }
+                }
+            }
+        }
+        if !lowered {
+            return points;
+        }
     }
 }
 
@@ -90,6 +122,10 @@ mod tests {
         Some(vec![n])
     }
 
+    fn committing<'a>(points: &'a HashMap<Arc<str>, i64>) -> impl Fn(&str, i64) -> bool + 'a {
+        move |topic, offset| points.get(topic).is_some_and(|c| offset < *c)
+    }
+
     #[test]
     fn a_key_gets_one_record_per_commit_with_its_committed_value() {
         let words: Arc<str> = Arc::from("words");
@@ -97,8 +133,10 @@ mod tests {
         for (offset, n) in [(10, 1), (11, 2), (12, 3), (13, 4)] {
             cache.record(b"k".to_vec(), words.clone(), offset, value(n));
         }
-        // Events up to 12 are committed; 13 is still in flight.
-        let (records, holds) = cache.drain(|_, offset| offset < 13);
+        // Events up to 12 are being committed; 13 is still in flight.
+        let points = commit_limits(&[&cache], HashMap::from([(words.clone(), 13)]));
+        assert_eq!(points[&words], 13);
+        let records = cache.drain(committing(&points));
         assert_eq!(
             records,
             vec![Record {
@@ -108,21 +146,33 @@ mod tests {
                 offset: 12
             }]
         );
-        assert_eq!(holds, HashMap::from([(words.clone(), 13)]));
-        let (records, holds) = cache.drain(|_, _| true);
+        let records = cache.drain(|_, _| true);
         assert_eq!(records[0].value, value(4));
-        assert!(holds.is_empty());
-        assert_eq!(cache.drain(|_, _| true).0, vec![]);
+        assert_eq!(cache.drain(|_, _| true), vec![]);
     }
 
+    /// k1 holds `a` back at 45 (its write of a@45 follows b@100, which is not being
+    /// committed); so k2 must not send its value after a@46 either, though a@46 < 47.
     #[test]
-    fn a_write_left_behind_holds_back_what_follows_it_from_other_topics() {
+    fn holding_one_topic_back_holds_back_every_key_that_depends_on_it() {
         let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
         let mut cache = WriteCache::default();
-        cache.record(b"k".to_vec(), a.clone(), 100, value(1)); // not committing
-        cache.record(b"k".to_vec(), b.clone(), 50, value(2)); // committing, but after it
-        let (records, holds) = cache.drain(|topic, _| topic == "b");
-        assert!(records.is_empty(), "the value after b@50 includes a@100");
-        assert_eq!(holds, HashMap::from([(a, 100), (b, 50)]));
+        cache.record(b"k1".to_vec(), b.clone(), 100, value(1));
+        cache.record(b"k1".to_vec(), a.clone(), 45, value(2));
+        cache.record(b"k2".to_vec(), a.clone(), 40, value(3));
+        cache.record(b"k2".to_vec(), a.clone(), 46, value(4));
+        let points = commit_limits(&[&cache], HashMap::from([(a.clone(), 47), (b.clone(), 90)]));
+        assert_eq!(points, HashMap::from([(a.clone(), 45), (b.clone(), 90)]));
+        let records = cache.drain(committing(&points));
+        assert_eq!(
+            records,
+            vec![Record {
+                key: b"k2".to_vec(),
+                value: value(3),
+                topic: a.clone(),
+                offset: 40
+            }],
+            "k2 sends its value after a@40 only; k1 sends nothing"
+        );
     }
 }

@@ -14,7 +14,7 @@ use rdkafka::producer::DeliveryFuture;
 use tracing::info;
 
 use super::{
-    cache::WriteCache,
+    cache::{self, WriteCache},
     global::Follower,
     recovery::{self, Committed},
     store::{self, Batch, Store},
@@ -196,33 +196,46 @@ impl TableManager {
     }
 
     fn flush_tables(&self, points: &[(TopicPartition, i64)]) -> Result<Vec<(TopicPartition, i64)>> {
-        let commit_point: HashMap<(&str, i32), i64> = points
+        // Per partition number: how far each topic may commit without passing a write
+        // left behind in any of its tables' caches.
+        let mut by_partition: HashMap<i32, HashMap<Arc<str>, i64>> = HashMap::new();
+        for (tp, offset) in points {
+            by_partition
+                .entry(tp.partition)
+                .or_default()
+                .insert(tp.topic.clone(), *offset);
+        }
+        let held: Vec<(&Arc<TableState>, Vec<Arc<TablePartition>>)> = self
+            .tables
             .iter()
-            .map(|(tp, offset)| ((&*tp.topic, tp.partition), *offset))
+            .map(|table| (table, table.held_partitions()))
             .collect();
-        let mut held_back: HashMap<TopicPartition, i64> = HashMap::new();
-        for table in &self.tables {
-            for partition in table.held_partitions() {
+        for (&p, limits) in by_partition.iter_mut() {
+            let guards: Vec<_> = held
+                .iter()
+                .flat_map(|(_, partitions)| partitions.iter().filter(|h| h.partition == p))
+                .map(|h| h.cache.lock().unwrap_or_else(|e| e.into_inner()))
+                .collect();
+            let caches: Vec<&WriteCache> = guards.iter().map(|g| &**g).collect();
+            *limits = cache::commit_limits(&caches, std::mem::take(limits));
+        }
+        for (table, partitions) in &held {
+            for partition in partitions {
                 let p = partition.partition;
-                let (records, holds) = partition
+                let limits = by_partition.get(&p);
+                let committing = |topic: &str, offset: i64| {
+                    limits
+                        .and_then(|l| l.get(topic))
+                        .is_some_and(|c| offset < *c)
+                };
+                let records = partition
                     .cache
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .drain(|topic, offset| {
-                        commit_point.get(&(topic, p)).is_some_and(|c| offset < *c)
-                    });
+                    .drain(committing);
                 for record in records {
                     let headers = source_headers(&record.topic, p, record.offset);
-                    table.send(&partition, &record.key, record.value.as_deref(), &headers)?;
-                }
-                for (topic, offset) in holds {
-                    let hold = held_back
-                        .entry(TopicPartition {
-                            topic,
-                            partition: p,
-                        })
-                        .or_insert(offset);
-                    *hold = (*hold).min(offset);
+                    table.send(partition, &record.key, record.value.as_deref(), &headers)?;
                 }
                 let pending = std::mem::take(
                     &mut *partition.pending.lock().unwrap_or_else(|e| e.into_inner()),
@@ -272,8 +285,12 @@ impl TableManager {
         Ok(points
             .iter()
             .map(|(tp, offset)| {
-                let hold = held_back.get(tp).copied().unwrap_or(*offset);
-                (tp.clone(), (*offset).min(hold))
+                let limit = by_partition
+                    .get(&tp.partition)
+                    .and_then(|l| l.get(&tp.topic))
+                    .copied()
+                    .unwrap_or(*offset);
+                (tp.clone(), limit)
             })
             .collect())
     }

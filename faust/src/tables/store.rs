@@ -39,7 +39,6 @@ pub(crate) trait Store: Send + Sync {
     fn clear(&self) -> Result<()>;
 }
 
-/// Opens the store of one table partition.
 /// Takes the lock that gives one worker at a time the table stores under `dir`
 /// (creating it), released when the returned file is dropped. A second worker fails
 /// here, at start, rather than when the group hands it a partition.
@@ -62,6 +61,7 @@ pub(crate) fn lock_dir(dir: &Path) -> Result<std::fs::File> {
     }
 }
 
+/// Opens the store of one table partition.
 pub(crate) fn open(memory: bool, path: &Path) -> Result<Box<dyn Store>> {
     if memory {
         return Ok(Box::new(MemoryStore::default()));

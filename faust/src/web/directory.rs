@@ -32,6 +32,9 @@ use crate::{
 
 /// How often a worker compares what it holds with what it announced.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How long an announcement may take; a later check sends it again (and a worker
+/// stopping while the broker is away does not wait for it).
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Announcement {
@@ -206,10 +209,17 @@ impl Announcer {
         let outcome = self
             .producer
             .enqueue(&self.topic, record)
-            .and_then(|delivery| match self.runtime.block_on(delivery) {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err((e, _))) => Err(Error::kafka(format!("writing to '{}'", self.topic), e)),
-                Err(_) => Err(Error::Send("the producer stopped".into())),
+            .and_then(|delivery| {
+                // The timer is made inside the runtime: it needs its time driver.
+                let answer = async { tokio::time::timeout(SEND_TIMEOUT, delivery).await };
+                match self.runtime.block_on(answer) {
+                    Ok(Ok(Ok(_))) => Ok(()),
+                    Ok(Ok(Err((e, _)))) => {
+                        Err(Error::kafka(format!("writing to '{}'", self.topic), e))
+                    }
+                    Ok(Err(_)) => Err(Error::Send("the producer stopped".into())),
+                    Err(_) => Err(Error::Send(format!("no answer within {SEND_TIMEOUT:?}"))),
+                }
             });
         let error = outcome.as_ref().err().map(ToString::to_string);
         self.producer

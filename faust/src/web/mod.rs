@@ -268,7 +268,14 @@ async fn table_lookup(
                     )
                         .into_response()
                 }
-                _ => error(
+                Some(_) => error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "partition {partition} of table '{table}' is moving between workers \
+                         (this request was redirected here); retry shortly"
+                    ),
+                ),
+                None => error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!(
                         "partition {partition} of table '{table}' is not held by this worker and \
