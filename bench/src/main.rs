@@ -311,8 +311,31 @@ impl Bench {
     fn run_worker(&self, group: &str, topic: &str, n: u64) -> Result<Run> {
         let mut worker = self.spawn_worker(group)?;
         worker.wait_for("worker ready", Duration::from_secs(120))?;
+        let log = worker.log.clone();
+        let run = self.measure(worker, group, topic, n, Duration::from_secs(1800))?;
+        // Committed offsets can pass records a broker never delivered: count them.
+        let log = std::fs::read_to_string(log).unwrap_or_default();
+        let processed = field(&log, "processed=").and_then(|v| v.parse::<u64>().ok());
+        if processed != Some(n) {
+            return Err(format!(
+                "the worker processed {processed:?} of {n} records:\n{log}"
+            ));
+        }
+        Ok(run)
+    }
+
+    /// From now until the group committed all `n` messages of `topic` (within
+    /// `timeout`); stops the worker.
+    fn measure(
+        &self,
+        mut worker: WorkerProcess,
+        group: &str,
+        topic: &str,
+        n: u64,
+        timeout: Duration,
+    ) -> Result<Run> {
         let started = Instant::now();
-        wait_committed(&self.broker, group, topic, n, Duration::from_secs(1800))?;
+        wait_committed(&self.broker, group, topic, n, timeout)?;
         let seconds = started.elapsed().as_secs_f64();
         let peak_rss_mb = worker.peak_rss_mb();
         worker.stop();
@@ -346,16 +369,7 @@ impl Bench {
             .env("BENCH_DATADIR", self.scratch.join(group));
         let mut worker = WorkerProcess::spawn(command, log)?;
         worker.wait_for("BENCH READY", Duration::from_secs(300))?;
-        let started = Instant::now();
-        wait_committed(&self.broker, group, topic, n, Duration::from_secs(3600))?;
-        let seconds = started.elapsed().as_secs_f64();
-        let peak_rss_mb = worker.peak_rss_mb();
-        worker.stop();
-        Ok(Run {
-            seconds,
-            rate: n as f64 / seconds,
-            peak_rss_mb,
-        })
+        self.measure(worker, group, topic, n, Duration::from_secs(3600))
     }
 }
 
