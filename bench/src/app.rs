@@ -1,8 +1,8 @@
 //! The app the benchmarks run as a worker process (`faust-bench-app worker`).
 //!
-//! - `passthrough` reads `bench-in`, decodes each JSON record and forwards it to
-//!   `bench-out`, keyed as it came.
-//! - `count_words` reads `bench-words` (keyed by word) and counts each word in the
+//! - `passthrough` reads `{app_id}-passthrough`, decodes each JSON record and forwards
+//!   it to `bench-out`, keyed as it came.
+//! - `count_words` reads `{app_id}-count_words` (keyed by word) and counts each word in the
 //!   RocksDB table `word_counts` (its changelog gets one record per key and commit).
 
 use faust::prelude::*;
@@ -15,7 +15,7 @@ struct Record {
     text: String,
 }
 
-#[faust::agent(topic = "bench-in", sink = "bench-out")]
+#[faust::agent(sink = "bench-out")]
 async fn passthrough(mut records: Stream<Record>, out: Sink<Record>) -> faust::Result<()> {
     while let Some(record) = records.next().await {
         out.send(&record).await?;
@@ -31,7 +31,7 @@ struct Word {
 #[faust::table(name = "word_counts", default = 0)]
 static WORD_COUNTS: Table<String, u64>;
 
-#[faust::agent(topic = "bench-words")]
+#[faust::agent]
 async fn count_words(mut words: Stream<Word>) -> faust::Result<()> {
     while let Some(word) = words.next().await {
         WORD_COUNTS.update(&word.word, |n| *n += 1)?;

@@ -132,25 +132,25 @@ impl Bench {
         let n = self.messages;
         let record = |i: u64| json!({"id": i, "sent_us": 0, "text": "lorem ipsum dolor sit amet, consectetur adipiscing elit sed do"});
         let mut results = HashMap::new();
+        // Every contender reads the same input from its start, in a group of its own. The
+        // input is the agent's own topic in the worker's app (its group), so the worker's
+        // other agent has nothing to do.
+        let group = self.unique("passthrough");
+        let input = format!("{group}-passthrough");
+        self.ensure_topics(&[&input, "bench-out"])?;
+        preload(&self.broker, &input, n, |i| (i.to_string(), record(i)))?;
         // The raw loop: consume, decode, encode, produce; no framework.
-        self.fresh_topics(&["bench-in", "bench-out"])?;
-        preload(&self.broker, "bench-in", n, |i| (i.to_string(), record(i)))?;
-        let raw = raw_passthrough(&self.broker, n, None)?;
+        let raw = raw_passthrough(&self.broker, &input, n, None, Offset::Beginning)?;
         results.insert("raw", raw.rate);
 
-        self.fresh_topics(&["bench-in", "bench-out"])?;
-        preload(&self.broker, "bench-in", n, |i| (i.to_string(), record(i)))?;
-        let group = self.unique("passthrough");
-        let faust = self.run_worker(&group, "bench-in", n)?;
+        let faust = self.run_worker(&group, &input, n)?;
         results.insert("faust_rs", faust.rate);
 
         let python = match self.python.clone() {
             Some(python) => {
-                self.fresh_topics(&["bench-in", "bench-out"])?;
                 let pn = n.min(100_000);
-                preload(&self.broker, "bench-in", pn, |i| (i.to_string(), record(i)))?;
                 let group = self.unique("py-passthrough");
-                Some(self.run_python(&python, &group, "passthrough", "bench-in", pn)?)
+                Some(self.run_python(&python, &group, "passthrough", &input, pn)?)
             }
             None => None,
         };
@@ -172,17 +172,16 @@ impl Bench {
                 json!({"word": w, "pad": "x".repeat(70)}),
             )
         };
-        self.fresh_topics(&["bench-words"])?;
-        preload(&self.broker, "bench-words", n, word)?;
         let group = self.unique("words");
-        let faust = self.run_worker(&group, "bench-words", n)?;
+        let input = format!("{group}-count_words");
+        self.ensure_topics(&[&input])?;
+        preload(&self.broker, &input, n, word)?;
+        let faust = self.run_worker(&group, &input, n)?;
         let python = match self.python.clone() {
             Some(python) => {
-                self.fresh_topics(&["bench-words"])?;
                 let pn = n.min(50_000);
-                preload(&self.broker, "bench-words", pn, word)?;
                 let group = self.unique("py-words");
-                Some(self.run_python(&python, &group, "word_count", "bench-words", pn)?)
+                Some(self.run_python(&python, &group, "word_count", &input, pn)?)
             }
             None => None,
         };
@@ -236,25 +235,31 @@ impl Bench {
 
     fn latency(&mut self) -> Result<Value> {
         let total = LATENCY_RATE * LATENCY_SECONDS;
-        self.fresh_topics(&["bench-in", "bench-out"])?;
         let group = self.unique("latency");
+        let input = format!("{group}-passthrough");
+        self.ensure_topics(&[&input, "bench-out"])?;
         let mut worker = self.spawn_worker(&group)?;
         worker.wait_for("worker ready", Duration::from_secs(120))?;
-        let faust = paced_latency(&self.broker, total)?;
+        let faust = paced_latency(&self.broker, &input, total)?;
         let peak_rss_mb = worker.peak_rss_mb();
         worker.stop();
 
-        self.fresh_topics(&["bench-in", "bench-out"])?;
+        // The raw loop gets an input topic of its own, read from its start.
+        let raw_input = format!("{group}-raw");
+        self.ensure_topics(&[&raw_input])?;
         let broker = self.broker.clone();
+        let loop_input = raw_input.clone();
         let raw_loop = std::thread::spawn(move || {
             raw_passthrough(
                 &broker,
+                &loop_input,
                 total,
                 Some(Duration::from_secs(LATENCY_SECONDS + 60)),
+                Offset::Beginning,
             )
         });
         std::thread::sleep(Duration::from_secs(2)); // the loop's consumer gets its partitions
-        let raw = paced_latency(&self.broker, total)?;
+        let raw = paced_latency(&self.broker, &raw_input, total)?;
         let _ = raw_loop.join();
         Ok(json!({
             "scenario": "latency", "broker": self.broker_name(), "messages": total, "rate_per_s": LATENCY_RATE,
@@ -264,7 +269,6 @@ impl Bench {
     }
 
     fn idle(&mut self) -> Result<Value> {
-        self.fresh_topics(&["bench-in", "bench-out", "bench-words"])?;
         let group = self.unique("idle");
         let started = Instant::now();
         let mut worker = self.spawn_worker(&group)?;
@@ -286,9 +290,16 @@ impl Bench {
             .unwrap_or_else(|_| format!("tansu 0.6.0 at {}", self.broker))
     }
 
-    fn fresh_topics(&self, topics: &[&str]) -> Result<()> {
-        delete_topics(&self.broker, topics)?;
-        create_topics(&self.broker, topics, false)
+    /// Creates the topics that do not exist yet. (Deleting and creating them again is no
+    /// way to empty them: tansu 0.6.0 keeps serving the old records.)
+    fn ensure_topics(&self, topics: &[&str]) -> Result<()> {
+        for topic in topics {
+            match create_topics(&self.broker, &[topic], false) {
+                Err(e) if e.contains("already exists") => {}
+                other => other?,
+            }
+        }
+        Ok(())
     }
 
     fn spawn_worker(&self, group: &str) -> Result<WorkerProcess> {
@@ -313,12 +324,14 @@ impl Bench {
         worker.wait_for("worker ready", Duration::from_secs(120))?;
         let log = worker.log.clone();
         let run = self.measure(worker, group, topic, n, Duration::from_secs(1800))?;
-        // Committed offsets can pass records a broker never delivered: count them.
+        // Committed offsets can pass records a broker never delivered (tansu after a
+        // pause): the worker, now stopped, must have processed all it committed.
+        let committed = committed_sum(&consumer(&self.broker, group)?, topic)?;
         let log = std::fs::read_to_string(log).unwrap_or_default();
         let processed = field(&log, "processed=").and_then(|v| v.parse::<u64>().ok());
-        if processed != Some(n) {
+        if processed != Some(committed) {
             return Err(format!(
-                "the worker processed {processed:?} of {n} records:\n{log}"
+                "the worker processed {processed:?} records but its group committed {committed}:\n{log}"
             ));
         }
         Ok(run)
@@ -523,14 +536,6 @@ fn create_topics(broker: &str, topics: &[&str], compacted: bool) -> Result<()> {
     Ok(())
 }
 
-fn delete_topics(broker: &str, topics: &[&str]) -> Result<()> {
-    let admin = admin(broker)?;
-    // Missing topics are fine: this only makes room for fresh ones.
-    let _ = runtime()?.block_on(admin.delete_topics(topics, &AdminOptions::new()));
-    std::thread::sleep(Duration::from_millis(500));
-    Ok(())
-}
-
 fn producer(broker: &str, linger_ms: &str) -> Result<ThreadedProducer<DefaultProducerContext>> {
     ClientConfig::new()
         .set("bootstrap.servers", broker)
@@ -580,10 +585,10 @@ fn consumer(broker: &str, group: &str) -> Result<BaseConsumer> {
         .map_err(|e| e.to_string())
 }
 
-fn assign_all(consumer: &BaseConsumer, topic: &str) -> Result<()> {
+fn assign_all(consumer: &BaseConsumer, topic: &str, start: Offset) -> Result<()> {
     let mut list = TopicPartitionList::new();
     for p in 0..PARTITIONS {
-        list.add_partition_offset(topic, p, Offset::Beginning)
+        list.add_partition_offset(topic, p, start)
             .map_err(|e| e.to_string())?;
     }
     consumer.assign(&list).map_err(|e| e.to_string())
@@ -592,22 +597,11 @@ fn assign_all(consumer: &BaseConsumer, topic: &str) -> Result<()> {
 /// Waits until the group's committed offsets of `topic` add up to `n`.
 fn wait_committed(broker: &str, group: &str, topic: &str, n: u64, timeout: Duration) -> Result<()> {
     let consumer = consumer(broker, group)?;
-    let mut list = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        list.add_partition(topic, p);
-    }
     let deadline = Instant::now() + timeout;
     let mut last = 0;
     while Instant::now() < deadline {
-        if let Ok(committed) = consumer.committed_offsets(list.clone(), Duration::from_secs(10)) {
-            last = committed
-                .elements()
-                .iter()
-                .map(|e| match e.offset() {
-                    Offset::Offset(o) => o as u64,
-                    _ => 0,
-                })
-                .sum();
+        if let Ok(committed) = committed_sum(&consumer, topic) {
+            last = committed;
             if last >= n {
                 return Ok(());
             }
@@ -619,10 +613,29 @@ fn wait_committed(broker: &str, group: &str, topic: &str, n: u64, timeout: Durat
     ))
 }
 
+/// The committed offsets of `topic`'s partitions, added up, for `consumer`'s group.
+fn committed_sum(consumer: &BaseConsumer, topic: &str) -> Result<u64> {
+    let mut list = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        list.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .map_err(|e| e.to_string())?;
+    Ok(committed
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o as u64,
+            _ => 0,
+        })
+        .sum())
+}
+
 /// Reads `topic` to its end; records per second.
 fn raw_consume(broker: &str, topic: &str, n: u64) -> Result<f64> {
     let consumer = consumer(broker, &format!("{topic}-raw"))?;
-    assign_all(&consumer, topic)?;
+    assign_all(&consumer, topic, Offset::Beginning)?;
     let mut seen = 0u64;
     let mut at_end = 0;
     let mut started = None;
@@ -652,11 +665,17 @@ struct Record {
     text: String,
 }
 
-/// The limit: consume `bench-in`, decode, encode, produce to `bench-out`, for `n`
+/// The limit: consume `input`, decode, encode, produce to `bench-out`, for `n`
 /// records (or until `timeout`), then flush. Rate from the first record to the flush.
-fn raw_passthrough(broker: &str, n: u64, timeout: Option<Duration>) -> Result<Run> {
+fn raw_passthrough(
+    broker: &str,
+    input: &str,
+    n: u64,
+    timeout: Option<Duration>,
+    start: Offset,
+) -> Result<Run> {
     let consumer = consumer(broker, &format!("raw-{}", std::process::id()))?;
-    assign_all(&consumer, "bench-in")?;
+    assign_all(&consumer, input, start)?;
     let producer = producer(broker, "5")?;
     let mut first = None;
     let mut done = 0;
@@ -696,12 +715,15 @@ fn now_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-/// Sends `total` records to `bench-in` at `LATENCY_RATE` a second, each stamped with
+/// Sends `total` records to `input` at `LATENCY_RATE` a second, each stamped with
 /// its send time, and reads them back from `bench-out`: p50, p99 and p99.9 in ms.
-fn paced_latency(broker: &str, total: u64) -> Result<(f64, f64, f64)> {
+fn paced_latency(broker: &str, input: &str, total: u64) -> Result<(f64, f64, f64)> {
     let reader = consumer(broker, &format!("latency-reader-{}", now_us()))?;
-    assign_all(&reader, "bench-out")?;
-    let broker_owned = broker.to_owned();
+    // `bench-out` holds earlier runs' records too: only those sent from now on count.
+    // (Starting at its end instead would ask tansu for the end, which it can misplace.)
+    assign_all(&reader, "bench-out", Offset::Beginning)?;
+    let run_started_us = now_us();
+    let (broker_owned, input) = (broker.to_owned(), input.to_owned());
     let sender = std::thread::spawn(move || -> Result<()> {
         // tansu takes about a thousand produce requests a second: batch for 2 ms.
         let producer = producer(&broker_owned, "2")?;
@@ -717,7 +739,7 @@ fn paced_latency(broker: &str, total: u64) -> Result<(f64, f64, f64)> {
                 text: "lorem ipsum dolor sit amet, consectetur adipiscing elit sed do".into(),
             };
             let bytes = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
-            send(&producer, "bench-in", &i.to_string(), &bytes);
+            send(&producer, &input, &i.to_string(), &bytes);
         }
         producer
             .flush(Duration::from_secs(60))
@@ -728,7 +750,8 @@ fn paced_latency(broker: &str, total: u64) -> Result<(f64, f64, f64)> {
     while (latencies.len() as u64) < total && Instant::now() < deadline {
         if let Some(Ok(m)) = reader.poll(Duration::from_millis(100)) {
             let received = now_us();
-            if let Ok(record) = serde_json::from_slice::<Record>(m.payload().unwrap_or_default()) {
+            let record = serde_json::from_slice::<Record>(m.payload().unwrap_or_default()).ok();
+            if let Some(record) = record.filter(|r| r.sent_us >= run_started_us) {
                 latencies.push(received.saturating_sub(record.sent_us));
             }
         }
