@@ -7,23 +7,11 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    agent, create_topic, items, partitions, processed, produce, produce_json, read_all, stats,
-    track_topics, unique, wait_until, Worker,
+    agent, all_committed, create_topic, items, partitions, processed, produce, produce_json,
+    read_all, stats, track_topics, unique, wait_until, Worker,
 };
 
 const DONE: Duration = Duration::from_secs(90);
-
-/// Every partition of `topic` committed up to its end, `total` messages in all.
-fn all_committed(worker: &Worker, topic: &str, total: u64) -> bool {
-    let parts = partitions(&stats(worker), topic);
-    !parts.is_empty()
-        && parts.iter().all(|p| p["lag"] == 0)
-        && parts
-            .iter()
-            .map(|p| p["committed_offset"].as_u64().unwrap_or(0))
-            .sum::<u64>()
-            == total
-}
 
 #[test]
 fn poison_input_is_logged_counted_skipped_and_dead_lettered() {
@@ -72,8 +60,13 @@ fn poison_input_is_logged_counted_skipped_and_dead_lettered() {
     );
     // Offsets advance past the poison: nothing is left waiting.
     assert!(
-        wait_until(DONE, || all_committed(&worker, &input, 25)
-            && all_committed(&worker, &shout, 3)),
+        wait_until(DONE, || all_committed(
+            &partitions(&stats(&worker), &input),
+            25
+        ) && all_committed(
+            &partitions(&stats(&worker), &shout),
+            3
+        )),
         "{}",
         stats(&worker)
     );

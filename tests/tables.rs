@@ -5,7 +5,9 @@ mod common;
 
 use std::{collections::HashMap, path::PathBuf, time::Duration};
 
-use common::{create_topic, produce, produce_json, read_all, unique, wait_until, Worker};
+use common::{
+    count_topics, create_topic, produce, produce_json, read_all, unique, wait_until, Worker,
+};
 use serde_json::{json, Value};
 
 const READY: Duration = Duration::from_secs(60);
@@ -17,14 +19,6 @@ fn datadir(name: &str) -> PathBuf {
         .join(unique(name));
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// `count`'s topics; the changelog is left to the worker.
-fn count_topics(app: &str) -> (String, String) {
-    let (input, out) = (format!("{app}-count"), format!("{app}-counted"));
-    create_topic(&input, 4);
-    create_topic(&out, 4);
-    (input, out)
 }
 
 /// Each word `w{i}` (i < words) `times` times, keyed by the word, interleaved.

@@ -13,7 +13,8 @@ use std::{
 };
 
 use common::{
-    agent, create_topic, http_get, partitions, produce_json, stats, unique, wait_until, Worker,
+    agent, all_committed, count_topics, http_get, partitions, produce_json, stats, unique,
+    wait_until, Worker,
 };
 use serde_json::{json, Value};
 
@@ -58,9 +59,7 @@ fn promtool_check(text: &str) {
 #[test]
 fn counters_show_what_was_processed_and_lag_drops_to_zero() {
     let app = unique("web-counters");
-    let input = format!("{app}-count");
-    create_topic(&input, 4);
-    create_topic(&format!("{app}-counted"), 4);
+    let (input, _) = count_topics(&app);
     produce_json(&input, &words(6, 10));
     let mut worker = Worker::start(&app, "w", &[]);
 
@@ -73,12 +72,7 @@ fn counters_show_what_was_processed_and_lag_drops_to_zero() {
                 .map(|p| p["messages_received"].as_u64().unwrap())
                 .sum::<u64>()
                 == 60
-            && parts.iter().all(|p| p["lag"] == 0)
-            && parts
-                .iter()
-                .map(|p| p["committed_offset"].as_u64().unwrap_or(0))
-                .sum::<u64>()
-                == 60
+            && all_committed(&parts, 60)
     };
     assert!(
         wait_until(DONE, || settled(&stats(&worker))),
@@ -140,9 +134,7 @@ fn counters_show_what_was_processed_and_lag_drops_to_zero() {
 #[test]
 fn health_is_unavailable_until_the_worker_has_recovered_its_partitions() {
     let app = unique("web-health");
-    let input = format!("{app}-count");
-    create_topic(&input, 4);
-    create_topic(&format!("{app}-counted"), 4);
+    let (input, _) = count_topics(&app);
     // The first worker takes 5 s over an event; a rebalance waits for it to finish, so
     // the second worker cannot get partitions (or be ready) before then.
     let slow = [("TEST_DELAY_MS", "5000")];
@@ -181,9 +173,7 @@ fn health_is_unavailable_until_the_worker_has_recovered_its_partitions() {
 #[test]
 fn a_table_lookup_sent_to_the_wrong_worker_is_redirected_to_the_owner() {
     let app = unique("web-lookup");
-    let input = format!("{app}-count");
-    create_topic(&input, 4);
-    create_topic(&format!("{app}-counted"), 4);
+    let (input, _) = count_topics(&app);
     let mut a = Worker::start(&app, "a", &[]);
     let mut b = Worker::start(&app, "b", &[]);
     let (url_a, url_b) = (a.web_url(), b.web_url());

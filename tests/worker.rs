@@ -8,8 +8,8 @@ use std::{
 };
 
 use common::{
-    create_topic, items, partitions, processed, produce_json, read_all, stats, track_topics,
-    unique, wait_until, Worker,
+    all_committed, create_topic, items, partitions, processed, produce_json, read_all, stats,
+    track_topics, unique, wait_until, Worker,
 };
 use serde_json::json;
 
@@ -186,13 +186,7 @@ fn a_failing_agent_is_logged_with_its_event_and_restarted() {
     // The failing events were acknowledged: every partition's offsets moved past them.
     let committed_all = || {
         let parts = partitions(&stats(&worker), &input);
-        parts.len() == 4
-            && parts.iter().all(|p| p["lag"] == 0)
-            && parts
-                .iter()
-                .map(|p| p["committed_offset"].as_u64().unwrap_or(0))
-                .sum::<u64>()
-                == 22
+        parts.len() == 4 && all_committed(&parts, 22)
     };
     assert!(wait_until(DONE, committed_all), "{}", stats(&worker));
     worker.stop();

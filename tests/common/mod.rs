@@ -291,6 +291,26 @@ pub fn track_topics(app: &str) -> (String, String) {
     (input, out)
 }
 
+/// `count`'s topics (input and report), created up front.
+pub fn count_topics(app: &str) -> (String, String) {
+    let (input, out) = (format!("{app}-count"), format!("{app}-counted"));
+    create_topic(&input, 4);
+    create_topic(&out, 4);
+    (input, out)
+}
+
+/// Whether `partitions` (from [`partitions`]) are all committed to their end, `total`
+/// messages in all.
+pub fn all_committed(partitions: &[serde_json::Value], total: u64) -> bool {
+    !partitions.is_empty()
+        && partitions.iter().all(|p| p["lag"] == 0)
+        && partitions
+            .iter()
+            .map(|p| p["committed_offset"].as_u64().unwrap_or(0))
+            .sum::<u64>()
+            == total
+}
+
 /// A worker's `/stats`.
 pub fn stats(worker: &Worker) -> serde_json::Value {
     http_get(&format!("{}/stats", worker.web_url())).json()
