@@ -6,7 +6,15 @@ use syn::{spanned::Spanned, Expr, FnArg, ItemFn};
 
 use crate::options::{self, Errors};
 
-const OPTIONS: &[&str] = &["topic", "name", "concurrency", "codec", "sink"];
+const OPTIONS: &[&str] = &[
+    "topic",
+    "name",
+    "concurrency",
+    "codec",
+    "sink",
+    "group_by",
+    "through",
+];
 
 pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
@@ -25,6 +33,8 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
 
     let topics = options.strings("topic", &mut errors);
     let sinks = options.strings("sink", &mut errors);
+    let group_by = options.strings("group_by", &mut errors);
+    let through = options.strings("through", &mut errors);
     let fn_name = &function.sig.ident;
     let name = options
         .string("name", &mut errors)
@@ -33,7 +43,14 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         .positive_int("concurrency", &mut errors)
         .unwrap_or(1) as usize;
     let (codec, codec_name) = codec(options.get("codec"), &mut errors);
-    check_topic_names(&options, &topics, &sinks, &name, fn_name, &mut errors);
+    let names = [
+        ("topic", &topics[..]),
+        ("sink", &sinks[..]),
+        ("group_by", &group_by[..]),
+        ("through", &through[..]),
+        ("name", &[name.clone()][..]),
+    ];
+    check_topic_names(&options, &names, fn_name, &mut errors);
 
     let params: Vec<&FnArg> = function.sig.inputs.iter().collect();
     match params.len() {
@@ -96,6 +113,8 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
                         name: #name,
                         topics: &[#(#topics),*],
                         sinks: &[#(#sinks),*],
+                        group_by: &[#(#group_by),*],
+                        through: &[#(#through),*],
                         concurrency: #concurrency,
                         codec: #codec_name,
                         value_type: #value_type,
@@ -165,14 +184,11 @@ fn generic_argument(ty: &syn::Type) -> String {
 /// Topic and agent names end up in Kafka topic names: check them here, not at run time.
 fn check_topic_names(
     options: &options::Options,
-    topics: &[String],
-    sinks: &[String],
-    name: &str,
+    lists: &[(&str, &[String])],
     fn_name: &syn::Ident,
     errors: &mut Errors,
 ) {
-    let name = [name.to_owned()];
-    for (option, names) in [("topic", topics), ("sink", sinks), ("name", &name[..])] {
+    for &(option, names) in lists {
         let at = options
             .get(option)
             .map_or_else(|| fn_name.to_token_stream(), ToTokens::to_token_stream);

@@ -10,6 +10,8 @@
 //! - `count` counts words in the table `counts` (and their lengths in `lengths`) and
 //!   reports counts to `{app_id}-counted`.
 //! - `sequence` checks and sums per-partition sequences in the table `sums` (chaos test).
+//! - `regroup` counts visits by country through a `group_by` (`visits_by_country`),
+//!   `batches` runs filter/map/enumerate/take, `relay` goes `through` another topic.
 //! - `DecodeErrorPrinter`, a user sensor, prints the messages agents could not decode.
 
 use std::time::Duration;
@@ -178,6 +180,64 @@ async fn sequence(mut values: Stream<u64>) -> faust::Result<()> {
             progress.next = value + 1;
             progress.sum += value;
         })?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Visit {
+    user: String,
+    country: String,
+}
+
+/// country -> visits, written from the stream regrouped by country.
+#[faust::table(name = "visits_by_country")]
+static VISITS: Table<String, u64>;
+
+/// Reads visits keyed by user from `{app_id}-regroup`, regroups them by country, counts
+/// them in `visits_by_country` and reports each count to `{app_id}-regrouped`.
+#[faust::agent(group_by = "country")]
+async fn regroup(visits: Stream<Visit>) -> faust::Result<()> {
+    let worker = worker_name();
+    let out = report_topic("regrouped");
+    let mut by_country = visits.group_by("country", |visit| visit.country.clone())?;
+    while let Some(event) = by_country.next_event().await {
+        let key = event.key_json::<String>()?;
+        let visit = event.value;
+        let count = VISITS.update(&visit.country, |n| *n += 1)?;
+        let report = serde_json::json!({
+            "country": visit.country,
+            "count": count,
+            "worker": worker,
+            "topic": &*event.topic,
+            "key": key,
+        });
+        faust::send(&out, Some(&visit.country), &report).await?;
+    }
+    Ok(())
+}
+
+/// Reads numbers from `{app_id}-batches`, keeps the even ones, multiplies them by ten,
+/// numbers them and reports them in batches of at most 5 to `{app_id}-batched`.
+#[faust::agent]
+async fn batches(numbers: Stream<u64>) -> faust::Result<()> {
+    let out = report_topic("batched");
+    let mut numbered = numbers.filter(|n| n % 2 == 0).map(|n| n * 10).enumerate();
+    while let Some(batch) = numbered.take(5, Duration::from_millis(300)).await {
+        faust::send(&out, None::<&str>, &batch).await?;
+    }
+    Ok(())
+}
+
+/// Forwards `{app_id}-relay` through the topic `faust-test-through` and reports what it
+/// reads from there, with the topic, to `{app_id}-relayed`.
+#[faust::agent(through = "faust-test-through")]
+async fn relay(values: Stream<String>) -> faust::Result<()> {
+    let out = report_topic("relayed");
+    let mut through = values.through("faust-test-through")?;
+    while let Some(event) = through.next_event().await {
+        let report = serde_json::json!({ "value": event.value, "topic": &*event.topic });
+        faust::send(&out, None::<&str>, &report).await?;
     }
     Ok(())
 }

@@ -39,6 +39,10 @@ pub struct AgentDescriptor {
     /// Source topics; empty means the agent's own topic, `{app_id}-{name}`.
     pub topics: &'static [&'static str],
     pub sinks: &'static [&'static str],
+    /// Names of the agent's `group_by` repartition topics (see [`Stream::group_by`]).
+    pub group_by: &'static [&'static str],
+    /// Topics the agent's stream is forwarded through (see [`Stream::through`]).
+    pub through: &'static [&'static str],
     pub concurrency: usize,
     /// The codec's and the value type's names, for `agents` listings.
     pub codec: &'static str,
@@ -50,13 +54,26 @@ pub struct AgentDescriptor {
 inventory::collect!(AgentDescriptor);
 
 impl AgentDescriptor {
-    /// The topics this agent consumes in the app `app_id`.
+    /// The topics this agent consumes in the app `app_id`: its own, then those its
+    /// stream is repartitioned or forwarded through.
     pub fn source_topics(&self, app_id: &str) -> Vec<String> {
-        if self.topics.is_empty() {
+        let mut topics: Vec<String> = if self.topics.is_empty() {
             vec![format!("{app_id}-{}", self.name)]
         } else {
             self.topics.iter().map(|t| t.to_string()).collect()
-        }
+        };
+        topics.extend(
+            self.group_by
+                .iter()
+                .map(|n| self.repartition_topic(app_id, n)),
+        );
+        topics.extend(self.through.iter().map(|t| t.to_string()));
+        topics
+    }
+
+    /// The internal topic of the agent's `group_by(name, ...)`.
+    pub fn repartition_topic(&self, app_id: &str, name: &str) -> String {
+        format!("{app_id}-{}-{name}-repartition", self.name)
     }
 }
 
@@ -73,6 +90,7 @@ inventory::collect!(TaskDescriptor);
 /// What one run of an agent actor receives; the macro turns it into the agent's arguments.
 pub struct ActorContext {
     agent: &'static AgentDescriptor,
+    app_id: Arc<str>,
     inbox: SharedInbox,
     sinks: Arc<[String]>,
     slot: Slot,
@@ -85,7 +103,7 @@ pub struct ActorContext {
 
 impl ActorContext {
     /// The actor's stream, decoding values with the codec `C`.
-    pub fn stream<C: Decode<T>, T>(&self) -> Stream<T> {
+    pub fn stream<C: Decode<T>, T: 'static>(&self) -> Stream<T> {
         Stream::new(self, C::decode)
     }
 
@@ -145,6 +163,7 @@ impl AgentManager {
                 inboxes.push(inbox);
                 let supervisor = Supervisor {
                     agent,
+                    app_id: Arc::from(app.config().id.as_str()),
                     index,
                     inbox: Arc::new(Mutex::new(messages)),
                     sinks: sinks.clone(),
@@ -200,6 +219,7 @@ impl AgentManager {
 
 struct Supervisor {
     agent: &'static AgentDescriptor,
+    app_id: Arc<str>,
     index: usize,
     inbox: SharedInbox,
     sinks: Arc<[String]>,
@@ -227,6 +247,7 @@ impl Supervisor {
             let slot = Slot::default();
             let context = ActorContext {
                 agent: self.agent,
+                app_id: self.app_id.clone(),
                 inbox: self.inbox.clone(),
                 sinks: self.sinks.clone(),
                 slot: slot.clone(),

@@ -29,7 +29,7 @@ pub(crate) struct Pending {
 #[derive(Clone)]
 pub(crate) struct Outbox {
     pending: Arc<Mutex<Vec<Pending>>>,
-    acker: mpsc::UnboundedSender<(Vec<Pending>, Message)>,
+    acker: mpsc::UnboundedSender<(Vec<Pending>, Vec<Message>)>,
 }
 
 impl Outbox {
@@ -55,13 +55,13 @@ impl Outbox {
             .push(pending);
     }
 
-    /// The actor is done with `message`: acknowledge it now, or once what it sent is
-    /// delivered.
-    pub(crate) fn finish(&self, message: Message) {
+    /// The actor is done with `messages` (one event, or a batch): acknowledge them now,
+    /// or once what they sent is delivered.
+    pub(crate) fn finish(&self, messages: Vec<Message>) {
         let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
         if pending.is_empty() {
-            message.ack();
-        } else if self.acker.send((pending, message)).is_err() {
+            messages.into_iter().for_each(Message::ack);
+        } else if self.acker.send((pending, messages)).is_err() {
             // The acker is gone (the worker is going away): the event stays
             // unacknowledged and runs again after a restart.
         }
@@ -69,11 +69,14 @@ impl Outbox {
 }
 
 async fn acknowledge(
-    mut events: mpsc::UnboundedReceiver<(Vec<Pending>, Message)>,
+    mut events: mpsc::UnboundedReceiver<(Vec<Pending>, Vec<Message>)>,
     producer: Producer,
     fatal: mpsc::UnboundedSender<Error>,
 ) {
-    while let Some((pending, message)) = events.recv().await {
+    while let Some((pending, messages)) = events.recv().await {
+        let Some(message) = messages.last() else {
+            continue;
+        };
         let mut delivered = true;
         for Pending {
             topic,
@@ -98,7 +101,7 @@ async fn acknowledge(
             }
         }
         if delivered {
-            message.ack();
+            messages.into_iter().for_each(Message::ack);
         }
     }
 }

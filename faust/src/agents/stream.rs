@@ -8,9 +8,11 @@ use std::{
 use tokio::sync::{mpsc::UnboundedReceiver, watch, Mutex};
 use tracing::warn;
 
+use serde::Serialize;
+
 use super::{
     outbox::{Outbox, Pending},
-    ActorContext,
+    ActorContext, AgentDescriptor,
 };
 use crate::{
     codec::DecodeError,
@@ -24,22 +26,47 @@ use crate::{
 /// where the failed one stopped.
 pub(crate) type SharedInbox = Arc<Mutex<UnboundedReceiver<Message>>>;
 
+/// Turns a payload into the stream's value; `None` leaves the event out (`filter`).
+type Parse<T> = Box<dyn FnMut(&[u8]) -> Result<Option<T>, DecodeError> + Send>;
+/// A codec's decoder.
+type Decoder<T> = fn(&[u8]) -> Result<T, DecodeError>;
+/// The new key of a payload, as JSON (`group_by`).
+type Rekey = Box<dyn FnMut(&[u8]) -> Result<Vec<u8>, DecodeError> + Send>;
+
 /// The decoded values of the events routed to one agent actor, in partition order.
 ///
 /// An event is acknowledged when the actor asks for the next one (or ends), so the
 /// consumer never commits an event the agent has not finished with.
+///
+/// Operators: [`filter`](Stream::filter), [`map`](Stream::map),
+/// [`enumerate`](Stream::enumerate), batches with [`take`](Stream::take), and
+/// repartitioning with [`group_by`](Stream::group_by) or [`through`](Stream::through).
 pub struct Stream<T> {
-    agent: &'static str,
+    agent: &'static AgentDescriptor,
+    app_id: Arc<str>,
     inbox: SharedInbox,
-    decode: fn(&[u8]) -> Result<T, DecodeError>,
-    /// The event being processed and when it started, acknowledged when the actor moves on.
-    current: Option<(Message, Instant)>,
+    parse: Parse<T>,
+    /// The codec's decoder while no operator changed the values; `group_by` needs it.
+    decode: Option<Decoder<T>>,
+    /// Where events of the agent's own topics are forwarded (`group_by`, `through`).
+    relay: Option<Relay>,
+    /// The events being processed (one, or a `take` batch) and when each started,
+    /// acknowledged when the actor moves on.
+    current: Vec<(Message, Instant)>,
     slot: Slot,
     sensors: Sensors,
     /// Turns true on shutdown: the stream ends after the current event.
     stopping: watch::Receiver<bool>,
     dead_letters: Option<DeadLetters>,
+    producer: Producer,
     outbox: Outbox,
+}
+
+/// A topic the stream forwards its source events to, and continues from.
+struct Relay {
+    topic: Arc<str>,
+    /// The new key of a forwarded event (`group_by`); `None` keeps its key (`through`).
+    key: Option<Rekey>,
 }
 
 /// Where undecodable messages are copied (the `dead_letter_topic` setting).
@@ -66,17 +93,21 @@ fn shorten(text: &str, max: usize) -> String {
     format!("{}… ({} bytes cut)", &text[..cut], text.len() - cut)
 }
 
-impl<T> Stream<T> {
-    pub(crate) fn new(actor: &ActorContext, decode: fn(&[u8]) -> Result<T, DecodeError>) -> Self {
+impl<T: 'static> Stream<T> {
+    pub(crate) fn new(actor: &ActorContext, decode: Decoder<T>) -> Self {
         Stream {
-            agent: actor.agent.name,
+            agent: actor.agent,
+            app_id: actor.app_id.clone(),
             inbox: actor.inbox.clone(),
-            decode,
-            current: None,
+            parse: Box::new(move |bytes| decode(bytes).map(Some)),
+            decode: Some(decode),
+            relay: None,
+            current: Vec::new(),
             slot: actor.slot.clone(),
             sensors: actor.sensors.clone(),
             stopping: actor.stopping.clone(),
             dead_letters: actor.dead_letters.clone(),
+            producer: actor.producer.clone(),
             outbox: actor.outbox.clone(),
         }
     }
@@ -90,15 +121,165 @@ impl<T> Stream<T> {
     /// The next value with its key and metadata (topic, partition, offset, timestamp, headers).
     pub async fn next_event(&mut self) -> Option<Event<T>> {
         self.finish_current();
+        self.receive(None).await
+    }
+
+    /// The next batch: up to `max` values, or fewer if `within` passes after the first
+    /// arrived. `None` once the worker is shutting down. The batch's events are
+    /// acknowledged together when the actor asks for the next batch.
+    ///
+    /// A batch can hold events of several partitions, and tables see the batch's last
+    /// event as the current one: update tables from `next()` streams, not from batches.
+    pub async fn take(&mut self, max: usize, within: Duration) -> Option<Vec<T>> {
+        self.finish_current();
+        let first = self.receive(None).await?;
+        let deadline = tokio::time::Instant::now() + within;
+        let mut values = vec![first.value];
+        while values.len() < max {
+            match self.receive(Some(deadline)).await {
+                Some(event) => values.push(event.value),
+                None => break,
+            }
+        }
+        Some(values)
+    }
+
+    /// Only the values for which `keep` is true; the others are acknowledged and skipped.
+    pub fn filter(self, mut keep: impl FnMut(&T) -> bool + Send + 'static) -> Stream<T> {
+        self.with_parse(move |mut parse| {
+            Box::new(move |bytes| Ok(parse(bytes)?.filter(|value| keep(value))))
+        })
+    }
+
+    /// Each value changed by `change` (events keep their key and metadata).
+    pub fn map<U: 'static>(self, mut change: impl FnMut(T) -> U + Send + 'static) -> Stream<U> {
+        self.with_parse(move |mut parse| Box::new(move |bytes| Ok(parse(bytes)?.map(&mut change))))
+    }
+
+    /// Each value with its position in this stream, from 0.
+    pub fn enumerate(self) -> Stream<(usize, T)> {
+        let mut next = 0;
+        self.map(move |value| {
+            next += 1;
+            (next - 1, value)
+        })
+    }
+
+    /// Repartitions the stream by a new key: each event of the agent's topics is sent,
+    /// keyed by `key(&value)` (as JSON, like `faust::send`), to the internal topic
+    /// `{app_id}-{agent}-{name}-repartition`, and the stream continues with the events of
+    /// that topic. A table keyed by the new key and written from this stream is then
+    /// co-partitioned with it. The agent declares the name:
+    /// `#[faust::agent(topic = "orders", group_by = "account")]`.
+    ///
+    /// An event is acknowledged once the broker has its forwarded copy. Call it on the
+    /// stream as the agent receives it, before `filter`, `map` and the like.
+    pub fn group_by<K: Serialize>(
+        self,
+        name: &str,
+        key: impl Fn(&T) -> K + Send + 'static,
+    ) -> Result<Stream<T>> {
+        let Some(decode) = self.decode else {
+            return Err(self.misplaced("group_by"));
+        };
+        if !self.agent.group_by.contains(&name) {
+            return Err(Error::Config(format!(
+                "agent '{}' calls group_by(\"{name}\") but does not declare it; add \
+                 `group_by = \"{name}\"` to its #[faust::agent(...)] so that the worker \
+                 creates and reads the topic '{}'",
+                self.agent.name,
+                self.agent.repartition_topic(&self.app_id, name)
+            )));
+        }
+        let topic = self.agent.repartition_topic(&self.app_id, name);
+        let key = move |bytes: &[u8]| {
+            serde_json::to_vec(&key(&decode(bytes)?))
+                .map_err(|e| DecodeError(format!("the group_by key cannot be encoded: {e}")))
+        };
+        self.relay_through(topic, Some(Box::new(key)))
+    }
+
+    /// Forwards each event of the agent's topics, with its key, to `topic` and continues
+    /// with the events of that topic. The agent declares it: `through = "topic"`.
+    pub fn through(self, topic: &str) -> Result<Stream<T>> {
+        if self.decode.is_none() {
+            return Err(self.misplaced("through"));
+        }
+        if !self.agent.through.contains(&topic) {
+            return Err(Error::Config(format!(
+                "agent '{}' calls through(\"{topic}\") but does not declare it; add \
+                 `through = \"{topic}\"` to its #[faust::agent(...)] so that the worker reads it",
+                self.agent.name
+            )));
+        }
+        self.relay_through(topic.to_owned(), None)
+    }
+
+    fn relay_through(mut self, topic: String, key: Option<Rekey>) -> Result<Stream<T>> {
+        if let Some(relay) = &self.relay {
+            return Err(Error::Config(format!(
+                "agent '{}' already forwards its stream to '{}'; a stream is repartitioned once",
+                self.agent.name, relay.topic
+            )));
+        }
+        self.relay = Some(Relay {
+            topic: Arc::from(topic),
+            key,
+        });
+        Ok(self)
+    }
+
+    fn misplaced(&self, operator: &str) -> Error {
+        Error::Config(format!(
+            "agent '{}' calls {operator} after an operator that changes values; call it first, \
+             on the stream the agent receives",
+            self.agent.name
+        ))
+    }
+
+    /// The same stream with its parsing wrapped by an operator.
+    fn with_parse<U: 'static>(mut self, wrap: impl FnOnce(Parse<T>) -> Parse<U>) -> Stream<U> {
+        let parse = std::mem::replace(&mut self.parse, Box::new(|_| Ok(None)));
+        Stream {
+            agent: self.agent,
+            app_id: self.app_id.clone(),
+            inbox: self.inbox.clone(),
+            parse: wrap(parse),
+            decode: None,
+            relay: self.relay.take(),
+            current: std::mem::take(&mut self.current),
+            slot: self.slot.clone(),
+            sensors: self.sensors.clone(),
+            stopping: self.stopping.clone(),
+            dead_letters: self.dead_letters.clone(),
+            producer: self.producer.clone(),
+            outbox: self.outbox.clone(),
+        }
+    }
+}
+
+impl<T> Stream<T> {
+    /// Waits for the next event for the agent (until `deadline`, if given): forwards
+    /// events to be repartitioned, skips those left out and those that cannot be decoded.
+    async fn receive(&mut self, deadline: Option<tokio::time::Instant>) -> Option<Event<T>> {
         // Between events there is no current event: a table write now is refused rather
         // than tagged with an event already acknowledged.
-        event::set(&self.slot, None);
+        if self.current.is_empty() {
+            event::set(&self.slot, None);
+        }
         loop {
             let mut message = {
                 let mut inbox = self.inbox.lock().await;
+                let expired = async {
+                    match deadline {
+                        Some(deadline) => tokio::time::sleep_until(deadline).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     biased;
                     _ = self.stopping.wait_for(|stop| *stop) => return None,
+                    _ = expired => return None,
                     message = inbox.recv() => message?,
                 }
             };
@@ -106,8 +287,22 @@ impl<T> Stream<T> {
                 continue; // its partition was revoked: the next owner processes it
             }
             let payload = message.payload.take();
-            match (self.decode)(payload.as_deref().unwrap_or_default()) {
-                Ok(value) => {
+            let bytes = payload.as_deref().unwrap_or_default();
+            let relay = self.relay.as_mut().filter(|r| r.topic != message.topic);
+            let parsed = match relay {
+                Some(relay) => match relay.key.as_mut().map(|key| key(bytes)).transpose() {
+                    Ok(key) => {
+                        if !self.forward(message, key, payload).await {
+                            return None;
+                        }
+                        continue;
+                    }
+                    Err(error) => Err(error),
+                },
+                None => (self.parse)(bytes),
+            };
+            match parsed {
+                Ok(Some(value)) => {
                     event::set(&self.slot, Some(message.position()));
                     let event = Event {
                         value,
@@ -118,17 +313,18 @@ impl<T> Stream<T> {
                         timestamp: message.timestamp,
                         headers: std::mem::take(&mut message.headers),
                     };
-                    let (agent, topic) = (self.agent, &event.topic);
+                    let (agent, topic) = (self.agent.name, &event.topic);
                     self.sensors
                         .each(|s| s.event_start(agent, topic, event.partition, event.offset));
-                    self.current = Some((message, Instant::now()));
+                    self.current.push((message, Instant::now()));
                     return Some(event);
                 }
+                Ok(None) => message.ack(), // left out by `filter`
                 Err(error) => {
                     // A decoder may quote the whole payload: keep log lines short.
                     let error = shorten(&error.to_string(), 300);
                     warn!(
-                        agent = self.agent,
+                        agent = self.agent.name,
                         topic = %message.topic,
                         partition = message.partition,
                         offset = message.offset,
@@ -137,7 +333,7 @@ impl<T> Stream<T> {
                     );
                     self.sensors.each(|s| {
                         s.decode_error(
-                            self.agent,
+                            self.agent.name,
                             &message.topic,
                             message.partition,
                             message.offset,
@@ -149,6 +345,51 @@ impl<T> Stream<T> {
                     }
                     message.ack();
                 }
+            }
+        }
+    }
+
+    /// Sends an event on to the relay topic (with `key`, or its own); it is acknowledged
+    /// once the broker has it. A send that cannot be queued is retried, so nothing is
+    /// lost. Returns false if the worker began stopping first.
+    async fn forward(
+        &mut self,
+        message: Message,
+        key: Option<Vec<u8>>,
+        payload: Option<Vec<u8>>,
+    ) -> bool {
+        let Some(relay) = &self.relay else {
+            return true;
+        };
+        let topic = relay.topic.clone();
+        loop {
+            let record = Record {
+                key: key.as_deref().or(message.key.as_deref()),
+                value: payload.as_deref(),
+                partition: None,
+                headers: &message.headers,
+            };
+            let queued = Instant::now();
+            match self.producer.enqueue_async(&topic, record).await {
+                Ok(delivery) => {
+                    self.outbox.add(Pending {
+                        topic,
+                        queued,
+                        delivery,
+                    });
+                    self.outbox.finish(vec![message]);
+                    return true;
+                }
+                Err(e) => warn!(
+                    agent = self.agent.name,
+                    event = %message.position(),
+                    error = %e,
+                    "could not forward an event to '{topic}'; retrying (it stays unacknowledged)"
+                ),
+            }
+            tokio::select! {
+                _ = self.stopping.wait_for(|stop| *stop) => return false,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
     }
@@ -167,7 +408,7 @@ impl<T> Stream<T> {
         let mut headers = message.headers.clone();
         headers.extend([
             header(ERROR_HEADER, error.as_bytes()),
-            header("faust-agent", self.agent.as_bytes()),
+            header("faust-agent", self.agent.name.as_bytes()),
             header("faust-source-topic", message.topic.as_bytes()),
             header(
                 "faust-source-partition",
@@ -195,7 +436,7 @@ impl<T> Stream<T> {
                     continue;
                 }
                 Err(e) => warn!(
-                    agent = self.agent,
+                    agent = self.agent.name,
                     topic = %message.topic,
                     partition = message.partition,
                     offset = message.offset,
@@ -214,11 +455,16 @@ impl<T> Stream<T> {
     /// Acknowledges the event being processed. The slot keeps its position, so that a
     /// failure right after is reported with the event that caused it.
     fn finish_current(&mut self) {
-        if let Some((message, started)) = self.current.take() {
-            let took = started.elapsed();
-            self.sensors.each(|s| s.event_end(self.agent, took));
-            self.outbox.finish(message);
+        if self.current.is_empty() {
+            return;
         }
+        let mut messages = Vec::with_capacity(self.current.len());
+        for (message, started) in self.current.drain(..) {
+            let took = started.elapsed();
+            self.sensors.each(|s| s.event_end(self.agent.name, took));
+            messages.push(message);
+        }
+        self.outbox.finish(messages);
     }
 }
 

@@ -25,6 +25,13 @@ async fn process(mut orders: Stream<Order>, large: Sink<Order>) -> faust::Result
     Ok(())
 }
 
+#[faust::agent(topic = "visits", group_by = ["account", "other"], through = "relayed")]
+async fn regroup(orders: Stream<Order>) -> faust::Result<()> {
+    let mut by_account = orders.group_by("account", |o| o.account.clone())?;
+    while by_account.next().await.is_some() {}
+    Ok(())
+}
+
 #[faust::agent(codec = raw)]
 async fn raw(mut bytes: Stream<Vec<u8>>) -> faust::Result<()> {
     while bytes.next().await.is_some() {}

@@ -1,0 +1,164 @@
+//! Stream operators against the real broker: group_by with two workers, filter, map,
+//! enumerate and take, and through.
+
+mod common;
+
+use std::{collections::BTreeMap, time::Duration};
+
+use common::{create_topic, produce_json, read_all, stats, unique, wait_until, Worker};
+use serde_json::{json, Value};
+
+const DONE: Duration = Duration::from_secs(120);
+
+/// Whether the worker holds partitions of `topic` (its first assignment is done).
+fn holds(worker: &Worker, topic: &str) -> bool {
+    stats(worker)["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["topic"] == topic && p["assigned"] == true)
+}
+
+#[test]
+fn group_by_repartitions_so_counts_by_the_new_key_are_exact_on_two_workers() {
+    let app = unique("regroup");
+    let (input, out) = (format!("{app}-regroup"), format!("{app}-regrouped"));
+    let repartition = format!("{app}-regroup-country-repartition");
+    create_topic(&input, 4);
+    create_topic(&out, 4);
+    let mut first = Worker::start(&app, "first", &[]);
+    let mut second = Worker::start(&app, "second", &[]);
+    // Both members hold partitions before any input, so no rebalance moves events.
+    assert!(
+        wait_until(DONE, || holds(&first, &repartition)
+            && holds(&second, &repartition)),
+        "{}\n{}",
+        first.log(),
+        second.log()
+    );
+
+    // Keyed by user (A); counted by country (B).
+    let countries = ["no", "se", "dk", "fi", "is", "ee"];
+    let visits: Vec<(Value, Value)> = (0..120)
+        .map(|i| {
+            let user = format!("user-{}", i % 17);
+            let country = countries[(i * 7 + i / 5) % countries.len()];
+            (json!(user), json!({ "user": user, "country": country }))
+        })
+        .collect();
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    for (_, visit) in &visits {
+        *expected
+            .entry(visit["country"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    produce_json(&input, &visits);
+
+    let reports = || -> Vec<Value> { read_all(&out).iter().map(|r| r.json()).collect() };
+    let done = wait_until(DONE, || reports().len() == visits.len());
+    let reports = reports();
+    assert!(
+        done,
+        "{} reports\n{}\n{}",
+        reports.len(),
+        first.log(),
+        second.log()
+    );
+    first.stop();
+    second.stop();
+
+    // Every country's counts are 1..=n, each once: nothing lost, nothing counted twice.
+    let mut counts: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for report in &reports {
+        assert_eq!(report["topic"], repartition.as_str(), "{report}");
+        assert_eq!(
+            report["key"], report["country"],
+            "keyed by the new key: {report}"
+        );
+        counts
+            .entry(report["country"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(report["count"].as_u64().unwrap());
+    }
+    for (country, n) in &expected {
+        let mut seen = counts.remove(country).unwrap_or_default();
+        seen.sort_unstable();
+        assert_eq!(seen, (1..=*n).collect::<Vec<_>>(), "counts of {country}");
+    }
+    assert!(counts.is_empty(), "unexpected countries: {counts:?}");
+    let workers: std::collections::BTreeSet<&str> = reports
+        .iter()
+        .filter_map(|r| r["worker"].as_str())
+        .collect();
+    assert_eq!(workers.len(), 2, "both workers counted: {workers:?}");
+}
+
+#[test]
+fn filter_map_enumerate_and_take_batch_the_kept_values_and_commit_the_rest() {
+    let app = unique("batches");
+    let (input, out) = (format!("{app}-batches"), format!("{app}-batched"));
+    create_topic(&input, 4);
+    create_topic(&out, 4);
+    // One partition's worth of order: all in partition 0 (key 0).
+    let numbers: Vec<(Value, Value)> = (0..40u64).map(|n| (json!(0), json!(n))).collect();
+    produce_json(&input, &numbers);
+    let mut worker = Worker::start(&app, "w", &[]);
+
+    let batches = || -> Vec<Vec<(u64, u64)>> {
+        read_all(&out)
+            .iter()
+            .map(|r| serde_json::from_value(r.json()).unwrap())
+            .collect()
+    };
+    let done = wait_until(DONE, || batches().iter().map(Vec::len).sum::<usize>() == 20);
+    assert!(done, "{:?}\n{}", batches(), worker.log());
+    let batches = batches();
+    assert!(
+        batches.iter().all(|b| !b.is_empty() && b.len() <= 5),
+        "{batches:?}"
+    );
+    // The input was there before the worker: batches fill up.
+    assert!(batches.iter().any(|b| b.len() == 5), "{batches:?}");
+    let values: Vec<(u64, u64)> = batches.concat();
+    let expected: Vec<(u64, u64)> = (0..20).map(|i| (i, i * 20)).collect();
+    assert_eq!(
+        values, expected,
+        "even numbers times ten, numbered in order"
+    );
+    // The odd numbers, left out, are acknowledged too: the partition commits to its end.
+    let committed = wait_until(DONE, || {
+        common::all_committed(&common::partitions(&stats(&worker), &input), 40)
+    });
+    assert!(committed, "{}", stats(&worker));
+    worker.stop();
+}
+
+#[test]
+fn through_forwards_to_the_topic_and_continues_from_it() {
+    let app = unique("relay");
+    let (input, out) = (format!("{app}-relay"), format!("{app}-relayed"));
+    create_topic(&input, 4);
+    create_topic(&out, 4);
+    // The through topic is shared by every run of the test app: values carry this run's name.
+    let values: Vec<(Value, Value)> = (0..10)
+        .map(|i| (json!(i), json!(format!("{app}-{i}"))))
+        .collect();
+    produce_json(&input, &values);
+    let mut worker = Worker::start(&app, "w", &[]);
+    let mine = || -> Vec<Value> {
+        read_all(&out)
+            .iter()
+            .map(|r| r.json())
+            .filter(|v| v["value"].as_str().is_some_and(|s| s.starts_with(&app)))
+            .collect()
+    };
+    let done = wait_until(DONE, || mine().len() >= 10);
+    assert!(done, "{:?}\n{}", mine(), worker.log());
+    worker.stop();
+    let reports = mine();
+    assert_eq!(reports.len(), 10, "each value once: {reports:?}");
+    assert!(
+        reports.iter().all(|r| r["topic"] == "faust-test-through"),
+        "{reports:?}"
+    );
+}
