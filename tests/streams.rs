@@ -98,8 +98,8 @@ fn filter_map_enumerate_and_take_batch_the_kept_values_and_commit_the_rest() {
     let app = unique("batches");
     let (input, out) = (format!("{app}-batches"), format!("{app}-batched"));
     create_topic(&input, 4);
-    create_topic(&out, 4);
-    // One partition's worth of order: all in partition 0 (key 0).
+    create_topic(&out, 1); // batches are read back in the order they were sent
+                           // One partition's worth of order: all in partition 0 (key 0).
     let numbers: Vec<(Value, Value)> = (0..40u64).map(|n| (json!(0), json!(n))).collect();
     produce_json(&input, &numbers);
     let mut worker = Worker::start(&app, "w", &[]);
@@ -161,4 +161,57 @@ fn through_forwards_to_the_topic_and_continues_from_it() {
         reports.iter().all(|r| r["topic"] == "faust-test-through"),
         "{reports:?}"
     );
+}
+
+#[test]
+fn a_leader_timer_runs_on_one_worker_and_moves_when_it_stops() {
+    let app = unique("leader");
+    let beats = format!("{app}-heartbeats");
+    create_topic(&beats, 1);
+    let env = [("TEST_HEARTBEAT", "1")];
+    let mut workers = vec![
+        Worker::start(&app, "first", &env),
+        Worker::start(&app, "second", &env),
+    ];
+    let input = format!("{app}-track");
+    assert!(
+        wait_until(DONE, || workers.iter().all(|w| holds(w, &input))),
+        "{}\n{}",
+        workers[0].log(),
+        workers[1].log()
+    );
+    let senders = |from: usize| -> Vec<String> {
+        read_all(&beats)
+            .iter()
+            .skip(from)
+            .map(|r| r.json()["worker"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // The group is settled: from here on one worker leads.
+    let settled = read_all(&beats).len();
+    assert!(wait_until(DONE, || senders(settled).len() >= 8));
+    let leaders: std::collections::BTreeSet<String> = senders(settled).into_iter().collect();
+    assert_eq!(leaders.len(), 1, "one leader at a time: {leaders:?}");
+    let leader = leaders.into_iter().next().unwrap();
+    let logged: Vec<bool> = workers
+        .iter()
+        .map(|w| w.log().contains("this worker is now the leader"))
+        .collect();
+    assert_eq!(logged.iter().filter(|l| **l).count(), 1, "{logged:?}");
+
+    let index = if leader == "first" { 0 } else { 1 };
+    let mut stopped = workers.remove(index);
+    stopped.stop();
+    let after = read_all(&beats).len();
+    let follower = if leader == "first" { "second" } else { "first" };
+    let moved = wait_until(DONE, || {
+        senders(after).iter().filter(|w| *w == follower).count() >= 3
+    });
+    assert!(moved, "{:?}\n{}", senders(after), workers[0].log());
+    assert!(
+        senders(after).iter().all(|w| w == follower),
+        "{:?}",
+        senders(after)
+    );
+    workers[0].stop();
 }

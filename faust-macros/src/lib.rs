@@ -31,9 +31,25 @@ pub fn table(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// Registers an `async fn() -> faust::Result<()>` run once when the worker is ready.
+/// Options: `name`, `on_leader` (run once this worker is the group's leader).
 #[proc_macro_attribute]
 pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {
     task::expand_task(args.into(), item.into()).into()
+}
+
+/// Runs an `async fn() -> faust::Result<()>` every interval once the worker is ready:
+/// `#[faust::timer(interval = "10s")]`. Options: `interval` (`"500ms"`, `"10s"`, `"5m"`,
+/// `"1h"`, `"1d"`, or seconds), `on_leader` (run on the group's leader only), `name`.
+#[proc_macro_attribute]
+pub fn timer(args: TokenStream, item: TokenStream) -> TokenStream {
+    task::expand_timer(args.into(), item.into(), false).into()
+}
+
+/// Runs an `async fn() -> faust::Result<()>` on a crontab schedule, in UTC:
+/// `#[faust::crontab("*/5 * * * *", on_leader = true)]`. Options: `on_leader`, `name`.
+#[proc_macro_attribute]
+pub fn crontab(args: TokenStream, item: TokenStream) -> TokenStream {
+    task::expand_timer(args.into(), item.into(), true).into()
 }
 
 /// Registers an `async fn([args: Vec<String>]) -> faust::Result<()>` as a CLI command.

@@ -163,6 +163,50 @@ impl Options {
     }
 }
 
+/// A duration in milliseconds: `"10s"`, `"500ms"`, `"5m"`, `"1h"`, `"1d"`, or a number of
+/// seconds (`10`, `0.5`), as Python Faust's timers take.
+pub fn duration_ms(expr: &Expr, name: &str, errors: &mut Errors) -> u64 {
+    let parsed = match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => parse_duration_ms(&s.value()),
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(i), ..
+        }) => i.base10_parse::<u64>().ok().map(|s| s * 1000),
+        Expr::Lit(ExprLit {
+            lit: Lit::Float(f), ..
+        }) => f
+            .base10_parse::<f64>()
+            .ok()
+            .map(|s| (s * 1000.0).round() as u64),
+        _ => None,
+    };
+    match parsed {
+        Some(ms) if ms > 0 => ms,
+        _ => {
+            errors.at(
+                expr,
+                format!("`{name}` is a positive duration: \"10s\", \"500ms\", \"5m\", \"1h\", \"1d\", or seconds (10, 0.5)"),
+            );
+            0
+        }
+    }
+}
+
+fn parse_duration_ms(text: &str) -> Option<u64> {
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let unit_ms = match unit.trim() {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    number.parse::<u64>().ok()?.checked_mul(unit_ms)
+}
+
 fn lit_str(expr: &Expr) -> Option<String> {
     match expr {
         Expr::Lit(ExprLit {

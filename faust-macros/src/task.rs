@@ -1,4 +1,5 @@
-//! `#[faust::task]` and `#[faust::command]`: async fns the worker or the CLI runs.
+//! `#[faust::task]`, `#[faust::timer]`, `#[faust::crontab]` and `#[faust::command]`:
+//! async fns the worker or the CLI runs.
 
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
@@ -11,7 +12,7 @@ pub fn expand_task(args: TokenStream, item: TokenStream) -> TokenStream {
     let Some(function) = parse_fn(&item, "#[faust::task]", &mut errors) else {
         return errors.finish(item, TokenStream::new);
     };
-    let options = options::parse(args, &["name"], &mut errors);
+    let options = options::parse(args, &["name", "on_leader"], &mut errors);
     options::check_async_fn(&function, "a task", &mut errors);
     if let Some(param) = function.sig.inputs.first() {
         errors.at(param, "a task takes no parameters");
@@ -20,6 +21,7 @@ pub fn expand_task(args: TokenStream, item: TokenStream) -> TokenStream {
     let name = options
         .string("name", &mut errors)
         .unwrap_or_else(|| fn_name.to_string());
+    let on_leader = options.bool("on_leader", &mut errors).unwrap_or(false);
     errors.finish(item, || {
         let location = options::location(fn_name.span());
         let boxed = quote_spanned! {fn_name.span()=> ::faust::__private::boxed };
@@ -30,11 +32,97 @@ pub fn expand_task(args: TokenStream, item: TokenStream) -> TokenStream {
                 ::faust::__private::TaskDescriptor {
                     name: #name,
                     location: #location,
+                    on_leader: #on_leader,
                     run: || #boxed(#fn_name()),
                 }
             }
         }
     })
+}
+
+/// `#[faust::timer(interval = "10s")]`, or `#[faust::crontab("*/5 * * * *")]` when
+/// `crontab` is true (its expression first, then the options).
+pub fn expand_timer(args: TokenStream, item: TokenStream, crontab: bool) -> TokenStream {
+    let mut errors = Errors::default();
+    let what = if crontab {
+        "#[faust::crontab]"
+    } else {
+        "#[faust::timer]"
+    };
+    let Some(function) = parse_fn(&item, what, &mut errors) else {
+        return errors.finish(item, TokenStream::new);
+    };
+    let (expression, args) = match crontab {
+        true => split_expression(args, &mut errors),
+        false => (None, args),
+    };
+    let known: &[&str] = if crontab {
+        &["name", "on_leader"]
+    } else {
+        &["interval", "name", "on_leader"]
+    };
+    let options = options::parse(args, known, &mut errors);
+    options::check_async_fn(&function, "a timer", &mut errors);
+    if let Some(param) = function.sig.inputs.first() {
+        errors.at(param, "a timer takes no parameters");
+    }
+    let fn_name = &function.sig.ident;
+    let name = options
+        .string("name", &mut errors)
+        .unwrap_or_else(|| fn_name.to_string());
+    let on_leader = options.bool("on_leader", &mut errors).unwrap_or(false);
+    let schedule = if crontab {
+        let expression = expression.unwrap_or_default();
+        quote!(::faust::__private::Schedule::Cron(#expression))
+    } else {
+        let millis = match options.get("interval") {
+            Some(expr) => options::duration_ms(expr, "interval", &mut errors),
+            None => {
+                errors.push(syn::Error::new(
+                    proc_macro2::Span::call_site(),
+                    "a timer needs its interval: #[faust::timer(interval = \"10s\")]",
+                ));
+                0
+            }
+        };
+        quote!(::faust::__private::Schedule::Every(::core::time::Duration::from_millis(#millis)))
+    };
+    errors.finish(item, || {
+        let location = options::location(fn_name.span());
+        let boxed = quote_spanned! {fn_name.span()=> ::faust::__private::boxed };
+        quote! {
+            #function
+
+            ::faust::__private::inventory::submit! {
+                ::faust::__private::TimerDescriptor {
+                    name: #name,
+                    location: #location,
+                    schedule: #schedule,
+                    on_leader: #on_leader,
+                    run: || #boxed(#fn_name()),
+                }
+            }
+        }
+    })
+}
+
+/// The crontab expression (a string literal first) and the options after it.
+fn split_expression(args: TokenStream, errors: &mut Errors) -> (Option<String>, TokenStream) {
+    let mut tokens = args.clone().into_iter();
+    let first = tokens.next();
+    let expression = first
+        .as_ref()
+        .and_then(|t| syn::parse2::<syn::LitStr>(t.clone().into()).ok());
+    let Some(expression) = expression else {
+        errors.at(
+            &args,
+            "a crontab takes its schedule first: #[faust::crontab(\"*/5 * * * *\")]",
+        );
+        return (None, TokenStream::new());
+    };
+    // Skip the comma after the expression; the rest are options.
+    let rest: TokenStream = tokens.skip(1).collect();
+    (Some(expression.value()), rest)
 }
 
 pub fn expand_command(args: TokenStream, item: TokenStream) -> TokenStream {

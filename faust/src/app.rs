@@ -70,8 +70,8 @@ impl App {
         &self.registry
     }
 
-    /// Topics the app reads and writes: every agent's sources and sinks, and every
-    /// table's compacted changelog.
+    /// Topics the app reads and writes: every agent's sources and sinks, every table's
+    /// compacted changelog, the web directory and the leader topic.
     pub(crate) fn topics(&self) -> Vec<TopicSpec> {
         let mut names: Vec<String> = self
             .registry
@@ -101,7 +101,16 @@ impl App {
             partitions: 1,
             compacted: true,
         });
-        streams.chain(changelogs).chain(directory).collect()
+        let leader = TopicSpec {
+            name: crate::leader::topic(&self.config.id),
+            partitions: 1,
+            compacted: false,
+        };
+        streams
+            .chain(changelogs)
+            .chain(directory)
+            .chain([leader])
+            .collect()
     }
 
     /// Where workers announce their web address and the table partitions they hold.

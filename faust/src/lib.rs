@@ -30,10 +30,12 @@
 pub mod agents;
 pub mod app;
 pub mod cli;
+pub mod clock;
 pub mod codec;
 pub mod config;
 mod error;
 pub mod event;
+pub mod leader;
 pub mod registry;
 pub mod sensors;
 pub mod tables;
@@ -45,7 +47,8 @@ pub use agents::{Sink, Stream};
 pub use app::{App, AppBuilder};
 pub use error::{Error, Result};
 pub use event::Event;
-pub use faust_macros::{agent, command, main, table, task};
+pub use faust_macros::{agent, command, crontab, main, table, task, timer};
+pub use leader::is_leader;
 pub use tables::Table;
 pub use transport::producer::{send, send_bytes, Delivered};
 pub use worker::Worker;
@@ -65,7 +68,7 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::{
-        agents::{ActorContext, AgentDescriptor, TaskDescriptor},
+        agents::{ActorContext, AgentDescriptor, Schedule, TaskDescriptor, TimerDescriptor},
         cli::{main as cli_main, CommandDescriptor},
         codec,
         tables::TableDescriptor,

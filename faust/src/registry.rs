@@ -1,11 +1,11 @@
-//! The compile-time registry: `#[faust::agent]`, `#[faust::table]`, `#[faust::task]` and
-//! `#[faust::command]` each submit a constant descriptor through `inventory`; at start the
+//! The compile-time registry: `#[faust::agent]`, `#[faust::table]`, `#[faust::task]`,
+//! `#[faust::timer]`, `#[faust::crontab]` and `#[faust::command]` each submit a constant descriptor through `inventory`; at start the
 //! app collects them here, sorted by name, with duplicates rejected.
 
 use std::{future::Future, pin::Pin};
 
 use crate::{
-    agents::{AgentDescriptor, TaskDescriptor},
+    agents::{AgentDescriptor, TaskDescriptor, TimerDescriptor},
     cli::{CommandDescriptor, BUILTIN_COMMANDS},
     tables::TableDescriptor,
     Error, Result,
@@ -20,18 +20,21 @@ pub struct Registry {
     pub agents: Vec<&'static AgentDescriptor>,
     pub tables: Vec<&'static TableDescriptor>,
     pub tasks: Vec<&'static TaskDescriptor>,
+    pub timers: Vec<&'static TimerDescriptor>,
     pub commands: Vec<&'static CommandDescriptor>,
 }
 
 impl Registry {
     /// Collects what the macros submitted in this binary.
     pub fn collect() -> Result<Registry> {
-        Registry::from_parts(
+        let mut registry = Registry::from_parts(
             inventory::iter::<AgentDescriptor>().collect(),
             inventory::iter::<TableDescriptor>().collect(),
             inventory::iter::<TaskDescriptor>().collect(),
             inventory::iter::<CommandDescriptor>().collect(),
-        )
+        )?;
+        registry.add_timers(inventory::iter::<TimerDescriptor>().collect())?;
+        Ok(registry)
     }
 
     /// Sorts each kind by name and rejects duplicate names.
@@ -59,13 +62,25 @@ impl Registry {
             agents,
             tables,
             tasks,
+            timers: Vec::new(),
             commands,
         })
     }
 
+    /// Adds timers and crontabs: sorted, names unique, schedules valid.
+    pub fn add_timers(&mut self, mut timers: Vec<&'static TimerDescriptor>) -> Result<()> {
+        timers.sort_by_key(|t| t.name);
+        reject_duplicates("timers", timers.iter().map(|t| (t.name, t.location)))?;
+        if let Some(problem) = timers.iter().find_map(|t| t.check().err()) {
+            return Err(Error::Registry(problem));
+        }
+        self.timers = timers;
+        Ok(())
+    }
+
     /// A worker with nothing to run is a mistake; say the likely one.
     pub fn ensure_runnable(&self) -> Result<()> {
-        if self.agents.is_empty() && self.tasks.is_empty() {
+        if self.agents.is_empty() && self.tasks.is_empty() && self.timers.is_empty() {
             return Err(Error::Registry(
                 "no agents or tasks are registered, so the worker has nothing to run. Declare one \
                  with #[faust::agent(topic = \"...\")]. If you did, the crate that declares it is \
@@ -105,6 +120,7 @@ mod tests {
         Box::leak(Box::new(TaskDescriptor {
             name,
             location,
+            on_leader: false,
             run: || Box::pin(async { Ok(()) }),
         }))
     }

@@ -14,6 +14,7 @@ use tracing::{error, info, warn};
 use crate::{
     agents::AgentManager,
     app::App,
+    leader,
     sensors::{Monitor, Phase, Sensors},
     tables::{self, TableManager},
     transport::{
@@ -98,11 +99,12 @@ impl Worker {
         tables::install(tables.clone());
 
         let (fatal, mut fatal_errors) = mpsc::unbounded_channel();
-        let (agents, routes) = AgentManager::start(&app, &producer, &sensors, &fatal);
+        let (mut agents, routes) = AgentManager::start(&app, &producer, &sensors, &fatal);
         let consumer = Consumer::start(
             config,
             broker.bootstrap(),
             routes,
+            &leader::topic(&config.id),
             sensors.clone(),
             tables.clone(),
             fatal.clone(),
@@ -117,7 +119,7 @@ impl Worker {
             None => {
                 monitor.set_phase(Phase::Ready);
                 info!(app = %config.id, "worker ready");
-                AgentManager::start_tasks(&app);
+                agents.start_tasks(&app);
                 stop_reason(&mut fatal_errors).await
             }
         };

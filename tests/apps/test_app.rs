@@ -12,6 +12,7 @@
 //! - `sequence` checks and sums per-partition sequences in the table `sums` (chaos test).
 //! - `regroup` counts visits by country through a `group_by` (`visits_by_country`),
 //!   `batches` runs filter/map/enumerate/take, `relay` goes `through` another topic.
+//! - `heartbeat`, a leader-only timer, reports which worker leads.
 //! - `DecodeErrorPrinter`, a user sensor, prints the messages agents could not decode.
 
 use std::time::Duration;
@@ -230,12 +231,17 @@ async fn batches(numbers: Stream<u64>) -> faust::Result<()> {
 }
 
 /// Forwards `{app_id}-relay` through the topic `faust-test-through` and reports what it
-/// reads from there, with the topic, to `{app_id}-relayed`.
+/// reads from there, with the topic, to `{app_id}-relayed`. Every test's app reads the
+/// shared topic: values of other apps (not starting with the app id) are left alone.
 #[faust::agent(through = "faust-test-through")]
 async fn relay(values: Stream<String>) -> faust::Result<()> {
     let out = report_topic("relayed");
+    let app_id = std::env::var("FAUST_ID").unwrap_or_default();
     let mut through = values.through("faust-test-through")?;
     while let Some(event) = through.next_event().await {
+        if !event.value.starts_with(&app_id) {
+            continue;
+        }
         let report = serde_json::json!({ "value": event.value, "topic": &*event.topic });
         faust::send(&out, None::<&str>, &report).await?;
     }
@@ -281,6 +287,17 @@ async fn lookup(mut keys: Stream<String>) -> faust::Result<()> {
 async fn write_outside_events() -> faust::Result<()> {
     if std::env::var("TEST_WRITE_OUTSIDE").is_ok_and(|v| v == "1") {
         COUNTS.insert(&"outside".to_owned(), &1)?;
+    }
+    Ok(())
+}
+
+/// With `TEST_HEARTBEAT=1`, the group's leader reports itself to `{app_id}-heartbeats`
+/// every 300 ms.
+#[faust::timer(interval = "300ms", on_leader = true)]
+async fn heartbeat() -> faust::Result<()> {
+    if std::env::var("TEST_HEARTBEAT").is_ok_and(|v| v == "1") {
+        let beat = serde_json::json!({ "worker": worker_name(), "leader": faust::is_leader() });
+        faust::send(&report_topic("heartbeats"), None::<&str>, &beat).await?;
     }
     Ok(())
 }

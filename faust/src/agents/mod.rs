@@ -1,10 +1,12 @@
 //! The AgentManager: starts each agent's actors, gives them their streams, and
 //! supervises them. An actor that fails (returns an error or panics) is logged with the
 //! event it was processing and restarted; one that fails too often stops the worker.
-//! Tasks (`#[faust::task]`) run once the worker is ready.
+//! Tasks, timers and crontabs (`tasks`) run once the worker is ready.
 
+pub mod cron;
 mod outbox;
 mod stream;
+mod tasks;
 
 use std::{
     collections::VecDeque,
@@ -19,6 +21,7 @@ use tokio::{
 use tracing::{error, info, warn};
 
 pub use stream::{Sink, Stream, ERROR_HEADER, OMITTED_HEADER};
+pub use tasks::{Schedule, TaskDescriptor, TimerDescriptor};
 
 use crate::{
     app::App,
@@ -77,16 +80,6 @@ impl AgentDescriptor {
     }
 }
 
-/// What `#[faust::task]` registers: an async fn run once when the worker is ready.
-#[derive(Debug)]
-pub struct TaskDescriptor {
-    pub name: &'static str,
-    pub location: &'static str,
-    pub run: fn() -> BoxFuture<Result<()>>,
-}
-
-inventory::collect!(TaskDescriptor);
-
 /// What one run of an agent actor receives; the macro turns it into the agent's arguments.
 pub struct ActorContext {
     agent: &'static AgentDescriptor,
@@ -132,6 +125,7 @@ impl Default for RestartLimit {
 /// The running actors of every agent.
 pub(crate) struct AgentManager {
     actors: Vec<JoinHandle<()>>,
+    tasks: Vec<JoinHandle<()>>,
     stopping: watch::Sender<bool>,
 }
 
@@ -182,12 +176,18 @@ impl AgentManager {
                 routes.add(topic, agent.name, inboxes.clone());
             }
         }
-        (AgentManager { actors, stopping }, routes)
+        let manager = AgentManager {
+            actors,
+            tasks: Vec::new(),
+            stopping,
+        };
+        (manager, routes)
     }
 
     /// Ends every stream after the event its actor is processing, and waits for the
     /// actors to return.
     pub(crate) async fn stop(self, timeout: Duration) {
+        self.tasks.iter().for_each(JoinHandle::abort);
         self.stopping.send_replace(true);
         let all = async {
             for actor in self.actors {
@@ -202,18 +202,10 @@ impl AgentManager {
         }
     }
 
-    /// Runs every task once, in the background; a failing task is logged.
-    pub(crate) fn start_tasks(app: &App) {
-        for &task in &app.registry().tasks {
-            tokio::spawn(async move {
-                info!(task = task.name, "task started");
-                match tokio::spawn((task.run)()).await {
-                    Ok(Ok(())) => info!(task = task.name, "task finished"),
-                    Ok(Err(e)) => error!(task = task.name, error = %e, "task failed"),
-                    Err(e) => error!(task = task.name, panic = %panic_message(e), "task panicked"),
-                }
-            });
-        }
+    /// Starts the tasks, timers and crontabs; they stop with the agents.
+    pub(crate) fn start_tasks(&mut self, app: &App) {
+        let registry = app.registry();
+        self.tasks = tasks::start(&registry.tasks, &registry.timers);
     }
 }
 

@@ -46,6 +46,27 @@ async fn lines(mut lines: Stream<String>, out: Sink<String>) -> faust::Result<()
     Ok(())
 }
 
+#[faust::task(name = "once-on-the-leader", on_leader = true)]
+async fn leader_only() -> faust::Result<()> {
+    Ok(())
+}
+
+#[faust::timer(interval = "10s")]
+async fn every_ten_seconds() -> faust::Result<()> {
+    Ok(())
+}
+
+#[faust::timer(interval = 0.5, on_leader = true, name = "half")]
+async fn twice_a_second() -> faust::Result<()> {
+    let _leading: bool = faust::is_leader();
+    Ok(())
+}
+
+#[faust::crontab("*/5 * * * *", on_leader = true)]
+async fn every_five_minutes() -> faust::Result<()> {
+    Ok(())
+}
+
 #[faust::task]
 async fn hello() -> faust::Result<()> {
     faust::send("orders", Some(&"alice"), &Order { account: "alice".into(), amount: 3 }).await?;

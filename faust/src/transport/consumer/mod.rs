@@ -33,6 +33,7 @@ use super::{all_brokers_up, client_log, report_error, report_healthy};
 use crate::{
     config::{Config, OffsetReset},
     event::{Ack, Header, Message},
+    leader,
     sensors::Sensors,
     Error, Result,
 };
@@ -116,6 +117,7 @@ impl Consumer {
         config: &Config,
         bootstrap: &str,
         routes: Routes,
+        leader_topic: &str,
         sensors: Sensors,
         listener: Arc<dyn PartitionListener>,
         fatal: Fatal,
@@ -133,6 +135,7 @@ impl Consumer {
             fetching: fetching.clone(),
             sensors: sensors.clone(),
             rebalance_started: Mutex::default(),
+            leader_topic: leader_topic.to_owned(),
         };
         let mut client = ClientConfig::new();
         if let Some(instance) = &config.instance_id {
@@ -157,7 +160,8 @@ impl Consumer {
             .set("fetch.wait.max.ms", "100")
             .create_with_context(context)
             .map_err(|e| Error::kafka("creating the consumer", e))?;
-        let topics = routes.topics();
+        let mut topics = routes.topics();
+        topics.push(leader_topic);
         consumer
             .subscribe(&topics)
             .map_err(|e| Error::kafka(format!("subscribing to {topics:?}"), e))?;
@@ -405,6 +409,7 @@ impl Poller {
         // Everything is committed: leaving the group must not wait for events again.
         let held = self.tracker.clear();
         self.listener.revoked(&held);
+        leader::set(false);
         let Poller {
             consumer, routes, ..
         } = self;
@@ -464,6 +469,8 @@ struct GroupContext {
     sensors: Sensors,
     /// When the rebalance under way began (the first revocation or assignment).
     rebalance_started: Mutex<Option<Instant>>,
+    /// Holding its one partition makes this worker the leader (see [`crate::leader`]).
+    leader_topic: String,
 }
 
 impl GroupContext {
@@ -570,9 +577,26 @@ impl GroupContext {
         );
     }
 
-    fn assign(&self, consumer: &BaseConsumer<Self>, list: &TopicPartitionList) {
-        let assigned = partitions(list);
-        let committed = match consumer.committed_offsets(list.clone(), Duration::from_secs(30)) {
+    /// Takes the leader partition out of `partitions` (it carries no events), and notes
+    /// whether this worker holds it now.
+    fn take_leadership(&self, partitions: &mut Vec<TopicPartition>, assigned: bool) {
+        let before = partitions.len();
+        partitions.retain(|tp| *tp.topic != *self.leader_topic);
+        if partitions.len() != before {
+            leader::set(assigned);
+        }
+    }
+
+    fn assign(&self, consumer: &BaseConsumer<Self>, assigned: Vec<TopicPartition>) {
+        let mut list = TopicPartitionList::new();
+        for tp in &assigned {
+            list.add_partition(&tp.topic, tp.partition);
+        }
+        let offsets = match assigned.is_empty() {
+            true => Ok(TopicPartitionList::new()),
+            false => consumer.committed_offsets(list, Duration::from_secs(30)),
+        };
+        let committed = match offsets {
             Ok(committed) => committed
                 .elements()
                 .iter()
@@ -639,7 +663,8 @@ impl ConsumerContext for GroupContext {
         match rebalance {
             Rebalance::Revoke(list) => {
                 self.rebalance_starts();
-                let revoked = partitions(list);
+                let mut revoked = partitions(list);
+                self.take_leadership(&mut revoked, false);
                 if !revoked.is_empty() {
                     info!(partitions = %describe(&revoked), "partitions revoked; finishing their events in flight");
                     self.revoke(consumer, &revoked);
@@ -647,14 +672,17 @@ impl ConsumerContext for GroupContext {
             }
             Rebalance::Assign(list) => {
                 self.rebalance_starts();
-                info!(partitions = %describe(&partitions(list)), "partitions assigned");
-                self.assign(consumer, list);
+                let mut assigned = partitions(list);
+                info!(partitions = %describe(&assigned), "partitions assigned");
+                self.take_leadership(&mut assigned, true);
+                self.assign(consumer, assigned);
                 self.rebalance_ends();
             }
             Rebalance::Error(e) => {
                 // librdkafka drops the assignment: forget it here too, tables included,
                 // so the next assignment recovers them afresh.
                 warn!(error = %e, "rebalance failed; the partitions will be assigned again");
+                leader::set(false);
                 let held = self.tracker.clear();
                 self.listener.revoked(&held);
             }
