@@ -34,7 +34,7 @@ pub fn table(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Options: `name`, `on_leader` (run once this worker is the group's leader).
 #[proc_macro_attribute]
 pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {
-    task::expand_task(args.into(), item.into()).into()
+    task::expand_scheduled(args.into(), item.into(), task::Kind::Task).into()
 }
 
 /// Runs an `async fn() -> faust::Result<()>` every interval once the worker is ready:
@@ -42,14 +42,14 @@ pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {
 /// `"1h"`, `"1d"`, or seconds), `on_leader` (run on the group's leader only), `name`.
 #[proc_macro_attribute]
 pub fn timer(args: TokenStream, item: TokenStream) -> TokenStream {
-    task::expand_timer(args.into(), item.into(), false).into()
+    task::expand_scheduled(args.into(), item.into(), task::Kind::Timer).into()
 }
 
 /// Runs an `async fn() -> faust::Result<()>` on a crontab schedule, in UTC:
 /// `#[faust::crontab("*/5 * * * *", on_leader = true)]`. Options: `on_leader`, `name`.
 #[proc_macro_attribute]
 pub fn crontab(args: TokenStream, item: TokenStream) -> TokenStream {
-    task::expand_timer(args.into(), item.into(), true).into()
+    task::expand_scheduled(args.into(), item.into(), task::Kind::Crontab).into()
 }
 
 /// Registers an `async fn([args: Vec<String>]) -> faust::Result<()>` as a CLI command.

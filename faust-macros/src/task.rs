@@ -7,97 +7,78 @@ use syn::ItemFn;
 
 use crate::options::{self, Errors};
 
-pub fn expand_task(args: TokenStream, item: TokenStream) -> TokenStream {
-    let mut errors = Errors::default();
-    let Some(function) = parse_fn(&item, "#[faust::task]", &mut errors) else {
-        return errors.finish(item, TokenStream::new);
-    };
-    let options = options::parse(args, &["name", "on_leader"], &mut errors);
-    options::check_async_fn(&function, "a task", &mut errors);
-    if let Some(param) = function.sig.inputs.first() {
-        errors.at(param, "a task takes no parameters");
-    }
-    let fn_name = &function.sig.ident;
-    let name = options
-        .string("name", &mut errors)
-        .unwrap_or_else(|| fn_name.to_string());
-    let on_leader = options.bool("on_leader", &mut errors).unwrap_or(false);
-    errors.finish(item, || {
-        let location = options::location(fn_name.span());
-        let boxed = quote_spanned! {fn_name.span()=> ::faust::__private::boxed };
-        quote! {
-            #function
-
-            ::faust::__private::inventory::submit! {
-                ::faust::__private::TaskDescriptor {
-                    name: #name,
-                    location: #location,
-                    on_leader: #on_leader,
-                    run: || #boxed(#fn_name()),
-                }
-            }
-        }
-    })
+/// What a scheduled fn is: run once, every interval, or on a crontab.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Kind {
+    Task,
+    Timer,
+    Crontab,
 }
 
-/// `#[faust::timer(interval = "10s")]`, or `#[faust::crontab("*/5 * * * *")]` when
-/// `crontab` is true (its expression first, then the options).
-pub fn expand_timer(args: TokenStream, item: TokenStream, crontab: bool) -> TokenStream {
+/// `#[faust::task]`, `#[faust::timer(interval = "10s")]` or
+/// `#[faust::crontab("*/5 * * * *")]` (its expression first, then the options).
+pub fn expand_scheduled(args: TokenStream, item: TokenStream, kind: Kind) -> TokenStream {
     let mut errors = Errors::default();
-    let what = if crontab {
-        "#[faust::crontab]"
-    } else {
-        "#[faust::timer]"
+    let (what, known): (&str, &[&str]) = match kind {
+        Kind::Task => ("task", &["name", "on_leader"]),
+        Kind::Timer => ("timer", &["interval", "name", "on_leader"]),
+        Kind::Crontab => ("crontab", &["name", "on_leader"]),
     };
-    let Some(function) = parse_fn(&item, what, &mut errors) else {
+    let Some(function) = parse_fn(&item, &format!("#[faust::{what}]"), &mut errors) else {
         return errors.finish(item, TokenStream::new);
     };
-    let (expression, args) = match crontab {
-        true => split_expression(args, &mut errors),
-        false => (None, args),
-    };
-    let known: &[&str] = if crontab {
-        &["name", "on_leader"]
-    } else {
-        &["interval", "name", "on_leader"]
+    let (expression, args) = match kind {
+        Kind::Crontab => split_expression(args, &mut errors),
+        _ => (None, args),
     };
     let options = options::parse(args, known, &mut errors);
-    options::check_async_fn(&function, "a timer", &mut errors);
+    options::check_async_fn(&function, &format!("a {what}"), &mut errors);
     if let Some(param) = function.sig.inputs.first() {
-        errors.at(param, "a timer takes no parameters");
+        errors.at(param, format!("a {what} takes no parameters"));
     }
     let fn_name = &function.sig.ident;
     let name = options
         .string("name", &mut errors)
         .unwrap_or_else(|| fn_name.to_string());
     let on_leader = options.bool("on_leader", &mut errors).unwrap_or(false);
-    let schedule = if crontab {
-        let expression = expression.unwrap_or_default();
-        quote!(::faust::__private::Schedule::Cron(#expression))
-    } else {
-        let millis = match options.get("interval") {
-            Some(expr) => options::duration_ms(expr, "interval", &mut errors),
-            None => {
-                errors.push(syn::Error::new(
-                    proc_macro2::Span::call_site(),
-                    "a timer needs its interval: #[faust::timer(interval = \"10s\")]",
-                ));
-                0
-            }
-        };
-        quote!(::faust::__private::Schedule::Every(::core::time::Duration::from_millis(#millis)))
+    let schedule = match kind {
+        Kind::Task => None,
+        Kind::Crontab => {
+            let expression = expression.unwrap_or_default();
+            Some(quote!(::faust::__private::Schedule::Cron(#expression)))
+        }
+        Kind::Timer => {
+            let millis = match options.get("interval") {
+                Some(expr) => options::duration_ms(expr, "interval", &mut errors),
+                None => {
+                    errors.push(syn::Error::new(
+                        proc_macro2::Span::call_site(),
+                        "a timer needs its interval: #[faust::timer(interval = \"10s\")]",
+                    ));
+                    0
+                }
+            };
+            Some(
+                quote!(::faust::__private::Schedule::Every(::core::time::Duration::from_millis(#millis))),
+            )
+        }
     };
     errors.finish(item, || {
         let location = options::location(fn_name.span());
         let boxed = quote_spanned! {fn_name.span()=> ::faust::__private::boxed };
+        let descriptor = match schedule {
+            None => quote!(::faust::__private::TaskDescriptor),
+            Some(_) => quote!(::faust::__private::TimerDescriptor),
+        };
+        let schedule = schedule.map(|s| quote!(schedule: #s,));
         quote! {
             #function
 
             ::faust::__private::inventory::submit! {
-                ::faust::__private::TimerDescriptor {
+                #descriptor {
                     name: #name,
                     location: #location,
-                    schedule: #schedule,
+                    #schedule
                     on_leader: #on_leader,
                     run: || #boxed(#fn_name()),
                 }
