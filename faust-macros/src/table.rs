@@ -17,6 +17,12 @@ const OPTIONS: &[&str] = &[
     "global",
     "store",
     "use_partitioner",
+    "tumbling",
+    "hopping",
+    "step",
+    "expires",
+    "time",
+    "on_window_close",
 ];
 
 /// `static NAME: Type;`, which is not a Rust item on its own, so parsed by hand.
@@ -95,6 +101,7 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             "a table's type is `Table<K, V>`, e.g. `Table<String, i64>`",
         );
     }
+    let window = window_spec(&options, &table.ty, global, &mut errors);
     let default = match options.get("default") {
         Some(expr) => quote!(|| #expr),
         None => quote!(::core::default::Default::default),
@@ -121,12 +128,111 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
                     use_partitioner: #use_partitioner,
                     location: #location,
                     key_from_text: <#ty>::key_from_text,
+                    window: #window,
                 };
                 ::faust::__private::inventory::submit! { __FAUST_TABLE }
-                ::faust::Table::new(&__FAUST_TABLE, #default)
+                <#ty>::new(&__FAUST_TABLE, #default)
             };
         }
     })
+}
+
+/// The `WindowSpec` of a windowed table (`tumbling` or `hopping`), checked against the
+/// static's type; `None` for a plain table.
+fn window_spec(
+    options: &options::Options,
+    ty: &Type,
+    global: bool,
+    errors: &mut Errors,
+) -> TokenStream {
+    let type_name = match ty {
+        Type::Path(path) => path.path.segments.last().map(|s| s.ident.to_string()),
+        _ => None,
+    };
+    let windowed_type = type_name.as_deref() == Some("WindowedTable");
+    let size = match (options.get("tumbling"), options.get("hopping")) {
+        (Some(_), Some(hopping)) => {
+            errors.at(
+                hopping,
+                "a table has `tumbling` or `hopping` windows, not both",
+            );
+            None
+        }
+        (Some(size), None) => Some((options::duration_ms(size, "tumbling", errors), None)),
+        (None, Some(size)) => {
+            let size = options::duration_ms(size, "hopping", errors);
+            let step = match options.get("step") {
+                Some(step) => options::duration_ms(step, "step", errors),
+                None => {
+                    errors.at(
+                        options.get("hopping"),
+                        "hopping windows need a `step`: hopping = \"10s\", step = \"5s\"",
+                    );
+                    size
+                }
+            };
+            Some((size, Some(step)))
+        }
+        (None, None) => None,
+    };
+    let window_only = ["step", "expires", "time", "on_window_close"];
+    let Some((size, step)) = size else {
+        for option in window_only {
+            if let Some(expr) = options.get(option) {
+                errors.at(expr, format!("`{option}` is for windowed tables: add `tumbling = \"...\"` or `hopping = \"...\"`"));
+            }
+        }
+        if windowed_type {
+            errors.at(ty, "a WindowedTable needs its windows: `tumbling = \"1h\"`, or `hopping = \"10s\", step = \"5s\"`");
+        }
+        return quote!(::core::option::Option::None);
+    };
+    if !windowed_type {
+        errors.at(ty, "a table with windows is declared as `WindowedTable<K, V>` (faust::tables::WindowedTable)");
+    }
+    if global {
+        errors.at(options.get("global"), "a windowed table cannot be global");
+    }
+    let step = step.unwrap_or(size);
+    if step > size {
+        errors.at(
+            options.get("step"),
+            "`step` cannot be longer than the window (`hopping`)",
+        );
+    }
+    let expires = options
+        .get("expires")
+        .map_or(size, |e| options::duration_ms(e, "expires", errors));
+    let time = match options.string("time", errors).as_deref() {
+        None | Some("event") => quote!(::faust::tables::TimeReference::Event),
+        Some("wall") => quote!(::faust::tables::TimeReference::Wall),
+        Some(_) => {
+            errors.at(
+                options.get("time"),
+                "`time` is \"event\" (the message timestamp, the default) or \"wall\"",
+            );
+            quote!(::faust::tables::TimeReference::Event)
+        }
+    };
+    let on_close = match options.get("on_window_close") {
+        Some(callback) => quote! {
+            ::core::option::Option::Some(|key, window, value| ::faust::__private::boxed(async move {
+                let (key, value) = <#ty>::decode_closed(&key, &value)?;
+                #callback(key, window, value).await
+            }))
+        },
+        None => quote!(::core::option::Option::None),
+    };
+    let (size, step, expires) = (size as i64, step as i64, expires as i64);
+    quote! {
+        ::core::option::Option::Some(::faust::tables::WindowSpec {
+            size_ms: #size,
+            step_ms: #step,
+            expires_ms: #expires,
+            time: #time,
+            on_close: #on_close,
+        })
+    }
 }
 
 fn type_arguments(ty: &Type) -> Vec<String> {

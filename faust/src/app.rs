@@ -90,21 +90,25 @@ impl App {
             name,
             partitions: self.config.topic_partitions,
             compacted: false,
+            retention_ms: None,
         });
         let changelogs = self.registry.tables.iter().map(|t| TopicSpec {
             name: t.changelog_topic(&self.config.id),
             partitions: t.partitions.unwrap_or(self.config.topic_partitions),
             compacted: true,
+            retention_ms: t.window.as_ref().map(|w| w.retention_ms()),
         });
         let directory = self.config.web_enabled.then(|| TopicSpec {
             name: self.web_directory_topic(),
             partitions: 1,
             compacted: true,
+            retention_ms: None,
         });
         let leader = TopicSpec {
             name: crate::leader::topic(&self.config.id),
             partitions: 1,
             compacted: false,
+            retention_ms: None,
         };
         streams
             .chain(changelogs)

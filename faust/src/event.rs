@@ -74,6 +74,7 @@ impl Message {
             partition: self.partition,
             offset: self.offset,
             key: self.key.as_deref().map(Arc::from),
+            timestamp: self.timestamp,
         }
     }
 
@@ -108,6 +109,8 @@ pub struct Position {
     pub partition: i32,
     pub offset: i64,
     pub key: Option<Arc<[u8]>>,
+    /// Milliseconds since the Unix epoch, when the message carries a timestamp.
+    pub timestamp: Option<i64>,
 }
 
 impl std::fmt::Display for Position {

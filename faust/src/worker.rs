@@ -97,6 +97,7 @@ impl Worker {
         };
         tables.start_global_tables()?;
         tables::install(tables.clone());
+        tables.start_window_closer();
 
         let (fatal, mut fatal_errors) = mpsc::unbounded_channel();
         let (mut agents, routes) = AgentManager::start(&app, &producer, &sensors, &fatal);
@@ -145,6 +146,7 @@ impl Worker {
         // a restart: nothing is skipped and nothing processed is processed again.
         consumer.stop_fetching();
         agents.stop(STOP_TIMEOUT).await;
+        tables.stop_window_closer();
         consumer.shutdown().await;
         if let Some(web) = web {
             web.stop().await;

@@ -12,12 +12,17 @@
 //! - `sequence` checks and sums per-partition sequences in the table `sums` (chaos test).
 //! - `regroup` counts visits by country through a `group_by` (`visits_by_country`),
 //!   `batches` runs filter/map/enumerate/take, `relay` goes `through` another topic.
+//! - `withdrawals` and `country_withdrawals` total withdrawals per user and hour and per
+//!   country and 10 s (windowed tables, Faust's withdrawals example).
 //! - `heartbeat`, a leader-only timer, reports which worker leads.
 //! - `DecodeErrorPrinter`, a user sensor, prints the messages agents could not decode.
 
 use std::time::Duration;
 
-use faust::prelude::*;
+use faust::{
+    prelude::*,
+    tables::{Window, WindowedTable},
+};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Order {
@@ -244,6 +249,77 @@ async fn relay(values: Stream<String>) -> faust::Result<()> {
         }
         let report = serde_json::json!({ "value": event.value, "topic": &*event.topic });
         faust::send(&out, None::<&str>, &report).await?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Withdrawal {
+    user: String,
+    country: String,
+    amount: i64,
+    /// Milliseconds since the Unix epoch.
+    date: i64,
+}
+
+/// user -> total withdrawn per hour, at the message timestamp (Faust's withdrawals example).
+#[faust::table(name = "user_totals", default = 0, tumbling = "1h")]
+static USER_TOTALS: WindowedTable<String, i64>;
+
+/// Totals per user and hour: reports each update (the window's new total, or null for
+/// an event after its window closed) to `{app_id}-user-totals`.
+#[faust::agent]
+async fn withdrawals(mut withdrawals: Stream<Withdrawal>) -> faust::Result<()> {
+    let out = report_topic("user-totals");
+    while let Some(w) = withdrawals.next().await {
+        let total = USER_TOTALS.update(&w.user, |t| *t += w.amount)?;
+        let report = serde_json::json!({ "user": w.user, "date": w.date, "total": total });
+        faust::send(&out, Some(&w.user), &report).await?;
+    }
+    Ok(())
+}
+
+/// country -> total per 10 s at the withdrawal's `date`, kept 10 s after each window.
+#[faust::table(
+    name = "country_totals",
+    default = 0,
+    tumbling = "10s",
+    expires = "10s",
+    on_window_close = country_closed
+)]
+static COUNTRY_TOTALS: WindowedTable<String, i64>;
+
+/// country -> withdrawals in 20 s windows every 10 s.
+#[faust::table(
+    name = "country_counts",
+    default = 0,
+    hopping = "20s",
+    step = "10s",
+    expires = "1h"
+)]
+static COUNTRY_COUNTS: WindowedTable<String, u64>;
+
+/// Reports each closed window's final total to `{app_id}-country-closed`.
+async fn country_closed(country: String, window: Window, total: i64) -> faust::Result<()> {
+    let report = serde_json::json!({ "country": country, "start": window.start, "total": total });
+    faust::send(&report_topic("country-closed"), Some(&country), &report).await?;
+    Ok(())
+}
+
+/// Regroups withdrawals by country and totals them per window of their `date`; reports
+/// the hopping windows of the country after each to `{app_id}-country-windows`.
+#[faust::agent(group_by = "country")]
+async fn country_withdrawals(withdrawals: Stream<Withdrawal>) -> faust::Result<()> {
+    let out = report_topic("country-windows");
+    let mut by_country = withdrawals.group_by("country", |w| w.country.clone())?;
+    while let Some(w) = by_country.next().await {
+        let total = COUNTRY_TOTALS.update_at(&w.country, w.date, |t| *t += w.amount)?;
+        COUNTRY_COUNTS.update_at(&w.country, w.date, |n| *n += 1)?;
+        let windows = COUNTRY_COUNTS.windows(&w.country)?;
+        let report = serde_json::json!({
+            "country": w.country, "date": w.date, "total": total, "counts": windows,
+        });
+        faust::send(&out, Some(&w.country), &report).await?;
     }
     Ok(())
 }

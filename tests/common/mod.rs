@@ -73,6 +73,9 @@ pub fn create_topic(name: &str, partitions: i32) {
 /// A record to produce: optional key and value bytes.
 pub type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
 
+/// A record to produce with its timestamp (milliseconds since the epoch), if given.
+pub type TimedKeyValue = (Option<Vec<u8>>, Option<Vec<u8>>, Option<i64>);
+
 /// Sends `(key, value)` records and waits for every delivery.
 ///
 /// Each record goes in a batch of its own: tansu 0.6.0 answers a fetch from an offset
@@ -80,19 +83,31 @@ pub type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
 /// (real Kafka returns the batch and the client skips ahead). A worker resuming from a
 /// committed offset would then skip records, so inputs here must not share batches.
 pub fn produce(topic: &str, records: &[KeyValue]) {
+    let records: Vec<_> = records
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone(), None))
+        .collect();
+    produce_timed(topic, &records);
+}
+
+/// [`produce`] with an optional timestamp (milliseconds since the epoch) per record.
+pub fn produce_timed(topic: &str, records: &[TimedKeyValue]) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", broker())
         .set("partitioner", "murmur2_random")
         .set("batch.num.messages", "1")
         .create()
         .unwrap();
-    for (key, value) in records {
+    for (key, value, timestamp) in records {
         let mut record = BaseRecord::<[u8], [u8]>::to(topic);
         if let Some(key) = key {
             record = record.key(key);
         }
         if let Some(value) = value {
             record = record.payload(value);
+        }
+        if let Some(timestamp) = timestamp {
+            record = record.timestamp(*timestamp);
         }
         let mut record = record;
         loop {
@@ -112,6 +127,21 @@ pub fn produce(topic: &str, records: &[KeyValue]) {
         0,
         "undelivered messages to {topic}"
     );
+}
+
+/// JSON values with JSON keys, each with a timestamp.
+pub fn produce_json_at(topic: &str, records: &[(serde_json::Value, serde_json::Value, i64)]) {
+    let bytes: Vec<_> = records
+        .iter()
+        .map(|(k, v, t)| {
+            (
+                Some(serde_json::to_vec(k).unwrap()),
+                Some(serde_json::to_vec(v).unwrap()),
+                Some(*t),
+            )
+        })
+        .collect();
+    produce_timed(topic, &bytes);
 }
 
 /// JSON values with JSON keys.

@@ -48,6 +48,11 @@ impl WriteCache {
         });
     }
 
+    /// Drops the cached writes of `key`, superseded by a write sent to the changelog now.
+    pub(crate) fn forget(&mut self, key: &[u8]) {
+        self.keys.remove(key);
+    }
+
     /// Per topic, the lowest offset of a write that [`WriteCache::drain`] with the same
     /// `committing` would leave behind: the commit must not pass it.
     fn holds(&self, committing: &impl Fn(&str, i64) -> bool) -> HashMap<Arc<str>, i64> {

@@ -18,6 +18,7 @@ use super::{
     global::Follower,
     recovery::{self, Committed},
     store::{self, Batch, Store},
+    windowed::{self, WindowIndex},
     TableDescriptor,
 };
 use crate::{
@@ -45,6 +46,8 @@ pub(crate) struct TableManager {
     bootstrap: String,
     runtime: tokio::runtime::Handle,
     followers: Mutex<Vec<Follower>>,
+    /// Closes windowed tables' windows on time.
+    closer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     broken: Broken,
 }
 
@@ -76,6 +79,8 @@ pub(crate) struct TablePartition {
     writing: Mutex<()>,
     /// Writes from events, until the commit that sends them to the changelog.
     cache: Mutex<WriteCache>,
+    /// A windowed table's live windows and stream time.
+    pub(crate) windows: Mutex<WindowIndex>,
 }
 
 /// Takes the datadir for this worker alone (when a table is on disk): the lock is
@@ -136,6 +141,7 @@ impl TableManager {
             bootstrap: bootstrap.to_owned(),
             runtime,
             followers: Mutex::default(),
+            closer: Mutex::default(),
             broken,
         })
     }
@@ -153,6 +159,27 @@ impl TableManager {
                 .push(follower);
         }
         Ok(())
+    }
+
+    /// Starts closing windowed tables' windows on time.
+    pub(crate) fn start_window_closer(&self) {
+        let windowed: Vec<_> = self
+            .tables
+            .iter()
+            .filter(|t| t.descriptor.window.is_some())
+            .cloned()
+            .collect();
+        if !windowed.is_empty() {
+            let task = self.runtime.spawn(windowed::close_windows(windowed));
+            *self.closer.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        }
+    }
+
+    /// Stops closing windows (shutdown).
+    pub(crate) fn stop_window_closer(&self) {
+        if let Some(task) = self.closer.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            task.abort();
+        }
     }
 
     /// Stops following global tables' changelogs.
@@ -409,8 +436,13 @@ impl TableState {
             pending: Mutex::default(),
             writing: Mutex::default(),
             cache: Mutex::default(),
+            windows: Mutex::default(),
         });
         recovery::recover(bootstrap, self, &held, committed)?;
+        if self.descriptor.window.is_some() {
+            let index = WindowIndex::rebuild(held.store.keys()?);
+            *held.windows.lock().unwrap_or_else(|e| e.into_inner()) = index;
+        }
         self.held
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -419,7 +451,11 @@ impl TableState {
     }
 
     /// The partition a read or write of `key` goes to: the event's, or the key's.
-    fn partition_of(&self, key: &[u8], writing: bool) -> Result<(i32, Option<event::Position>)> {
+    pub(crate) fn partition_of(
+        &self,
+        key: &[u8],
+        writing: bool,
+    ) -> Result<(i32, Option<event::Position>)> {
         let current = event::current();
         if self.descriptor.global {
             return Ok((partition_for_key(key, self.partitions), current));
@@ -456,8 +492,13 @@ impl TableState {
     }
 
     pub(crate) fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.sensors.each(|s| s.table_get(self.descriptor.name));
         let (partition, _) = self.partition_of(key, false)?;
+        self.read_in(partition, key)
+    }
+
+    /// Reads `key` in `partition` (windowed tables partition by a part of their keys).
+    pub(crate) fn read_in(&self, partition: i32, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.sensors.each(|s| s.table_get(self.descriptor.name));
         self.held_partition(partition)?.store.get(key)
     }
 
@@ -474,6 +515,17 @@ impl TableState {
     ) -> Result<T> {
         let (partition, source) = self.partition_of(&key, true)?;
         let held = self.held_partition(partition)?;
+        self.update_in(&held, source, key, change)
+    }
+
+    /// [`TableState::update`] in a given partition, as the event `source` (if any).
+    pub(crate) fn update_in<T>(
+        &self,
+        held: &TablePartition,
+        source: Option<event::Position>,
+        key: Vec<u8>,
+        change: impl FnOnce(Option<Vec<u8>>) -> Result<(Option<Vec<u8>>, T)>,
+    ) -> Result<T> {
         let _writing = held.writing.lock().unwrap_or_else(|e| e.into_inner());
         let (value, result) = change(held.store.get(&key)?)?;
         let name = self.descriptor.name;
@@ -496,7 +548,7 @@ impl TableState {
                     source: Some((event.topic.to_string(), event.offset)),
                 })
             }
-            _ => self.write_through(&held, key, value, source),
+            _ => self.write_through(held, key, value, source),
         };
         if let Err(e) = &outcome {
             // The changelog and the store may now disagree: refuse to commit from here on.
@@ -521,6 +573,13 @@ impl TableState {
             .unwrap_or_default();
         if self.descriptor.global {
             headers.push(header(WRITER, self.writer.as_bytes()));
+        } else {
+            // Cached writes of this key are older: sent at the next commit, they would
+            // overwrite this one in the changelog.
+            held.cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .forget(&key);
         }
         self.send(held, &key, value.as_deref(), &headers)?;
         held.store.write(Batch {

@@ -30,6 +30,7 @@ mod global;
 mod manager;
 mod recovery;
 mod store;
+mod windowed;
 
 use std::{
     marker::PhantomData,
@@ -40,6 +41,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 pub(crate) use manager::{check_copartitioning, lock_datadir, tables_dir, Lookup, TableManager};
 pub(crate) use store::count_keys;
+pub use windowed::{OnClose, TimeReference, Window, WindowSpec, WindowedTable};
 
 use crate::{Error, Result};
 use manager::TableState;
@@ -61,6 +63,8 @@ pub struct TableDescriptor {
     pub location: &'static str,
     /// A key given as text (web lookups) in its stored form; see [`Table::key_from_text`].
     pub key_from_text: fn(&str) -> std::result::Result<Vec<u8>, String>,
+    /// The windows of a [`WindowedTable`].
+    pub window: Option<WindowSpec>,
 }
 
 inventory::collect!(TableDescriptor);
@@ -122,17 +126,8 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Table<K, 
         let key = encode(self.descriptor, "key", key)?;
         state
             .read(&key)?
-            .map(|bytes| self.decode(&bytes))
+            .map(|bytes| decode_value(self.descriptor, &bytes))
             .transpose()
-    }
-
-    fn decode(&self, bytes: &[u8]) -> Result<V> {
-        serde_json::from_slice(bytes).map_err(|e| {
-            Error::Table(format!(
-                "table '{}' holds a value that is not a {}: {e}",
-                self.descriptor.name, self.descriptor.value_type
-            ))
-        })
     }
 
     /// The value for `key`, or the table's default when it has none.
@@ -160,13 +155,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Table<K, 
         let state = state(self.descriptor)?;
         let key = encode(self.descriptor, "key", key)?;
         state.update(key, |current| {
-            let mut value = match current {
-                Some(bytes) => self.decode(&bytes)?,
-                None => (self.default)(),
-            };
-            change(&mut value);
-            let bytes = encode(self.descriptor, "value", &value)?;
-            Ok((Some(bytes), value))
+            apply(self.descriptor, self.default, current, change)
         })
     }
 
@@ -192,6 +181,31 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Table<K, 
             })
             .collect()
     }
+}
+
+fn decode_value<V: DeserializeOwned>(descriptor: &TableDescriptor, bytes: &[u8]) -> Result<V> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        Error::Table(format!(
+            "table '{}' holds a value that is not a {}: {e}",
+            descriptor.name, descriptor.value_type
+        ))
+    })
+}
+
+/// What an update writes: the value `change` makes of the stored one (or the default).
+fn apply<V: Serialize + DeserializeOwned>(
+    descriptor: &TableDescriptor,
+    default: fn() -> V,
+    current: Option<Vec<u8>>,
+    change: impl FnOnce(&mut V),
+) -> Result<(Option<Vec<u8>>, V)> {
+    let mut value = match current {
+        Some(bytes) => decode_value(descriptor, &bytes)?,
+        None => default(),
+    };
+    change(&mut value);
+    let bytes = encode(descriptor, "value", &value)?;
+    Ok((Some(bytes), value))
 }
 
 fn encode<T: Serialize>(descriptor: &TableDescriptor, what: &str, value: &T) -> Result<Vec<u8>> {

@@ -30,6 +30,9 @@ pub(crate) struct TopicSpec {
     pub(crate) name: String,
     pub(crate) partitions: i32,
     pub(crate) compacted: bool,
+    /// For a compacted topic, also delete records older than this (`compact,delete`):
+    /// windowed tables' changelogs, whose keys expire.
+    pub(crate) retention_ms: Option<i64>,
 }
 
 pub(crate) enum Broker {
@@ -109,14 +112,21 @@ async fn ensure_on_kafka(
             topics: missing.iter().map(|s| s.name.clone()).collect(),
         });
     }
+    let retentions: Vec<Option<String>> = missing
+        .iter()
+        .map(|s| s.retention_ms.map(|ms| ms.to_string()))
+        .collect();
     let new_topics: Vec<NewTopic<'_>> = missing
         .iter()
-        .map(|s| {
+        .zip(&retentions)
+        .map(|(s, retention)| {
             let topic = NewTopic::new(&s.name, s.partitions, TopicReplication::Fixed(1));
-            if s.compacted {
-                topic.set("cleanup.policy", "compact")
-            } else {
-                topic
+            match (s.compacted, retention) {
+                (true, Some(ms)) => topic
+                    .set("cleanup.policy", "compact,delete")
+                    .set("retention.ms", ms),
+                (true, None) => topic.set("cleanup.policy", "compact"),
+                (false, _) => topic,
             }
         })
         .collect();

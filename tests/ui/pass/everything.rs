@@ -11,6 +11,17 @@ struct Order {
 #[faust::table(name = "totals", default = 0, partitions = 4)]
 static TOTALS: Table<String, i64>;
 
+#[faust::table(tumbling = "1h", expires = "1d", on_window_close = hour_closed)]
+static HOURLY: faust::tables::WindowedTable<String, i64>;
+
+#[faust::table(default = 0, hopping = "10s", step = "5s", time = "wall", store = "memory")]
+static RECENT: faust::tables::WindowedTable<String, u64>;
+
+async fn hour_closed(account: String, window: faust::tables::Window, total: i64) -> faust::Result<()> {
+    println!("{account} {}..{}: {total}", window.start, window.end);
+    Ok(())
+}
+
 #[faust::table(store = "memory", use_partitioner = true)]
 static SETTINGS: Table<String, String>;
 
