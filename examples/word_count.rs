@@ -61,3 +61,25 @@ async fn sample_posts() -> faust::Result<()> {
 }
 
 faust::main!(id = "word-count", partitions = 4);
+
+/// The agents, run in-process by faust's test context: no broker needed.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faust::testing::TestContext;
+
+    #[tokio::test]
+    async fn posts_are_split_and_their_words_counted() -> faust::Result<()> {
+        let mut ctx = TestContext::new().await?;
+        ctx.send("posts", None::<&str>, "The fox and the dog")
+            .await?;
+        ctx.send("posts", None::<&str>, "the end").await?;
+        assert_eq!(WORD_COUNTS.get(&"the".to_owned())?, 3);
+        assert_eq!(WORD_COUNTS.get(&"fox".to_owned())?, 1);
+        assert_eq!(WORD_COUNTS.get(&"cat".to_owned())?, 0);
+        // `split` sent each word to `count_words`, keyed by the word.
+        let words: Vec<String> = ctx.sent_json("test-app-count_words")?;
+        assert_eq!(words, ["the", "fox", "and", "the", "dog", "the", "end"]);
+        Ok(())
+    }
+}

@@ -193,7 +193,8 @@ fn check_topic_names(
             .get(option)
             .map_or_else(|| fn_name.to_token_stream(), ToTokens::to_token_stream);
         for (i, topic) in names.iter().enumerate() {
-            if let Some(problem) = options::topic_name_problem(topic) {
+            // `{app_id}` stands for the app's id, itself a valid topic name part.
+            if let Some(problem) = options::topic_name_problem(&topic.replace("{app_id}", "app")) {
                 errors.at(&at, format!("`{option}`: {problem}"));
             } else if names[..i].contains(topic) {
                 errors.at(&at, format!("`{option}` lists '{topic}' twice"));

@@ -79,7 +79,7 @@ impl App {
             .iter()
             .flat_map(|a| {
                 let mut topics = a.source_topics(&self.config.id);
-                topics.extend(a.sinks.iter().map(|s| s.to_string()));
+                topics.extend(a.sink_topics(&self.config.id));
                 topics
             })
             .chain(self.config.dead_letter_topic.clone())

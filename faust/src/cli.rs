@@ -343,7 +343,7 @@ fn print_agents(app: &App) {
             if agent.sinks.is_empty() {
                 "-".to_owned()
             } else {
-                agent.sinks.join(",")
+                agent.sink_topics(&app.config().id).join(",")
             },
             agent.concurrency,
             agent.codec,

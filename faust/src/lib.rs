@@ -39,6 +39,7 @@ pub mod leader;
 pub mod registry;
 pub mod sensors;
 pub mod tables;
+pub mod testing;
 pub mod transport;
 mod web;
 pub mod worker;

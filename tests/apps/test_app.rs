@@ -235,18 +235,13 @@ async fn batches(numbers: Stream<u64>) -> faust::Result<()> {
     Ok(())
 }
 
-/// Forwards `{app_id}-relay` through the topic `faust-test-through` and reports what it
-/// reads from there, with the topic, to `{app_id}-relayed`. Every test's app reads the
-/// shared topic: values of other apps (not starting with the app id) are left alone.
-#[faust::agent(through = "faust-test-through")]
+/// Forwards `{app_id}-relay` through the topic `{app_id}-through` and reports what it
+/// reads from there, with the topic, to `{app_id}-relayed`.
+#[faust::agent(through = "{app_id}-through")]
 async fn relay(values: Stream<String>) -> faust::Result<()> {
     let out = report_topic("relayed");
-    let app_id = std::env::var("FAUST_ID").unwrap_or_default();
-    let mut through = values.through("faust-test-through")?;
+    let mut through = values.through("{app_id}-through")?;
     while let Some(event) = through.next_event().await {
-        if !event.value.starts_with(&app_id) {
-            continue;
-        }
         let report = serde_json::json!({ "value": event.value, "topic": &*event.topic });
         faust::send(&out, None::<&str>, &report).await?;
     }

@@ -63,21 +63,31 @@ impl AgentDescriptor {
         let mut topics: Vec<String> = if self.topics.is_empty() {
             vec![format!("{app_id}-{}", self.name)]
         } else {
-            self.topics.iter().map(|t| t.to_string()).collect()
+            self.topics.iter().map(|t| topic_name(t, app_id)).collect()
         };
         topics.extend(
             self.group_by
                 .iter()
                 .map(|n| self.repartition_topic(app_id, n)),
         );
-        topics.extend(self.through.iter().map(|t| t.to_string()));
+        topics.extend(self.through.iter().map(|t| topic_name(t, app_id)));
         topics
+    }
+
+    /// The topics the agent's `Sink` writes to in the app `app_id`.
+    pub fn sink_topics(&self, app_id: &str) -> Vec<String> {
+        self.sinks.iter().map(|t| topic_name(t, app_id)).collect()
     }
 
     /// The internal topic of the agent's `group_by(name, ...)`.
     pub fn repartition_topic(&self, app_id: &str, name: &str) -> String {
         format!("{app_id}-{}-{name}-repartition", self.name)
     }
+}
+
+/// A topic name as declared, with `{app_id}` replaced by the app's id.
+pub fn topic_name(declared: &str, app_id: &str) -> String {
+    declared.replace("{app_id}", app_id)
 }
 
 /// What one run of an agent actor receives; the macro turns it into the agent's arguments.
@@ -150,7 +160,7 @@ impl AgentManager {
                 producer: producer.clone(),
             });
         for &agent in &app.registry().agents {
-            let sinks: Arc<[String]> = agent.sinks.iter().map(|s| s.to_string()).collect();
+            let sinks: Arc<[String]> = agent.sink_topics(&app.config().id).into();
             let mut inboxes = Vec::new();
             for index in 0..agent.concurrency.max(1) {
                 let (inbox, messages) = mpsc::unbounded_channel();
@@ -184,11 +194,16 @@ impl AgentManager {
         (manager, routes)
     }
 
+    /// Ends every stream after the event its actor is processing, without waiting.
+    pub(crate) fn signal_stop(&self) {
+        self.tasks.iter().for_each(JoinHandle::abort);
+        self.stopping.send_replace(true);
+    }
+
     /// Ends every stream after the event its actor is processing, and waits for the
     /// actors to return.
     pub(crate) async fn stop(self, timeout: Duration) {
-        self.tasks.iter().for_each(JoinHandle::abort);
-        self.stopping.send_replace(true);
+        self.signal_stop();
         let all = async {
             for actor in self.actors {
                 let _ = actor.await;

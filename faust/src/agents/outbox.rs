@@ -12,17 +12,20 @@ use std::{
     time::Instant,
 };
 
-use rdkafka::producer::DeliveryFuture;
 use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::error;
 
-use crate::{event::Message, transport::producer::Producer, Error};
+use crate::{
+    event::Message,
+    transport::producer::{Delivery, Producer},
+    Error,
+};
 
 /// A queued message, not yet delivered.
 pub(crate) struct Pending {
     pub(crate) topic: Arc<str>,
     pub(crate) queued: Instant,
-    pub(crate) delivery: DeliveryFuture,
+    pub(crate) delivery: Delivery,
 }
 
 /// Shared by an actor's stream and sinks: the sinks add, the stream hands over.
@@ -84,11 +87,7 @@ async fn acknowledge(
             delivery,
         } in pending
         {
-            let error = match delivery.await {
-                Ok(Ok(_)) => None,
-                Ok(Err((e, _))) => Some(e.to_string()),
-                Err(_) => Some("the producer stopped".to_owned()),
-            };
+            let error = delivery.wait().await.err();
             producer.delivered(&topic, queued.elapsed(), error.as_deref());
             if let Some(error) = error {
                 error!(%topic, event = %message.position(), %error, "a message this event sent was not delivered");

@@ -200,7 +200,8 @@ impl<T: 'static> Stream<T> {
     }
 
     /// Forwards each event of the agent's topics, with its key, to `topic` and continues
-    /// with the events of that topic. The agent declares it: `through = "topic"`.
+    /// with the events of that topic. The agent declares it: `through = "topic"` (the
+    /// same text: `through("{app_id}-prices")` for `through = "{app_id}-prices"`).
     pub fn through(self, topic: &str) -> Result<Stream<T>> {
         if self.decode.is_none() {
             return Err(self.misplaced("through"));
@@ -212,7 +213,8 @@ impl<T: 'static> Stream<T> {
                 self.agent.name
             )));
         }
-        self.relay_through(topic.to_owned(), None)
+        let topic = super::topic_name(topic, &self.app_id);
+        self.relay_through(topic, None)
     }
 
     fn relay_through(mut self, topic: String, key: Option<Rekey>) -> Result<Stream<T>> {

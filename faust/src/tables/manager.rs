@@ -10,7 +10,6 @@ use std::{
     time::Instant,
 };
 
-use rdkafka::producer::DeliveryFuture;
 use tracing::info;
 
 use super::{
@@ -28,7 +27,7 @@ use crate::{
     transport::{
         consumer::{PartitionListener, TopicPartition},
         partitioner::partition_for_key,
-        producer::{Producer, Record},
+        producer::{Delivery, Producer, Record},
     },
     Error, Result,
 };
@@ -74,13 +73,26 @@ pub(crate) struct TablePartition {
     pub(crate) partition: i32,
     pub(crate) store: Box<dyn Store>,
     /// Changelog records sent since the last flush, with when they were queued.
-    pending: Mutex<Vec<(DeliveryFuture, Instant)>>,
+    pending: Mutex<Vec<(Delivery, Instant)>>,
     /// Held across a read-modify-write, so concurrent updates of a partition serialize.
     writing: Mutex<()>,
     /// Writes from events, until the commit that sends them to the changelog.
     cache: Mutex<WriteCache>,
     /// A windowed table's live windows and stream time.
     pub(crate) windows: Mutex<WindowIndex>,
+}
+
+impl TablePartition {
+    fn new(partition: i32, store: Box<dyn Store>) -> TablePartition {
+        TablePartition {
+            partition,
+            store,
+            pending: Mutex::default(),
+            writing: Mutex::default(),
+            cache: Mutex::default(),
+            windows: Mutex::default(),
+        }
+    }
 }
 
 /// Takes the datadir for this worker alone (when a table is on disk): the lock is
@@ -173,6 +185,28 @@ impl TableManager {
             let task = self.runtime.spawn(windowed::close_windows(windowed));
             *self.closer.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
         }
+    }
+
+    /// Closes the windows due now, once (the test context moves the clock itself).
+    pub(crate) async fn close_due_windows(&self) {
+        for table in &self.tables {
+            if let Some(spec) = &table.descriptor.window {
+                windowed::close_due(table, spec).await;
+            }
+        }
+    }
+
+    /// Holds every partition of every table, empty and in memory, without a broker
+    /// (the test context).
+    pub(crate) fn hold_all_in_memory(&self) -> Result<()> {
+        for table in &self.tables {
+            let mut held = table.held.write().unwrap_or_else(|e| e.into_inner());
+            for partition in 0..table.partitions {
+                let store = store::open(true, &table.dir)?;
+                held.insert(partition, Arc::new(TablePartition::new(partition, store)));
+            }
+        }
+        Ok(())
     }
 
     /// Stops closing windows (shutdown).
@@ -275,26 +309,18 @@ impl TableManager {
                 // of other workers may sit before this worker's own.
                 let global = table.descriptor.global;
                 for (delivery, queued) in pending {
-                    let outcome = self.runtime.block_on(delivery);
-                    let error = match &outcome {
-                        Ok(Ok(_)) => None,
-                        Ok(Err((e, _))) => Some(e.to_string()),
-                        Err(_) => Some("the producer stopped".to_owned()),
-                    };
-                    table
-                        .producer
-                        .delivered(&table.changelog, queued.elapsed(), error.as_deref());
+                    let outcome = self.runtime.block_on(delivery.wait());
+                    let error = outcome.as_ref().err();
+                    table.producer.delivered(
+                        &table.changelog,
+                        queued.elapsed(),
+                        error.map(String::as_str),
+                    );
                     let offset = match outcome {
-                        Ok(Ok(delivery)) => delivery.offset,
-                        Ok(Err((e, _))) => {
-                            return Err(Error::kafka(
-                                format!("writing to changelog '{}'", table.changelog),
-                                e,
-                            ))
-                        }
-                        Err(_) => {
+                        Ok(delivered) => delivered.offset,
+                        Err(e) => {
                             return Err(Error::Table(format!(
-                                "the producer stopped before changelog '{}' was written",
+                                "writing to changelog '{}' failed: {e}",
                                 table.changelog
                             )))
                         }
@@ -430,14 +456,10 @@ impl TableState {
         let path = self
             .dir
             .join(format!("{}-{partition}", self.descriptor.name));
-        let held = Arc::new(TablePartition {
+        let held = Arc::new(TablePartition::new(
             partition,
-            store: store::open(self.memory, &path)?,
-            pending: Mutex::default(),
-            writing: Mutex::default(),
-            cache: Mutex::default(),
-            windows: Mutex::default(),
-        });
+            store::open(self.memory, &path)?,
+        ));
         recovery::recover(bootstrap, self, &held, committed)?;
         if self.descriptor.window.is_some() {
             let index = WindowIndex::rebuild(held.store.keys()?);

@@ -403,7 +403,7 @@ pub(crate) async fn close_windows(tables: Vec<Arc<TableState>>) {
 /// Closes one table's due windows: the final values go to `on_window_close`, then the
 /// windows leave the store and the changelog. A callback that fails is retried at the
 /// next tick, so no final value is lost.
-async fn close_due(table: &TableState, spec: &WindowSpec) {
+pub(crate) async fn close_due(table: &TableState, spec: &WindowSpec) {
     for held in table.held_partitions() {
         let closed = {
             let mut index = held.windows.lock().unwrap_or_else(|e| e.into_inner());

@@ -1,5 +1,8 @@
 //! The Kafka producer, and `send`: how agents, tasks and commands write to topics.
 //!
+//! A producer without a broker ([`Producer::in_memory`]) keeps what it is given in a
+//! [`MemoryLog`]: the test context's topics.
+//!
 //! librdkafka batches sends (linger) and retries them; each send returns once the broker
 //! acknowledged it. Keys sent without an explicit partition go through Kafka's murmur2
 //! partitioner, as in the Java client and Python Faust, so that faust-rs and other
@@ -7,7 +10,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock},
+    sync::{Arc, Mutex, RwLock},
     time::{Duration, Instant},
 };
 
@@ -21,6 +24,7 @@ use rdkafka::{
 };
 use serde::Serialize;
 
+use super::partitioner::partition_for_key;
 use super::LogContext;
 use crate::{event::Header, sensors::Sensors, Error, Result};
 
@@ -54,8 +58,105 @@ pub struct Record<'a> {
 /// A handle on the worker's producer; cheap to clone.
 #[derive(Clone)]
 pub struct Producer {
-    inner: FutureProducer<LogContext>,
+    backend: Backend,
     sensors: Sensors,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Kafka(FutureProducer<LogContext>),
+    Memory(Arc<MemoryLog>),
+}
+
+/// A queued record's delivery: resolves once the broker has it (or at once in memory).
+pub(crate) enum Delivery {
+    Kafka(DeliveryFuture),
+    Done(Delivered),
+}
+
+impl Delivery {
+    /// Where the record landed, or why it was not delivered.
+    pub(crate) async fn wait(self) -> std::result::Result<Delivered, String> {
+        match self {
+            Delivery::Done(delivered) => Ok(delivered),
+            Delivery::Kafka(future) => match future.await {
+                Ok(Ok(d)) => Ok(Delivered {
+                    partition: d.partition,
+                    offset: d.offset,
+                }),
+                Ok(Err((e, _))) => Err(e.to_string()),
+                Err(_) => Err("the producer stopped".to_owned()),
+            },
+        }
+    }
+}
+
+/// A record kept by an in-memory producer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<Header>,
+    /// Milliseconds since the Unix epoch: given, or the clock's when it was sent.
+    pub timestamp: Option<i64>,
+}
+
+/// What an in-memory producer was given, in order; partitions chosen by key (murmur2)
+/// among `partitions`.
+pub(crate) struct MemoryLog {
+    partitions: i32,
+    records: Mutex<Vec<SentRecord>>,
+}
+
+impl MemoryLog {
+    pub(crate) fn new(partitions: i32) -> MemoryLog {
+        MemoryLog {
+            partitions,
+            records: Mutex::default(),
+        }
+    }
+
+    /// The records from position `from` on (positions count every record of every topic).
+    pub(crate) fn since(&self, from: usize) -> Vec<SentRecord> {
+        let records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        records.get(from..).unwrap_or_default().to_vec()
+    }
+
+    fn append(&self, topic: &str, record: &Record<'_>) -> Delivered {
+        self.append_at(topic, record, None)
+    }
+
+    /// Keeps `record`, stamped with `timestamp` or the clock's now.
+    pub(crate) fn append_at(
+        &self,
+        topic: &str,
+        record: &Record<'_>,
+        timestamp: Option<i64>,
+    ) -> Delivered {
+        let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        let partition = record.partition.unwrap_or_else(|| {
+            record
+                .key
+                .map_or(0, |key| partition_for_key(key, self.partitions))
+        });
+        let offset = records
+            .iter()
+            .filter(|r| r.topic == topic && r.partition == partition)
+            .count() as i64;
+        records.push(SentRecord {
+            topic: topic.to_owned(),
+            partition,
+            offset,
+            key: record.key.map(<[u8]>::to_vec),
+            value: record.value.map(<[u8]>::to_vec),
+            headers: record.headers.to_vec(),
+            timestamp: Some(timestamp.unwrap_or_else(crate::clock::now_ms)),
+        });
+        Delivered { partition, offset }
+    }
 }
 
 impl Producer {
@@ -75,15 +176,30 @@ impl Producer {
             .set("topic.metadata.propagation.max.ms", "5000")
             .create_with_context(LogContext)
             .map_err(|e| Error::kafka("creating the producer", e))?;
-        Ok(Producer { inner, sensors })
+        Ok(Producer {
+            backend: Backend::Kafka(inner),
+            sensors,
+        })
+    }
+
+    /// A producer that keeps what it is given in `log` instead of sending it.
+    pub(crate) fn in_memory(log: Arc<MemoryLog>, sensors: Sensors) -> Producer {
+        Producer {
+            backend: Backend::Memory(log),
+            sensors,
+        }
     }
 
     /// Sends one record to `topic` and waits until the broker has it.
     pub async fn send_record(&self, topic: &str, record: Record<'_>) -> Result<Delivered> {
+        let inner = match &self.backend {
+            Backend::Kafka(inner) => inner,
+            Backend::Memory(log) => return Ok(log.append(topic, &record)),
+        };
         let future = record.to_kafka(topic);
         self.sensors.each(|s| s.send_start(topic));
         let started = Instant::now();
-        let outcome = self.inner.send(future, Timeout::After(QUEUE_TIMEOUT)).await;
+        let outcome = inner.send(future, Timeout::After(QUEUE_TIMEOUT)).await;
         let error = outcome.as_ref().err().map(|(e, _)| e.to_string());
         self.sensors
             .each(|s| s.send_end(topic, started.elapsed(), error.as_deref()));
@@ -107,13 +223,16 @@ impl Producer {
     /// Queues one record without waiting; the returned future resolves on delivery,
     /// which the caller reports with [`Producer::delivered`].
     /// For synchronous callers (tables): a full queue is retried for up to 30 s.
-    pub(crate) fn enqueue(&self, topic: &str, record: Record<'_>) -> Result<DeliveryFuture> {
+    pub(crate) fn enqueue(&self, topic: &str, record: Record<'_>) -> Result<Delivery> {
+        if let Backend::Memory(log) = &self.backend {
+            return Ok(Delivery::Done(log.append(topic, &record)));
+        }
         let mut record = record.to_kafka(topic);
         self.sensors.each(|s| s.send_start(topic));
         let deadline = Instant::now() + QUEUE_TIMEOUT;
         loop {
             match self.offer(topic, record, deadline)? {
-                Offer::Queued(delivery) => return Ok(delivery),
+                Offer::Queued(delivery) => return Ok(Delivery::Kafka(delivery)),
                 Offer::Full(back) => {
                     record = back;
                     std::thread::sleep(Duration::from_millis(1));
@@ -124,17 +243,16 @@ impl Producer {
 
     /// [`Producer::enqueue`] for async callers: a full queue is waited out without
     /// blocking the runtime.
-    pub(crate) async fn enqueue_async(
-        &self,
-        topic: &str,
-        record: Record<'_>,
-    ) -> Result<DeliveryFuture> {
+    pub(crate) async fn enqueue_async(&self, topic: &str, record: Record<'_>) -> Result<Delivery> {
+        if let Backend::Memory(log) = &self.backend {
+            return Ok(Delivery::Done(log.append(topic, &record)));
+        }
         let mut record = record.to_kafka(topic);
         self.sensors.each(|s| s.send_start(topic));
         let deadline = Instant::now() + QUEUE_TIMEOUT;
         loop {
             match self.offer(topic, record, deadline)? {
-                Offer::Queued(delivery) => return Ok(delivery),
+                Offer::Queued(delivery) => return Ok(Delivery::Kafka(delivery)),
                 Offer::Full(back) => {
                     record = back;
                     tokio::time::sleep(Duration::from_millis(1)).await;
@@ -151,7 +269,10 @@ impl Producer {
         record: FutureRecord<'a, [u8], [u8]>,
         deadline: Instant,
     ) -> Result<Offer<'a>> {
-        match self.inner.send_result(record) {
+        let Backend::Kafka(inner) = &self.backend else {
+            return Err(Error::Send("an in-memory producer has no queue".into()));
+        };
+        match inner.send_result(record) {
             Ok(delivery) => Ok(Offer::Queued(delivery)),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
                 if Instant::now() < deadline =>
@@ -177,7 +298,10 @@ impl Producer {
 
     /// Waits until every queued message is delivered, up to `timeout`.
     pub(crate) async fn flush(&self, timeout: Duration) -> Result<()> {
-        let inner = self.inner.clone();
+        let Backend::Kafka(inner) = &self.backend else {
+            return Ok(());
+        };
+        let inner = inner.clone();
         tokio::task::spawn_blocking(move || inner.flush(Timeout::After(timeout)))
             .await
             .map_err(|e| Error::Send(format!("the producer flush was interrupted: {e}")))?

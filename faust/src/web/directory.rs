@@ -211,13 +211,10 @@ impl Announcer {
             .enqueue(&self.topic, record)
             .and_then(|delivery| {
                 // The timer is made inside the runtime: it needs its time driver.
-                let answer = async { tokio::time::timeout(SEND_TIMEOUT, delivery).await };
+                let answer = async { tokio::time::timeout(SEND_TIMEOUT, delivery.wait()).await };
                 match self.runtime.block_on(answer) {
-                    Ok(Ok(Ok(_))) => Ok(()),
-                    Ok(Ok(Err((e, _)))) => {
-                        Err(Error::kafka(format!("writing to '{}'", self.topic), e))
-                    }
-                    Ok(Err(_)) => Err(Error::Send("the producer stopped".into())),
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(Error::Send(format!("writing to '{}': {e}", self.topic))),
                     Err(_) => Err(Error::Send(format!("no answer within {SEND_TIMEOUT:?}"))),
                 }
             });

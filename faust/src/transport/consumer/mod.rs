@@ -94,6 +94,30 @@ impl Routes {
         route.names.push(name);
     }
 
+    /// How many agents read `topic` (each owes a message of it one acknowledgement).
+    pub(crate) fn readers(&self, topic: &str) -> Option<usize> {
+        self.topics.get(topic).map(|route| route.agents.len())
+    }
+
+    /// Hands a message of `topic` (made by `message` from the topic's name) to the actor
+    /// for `partition` of each agent reading the topic.
+    pub(crate) fn deliver(
+        &self,
+        topic: &str,
+        partition: i32,
+        message: impl Fn(Arc<str>) -> Message,
+    ) {
+        let Some(route) = self.topics.get(topic) else {
+            return;
+        };
+        for actors in &route.agents {
+            let actor = &actors[partition.unsigned_abs() as usize % actors.len()];
+            // A closed inbox means the agent gave up and the worker is stopping: the
+            // event stays unacknowledged and is read again after a restart.
+            let _ = actor.send(message(route.topic.clone()));
+        }
+    }
+
     pub(crate) fn topics(&self) -> Vec<&str> {
         let mut topics: Vec<&str> = self.topics.keys().map(String::as_str).collect();
         topics.sort_unstable();
@@ -323,12 +347,11 @@ impl Poller {
             })
             .unwrap_or_default();
         let sink: Arc<dyn crate::event::Acknowledge> = self.tracker.clone();
-        for actors in &route.agents {
-            let actor = &actors[tp.partition.unsigned_abs() as usize % actors.len()];
-            let delivery = Message {
-                topic: tp.topic.clone(),
+        self.routes
+            .deliver(&tp.topic, tp.partition, |topic| Message {
+                topic,
                 partition: tp.partition,
-                offset: message.offset(),
+                offset,
                 timestamp: message.timestamp().to_millis(),
                 key: message.key().map(<[u8]>::to_vec),
                 payload: message.payload().map(<[u8]>::to_vec),
@@ -337,11 +360,7 @@ impl Poller {
                     sink: sink.clone(),
                     generation,
                 },
-            };
-            // A closed inbox means the agent gave up and the worker is stopping: the event
-            // stays unacknowledged and is read again after a restart.
-            let _ = actor.send(delivery);
-        }
+            });
         if pause {
             debug!(topic = %tp.topic, partition = tp.partition, "pausing a partition with a full buffer");
             self.set_paused(&[tp], true);

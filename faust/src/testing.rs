@@ -1,0 +1,373 @@
+//! Testing agents without a broker, in a plain `#[tokio::test]`.
+//!
+//! A [`TestContext`] runs the app's agents in-process: what the test sends goes to the
+//! agents reading that topic (or to the agent of that name), what the agents send (sinks,
+//! `faust::send`, `group_by`, `through`) is kept and routed on to the agents that read
+//! it, tables live in memory, and the test moves the clock for windows and timers.
+//!
+//! ```no_run
+//! use faust::prelude::*;
+//! use faust::testing::TestContext;
+//!
+//! #[faust::table(name = "word_counts", default = 0)]
+//! static COUNTS: Table<String, u64>;
+//!
+//! #[faust::agent(topic = "words", sink = "counted")]
+//! async fn count(mut words: Stream<String>, counted: Sink<(String, u64)>) -> faust::Result<()> {
+//!     while let Some(word) = words.next().await {
+//!         let n = COUNTS.update(&word, |n| *n += 1)?;
+//!         counted.send(&(word, n)).await?;
+//!     }
+//!     Ok(())
+//! }
+//!
+//! #[tokio::test]
+//! async fn counts_words() -> faust::Result<()> {
+//!     let mut ctx = TestContext::new().await?;
+//!     ctx.send("count", Some("fox"), &"fox").await?;   // by agent name, or a topic
+//!     ctx.send("words", Some("fox"), &"fox").await?;
+//!     assert_eq!(COUNTS.get(&"fox".to_owned())?, 2);
+//!     let counted: Vec<(String, u64)> = ctx.sent_json("counted")?;
+//!     assert_eq!(counted, [("fox".to_owned(), 1), ("fox".to_owned(), 2)]);
+//!     Ok(())
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! Each `send` returns once every agent is done with the event and with whatever it
+//! caused; an agent that fails makes it return the error. Tables and `send` are global
+//! to the process, so test contexts take turns: a second one waits for the first to be
+//! dropped. Tasks (`#[faust::task]`) do not run; timers run when [`TestContext::advance`]
+//! passes their time, and this worker is the leader.
+
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, LazyLock, Mutex,
+    },
+    time::Duration,
+};
+
+use serde::{de::DeserializeOwned, Serialize};
+use tokio::sync::{mpsc, Notify, OwnedMutexGuard};
+
+pub use crate::transport::producer::SentRecord;
+use crate::{
+    agents::{cron::Cron, AgentManager, Schedule, TimerDescriptor},
+    app::{App, AppBuilder},
+    clock,
+    event::{Ack, Acknowledge, Message},
+    leader,
+    registry::Registry,
+    sensors::{Monitor, Sensor, Sensors},
+    tables::{self, TableManager},
+    transport::{
+        consumer::Routes,
+        partitioner::partition_for_key,
+        producer::{self, MemoryLog, Producer, Record, Sender},
+    },
+    Error, Result,
+};
+
+/// How long `send` and `advance` wait for the agents to finish before giving up.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Only one test context at a time: tables and `send` are process-wide.
+static TURN: LazyLock<Arc<tokio::sync::Mutex<()>>> = LazyLock::new(Arc::default);
+
+/// An app running in-process, without a broker, for tests.
+pub struct TestContext {
+    app: App,
+    log: Arc<MemoryLog>,
+    /// How many records of the log were handed to agents.
+    routed: usize,
+    routes: Routes,
+    acks: Arc<Acks>,
+    agents: AgentManager,
+    tables: Arc<TableManager>,
+    /// Each timer and when it is next due (clock milliseconds).
+    timers: Vec<(&'static TimerDescriptor, i64)>,
+    failures: Arc<Mutex<Vec<String>>>,
+    fatal: mpsc::UnboundedReceiver<Error>,
+    _turn: OwnedMutexGuard<()>,
+}
+
+/// Counts the acknowledgements the agents still owe.
+#[derive(Default)]
+struct Acks {
+    owed: AtomicUsize,
+    changed: Notify,
+}
+
+impl Acknowledge for Acks {
+    fn begin(&self, _: &Arc<str>, _: i32, _: u64, _: i64) -> bool {
+        true
+    }
+
+    fn acknowledge(&self, _: &Arc<str>, _: i32, _: u64, _: i64) {
+        self.owed.fetch_sub(1, Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+}
+
+/// Keeps agent failures, which `send` and `advance` return.
+struct Failures(Arc<Mutex<Vec<String>>>);
+
+impl Sensor for Failures {
+    fn agent_error(&self, agent: &str, error: &str) {
+        let mut failures = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        failures.push(format!("agent '{agent}' failed: {error}"));
+    }
+}
+
+impl TestContext {
+    /// The app registered in this test binary, with the id `test-app` and defaults.
+    pub async fn new() -> Result<TestContext> {
+        TestContext::with_app(App::builder("test-app")).await
+    }
+
+    /// The app registered in this test binary, configured by `builder` (partitions,
+    /// sensors; broker settings are not used).
+    pub async fn with_app(builder: AppBuilder) -> Result<TestContext> {
+        let turn = TURN.clone().lock_owned().await;
+        let (config, user_sensors) = builder.into_parts()?;
+        let mut app = App::new(config, Registry::collect()?)?;
+        for sensor in user_sensors {
+            app = app.with_sensor(sensor);
+        }
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let mut all: Vec<Arc<dyn Sensor>> = app.sensors().to_vec();
+        all.push(Arc::new(Failures(failures.clone())));
+        let sensors = Sensors::new(Arc::new(Monitor::default()), &all);
+
+        let log = Arc::new(MemoryLog::new(app.config().topic_partitions));
+        let producer = Producer::in_memory(log.clone(), sensors.clone());
+        producer::install(Sender {
+            producer: producer.clone(),
+            agents: app.agent_targets(),
+        });
+        let tables = Arc::new(TableManager::new(&app, &producer, &sensors, "")?);
+        tables.hold_all_in_memory()?;
+        tables::install(tables.clone());
+        leader::set(true);
+        let (fatal_sender, fatal) = mpsc::unbounded_channel();
+        let (agents, routes) = AgentManager::start(&app, &producer, &sensors, &fatal_sender);
+        let now = clock::now_ms();
+        let timers = app
+            .registry()
+            .timers
+            .iter()
+            .filter_map(|&timer| Some((timer, next_due(timer, now)?)))
+            .collect();
+        Ok(TestContext {
+            app,
+            log,
+            routed: 0,
+            routes,
+            acks: Arc::default(),
+            agents,
+            tables,
+            timers,
+            failures,
+            fatal,
+            _turn: turn,
+        })
+    }
+
+    /// Sends `value` (as JSON) with `key` (as JSON) to a topic, or to an agent by its
+    /// name, stamped with the clock's now, and waits until the agents are done with it.
+    pub async fn send<K, V>(&mut self, target: &str, key: Option<&K>, value: &V) -> Result<()>
+    where
+        K: Serialize + ?Sized,
+        V: Serialize + ?Sized,
+    {
+        self.send_at(target, key, value, clock::now_ms()).await
+    }
+
+    /// [`TestContext::send`] with a timestamp (milliseconds since the Unix epoch), for
+    /// windows on event time.
+    pub async fn send_at<K, V>(
+        &mut self,
+        target: &str,
+        key: Option<&K>,
+        value: &V,
+        timestamp_ms: i64,
+    ) -> Result<()>
+    where
+        K: Serialize + ?Sized,
+        V: Serialize + ?Sized,
+    {
+        let key = key.map(serde_json::to_vec).transpose()?;
+        let value = serde_json::to_vec(value)?;
+        self.send_bytes(target, key.as_deref(), Some(&value), Some(timestamp_ms))
+            .await
+    }
+
+    /// Sends raw bytes (for agents with the `raw` or `string` codecs, or bad input).
+    pub async fn send_bytes(
+        &mut self,
+        target: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        timestamp_ms: Option<i64>,
+    ) -> Result<()> {
+        let topic = self
+            .app
+            .agent_targets()
+            .get(target)
+            .cloned()
+            .unwrap_or_else(|| target.to_owned());
+        let partitions = self.app.config().topic_partitions;
+        let record = Record {
+            key,
+            value,
+            partition: Some(key.map_or(0, |k| partition_for_key(k, partitions))),
+            headers: &[],
+        };
+        self.log.append_at(&topic, &record, timestamp_ms);
+        self.settle().await
+    }
+
+    /// Every record of `topic`: what the app sent to it (and what the test sent there).
+    pub fn sent(&self, topic: &str) -> Vec<SentRecord> {
+        self.log
+            .since(0)
+            .into_iter()
+            .filter(|r| r.topic == topic)
+            .collect()
+    }
+
+    /// The values of `topic`'s records, decoded from JSON.
+    pub fn sent_json<T: DeserializeOwned>(&self, topic: &str) -> Result<Vec<T>> {
+        self.sent(topic)
+            .iter()
+            .map(|r| serde_json::from_slice(r.value.as_deref().unwrap_or_default()))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(Error::from)
+    }
+
+    /// Stops the timer (or crontab) `name` from running in this test.
+    pub fn disable_timer(&mut self, name: &str) -> Result<()> {
+        let before = self.timers.len();
+        self.timers.retain(|(timer, _)| timer.name != name);
+        if self.timers.len() == before {
+            return Err(Error::msg(format!("there is no timer named '{name}'")));
+        }
+        Ok(())
+    }
+
+    /// Moves the clock forward: timers run at each time they are due (on the leader,
+    /// which this is), windows due close (their `on_window_close` runs), and whatever
+    /// that sends is processed.
+    pub async fn advance(&mut self, by: Duration) -> Result<()> {
+        let target = clock::now_ms() + by.as_millis() as i64;
+        while let Some(due) = self
+            .timers
+            .iter()
+            .map(|(_, due)| *due)
+            .filter(|due| *due <= target)
+            .min()
+        {
+            clock::advance((due - clock::now_ms()).max(0));
+            for index in 0..self.timers.len() {
+                let (timer, at) = self.timers[index];
+                if at != due {
+                    continue;
+                }
+                (timer.run)().await?;
+                self.timers[index].1 = next_due(timer, due).unwrap_or(i64::MAX);
+            }
+            self.close_windows_and_settle().await?;
+        }
+        clock::advance((target - clock::now_ms()).max(0));
+        self.close_windows_and_settle().await
+    }
+
+    async fn close_windows_and_settle(&mut self) -> Result<()> {
+        self.settle().await?;
+        self.tables.close_due_windows().await;
+        self.settle().await
+    }
+
+    /// Hands every new record to the agents that read its topic and waits until they
+    /// acknowledged everything, again while they send more.
+    async fn settle(&mut self) -> Result<()> {
+        loop {
+            let new = self.log.since(self.routed);
+            if new.is_empty() {
+                return self.check();
+            }
+            self.routed += new.len();
+            for record in new {
+                let Some(readers) = self.routes.readers(&record.topic) else {
+                    continue;
+                };
+                self.acks.owed.fetch_add(readers, Ordering::SeqCst);
+                self.routes
+                    .deliver(&record.topic, record.partition, |topic| Message {
+                        topic,
+                        partition: record.partition,
+                        offset: record.offset,
+                        timestamp: record.timestamp,
+                        key: record.key.clone(),
+                        payload: record.value.clone(),
+                        headers: record.headers.clone(),
+                        ack: Ack {
+                            sink: self.acks.clone(),
+                            generation: 0,
+                        },
+                    });
+            }
+            let acks = self.acks.clone();
+            let done = async move {
+                loop {
+                    let changed = acks.changed.notified();
+                    if acks.owed.load(Ordering::SeqCst) == 0 {
+                        return;
+                    }
+                    changed.await;
+                }
+            };
+            if tokio::time::timeout(SETTLE_TIMEOUT, done).await.is_err() {
+                self.check()?;
+                return Err(Error::msg(format!(
+                    "the agents did not finish their events within {SETTLE_TIMEOUT:?}; \
+                     one may be stuck (waiting on something that never comes?)"
+                )));
+            }
+            self.check()?;
+        }
+    }
+
+    /// The first agent failure or fatal error since the last check, as an error.
+    fn check(&mut self) -> Result<()> {
+        if let Ok(fatal) = self.fatal.try_recv() {
+            return Err(fatal);
+        }
+        let failure = {
+            let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::take(&mut *failures).into_iter().next()
+        };
+        match failure {
+            Some(failure) => Err(Error::msg(failure)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// When `timer` is next due after `now`.
+fn next_due(timer: &TimerDescriptor, now: i64) -> Option<i64> {
+    match timer.schedule {
+        Schedule::Every(interval) => Some(now + interval.as_millis() as i64),
+        Schedule::Cron(expression) => Cron::parse(expression).ok()?.next_after(now),
+    }
+}
+
+impl Drop for TestContext {
+    fn drop(&mut self) {
+        self.agents.signal_stop();
+        tables::uninstall();
+        producer::uninstall();
+        leader::set(false);
+    }
+}
