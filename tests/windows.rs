@@ -192,3 +192,63 @@ fn withdrawals_are_totalled_per_user_hour_and_per_country_window_with_expiry() {
     let closes = closed().len();
     assert_eq!(closes, expected.len(), "each window closed once");
 }
+
+#[test]
+fn a_window_still_open_when_its_worker_stops_closes_once_where_it_is_recovered() {
+    let app = unique("reopen");
+    let input = format!("{app}-country_withdrawals");
+    let (windows, closed) = (
+        format!("{app}-country-windows"),
+        format!("{app}-country-closed"),
+    );
+    create_topic(&input, 4);
+    create_topic(&windows, 1);
+    create_topic(&closed, 1);
+    // Five seconds ahead: the window closes at least 15 s from now.
+    let date = now_ms() + 5 * SECOND;
+    let start = date / (10 * SECOND) * (10 * SECOND);
+    let records: Vec<(Value, Value, i64)> = [3, 4]
+        .iter()
+        .map(|&amount| {
+            (
+                json!("dave"),
+                withdrawal("dave", "is", amount, date),
+                now_ms(),
+            )
+        })
+        .collect();
+    produce_json_at(&input, &records);
+
+    let mut first = Worker::start(&app, "first", &[]);
+    assert!(
+        wait_until(DONE, || reports(&windows).len() == 2),
+        "{}",
+        first.log()
+    );
+    // The web lookup of a windowed table answers the key's live windows.
+    let lookup = common::http_get(&format!("{}/tables/country_totals/is", first.web_url()));
+    assert_eq!(
+        lookup.json(),
+        json!([{ "start": start, "end": start + 10 * SECOND, "value": 7 }]),
+        "{}",
+        first.log()
+    );
+    first.stop();
+    assert!(
+        reports(&closed).is_empty(),
+        "closed too early: {}",
+        first.log()
+    );
+
+    // A fresh datadir: the window comes back from the changelog, and closes on time.
+    let mut second = Worker::start(&app, "second", &[]);
+    let done = wait_until(DONE, || !reports(&closed).is_empty());
+    assert!(done, "{}", second.log());
+    second.stop();
+    assert_eq!(
+        reports(&closed),
+        [json!({ "country": "is", "start": start, "total": 7 })],
+        "{}",
+        second.log()
+    );
+}

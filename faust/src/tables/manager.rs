@@ -363,7 +363,8 @@ pub(crate) enum Lookup {
 
 impl TableManager {
     /// Looks `key` (as text, see `Table::key_from_text`) up in the partition the default
-    /// partitioner gives it: where tables keyed like their source topic keep it.
+    /// partitioner gives it: where tables keyed like their source topic keep it. A
+    /// windowed table answers the key's live windows.
     pub(crate) fn lookup(&self, table: &str, key: &str) -> Result<Lookup> {
         let table = self.table(table)?;
         let key = (table.descriptor.key_from_text)(key).map_err(Error::Config)?;
@@ -372,6 +373,12 @@ impl TableManager {
             return Ok(Lookup::Elsewhere { partition });
         };
         table.sensors.each(|s| s.table_get(table.descriptor.name));
+        if let Some(spec) = &table.descriptor.window {
+            return Ok(match windowed::windows_json(&held, spec, &key)? {
+                Some(windows) => Lookup::Found(windows),
+                None => Lookup::Missing,
+            });
+        }
         Ok(match held.store.get(&key)? {
             Some(value) => Lookup::Found(value),
             None => Lookup::Missing,

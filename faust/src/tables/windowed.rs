@@ -40,7 +40,11 @@ use std::{
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tracing::{debug, warn};
 
-use super::{apply, decode_value, encode, manager::TableState, state, TableDescriptor};
+use super::{
+    apply, decode_value, encode,
+    manager::{TablePartition, TableState},
+    state, TableDescriptor,
+};
 use crate::{clock, event, registry::BoxFuture, Error, Result};
 
 /// A time window, `[start, end)` in milliseconds since the Unix epoch.
@@ -333,22 +337,10 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> WindowedT
         let key = encode(self.descriptor, "key", key)?;
         let (partition, _) = state.partition_of(&key, false)?;
         let held = state.held_partition(partition)?;
-        let starts: Vec<i64> = {
-            let index = held.windows.lock().unwrap_or_else(|e| e.into_inner());
-            index
-                .starts
-                .iter()
-                .filter(|(start, keys)| keys.contains(&store_key(&key, **start)))
-                .map(|(start, _)| *start)
-                .collect()
-        };
-        let mut windows = Vec::new();
-        for start in starts {
-            if let Some(bytes) = held.store.get(&store_key(&key, start))? {
-                windows.push((spec.window(start), self.decode(&bytes)?));
-            }
-        }
-        Ok(windows)
+        live_windows(&held, spec, &key)?
+            .into_iter()
+            .map(|(window, bytes)| Ok((window, self.decode(&bytes)?)))
+            .collect()
     }
 
     /// The time the table reads events at: the event's timestamp (or the wall clock).
@@ -378,6 +370,48 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> WindowedT
     }
 }
 
+/// `key`'s live windows in `held` as JSON, `[{"start", "end", "value"}, ...]` oldest
+/// first, or `None` when it has none (web lookups).
+pub(crate) fn windows_json(
+    held: &TablePartition,
+    spec: &WindowSpec,
+    key: &[u8],
+) -> Result<Option<Vec<u8>>> {
+    let mut windows = Vec::new();
+    for (window, bytes) in live_windows(held, spec, key)? {
+        let value: serde_json::Value = serde_json::from_slice(&bytes)?;
+        windows
+            .push(serde_json::json!({ "start": window.start, "end": window.end, "value": value }));
+    }
+    Ok((!windows.is_empty())
+        .then(|| serde_json::to_vec(&windows))
+        .transpose()?)
+}
+
+/// `key`'s live windows in `held` with their stored values, oldest first.
+fn live_windows(
+    held: &TablePartition,
+    spec: &WindowSpec,
+    key: &[u8],
+) -> Result<Vec<(Window, Vec<u8>)>> {
+    let starts: Vec<i64> = {
+        let index = held.windows.lock().unwrap_or_else(|e| e.into_inner());
+        index
+            .starts
+            .iter()
+            .filter(|(start, keys)| keys.contains(&store_key(key, **start)))
+            .map(|(start, _)| *start)
+            .collect()
+    };
+    let mut windows = Vec::new();
+    for start in starts {
+        if let Some(bytes) = held.store.get(&store_key(key, start))? {
+            windows.push((spec.window(start), bytes));
+        }
+    }
+    Ok(windows)
+}
+
 /// Closes the due windows of every windowed table partition this worker holds, each
 /// table at its own tick, until aborted.
 pub(crate) async fn close_windows(tables: Vec<Arc<TableState>>) {
@@ -402,41 +436,67 @@ pub(crate) async fn close_windows(tables: Vec<Arc<TableState>>) {
 
 /// Closes one table's due windows: the final values go to `on_window_close`, then the
 /// windows leave the store and the changelog. A callback that fails is retried at the
-/// next tick, so no final value is lost.
+/// next tick, so no final value is lost. No partition is held across a callback: one
+/// revoked meanwhile is left to its new owner, which recovers and closes its windows.
 pub(crate) async fn close_due(table: &TableState, spec: &WindowSpec) {
-    for held in table.held_partitions() {
-        let closed = {
-            let mut index = held.windows.lock().unwrap_or_else(|e| e.into_inner());
-            index.take_closed(spec)
+    let partitions: Vec<i32> = table
+        .held_partitions()
+        .iter()
+        .map(|held| held.partition)
+        .collect();
+    for partition in partitions {
+        let Ok(held) = table.held_partition(partition) else {
+            continue;
         };
-        for (window, key) in closed {
-            let value = match held.store.get(&key) {
-                Ok(Some(value)) => value,
-                Ok(None) => continue,
-                Err(e) => {
-                    warn!(table = table.descriptor.name, error = %e, "could not read a closed window");
-                    continue;
-                }
-            };
+        let closed = final_values(table, &held, spec);
+        drop(held);
+        for (window, key, value) in closed {
             if let (Some(on_close), Some((user_key, _))) = (spec.on_close, split_key(&key)) {
-                let outcome = on_close(user_key.to_vec(), window, value).await;
-                if let Err(e) = outcome {
+                if let Err(e) = on_close(user_key.to_vec(), window, value).await {
                     warn!(
                         table = table.descriptor.name,
                         ?window,
                         error = %e,
                         "on_window_close failed; retrying at the next tick"
                     );
-                    let mut index = held.windows.lock().unwrap_or_else(|e| e.into_inner());
-                    index.starts.entry(window.start).or_default().insert(key);
+                    if let Ok(held) = table.held_partition(partition) {
+                        let mut index = held.windows.lock().unwrap_or_else(|e| e.into_inner());
+                        index.starts.entry(window.start).or_default().insert(key);
+                    }
                     continue;
                 }
             }
+            let Ok(held) = table.held_partition(partition) else {
+                break;
+            };
             if let Err(e) = table.update_in(&held, None, key, |_| Ok((None, ()))) {
                 warn!(table = table.descriptor.name, ?window, error = %e, "could not remove a closed window");
             }
         }
     }
+}
+
+/// Takes the partition's due windows out of its index with their final values, read
+/// under the index lock: a write to a window checks the same stream time under it, so
+/// none lands after its final value was read.
+fn final_values(
+    table: &TableState,
+    held: &TablePartition,
+    spec: &WindowSpec,
+) -> Vec<(Window, Vec<u8>, Vec<u8>)> {
+    let mut index = held.windows.lock().unwrap_or_else(|e| e.into_inner());
+    let mut closed = Vec::new();
+    for (window, key) in index.take_closed(spec) {
+        match held.store.get(&key) {
+            Ok(Some(value)) => closed.push((window, key, value)),
+            Ok(None) => {}
+            Err(e) => {
+                warn!(table = table.descriptor.name, ?window, error = %e, "could not read a closed window; retrying at the next tick");
+                index.starts.entry(window.start).or_default().insert(key);
+            }
+        }
+    }
+    closed
 }
 
 #[cfg(test)]
