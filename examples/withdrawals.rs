@@ -141,6 +141,10 @@ mod tests {
             [(0, 15), (HOUR, 20)],
             "the late 5 still counts in hour 0"
         );
+        // Outside an event, reads are relative to the clock: hour 0 was three hours ago.
+        let three_hours = Duration::from_secs(3 * 3600);
+        assert_eq!(USER_TO_TOTAL.delta(&alice, three_hours)?, 15);
+        assert_eq!(USER_TO_TOTAL.now(&alice)?, 0, "nothing this hour");
 
         // A day later both hours have closed: a late event for hour 0 is left out.
         ctx.advance(Duration::from_secs(25 * 3600)).await?;

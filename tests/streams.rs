@@ -167,8 +167,9 @@ fn through_forwards_to_the_topic_and_continues_from_it() {
 #[test]
 fn a_leader_timer_runs_on_one_worker_and_moves_when_it_stops() {
     let app = unique("leader");
-    let beats = format!("{app}-heartbeats");
+    let (beats, tasks) = (format!("{app}-heartbeats"), format!("{app}-leader-tasks"));
     create_topic(&beats, 1);
+    create_topic(&tasks, 1);
     let env = [("TEST_HEARTBEAT", "1")];
     let mut workers = vec![
         Worker::start(&app, "first", &env),
@@ -219,4 +220,16 @@ fn a_leader_timer_runs_on_one_worker_and_moves_when_it_stops() {
         senders(after)
     );
     workers[0].stop();
+
+    // The on_leader task ran once on each worker that became the leader: the first
+    // leader, and the follower when it took over.
+    let ran: Vec<String> = read_all(&tasks)
+        .iter()
+        .map(|r| r.json()["worker"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        ran.contains(&leader) && ran.contains(&follower.to_owned()),
+        "{ran:?}"
+    );
+    assert_eq!(ran.len(), 2, "once per worker: {ran:?}");
 }

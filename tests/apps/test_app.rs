@@ -14,7 +14,8 @@
 //!   `batches` runs filter/map/enumerate/take, `relay` goes `through` another topic.
 //! - `withdrawals` and `country_withdrawals` total withdrawals per user and hour and per
 //!   country and 10 s (windowed tables, Faust's withdrawals example).
-//! - `heartbeat`, a leader-only timer, reports which worker leads.
+//! - `heartbeat`, a leader-only timer, reports which worker leads; `lead`, a leader-only
+//!   task, reports each worker that became the leader.
 //! - `DecodeErrorPrinter`, a user sensor, prints the messages agents could not decode.
 
 use std::time::Duration;
@@ -369,6 +370,17 @@ async fn heartbeat() -> faust::Result<()> {
     if std::env::var("TEST_HEARTBEAT").is_ok_and(|v| v == "1") {
         let beat = serde_json::json!({ "worker": worker_name(), "leader": faust::is_leader() });
         faust::send(&report_topic("heartbeats"), None::<&str>, &beat).await?;
+    }
+    Ok(())
+}
+
+/// With `TEST_HEARTBEAT=1`, reports to `{app_id}-leader-tasks` once this worker first
+/// becomes the group's leader.
+#[faust::task(on_leader = true)]
+async fn lead() -> faust::Result<()> {
+    if std::env::var("TEST_HEARTBEAT").is_ok_and(|v| v == "1") {
+        let report = serde_json::json!({ "worker": worker_name() });
+        faust::send(&report_topic("leader-tasks"), None::<&str>, &report).await?;
     }
     Ok(())
 }
