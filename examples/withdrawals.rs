@@ -9,7 +9,7 @@
 //! Topic `withdrawals` (JSON `{"user", "country", "amount", "date"}`, `date` in
 //! milliseconds since the epoch, keyed by user). Each country's 10-second window is
 //! reported to `country-totals` once it closes, 10 seconds after it ends, whether or
-//! not more withdrawals come.
+//! not more withdrawals come, and printed from there.
 
 use faust::{
     prelude::*,
@@ -75,6 +75,16 @@ async fn track_country_withdrawal(withdrawals: Stream<Withdrawal>) -> faust::Res
     let mut by_country = withdrawals.group_by("country", |w| w.country.clone())?;
     while let Some(w) = by_country.next().await {
         COUNTRY_TO_TOTAL.update_at(&w.country, w.date, |t| *t += w.amount)?;
+    }
+    Ok(())
+}
+
+/// Prints each country's closed window (reading `country-totals` also makes the worker
+/// create that topic).
+#[faust::agent(topic = "country-totals")]
+async fn print_country_totals(mut totals: Stream<CountryTotal>) -> faust::Result<()> {
+    while let Some(t) = totals.next().await {
+        println!("{}: {} from {} to {}", t.country, t.total, t.start, t.end);
     }
     Ok(())
 }
