@@ -23,6 +23,7 @@ offsets (``broker_commit_interval=0.1``) or from the output topic.
 
 import os
 import sys
+from datetime import timedelta
 
 import faust
 
@@ -37,8 +38,11 @@ DATADIR = os.environ.get("BENCH_DATADIR") or os.path.join(
     "/tmp", f"faust-bench-{APP_ID}"
 )
 
-if SCENARIO not in ("passthrough", "word_count"):
-    sys.exit(f"BENCH_SCENARIO must be passthrough or word_count, not {SCENARIO!r}")
+if SCENARIO not in ("passthrough", "word_count", "windowed_count"):
+    sys.exit(
+        "BENCH_SCENARIO must be passthrough, word_count or windowed_count, "
+        f"not {SCENARIO!r}"
+    )
 
 app = faust.App(
     APP_ID,  # app id == consumer group id
@@ -93,6 +97,21 @@ if SCENARIO == "passthrough":
     async def passthrough(stream):
         async for key, value in stream.items():
             await output_topic.send(key=key, value=value)
+
+elif SCENARIO == "windowed_count":
+    # Per word and 10-second window (message time), kept 10 s after each window.
+    windowed = app.Table(
+        "windowed_counts",
+        default=int,
+        partitions=PARTITIONS,
+        key_type=str,
+        value_type=int,
+    ).tumbling(10, expires=timedelta(seconds=10))
+
+    @app.agent(input_topic)
+    async def windowed_count(stream):
+        async for value in stream:
+            windowed[value["word"]] += 1
 
 else:
     counts = app.Table(

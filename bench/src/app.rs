@@ -4,8 +4,10 @@
 //!   it to `bench-out`, keyed as it came.
 //! - `count_words` reads `{app_id}-count_words` (keyed by word) and counts each word in the
 //!   RocksDB table `word_counts` (its changelog gets one record per key and commit).
+//! - `count_windows` reads `{app_id}-count_windows` the same way and counts each word per
+//!   10-second window (message time) in the windowed table `windowed_counts`.
 
-use faust::prelude::*;
+use faust::{prelude::*, tables::WindowedTable};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Record {
@@ -35,6 +37,22 @@ static WORD_COUNTS: Table<String, u64>;
 async fn count_words(mut words: Stream<Word>) -> faust::Result<()> {
     while let Some(word) = words.next().await {
         WORD_COUNTS.update(&word.word, |n| *n += 1)?;
+    }
+    Ok(())
+}
+
+#[faust::table(
+    name = "windowed_counts",
+    default = 0,
+    tumbling = "10s",
+    expires = "10s"
+)]
+static WINDOWED_COUNTS: WindowedTable<String, u64>;
+
+#[faust::agent]
+async fn count_windows(mut words: Stream<Word>) -> faust::Result<()> {
+    while let Some(word) = words.next().await {
+        WINDOWED_COUNTS.update(&word.word, |n| *n += 1)?;
     }
     Ok(())
 }

@@ -50,6 +50,7 @@ fn main() {
         vec![
             "passthrough",
             "word_count",
+            "windowed_count",
             "recovery",
             "latency",
             "idle",
@@ -68,13 +69,14 @@ fn main() {
     for scenario in scenarios {
         let outcome = match scenario {
             "passthrough" => bench.passthrough(),
-            "word_count" => bench.word_count(),
+            "word_count" => bench.word_count("word_count", "count_words"),
+            "windowed_count" => bench.word_count("windowed_count", "count_windows"),
             "recovery" => bench.recovery(),
             "latency" => bench.latency(),
             "idle" => bench.idle(),
             "monitor" => Ok(monitor_overhead()),
             other => Err(format!(
-                "unknown scenario '{other}'; use passthrough, word_count, recovery, latency, idle or monitor"
+                "unknown scenario '{other}'; use passthrough, word_count, windowed_count, recovery, latency, idle or monitor"
             )),
         };
         match outcome {
@@ -163,7 +165,8 @@ impl Bench {
         }))
     }
 
-    fn word_count(&mut self) -> Result<Value> {
+    /// Words counted by `agent` (`count_words`: a table; `count_windows`: a windowed one).
+    fn word_count(&mut self, scenario: &str, agent: &str) -> Result<Value> {
         let n = self.messages;
         let word = |i: u64| {
             let w = format!("w{}", i % WORDS as u64);
@@ -173,7 +176,7 @@ impl Bench {
             )
         };
         let group = self.unique("words");
-        let input = format!("{group}-count_words");
+        let input = format!("{group}-{agent}");
         self.ensure_topics(&[&input])?;
         preload(&self.broker, &input, n, word)?;
         let faust = self.run_worker(&group, &input, n)?;
@@ -181,12 +184,12 @@ impl Bench {
             Some(python) => {
                 let pn = n.min(50_000);
                 let group = self.unique("py-words");
-                Some(self.run_python(&python, &group, "word_count", &input, pn)?)
+                Some(self.run_python(&python, &group, scenario, &input, pn)?)
             }
             None => None,
         };
         Ok(json!({
-            "scenario": "word_count", "broker": self.broker_name(), "messages": n, "distinct_words": WORDS,
+            "scenario": scenario, "broker": self.broker_name(), "messages": n, "distinct_words": WORDS,
             "seconds": faust.seconds, "messages_per_s": faust.rate, "peak_rss_mb": faust.peak_rss_mb,
             "python_faust_messages_per_s": python.as_ref().map(|p| p.rate),
             "ratio_to_python_faust": python.as_ref().map(|p| faust.rate / p.rate),

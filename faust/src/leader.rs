@@ -31,6 +31,12 @@ pub(crate) fn set(leader: bool) {
     }
 }
 
+/// Waits until this worker is not the leader.
+pub(crate) async fn lost_leadership() {
+    let mut leader = LEADER.subscribe();
+    let _ = leader.wait_for(|l| !*l).await;
+}
+
 /// Waits until this worker is the leader.
 pub(crate) async fn became_leader() {
     let mut leader = LEADER.subscribe();

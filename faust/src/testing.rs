@@ -129,7 +129,14 @@ impl TestContext {
     /// The app registered in this test binary, configured by `builder` (partitions,
     /// sensors; broker settings are not used).
     pub async fn with_app(builder: AppBuilder) -> Result<TestContext> {
-        let turn = TURN.clone().lock_owned().await;
+        let turn = tokio::time::timeout(Duration::from_secs(60), TURN.clone().lock_owned())
+            .await
+            .map_err(|_| {
+                Error::msg(
+                    "another TestContext stayed alive for 60 s; contexts take turns, so drop \
+                     one before making the next (one per test)",
+                )
+            })?;
         let (config, user_sensors) = builder.into_parts()?;
         let mut app = App::new(config, Registry::collect()?)?;
         for sensor in user_sensors {
@@ -223,8 +230,9 @@ impl TestContext {
             value,
             partition: Some(key.map_or(0, |k| partition_for_key(k, partitions))),
             headers: &[],
+            timestamp: timestamp_ms,
         };
-        self.log.append_at(&topic, &record, timestamp_ms);
+        self.log.append(&topic, &record);
         self.settle().await
     }
 
@@ -323,12 +331,24 @@ impl TestContext {
                 loop {
                     let changed = acks.changed.notified();
                     if acks.owed.load(Ordering::SeqCst) == 0 {
-                        return;
+                        return None;
                     }
                     changed.await;
                 }
             };
-            if tokio::time::timeout(SETTLE_TIMEOUT, done).await.is_err() {
+            // An agent past its restart limit is fatal: say so at once.
+            let fatal = &mut self.fatal;
+            let waited = tokio::time::timeout(SETTLE_TIMEOUT, async {
+                tokio::select! {
+                    none = done => none,
+                    Some(e) = fatal.recv() => Some(e),
+                }
+            })
+            .await;
+            if let Ok(Some(fatal)) = waited {
+                return Err(fatal);
+            }
+            if waited.is_err() {
                 self.check()?;
                 return Err(Error::msg(format!(
                     "the agents did not finish their events within {SETTLE_TIMEOUT:?}; \

@@ -146,7 +146,7 @@ impl Worker {
         // a restart: nothing is skipped and nothing processed is processed again.
         consumer.stop_fetching();
         agents.stop(STOP_TIMEOUT).await;
-        tables.stop_window_closer();
+        tables.stop_window_closer().await;
         consumer.shutdown().await;
         if let Some(web) = web {
             web.stop().await;

@@ -45,8 +45,9 @@ impl Cron {
             days: field(day, "day-of-month", 1, 31)?,
             months: field(month, "month", 1, 12)?,
             weekdays,
-            days_restricted: day != "*",
-            weekdays_restricted: weekday != "*",
+            // As in Vixie cron, a field starting with `*` (`*/2` too) is not a restriction.
+            days_restricted: !day.starts_with('*'),
+            weekdays_restricted: !weekday.starts_with('*'),
         })
     }
 
@@ -178,6 +179,11 @@ mod tests {
         let leap = Cron::parse("0 0 29 2 *").unwrap();
         assert_eq!(leap.next_after(at(19_783, 0, 0)), Some(at(21_243, 0, 0)));
         assert_eq!(Cron::parse("0 0 31 2 *").unwrap().next_after(0), None);
+        // Odd days that are Mondays: both must hold, since a field starting with `*` does
+        // not count as restricted. 1970-01-05 is one; the 12th is even; the 19th is next.
+        let every_other = Cron::parse("0 0 */2 * 1").unwrap();
+        assert_eq!(every_other.next_after(at(0, 0, 0)), Some(at(4, 0, 0)));
+        assert_eq!(every_other.next_after(at(4, 0, 0)), Some(at(18, 0, 0)));
         // Either day field matches when both are restricted: the 2nd, or a Sunday.
         let either = Cron::parse("0 0 2 * 0").unwrap();
         assert_eq!(either.next_after(at(0, 0, 0)), Some(at(1, 0, 0)));

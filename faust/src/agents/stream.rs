@@ -81,6 +81,20 @@ pub const ERROR_HEADER: &str = "faust-error";
 /// Header of a dead letter sent without its value, saying why.
 pub const OMITTED_HEADER: &str = "faust-value-omitted";
 
+/// Runs an operator's closure (the codec, `filter`, `map`, a `group_by` key); a panic
+/// becomes a decode error, so the event is skipped and acknowledged like an undecodable
+/// one instead of being dropped unacknowledged (which would hold its partition back).
+fn guarded<T>(run: impl FnOnce() -> Result<T, DecodeError>) -> Result<T, DecodeError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_owned());
+        Err(DecodeError(format!("an operator panicked: {message}")))
+    })
+}
+
 /// `text`, cut to at most `max` bytes (on a character boundary) with a note of the cut.
 fn shorten(text: &str, max: usize) -> String {
     if text.len() <= max {
@@ -114,6 +128,11 @@ impl<T: 'static> Stream<T> {
 
     /// The next value, or `None` once the worker is shutting down (events still queued
     /// are then left unacknowledged, for the next start).
+    ///
+    /// Let it finish: a `next()` cancelled while it forwards an event (`group_by`) or
+    /// copies it to the dead-letter topic loses track of that event, which then holds
+    /// its partition's commits back until a restart. For time-bounded reads use
+    /// [`take`](Stream::take).
     pub async fn next(&mut self) -> Option<T> {
         self.next_event().await.map(|event| event.value)
     }
@@ -130,12 +149,14 @@ impl<T: 'static> Stream<T> {
     ///
     /// A batch can hold events of several partitions, and tables see the batch's last
     /// event as the current one: update tables from `next()` streams, not from batches.
+    /// A rebalance waits for a batch being gathered (up to the drain timeout), so keep
+    /// `within` short of it.
     pub async fn take(&mut self, max: usize, within: Duration) -> Option<Vec<T>> {
         self.finish_current();
         let first = self.receive(None).await?;
         let deadline = tokio::time::Instant::now() + within;
         let mut values = vec![first.value];
-        while values.len() < max {
+        while values.len() < max.max(1) {
             match self.receive(Some(deadline)).await {
                 Some(event) => values.push(event.value),
                 None => break,
@@ -292,7 +313,12 @@ impl<T> Stream<T> {
             let bytes = payload.as_deref().unwrap_or_default();
             let relay = self.relay.as_mut().filter(|r| r.topic != message.topic);
             let parsed = match relay {
-                Some(relay) => match relay.key.as_mut().map(|key| key(bytes)).transpose() {
+                Some(relay) => match relay
+                    .key
+                    .as_mut()
+                    .map(|key| guarded(|| key(bytes)))
+                    .transpose()
+                {
                     Ok(key) => {
                         if !self.forward(message, key, payload).await {
                             return None;
@@ -301,7 +327,7 @@ impl<T> Stream<T> {
                     }
                     Err(error) => Err(error),
                 },
-                None => (self.parse)(bytes),
+                None => guarded(|| (self.parse)(bytes)),
             };
             match parsed {
                 Ok(Some(value)) => {
@@ -370,6 +396,8 @@ impl<T> Stream<T> {
                 value: payload.as_deref(),
                 partition: None,
                 headers: &message.headers,
+                // Event time travels with the event, for windows downstream.
+                timestamp: message.timestamp,
             };
             let queued = Instant::now();
             match self.producer.enqueue_async(&topic, record).await {
@@ -425,6 +453,7 @@ impl<T> Stream<T> {
                 value,
                 partition: None,
                 headers: &headers,
+                timestamp: message.timestamp,
             };
             match dead.producer.send_record(&dead.topic, record).await {
                 Ok(_) => return true,

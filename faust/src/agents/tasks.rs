@@ -2,8 +2,9 @@
 //! ready. `#[faust::task]` runs once, `#[faust::timer(interval = "10s")]` every interval,
 //! `#[faust::crontab("*/5 * * * *")]` on a UTC schedule. With `on_leader = true` they run
 //! only on the group's leader ([`crate::leader`]): a timer checks at each tick, so the
-//! work moves with the leadership; a task waits until its worker becomes the leader.
-//! A failing run is logged; the next tick runs again.
+//! work moves with the leadership; a task waits until its worker becomes the leader, and
+//! is stopped if the worker stops being the leader before it ends. A failing run is
+//! logged; the next tick runs again.
 
 use std::time::Duration;
 
@@ -68,12 +69,22 @@ pub(crate) fn start(
 ) -> Vec<JoinHandle<()>> {
     let tasks = tasks.iter().map(|&task| {
         tokio::spawn(async move {
-            if task.on_leader {
-                leader::became_leader().await;
+            if !task.on_leader {
+                info!(task = task.name, "task started");
+                if run_once("task", task.name, task.run).await {
+                    info!(task = task.name, "task finished");
+                }
+                return;
             }
-            info!(task = task.name, "task started");
-            if run_once("task", task.name, task.run).await {
-                info!(task = task.name, "task finished");
+            leader::became_leader().await;
+            info!(task = task.name, "task started on the leader");
+            tokio::select! {
+                done = run_once("task", task.name, task.run) => if done {
+                    info!(task = task.name, "task finished");
+                },
+                _ = leader::lost_leadership() => {
+                    warn!(task = task.name, "this worker is no longer the leader: task stopped");
+                }
             }
         })
     });
@@ -90,14 +101,25 @@ async fn run_timer(timer: &'static TimerDescriptor) {
         Schedule::Every(_) => None,
     };
     let mut next = tokio::time::Instant::now();
+    // The last crontab time run: the clock may lag behind the sleep that waited for it.
+    let mut last_run = i64::MIN;
     loop {
         let wait = match (&cron, timer.schedule) {
             (Some(cron), _) => {
                 let now = clock::now_ms();
-                let Some(at) = cron.next_after(now) else {
+                let Some(at) = cron.next_after(now.max(last_run)) else {
                     return warn!(timer = timer.name, "the crontab never matches again");
                 };
-                Duration::from_millis((at - now) as u64)
+                // Woken early (a wall clock that stepped back, or lags the monotonic
+                // clock)? Sleep again rather than run before the time; sleeps are capped
+                // so a clock step forward is noticed within a minute.
+                let wait = Duration::from_millis((at - now).max(0) as u64);
+                if wait > Duration::ZERO {
+                    tokio::time::sleep(wait.min(Duration::from_secs(60))).await;
+                    continue;
+                }
+                last_run = at;
+                Duration::ZERO
             }
             (None, Schedule::Every(interval)) => {
                 // Ticks keep their rhythm however long a run takes (a late one is not
@@ -119,9 +141,18 @@ async fn run_timer(timer: &'static TimerDescriptor) {
     }
 }
 
-/// Runs `run` to the end, logging a failure or a panic; true when it succeeded.
+/// Runs `run` to the end, logging a failure or a panic; true when it succeeded. Dropping
+/// this future (shutdown, lost leadership) stops the run too.
 async fn run_once(kind: &str, name: &str, run: fn() -> BoxFuture<Result<()>>) -> bool {
-    match tokio::spawn(run()).await {
+    /// Aborts the spawned run when dropped.
+    struct Running(JoinHandle<Result<()>>);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let mut running = Running(tokio::spawn(run()));
+    match (&mut running.0).await {
         Ok(Ok(())) => true,
         Ok(Err(e)) => {
             error!(kind, name, error = %e, "{kind} failed");

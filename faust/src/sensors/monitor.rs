@@ -258,6 +258,17 @@ impl Monitor {
         newly
     }
 
+    /// Whether every assigned topic partition numbered `partition` has all its messages
+    /// committed, as far as known (nothing waiting to be processed there).
+    pub(crate) fn caught_up(&self, partition: i32) -> bool {
+        let known = lock(&self.partitions);
+        known
+            .values()
+            .filter_map(|topic| topic.get(&partition))
+            .filter(|stats| stats.assigned)
+            .all(|stats| stats.lag.is_none_or(|lag| lag == 0))
+    }
+
     /// The broker reported the end of a partition.
     pub(crate) fn high_watermark(&self, topic: &str, partition: i32, high: i64) {
         let mut known = lock(&self.partitions);

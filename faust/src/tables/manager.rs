@@ -7,7 +7,7 @@ use std::{
     collections::HashMap,
     path::PathBuf,
     sync::{Arc, Mutex, RwLock},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use tracing::info;
@@ -46,7 +46,12 @@ pub(crate) struct TableManager {
     runtime: tokio::runtime::Handle,
     followers: Mutex<Vec<Follower>>,
     /// Closes windowed tables' windows on time.
-    closer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    closer: Mutex<
+        Option<(
+            tokio::task::JoinHandle<()>,
+            tokio::sync::watch::Sender<bool>,
+        )>,
+    >,
     broken: Broken,
 }
 
@@ -182,8 +187,11 @@ impl TableManager {
             .cloned()
             .collect();
         if !windowed.is_empty() {
-            let task = self.runtime.spawn(windowed::close_windows(windowed));
-            *self.closer.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+            let (stop, stopping) = tokio::sync::watch::channel(false);
+            let task = self
+                .runtime
+                .spawn(windowed::close_windows(windowed, stopping));
+            *self.closer.lock().unwrap_or_else(|e| e.into_inner()) = Some((task, stop));
         }
     }
 
@@ -209,10 +217,17 @@ impl TableManager {
         Ok(())
     }
 
-    /// Stops closing windows (shutdown).
-    pub(crate) fn stop_window_closer(&self) {
-        if let Some(task) = self.closer.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            task.abort();
+    /// Stops closing windows (shutdown), letting a window being closed finish.
+    pub(crate) async fn stop_window_closer(&self) {
+        let closer = self.closer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((task, stop)) = closer {
+            stop.send_replace(true);
+            if tokio::time::timeout(Duration::from_secs(30), task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("an on_window_close callback did not finish within 30 s");
+            }
         }
     }
 
@@ -469,7 +484,9 @@ impl TableState {
         ));
         recovery::recover(bootstrap, self, &held, committed)?;
         if self.descriptor.window.is_some() {
-            let index = WindowIndex::rebuild(held.store.keys()?);
+            let stored = held.store.get(windowed::STREAM_TIME_KEY)?;
+            let stored = stored.and_then(|t| std::str::from_utf8(&t).ok()?.parse().ok());
+            let index = WindowIndex::rebuild(held.store.keys()?, stored);
             *held.windows.lock().unwrap_or_else(|e| e.into_inner()) = index;
         }
         self.held
@@ -631,6 +648,7 @@ impl TableState {
             value,
             partition: Some(held.partition),
             headers,
+            timestamp: None,
         };
         let delivery = self.producer.enqueue(&self.changelog, record)?;
         held.pending

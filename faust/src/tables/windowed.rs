@@ -83,7 +83,7 @@ impl WindowSpec {
     pub fn windows_at(&self, t: i64) -> Vec<Window> {
         let mut start = t.div_euclid(self.step_ms) * self.step_ms;
         let mut windows = Vec::new();
-        while start > t - self.size_ms {
+        while start > t.saturating_sub(self.size_ms) {
             windows.push(self.window(start));
             start -= self.step_ms;
         }
@@ -94,13 +94,13 @@ impl WindowSpec {
     fn window(&self, start: i64) -> Window {
         Window {
             start,
-            end: start + self.size_ms,
+            end: start.saturating_add(self.size_ms),
         }
     }
 
     /// The stream time at which `window` closes.
     fn closes_at(&self, window: Window) -> i64 {
-        window.end + self.expires_ms
+        window.end.saturating_add(self.expires_ms)
     }
 
     /// How long the changelog keeps a window's records: until it has surely closed.
@@ -114,8 +114,19 @@ impl WindowSpec {
     }
 }
 
-/// A table partition's stream time: the newest event time seen, moving on with the wall
-/// clock from when it was seen. Never goes back.
+/// How far ahead of the wall clock an event time may move the stream time: a record
+/// stamped far in the future (seconds taken for milliseconds, say) would otherwise close
+/// every window at once.
+const MAX_AHEAD_MS: i64 = 3_600_000;
+
+/// The store key under which a partition keeps its stream time, so that a late event
+/// cannot reopen a closed window after a restart or a rebalance. Not a window key (a
+/// JSON string, not `[key, start]`), so windows never collide with it.
+pub(crate) const STREAM_TIME_KEY: &[u8] = b"\"__faust_stream_time\"";
+
+/// A table partition's stream time: the newest event time seen; while the partition is
+/// caught up (nothing waiting to be processed), it moves on with the wall clock from
+/// when that event was seen. Never goes back.
 #[derive(Debug, Default)]
 struct StreamTime {
     /// (event time, wall clock when it was seen)
@@ -124,19 +135,28 @@ struct StreamTime {
 }
 
 impl StreamTime {
-    fn now(&mut self, reference: TimeReference) -> Option<i64> {
+    /// The stream time; `caught_up` lets it run on with the clock. Events waiting to be
+    /// processed keep it at the newest event time, so a slow agent or a backlog does not
+    /// make in-order events late.
+    fn now(&mut self, reference: TimeReference, caught_up: bool) -> Option<i64> {
         let now = match (reference, self.seen) {
             (TimeReference::Wall, _) => clock::now_ms(),
-            (TimeReference::Event, Some((time, wall))) => time + (clock::now_ms() - wall),
+            (TimeReference::Event, Some((time, wall))) if caught_up => {
+                time.saturating_add(clock::now_ms().saturating_sub(wall).max(0))
+            }
+            (TimeReference::Event, Some((time, _))) => time,
             (TimeReference::Event, None) => return None,
         };
         self.last = self.last.max(now);
         Some(self.last)
     }
 
-    /// An event at `time` arrived.
+    /// An event at `time` arrived; times far ahead of the clock are not believed.
     fn observe(&mut self, time: i64, reference: TimeReference) {
-        if self.now(reference).is_none_or(|now| time > now) {
+        if time > clock::now_ms().saturating_add(MAX_AHEAD_MS) {
+            return;
+        }
+        if self.now(reference, false).is_none_or(|now| time > now) {
             self.seen = Some((time, clock::now_ms()));
             self.last = self.last.max(time);
         }
@@ -152,23 +172,29 @@ pub(crate) struct WindowIndex {
 }
 
 impl WindowIndex {
-    /// The index of a recovered store: its windows, and a stream time from the newest.
-    pub(crate) fn rebuild(keys: impl IntoIterator<Item = Vec<u8>>) -> WindowIndex {
+    /// The index of a recovered store: its windows, and its stream time from the one it
+    /// stored when it last closed windows, or else from its newest window.
+    pub(crate) fn rebuild(
+        keys: impl IntoIterator<Item = Vec<u8>>,
+        stored_time: Option<i64>,
+    ) -> WindowIndex {
         let mut index = WindowIndex::default();
         for key in keys {
             if let Some((_, start)) = split_key(&key) {
                 index.starts.entry(start).or_default().insert(key);
             }
         }
-        if let Some((&newest, _)) = index.starts.last_key_value() {
-            index.time.observe(newest, TimeReference::Event);
+        let newest = index.starts.last_key_value().map(|(start, _)| *start);
+        if let Some(time) = newest.max(stored_time) {
+            index.time.seen = Some((time, clock::now_ms()));
+            index.time.last = time;
         }
         index
     }
 
     /// Takes out the windows closed at the partition's stream time.
-    fn take_closed(&mut self, spec: &WindowSpec) -> Vec<(Window, Vec<u8>)> {
-        let Some(now) = self.time.now(spec.time) else {
+    fn take_closed(&mut self, spec: &WindowSpec, caught_up: bool) -> Vec<(Window, Vec<u8>)> {
+        let Some(now) = self.time.now(spec.time, caught_up) else {
             return Vec::new();
         };
         let mut closed = Vec::new();
@@ -267,7 +293,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> WindowedT
         let held = state.held_partition(partition)?;
         let mut index = held.windows.lock().unwrap_or_else(|e| e.into_inner());
         index.time.observe(time_ms, spec.time);
-        let now = index.time.now(spec.time).unwrap_or(time_ms);
+        let now = index.time.now(spec.time, false).unwrap_or(time_ms);
         let mut newest = None;
         for window in spec.windows_at(time_ms) {
             if spec.closes_at(window) <= now {
@@ -412,9 +438,12 @@ fn live_windows(
     Ok(windows)
 }
 
-/// Closes the due windows of every windowed table partition this worker holds, each
-/// table at its own tick, until aborted.
-pub(crate) async fn close_windows(tables: Vec<Arc<TableState>>) {
+/// Closes the due windows of every windowed table partition this worker holds, until
+/// `stop` turns true (between two windows, never between a callback and its tombstone).
+pub(crate) async fn close_windows(
+    tables: Vec<Arc<TableState>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let tick = tables
         .iter()
         .filter_map(|t| t.descriptor.window.as_ref().map(WindowSpec::tick))
@@ -425,7 +454,10 @@ pub(crate) async fn close_windows(tables: Vec<Arc<TableState>>) {
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        interval.tick().await;
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
         for table in &tables {
             if let Some(spec) = &table.descriptor.window {
                 close_due(table, spec).await;
@@ -448,11 +480,20 @@ pub(crate) async fn close_due(table: &TableState, spec: &WindowSpec) {
         let Ok(held) = table.held_partition(partition) else {
             continue;
         };
-        let closed = final_values(table, &held, spec);
+        let caught_up = table.sensors.monitor().caught_up(partition);
+        let (closed, time) = final_values(table, &held, spec, caught_up);
         drop(held);
+        if closed.is_empty() {
+            continue;
+        }
         for (window, key, value) in closed {
             if let (Some(on_close), Some((user_key, _))) = (spec.on_close, split_key(&key)) {
-                if let Err(e) = on_close(user_key.to_vec(), window, value).await {
+                // Spawned, so that a panicking callback is a failure, not a dead closer.
+                let outcome = match tokio::spawn(on_close(user_key.to_vec(), window, value)).await {
+                    Ok(outcome) => outcome,
+                    Err(e) => Err(Error::msg(format!("on_window_close panicked: {e}"))),
+                };
+                if let Err(e) = outcome {
                     warn!(
                         table = table.descriptor.name,
                         ?window,
@@ -473,20 +514,34 @@ pub(crate) async fn close_due(table: &TableState, spec: &WindowSpec) {
                 warn!(table = table.descriptor.name, ?window, error = %e, "could not remove a closed window");
             }
         }
+        // The partition's stream time goes with its windows: a new owner then refuses
+        // late events for windows closed here instead of opening them again.
+        if let (Some(time), Ok(held)) = (time, table.held_partition(partition)) {
+            let time = time.to_string().into_bytes();
+            let stored = table.update_in(&held, None, STREAM_TIME_KEY.to_vec(), |_| {
+                Ok((Some(time), ()))
+            });
+            if let Err(e) = stored {
+                warn!(table = table.descriptor.name, error = %e, "could not store the stream time");
+            }
+        }
     }
 }
 
 /// Takes the partition's due windows out of its index with their final values, read
 /// under the index lock: a write to a window checks the same stream time under it, so
 /// none lands after its final value was read.
+/// Also returns the stream time they closed at.
+#[allow(clippy::type_complexity)]
 fn final_values(
     table: &TableState,
     held: &TablePartition,
     spec: &WindowSpec,
-) -> Vec<(Window, Vec<u8>, Vec<u8>)> {
+    caught_up: bool,
+) -> (Vec<(Window, Vec<u8>, Vec<u8>)>, Option<i64>) {
     let mut index = held.windows.lock().unwrap_or_else(|e| e.into_inner());
     let mut closed = Vec::new();
-    for (window, key) in index.take_closed(spec) {
+    for (window, key) in index.take_closed(spec, caught_up) {
         match held.store.get(&key) {
             Ok(Some(value)) => closed.push((window, key, value)),
             Ok(None) => {}
@@ -496,7 +551,7 @@ fn final_values(
             }
         }
     }
-    closed
+    (closed, index.time.now(spec.time, false))
 }
 
 #[cfg(test)]
@@ -538,11 +593,12 @@ mod tests {
     #[test]
     fn windows_close_when_stream_time_passes_their_end_and_expiry() {
         let spec = spec(10, 10, 5);
-        let mut index = WindowIndex::rebuild([store_key(b"\"a\"", 0), store_key(b"\"b\"", 10)]);
+        let mut index =
+            WindowIndex::rebuild([store_key(b"\"a\"", 0), store_key(b"\"b\"", 10)], None);
         // The stream time restarts at the newest recovered window (10): none is due yet.
-        assert!(index.take_closed(&spec).is_empty());
+        assert!(index.take_closed(&spec, false).is_empty());
         index.time.observe(15, TimeReference::Event);
-        let closed = index.take_closed(&spec);
+        let closed = index.take_closed(&spec, false);
         assert_eq!(
             closed,
             [(Window { start: 0, end: 10 }, store_key(b"\"a\"", 0))]
@@ -550,18 +606,18 @@ mod tests {
         // An older event does not move time back.
         index.time.observe(3, TimeReference::Event);
         index.time.observe(25, TimeReference::Event);
-        assert_eq!(index.take_closed(&spec).len(), 1);
+        assert_eq!(index.take_closed(&spec, false).len(), 1);
         assert!(index.starts.is_empty());
     }
 
     #[test]
     fn stream_time_moves_on_with_the_clock_between_events() {
         let mut time = StreamTime::default();
-        assert_eq!(time.now(TimeReference::Event), None);
+        assert_eq!(time.now(TimeReference::Event, true), None);
         time.observe(1_000, TimeReference::Event);
-        let now = time.now(TimeReference::Event).unwrap();
+        let now = time.now(TimeReference::Event, true).unwrap();
         assert!((1_000..1_000 + 60_000).contains(&now), "{now}");
-        let later = time.now(TimeReference::Event).unwrap();
+        let later = time.now(TimeReference::Event, true).unwrap();
         assert!(later >= now);
     }
 }

@@ -53,6 +53,8 @@ pub struct Record<'a> {
     /// `None` lets the partitioner choose (by key hash, or spread when there is no key).
     pub partition: Option<i32>,
     pub headers: &'a [Header],
+    /// Milliseconds since the Unix epoch; `None`: when it is sent.
+    pub timestamp: Option<i64>,
 }
 
 /// A handle on the worker's producer; cheap to clone.
@@ -109,6 +111,8 @@ pub struct SentRecord {
 pub(crate) struct MemoryLog {
     partitions: i32,
     records: Mutex<Vec<SentRecord>>,
+    /// The next offset of each topic partition.
+    ends: Mutex<HashMap<(String, i32), i64>>,
 }
 
 impl MemoryLog {
@@ -116,6 +120,7 @@ impl MemoryLog {
         MemoryLog {
             partitions,
             records: Mutex::default(),
+            ends: Mutex::default(),
         }
     }
 
@@ -125,27 +130,20 @@ impl MemoryLog {
         records.get(from..).unwrap_or_default().to_vec()
     }
 
-    fn append(&self, topic: &str, record: &Record<'_>) -> Delivered {
-        self.append_at(topic, record, None)
-    }
-
-    /// Keeps `record`, stamped with `timestamp` or the clock's now.
-    pub(crate) fn append_at(
-        &self,
-        topic: &str,
-        record: &Record<'_>,
-        timestamp: Option<i64>,
-    ) -> Delivered {
+    /// Keeps `record`, stamped with its timestamp or the clock's now.
+    pub(crate) fn append(&self, topic: &str, record: &Record<'_>) -> Delivered {
         let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
         let partition = record.partition.unwrap_or_else(|| {
             record
                 .key
                 .map_or(0, |key| partition_for_key(key, self.partitions))
         });
-        let offset = records
-            .iter()
-            .filter(|r| r.topic == topic && r.partition == partition)
-            .count() as i64;
+        let offset = {
+            let mut ends = self.ends.lock().unwrap_or_else(|e| e.into_inner());
+            let end = ends.entry((topic.to_owned(), partition)).or_default();
+            *end += 1;
+            *end - 1
+        };
         records.push(SentRecord {
             topic: topic.to_owned(),
             partition,
@@ -153,7 +151,7 @@ impl MemoryLog {
             key: record.key.map(<[u8]>::to_vec),
             value: record.value.map(<[u8]>::to_vec),
             headers: record.headers.to_vec(),
-            timestamp: Some(timestamp.unwrap_or_else(crate::clock::now_ms)),
+            timestamp: Some(record.timestamp.unwrap_or_else(crate::clock::now_ms)),
         });
         Delivered { partition, offset }
     }
@@ -324,6 +322,9 @@ impl<'a> Record<'a> {
         if !self.headers.is_empty() {
             future = future.headers(kafka_headers(self.headers));
         }
+        if let Some(timestamp) = self.timestamp {
+            future = future.timestamp(timestamp);
+        }
         future
     }
 }
@@ -415,6 +416,7 @@ pub async fn send_bytes(
         value,
         partition,
         headers: &[],
+        timestamp: None,
     };
     sender.producer.send_record(topic, record).await
 }

@@ -204,6 +204,7 @@ impl Announcer {
             value,
             partition: Some(0),
             headers: &[],
+            timestamp: None,
         };
         let queued = Instant::now();
         let outcome = self

@@ -1,0 +1,155 @@
+//! The test context itself, without a broker: operators, group_by routing, batches, a
+//! panicking operator, timers and crontabs on a moved clock, and windows closing.
+
+use std::{
+    sync::atomic::{AtomicUsize, Ordering},
+    time::Duration,
+};
+
+use faust::{
+    prelude::*,
+    tables::{Window, WindowedTable},
+    testing::TestContext,
+};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Visit {
+    user: String,
+    page: String,
+}
+
+/// page -> visits, fed through a group_by.
+#[faust::table(name = "page_visits", default = 0)]
+static PAGE_VISITS: Table<String, u64>;
+
+#[faust::agent(topic = "visits", group_by = "page")]
+async fn count_pages(visits: Stream<Visit>) -> faust::Result<()> {
+    let mut by_page = visits.group_by("page", |v| v.page.clone())?;
+    while let Some(event) = by_page.next_event().await {
+        PAGE_VISITS.update(&event.value.page, |n| *n += 1)?;
+    }
+    Ok(())
+}
+
+/// Numbers: panics on 13 in `map`, keeps evens, reports batches to `batched`.
+#[faust::agent(topic = "numbers", sink = "batched")]
+async fn batch_numbers(numbers: Stream<u64>, out: Sink<Vec<u64>>) -> faust::Result<()> {
+    let mut evens = numbers
+        .map(|n| if n == 13 { panic!("unlucky") } else { n })
+        .filter(|n| n % 2 == 0);
+    while let Some(batch) = evens.take(3, Duration::from_millis(20)).await {
+        out.send(&batch).await?;
+    }
+    Ok(())
+}
+
+static TICKS: AtomicUsize = AtomicUsize::new(0);
+static CRON_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[faust::timer(interval = "10s", on_leader = true)]
+async fn tick() -> faust::Result<()> {
+    TICKS.fetch_add(1, Ordering::SeqCst);
+    Ok(())
+}
+
+#[faust::crontab("*/5 * * * *")]
+async fn every_five_minutes() -> faust::Result<()> {
+    CRON_RUNS.fetch_add(1, Ordering::SeqCst);
+    Ok(())
+}
+
+/// page -> visits per minute (wall clock), closed one minute after each minute ends.
+#[faust::table(name = "per_minute", default = 0, tumbling = "1m", expires = "1m", time = "wall", on_window_close = minute_closed)]
+static PER_MINUTE: WindowedTable<String, u64>;
+
+async fn minute_closed(page: String, window: Window, visits: u64) -> faust::Result<()> {
+    faust::send("minutes", Some(&page), &(window.start, visits)).await?;
+    Ok(())
+}
+
+#[faust::agent(topic = "clicks")]
+async fn per_minute(mut clicks: Stream<String>) -> faust::Result<()> {
+    while let Some(page) = clicks.next().await {
+        PER_MINUTE.update(&page, |n| *n += 1)?;
+    }
+    Ok(())
+}
+
+fn visit(user: &str, page: &str) -> Visit {
+    Visit {
+        user: user.into(),
+        page: page.into(),
+    }
+}
+
+#[tokio::test]
+async fn group_by_is_routed_through_its_repartition_topic() -> faust::Result<()> {
+    let mut ctx = TestContext::new().await?;
+    for (user, page) in [("ann", "/"), ("bob", "/"), ("cy", "/docs"), ("ann", "/")] {
+        ctx.send("visits", Some(user), &visit(user, page)).await?;
+    }
+    assert_eq!(PAGE_VISITS.get(&"/".to_owned())?, 3);
+    assert_eq!(PAGE_VISITS.get(&"/docs".to_owned())?, 1);
+    let forwarded = ctx.sent("test-app-count_pages-page-repartition");
+    assert_eq!(forwarded.len(), 4);
+    assert_eq!(forwarded[2].key.as_deref(), Some(&b"\"/docs\""[..]));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_panicking_operator_skips_its_event_and_batches_go_on() -> faust::Result<()> {
+    let mut ctx = TestContext::new().await?;
+    for n in [2u64, 13, 4, 5, 6, 8] {
+        ctx.send("numbers", Some(&0), &n).await?;
+    }
+    let batches: Vec<Vec<u64>> = ctx.sent_json("batched")?;
+    assert_eq!(
+        batches.concat(),
+        [2, 4, 6, 8],
+        "13 was skipped: {batches:?}"
+    );
+    assert!(batches.iter().all(|b| b.len() <= 3));
+    Ok(())
+}
+
+#[tokio::test]
+async fn timers_and_crontabs_run_as_the_clock_moves() -> faust::Result<()> {
+    let mut ctx = TestContext::new().await?;
+    let (ticks, crons) = (
+        TICKS.load(Ordering::SeqCst),
+        CRON_RUNS.load(Ordering::SeqCst),
+    );
+    ctx.advance(Duration::from_secs(35)).await?;
+    assert_eq!(TICKS.load(Ordering::SeqCst) - ticks, 3);
+    ctx.disable_timer("tick")?;
+    ctx.advance(Duration::from_secs(20 * 60)).await?;
+    assert_eq!(TICKS.load(Ordering::SeqCst) - ticks, 3, "disabled");
+    let runs = CRON_RUNS.load(Ordering::SeqCst) - crons;
+    assert!(
+        (4..=5).contains(&runs),
+        "every five minutes over 20m35s: {runs}"
+    );
+    assert!(ctx.disable_timer("no-such-timer").is_err());
+    Ok(())
+}
+
+#[tokio::test]
+async fn wall_clock_windows_close_once_as_the_clock_moves() -> faust::Result<()> {
+    let mut ctx = TestContext::new().await?;
+    ctx.disable_timer("tick")?;
+    ctx.disable_timer("every_five_minutes")?;
+    let page = "/pricing".to_owned();
+    // Keyed by page, so that the table partition is the key's (as reads look it up).
+    ctx.send("clicks", Some(&page), &page).await?;
+    ctx.send("clicks", Some(&page), &page).await?;
+    assert_eq!(PER_MINUTE.now(&page)?, 2);
+    assert_eq!(PER_MINUTE.windows(&page)?.len(), 1);
+    ctx.advance(Duration::from_secs(150)).await?;
+    let closed: Vec<(i64, u64)> = ctx.sent_json("minutes")?;
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    assert_eq!(closed[0].1, 2);
+    assert!(PER_MINUTE.windows(&page)?.is_empty());
+    ctx.advance(Duration::from_secs(600)).await?;
+    assert_eq!(ctx.sent("minutes").len(), 1, "closed once");
+    Ok(())
+}
