@@ -376,11 +376,14 @@ fn print_tables(app: &App) -> Result<()> {
                 }
             }
         }
-        let kind = match (table.global, table.store) {
-            (true, _) => " (global)",
-            (_, "memory") => " (memory)",
-            _ => "",
+        let mut kind = match (table.global, table.store) {
+            (true, _) => " (global)".to_owned(),
+            (_, "memory") => " (memory)".to_owned(),
+            _ => String::new(),
         };
+        if let Some(window) = &table.window {
+            kind.push_str(&format!(" ({})", window.describe()));
+        }
         let _ = writeln!(
             out,
             "{:<20} {:<36} {:>10} {:>12} {:>10}  {} -> {}{kind}",

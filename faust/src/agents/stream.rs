@@ -410,6 +410,17 @@ impl<T> Stream<T> {
                     self.outbox.finish(vec![message]);
                     return true;
                 }
+                // Retrying cannot help: handled like an undecodable event (logged, copied
+                // to the dead-letter topic if there is one, skipped).
+                Err(e) if e.is_message_too_large() => {
+                    let error = format!("too large to forward to '{topic}': {e}");
+                    warn!(agent = self.agent.name, event = %message.position(), %error, "skipping an event");
+                    if !self.bury(&message, payload.as_deref(), &error).await {
+                        return false;
+                    }
+                    message.ack();
+                    return true;
+                }
                 Err(e) => warn!(
                     agent = self.agent.name,
                     event = %message.position(),

@@ -103,6 +103,20 @@ impl WindowSpec {
         window.end.saturating_add(self.expires_ms)
     }
 
+    /// "tumbling 10s, expires 10s" / "hopping 20s every 10s, expires 1h" (listings).
+    pub fn describe(&self) -> String {
+        let shape = if self.step_ms == self.size_ms {
+            format!("tumbling {}", duration_text(self.size_ms))
+        } else {
+            format!(
+                "hopping {} every {}",
+                duration_text(self.size_ms),
+                duration_text(self.step_ms)
+            )
+        };
+        format!("{shape}, expires {}", duration_text(self.expires_ms))
+    }
+
     /// How long the changelog keeps a window's records: until it has surely closed.
     pub(crate) fn retention_ms(&self) -> i64 {
         (self.size_ms + self.expires_ms).max(60_000) * 2
@@ -123,6 +137,22 @@ const MAX_AHEAD_MS: i64 = 3_600_000;
 /// cannot reopen a closed window after a restart or a rebalance. Not a window key (a
 /// JSON string, not `[key, start]`), so windows never collide with it.
 pub(crate) const STREAM_TIME_KEY: &[u8] = b"\"__faust_stream_time\"";
+
+/// `ms` in the largest unit that divides it: `1h`, `90s`, `250ms`.
+fn duration_text(ms: i64) -> String {
+    [
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "m"),
+        (1_000, "s"),
+    ]
+    .iter()
+    .find(|(unit, _)| ms % unit == 0 && ms != 0)
+    .map_or_else(
+        || format!("{ms}ms"),
+        |(unit, name)| format!("{}{name}", ms / unit),
+    )
+}
 
 /// A table partition's stream time: the newest event time seen; while the partition is
 /// caught up (nothing waiting to be processed), it moves on with the wall clock from
@@ -580,6 +610,19 @@ mod tests {
             [Window { start: 5, end: 15 }, Window { start: 10, end: 20 }]
         );
         assert_eq!(spec(30, 10, 0).windows_at(30).len(), 3);
+    }
+
+    #[test]
+    fn windows_describe_themselves() {
+        assert_eq!(
+            spec(10_000, 10_000, 10_000).describe(),
+            "tumbling 10s, expires 10s"
+        );
+        assert_eq!(
+            spec(3_600_000, 60_000, 90_000).describe(),
+            "hopping 1h every 1m, expires 90s"
+        );
+        assert_eq!(spec(250, 250, 0).describe(), "tumbling 250ms, expires 0ms");
     }
 
     #[test]
