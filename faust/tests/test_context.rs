@@ -153,3 +153,48 @@ async fn wall_clock_windows_close_once_as_the_clock_moves() -> faust::Result<()>
     assert_eq!(ctx.sent("minutes").len(), 1, "closed once");
     Ok(())
 }
+
+static FLAKY_ATTEMPTS: AtomicUsize = AtomicUsize::new(0);
+
+/// page -> clicks per minute; its callback fails twice before it works.
+#[faust::table(name = "flaky", default = 0, tumbling = "1m", expires = "1m", time = "wall", on_window_close = flaky_closed)]
+static FLAKY: WindowedTable<String, u64>;
+
+async fn flaky_closed(page: String, _window: Window, clicks: u64) -> faust::Result<()> {
+    if FLAKY_ATTEMPTS.fetch_add(1, Ordering::SeqCst) < 2 {
+        return Err(faust::Error::msg("the report service is down"));
+    }
+    faust::send("flaky-closed", Some(&page), &clicks).await?;
+    Ok(())
+}
+
+#[faust::agent(topic = "flaky-clicks")]
+async fn flaky_clicks(mut clicks: Stream<String>) -> faust::Result<()> {
+    while let Some(page) = clicks.next().await {
+        FLAKY.update(&page, |n| *n += 1)?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failing_window_callback_is_tried_again_with_backoff_until_it_works() -> faust::Result<()>
+{
+    let mut ctx = TestContext::new().await?;
+    ctx.disable_timer("tick")?;
+    ctx.disable_timer("every_five_minutes")?;
+    let page = "/".to_owned();
+    ctx.send("flaky-clicks", Some(&page), &page).await?;
+    ctx.advance(Duration::from_secs(150)).await?; // closes; the callback fails
+    assert_eq!(FLAKY_ATTEMPTS.load(Ordering::SeqCst), 1);
+    ctx.advance(Duration::from_millis(1500)).await?; // the retry is 2 s away
+    assert_eq!(FLAKY_ATTEMPTS.load(Ordering::SeqCst), 1);
+    ctx.advance(Duration::from_millis(500)).await?; // fails again; next in 4 s
+    assert_eq!(FLAKY_ATTEMPTS.load(Ordering::SeqCst), 2);
+    assert!(ctx.sent("flaky-closed").is_empty());
+    ctx.advance(Duration::from_secs(4)).await?;
+    let closed: Vec<u64> = ctx.sent_json("flaky-closed")?;
+    assert_eq!(closed, [1], "the final value, once");
+    ctx.advance(Duration::from_secs(600)).await?;
+    assert_eq!(FLAKY_ATTEMPTS.load(Ordering::SeqCst), 3);
+    Ok(())
+}

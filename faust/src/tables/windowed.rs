@@ -199,6 +199,27 @@ pub(crate) struct WindowIndex {
     /// window start -> the store keys (`[key, start]`) of the windows starting then
     starts: BTreeMap<i64, BTreeSet<Vec<u8>>>,
     time: StreamTime,
+    /// Closed windows whose `on_window_close` failed, waiting to be tried again.
+    retries: Vec<Retry>,
+}
+
+/// A closed window to hand to `on_window_close` again.
+#[derive(Debug)]
+struct Retry {
+    window: Window,
+    key: Vec<u8>,
+    failures: u32,
+    /// When (`clock::now_ms`) to try again.
+    at: i64,
+}
+
+/// A closed window on its way to `on_window_close`.
+struct Closed {
+    window: Window,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    /// How often its callback failed before.
+    failures: u32,
 }
 
 impl WindowIndex {
@@ -516,7 +537,13 @@ pub(crate) async fn close_due(table: &TableState, spec: &WindowSpec) {
         if closed.is_empty() {
             continue;
         }
-        for (window, key, value) in closed {
+        for Closed {
+            window,
+            key,
+            value,
+            failures,
+        } in closed
+        {
             if let (Some(on_close), Some((user_key, _))) = (spec.on_close, split_key(&key)) {
                 // Spawned, so that a panicking callback is a failure, not a dead closer.
                 let outcome = match tokio::spawn(on_close(user_key.to_vec(), window, value)).await {
@@ -524,15 +551,26 @@ pub(crate) async fn close_due(table: &TableState, spec: &WindowSpec) {
                     Err(e) => Err(Error::msg(format!("on_window_close panicked: {e}"))),
                 };
                 if let Err(e) = outcome {
+                    // Tried again later, backing off up to 5 minutes: never given up on.
+                    let failures = failures + 1;
+                    let delay_ms = 1_000i64 << failures.min(9);
+                    let delay_ms = delay_ms.min(300_000);
                     warn!(
                         table = table.descriptor.name,
                         ?window,
                         error = %e,
-                        "on_window_close failed; retrying at the next tick"
+                        failures,
+                        "on_window_close failed; trying again in {} s",
+                        delay_ms / 1000
                     );
                     if let Ok(held) = table.held_partition(partition) {
                         let mut index = held.windows.lock().unwrap_or_else(|e| e.into_inner());
-                        index.starts.entry(window.start).or_default().insert(key);
+                        index.retries.push(Retry {
+                            window,
+                            key,
+                            failures,
+                            at: clock::now_ms().saturating_add(delay_ms),
+                        });
                     }
                     continue;
                 }
@@ -562,18 +600,30 @@ pub(crate) async fn close_due(table: &TableState, spec: &WindowSpec) {
 /// under the index lock: a write to a window checks the same stream time under it, so
 /// none lands after its final value was read.
 /// Also returns the stream time they closed at.
-#[allow(clippy::type_complexity)]
+/// Windows whose callback failed come back when their retry is due.
 fn final_values(
     table: &TableState,
     held: &TablePartition,
     spec: &WindowSpec,
     caught_up: bool,
-) -> (Vec<(Window, Vec<u8>, Vec<u8>)>, Option<i64>) {
+) -> (Vec<Closed>, Option<i64>) {
     let mut index = held.windows.lock().unwrap_or_else(|e| e.into_inner());
+    let now = clock::now_ms();
+    let (due, waiting): (Vec<Retry>, Vec<Retry>) = std::mem::take(&mut index.retries)
+        .into_iter()
+        .partition(|r| r.at <= now);
+    index.retries = waiting;
+    let closing = index.take_closed(spec, caught_up);
+    let retried = due.into_iter().map(|r| (r.window, r.key, r.failures));
     let mut closed = Vec::new();
-    for (window, key) in index.take_closed(spec, caught_up) {
+    for (window, key, failures) in closing.into_iter().map(|(w, k)| (w, k, 0)).chain(retried) {
         match held.store.get(&key) {
-            Ok(Some(value)) => closed.push((window, key, value)),
+            Ok(Some(value)) => closed.push(Closed {
+                window,
+                key,
+                value,
+                failures,
+            }),
             Ok(None) => {}
             Err(e) => {
                 warn!(table = table.descriptor.name, ?window, error = %e, "could not read a closed window; retrying at the next tick");
