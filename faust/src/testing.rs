@@ -35,14 +35,15 @@
 //! ```
 //!
 //! Each `send` returns once every agent is done with the event and with whatever it
-//! caused; an agent that fails makes it return the error. Tables and `send` are global
+//! caused; an agent that fails makes it return the error. A `take(max, within)` batch
+//! ends as soon as no more events are waiting, instead of waiting `within`. Tables and `send` are global
 //! to the process, so test contexts take turns: a second one waits for the first to be
 //! dropped. Tasks (`#[faust::task]`) do not run; timers run when [`TestContext::advance`]
 //! passes their time, and this worker is the leader.
 
 use std::{
     sync::{
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc, LazyLock, Mutex,
     },
     time::Duration,
@@ -74,6 +75,14 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Only one test context at a time: tables and `send` are process-wide.
 static TURN: LazyLock<Arc<tokio::sync::Mutex<()>>> = LazyLock::new(Arc::default);
+
+/// Whether a test context is running (streams then end `take` batches at once).
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// Whether agents run in a test context.
+pub(crate) fn active() -> bool {
+    ACTIVE.load(Ordering::SeqCst)
+}
 
 /// An app running in-process, without a broker, for tests.
 pub struct TestContext {
@@ -157,6 +166,7 @@ impl TestContext {
         tables.hold_all_in_memory()?;
         tables::install(tables.clone());
         leader::set(true);
+        ACTIVE.store(true, Ordering::SeqCst);
         let (fatal_sender, fatal) = mpsc::unbounded_channel();
         let (agents, routes) = AgentManager::start(&app, &producer, &sensors, &fatal_sender);
         let now = clock::now_ms();
@@ -386,6 +396,7 @@ fn next_due(timer: &TimerDescriptor, now: i64) -> Option<i64> {
 impl Drop for TestContext {
     fn drop(&mut self) {
         self.agents.signal_stop();
+        ACTIVE.store(false, Ordering::SeqCst);
         tables::uninstall();
         producer::uninstall();
         leader::set(false);

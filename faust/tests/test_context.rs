@@ -37,7 +37,7 @@ async fn batch_numbers(numbers: Stream<u64>, out: Sink<Vec<u64>>) -> faust::Resu
     let mut evens = numbers
         .map(|n| if n == 13 { panic!("unlucky") } else { n })
         .filter(|n| n % 2 == 0);
-    while let Some(batch) = evens.take(3, Duration::from_millis(20)).await {
+    while let Some(batch) = evens.take(3, Duration::from_secs(30)).await {
         out.send(&batch).await?;
     }
     Ok(())
