@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test (unit, macro UI, integration, doc) against a real tansu broker:
 # installs tansu into ~/.cache on first use, starts it on 127.0.0.1, runs
-# `cargo test --workspace` (extra arguments are passed on), and stops the broker.
+# `cargo test --workspace` and `cargo test --examples` (extra arguments are passed on),
+# and stops the broker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,3 +13,6 @@ trap 'scripts/broker.sh stop' EXIT
 # The tests' worker logs and datadirs, from the previous run.
 rm -rf "${TMPDIR:-/tmp}/faust-rs-tests"
 cargo test --workspace --no-fail-fast "$@"
+# The examples' own tests (their agents in faust's test context, no broker). Not in the
+# run above: that one builds the examples as programs, which tests/worker.rs runs.
+cargo test --examples "$@"

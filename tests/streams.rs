@@ -233,3 +233,21 @@ fn a_leader_timer_runs_on_one_worker_and_moves_when_it_stops() {
     );
     assert_eq!(ran.len(), 2, "once per worker: {ran:?}");
 }
+
+#[test]
+fn a_crontab_runs_in_a_worker_at_the_start_of_its_minute() {
+    let app = unique("crontab");
+    let out = format!("{app}-minutely");
+    create_topic(&out, 1);
+    let mut worker = Worker::start(&app, "w", &[("TEST_CRONTAB", "1")]);
+    // "* * * * *": within a minute (and a little) of the worker being ready.
+    let ran = wait_until(Duration::from_secs(80), || !read_all(&out).is_empty());
+    assert!(ran, "{}", worker.log());
+    worker.stop();
+    let at = read_all(&out)[0].json()["at"].as_i64().unwrap();
+    assert!(
+        at % 60_000 < 5_000,
+        "ran {} ms into its minute, not at its start",
+        at % 60_000
+    );
+}

@@ -15,7 +15,8 @@
 //! - `withdrawals` and `country_withdrawals` total withdrawals per user and hour and per
 //!   country and 10 s (windowed tables, Faust's withdrawals example).
 //! - `heartbeat`, a leader-only timer, reports which worker leads; `lead`, a leader-only
-//!   task, reports each worker that became the leader.
+//!   task, reports each worker that became the leader; `minutely`, a crontab, reports
+//!   when it ran.
 //! - `DecodeErrorPrinter`, a user sensor, prints the messages agents could not decode.
 
 use std::time::Duration;
@@ -381,6 +382,16 @@ async fn lead() -> faust::Result<()> {
     if std::env::var("TEST_HEARTBEAT").is_ok_and(|v| v == "1") {
         let report = serde_json::json!({ "worker": worker_name() });
         faust::send(&report_topic("leader-tasks"), None::<&str>, &report).await?;
+    }
+    Ok(())
+}
+
+/// With `TEST_CRONTAB=1`, reports the time it ran at to `{app_id}-minutely` every minute.
+#[faust::crontab("* * * * *")]
+async fn minutely() -> faust::Result<()> {
+    if std::env::var("TEST_CRONTAB").is_ok_and(|v| v == "1") {
+        let report = serde_json::json!({ "at": faust::clock::now_ms() });
+        faust::send(&report_topic("minutely"), None::<&str>, &report).await?;
     }
     Ok(())
 }

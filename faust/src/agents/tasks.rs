@@ -93,51 +93,91 @@ pub(crate) fn start(
 }
 
 async fn run_timer(timer: &'static TimerDescriptor) {
-    let cron = match timer.schedule {
+    let mut schedule = match timer.schedule {
         Schedule::Cron(expression) => match Cron::parse(expression) {
-            Ok(cron) => Some(cron),
+            Ok(cron) => Ticks::Cron(CronTicks::new(cron)),
             Err(e) => return error!(timer = timer.name, error = %e, "timer not started"),
         },
-        Schedule::Every(_) => None,
+        Schedule::Every(interval) => Ticks::Every {
+            interval,
+            next: tokio::time::Instant::now(),
+        },
     };
-    let mut next = tokio::time::Instant::now();
-    // The last crontab time run: the clock may lag behind the sleep that waited for it.
-    let mut last_run = i64::MIN;
     loop {
-        let wait = match (&cron, timer.schedule) {
-            (Some(cron), _) => {
-                let now = clock::now_ms();
-                let Some(at) = cron.next_after(now.max(last_run)) else {
-                    return warn!(timer = timer.name, "the crontab never matches again");
-                };
-                // Woken early (a wall clock that stepped back, or lags the monotonic
-                // clock)? Sleep again rather than run before the time; sleeps are capped
-                // so a clock step forward is noticed within a minute.
-                let wait = Duration::from_millis((at - now).max(0) as u64);
-                if wait > Duration::ZERO {
-                    tokio::time::sleep(wait.min(Duration::from_secs(60))).await;
-                    continue;
+        match &mut schedule {
+            Ticks::Cron(ticks) => loop {
+                match ticks.step(clock::now_ms()) {
+                    Some(CronStep::Run) => break,
+                    // Sleeps are capped, so that a clock step forward is noticed within
+                    // a minute.
+                    Some(CronStep::Sleep(wait)) => {
+                        tokio::time::sleep(wait.min(Duration::from_secs(60))).await
+                    }
+                    None => return warn!(timer = timer.name, "the crontab never matches again"),
                 }
-                last_run = at;
-                Duration::ZERO
-            }
-            (None, Schedule::Every(interval)) => {
+            },
+            Ticks::Every { interval, next } => {
                 // Ticks keep their rhythm however long a run takes (a late one is not
                 // made up for).
-                next += interval;
-                next.saturating_duration_since(tokio::time::Instant::now())
+                *next = (*next + *interval).max(tokio::time::Instant::now());
+                tokio::time::sleep_until(*next).await;
             }
-            (None, Schedule::Cron(_)) => return,
-        };
-        tokio::time::sleep(wait).await;
+        }
         if timer.on_leader && !leader::is_leader() {
             debug!(timer = timer.name, "not the leader: skipping this tick");
             continue;
         }
         run_once("timer", timer.name, timer.run).await;
-        if next < tokio::time::Instant::now() {
-            next = tokio::time::Instant::now();
+    }
+}
+
+/// When a timer runs next.
+enum Ticks {
+    Every {
+        interval: Duration,
+        next: tokio::time::Instant,
+    },
+    Cron(CronTicks),
+}
+
+/// A crontab's progress on the wall clock: the time it waits for, and the last it ran at.
+struct CronTicks {
+    cron: Cron,
+    due: Option<i64>,
+    last_run: i64,
+}
+
+/// What a crontab does at a given time.
+#[derive(Debug, PartialEq, Eq)]
+enum CronStep {
+    Run,
+    Sleep(Duration),
+}
+
+impl CronTicks {
+    fn new(cron: Cron) -> CronTicks {
+        CronTicks {
+            cron,
+            due: None,
+            last_run: i64::MIN,
         }
+    }
+
+    /// At `now` (wall clock, ms): run, or sleep this long and ask again; `None` when the
+    /// crontab never matches again. A time is run once, and never before it comes, even
+    /// when the wall clock lags the sleep that waited for it.
+    fn step(&mut self, now: i64) -> Option<CronStep> {
+        let at = match self.due {
+            Some(at) => at,
+            None => self.cron.next_after(now.max(self.last_run))?,
+        };
+        if at > now {
+            self.due = Some(at);
+            return Some(CronStep::Sleep(Duration::from_millis((at - now) as u64)));
+        }
+        self.due = None;
+        self.last_run = at;
+        Some(CronStep::Run)
     }
 }
 
@@ -163,5 +203,45 @@ async fn run_once(kind: &str, name: &str, run: fn() -> BoxFuture<Result<()>>) ->
             false
         }
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crontab_runs_each_matching_minute_once_and_never_early() {
+        let mut ticks = CronTicks::new(Cron::parse("*/5 * * * *").unwrap());
+        let minute = 60_000;
+        // 00:03: wait two minutes for 00:05.
+        assert_eq!(
+            ticks.step(3 * minute),
+            Some(CronStep::Sleep(Duration::from_millis(2 * minute as u64)))
+        );
+        // Woken a little early (the wall clock lags): sleep the rest, then run.
+        assert_eq!(
+            ticks.step(5 * minute - 7),
+            Some(CronStep::Sleep(Duration::from_millis(7)))
+        );
+        assert_eq!(ticks.step(5 * minute + 2), Some(CronStep::Run));
+        // Right after: 00:05 is done, so wait for 00:10.
+        assert_eq!(
+            ticks.step(5 * minute + 3),
+            Some(CronStep::Sleep(Duration::from_millis(
+                (5 * minute - 3) as u64
+            )))
+        );
+        // A clock that stepped back to before 00:05 does not run 00:05 again.
+        let mut late = CronTicks::new(Cron::parse("*/5 * * * *").unwrap());
+        assert_eq!(
+            late.step(5 * minute),
+            Some(CronStep::Sleep(Duration::from_millis(5 * minute as u64)))
+        );
+        assert_eq!(late.step(10 * minute), Some(CronStep::Run));
+        assert!(matches!(late.step(9 * minute), Some(CronStep::Sleep(_))));
+        assert_eq!(late.due, Some(15 * minute));
+        let never = CronTicks::new(Cron::parse("0 0 31 2 *").unwrap()).step(0);
+        assert_eq!(never, None);
     }
 }

@@ -243,6 +243,17 @@ impl WindowIndex {
         index
     }
 
+    /// Drops a window from the index (closed by an earlier holding of the partition).
+    fn forget(&mut self, start: i64, key: &[u8]) {
+        if let Some(keys) = self.starts.get_mut(&start) {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.starts.remove(&start);
+            }
+        }
+        self.retries.retain(|r| r.key != key);
+    }
+
     /// Takes out the windows closed at the partition's stream time.
     fn take_closed(&mut self, spec: &WindowSpec, caught_up: bool) -> Vec<(Window, Vec<u8>)> {
         let Some(now) = self.time.now(spec.time, caught_up) else {
@@ -511,7 +522,7 @@ pub(crate) async fn close_windows(
         }
         for table in &tables {
             if let Some(spec) = &table.descriptor.window {
-                close_due(table, spec).await;
+                close_due(table, spec, &stop).await;
             }
         }
     }
@@ -521,7 +532,14 @@ pub(crate) async fn close_windows(
 /// windows leave the store and the changelog. A callback that fails is retried at the
 /// next tick, so no final value is lost. No partition is held across a callback: one
 /// revoked meanwhile is left to its new owner, which recovers and closes its windows.
-pub(crate) async fn close_due(table: &TableState, spec: &WindowSpec) {
+///
+/// `stop` turning true ends this between two windows (shutdown): the windows left are
+/// still in the store, and close after the restart.
+pub(crate) async fn close_due(
+    table: &TableState,
+    spec: &WindowSpec,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) {
     let partitions: Vec<i32> = table
         .held_partitions()
         .iter()
@@ -533,6 +551,9 @@ pub(crate) async fn close_due(table: &TableState, spec: &WindowSpec) {
         };
         let caught_up = table.sensors.monitor().caught_up(partition);
         let (closed, time) = final_values(table, &held, spec, caught_up);
+        // The partition may move, and even come back, during a callback: `held` is this
+        // holding of it, told apart from a later one by its id.
+        let holding = held.id;
         drop(held);
         if closed.is_empty() {
             continue;
@@ -544,6 +565,9 @@ pub(crate) async fn close_due(table: &TableState, spec: &WindowSpec) {
             failures,
         } in closed
         {
+            if *stop.borrow() {
+                return;
+            }
             if let (Some(on_close), Some((user_key, _))) = (spec.on_close, split_key(&key)) {
                 // Spawned, so that a panicking callback is a failure, not a dead closer.
                 let outcome = match tokio::spawn(on_close(user_key.to_vec(), window, value)).await {
@@ -563,7 +587,12 @@ pub(crate) async fn close_due(table: &TableState, spec: &WindowSpec) {
                         "on_window_close failed; trying again in {} s",
                         delay_ms / 1000
                     );
-                    if let Ok(held) = table.held_partition(partition) {
+                    // A later holding rebuilt its own index, with this window in it.
+                    if let Some(held) = table
+                        .held_partition(partition)
+                        .ok()
+                        .filter(|h| h.id == holding)
+                    {
                         let mut index = held.windows.lock().unwrap_or_else(|e| e.into_inner());
                         index.retries.push(Retry {
                             window,
@@ -578,6 +607,11 @@ pub(crate) async fn close_due(table: &TableState, spec: &WindowSpec) {
             let Ok(held) = table.held_partition(partition) else {
                 break;
             };
+            if held.id != holding {
+                // Back after a move: its rebuilt index must not close this window again.
+                let mut index = held.windows.lock().unwrap_or_else(|e| e.into_inner());
+                index.forget(window.start, &key);
+            }
             if let Err(e) = table.update_in(&held, None, key, |_| Ok((None, ()))) {
                 warn!(table = table.descriptor.name, ?window, error = %e, "could not remove a closed window");
             }
