@@ -27,31 +27,36 @@ pub struct Registry {
 impl Registry {
     /// Collects what the macros submitted in this binary.
     pub fn collect() -> Result<Registry> {
-        let mut registry = Registry::from_parts(
+        Registry::from_parts(
             inventory::iter::<AgentDescriptor>().collect(),
             inventory::iter::<TableDescriptor>().collect(),
             inventory::iter::<TaskDescriptor>().collect(),
+            inventory::iter::<TimerDescriptor>().collect(),
             inventory::iter::<CommandDescriptor>().collect(),
-        )?;
-        registry.add_timers(inventory::iter::<TimerDescriptor>().collect())?;
-        Ok(registry)
+        )
     }
 
-    /// Sorts each kind by name and rejects duplicate names.
+    /// Sorts each kind by name, rejects duplicate names and invalid timer schedules.
     pub fn from_parts(
         mut agents: Vec<&'static AgentDescriptor>,
         mut tables: Vec<&'static TableDescriptor>,
         mut tasks: Vec<&'static TaskDescriptor>,
+        mut timers: Vec<&'static TimerDescriptor>,
         mut commands: Vec<&'static CommandDescriptor>,
     ) -> Result<Registry> {
         agents.sort_by_key(|a| a.name);
         tables.sort_by_key(|t| t.name);
         tasks.sort_by_key(|t| t.name);
+        timers.sort_by_key(|t| t.name);
         commands.sort_by_key(|c| c.name);
         reject_duplicates("agents", agents.iter().map(|a| (a.name, a.location)))?;
         reject_duplicates("tables", tables.iter().map(|t| (t.name, t.location)))?;
         reject_duplicates("tasks", tasks.iter().map(|t| (t.name, t.location)))?;
+        reject_duplicates("timers", timers.iter().map(|t| (t.name, t.location)))?;
         reject_duplicates("commands", commands.iter().map(|c| (c.name, c.location)))?;
+        if let Some(problem) = timers.iter().find_map(|t| t.check().err()) {
+            return Err(Error::Registry(problem));
+        }
         if let Some(c) = commands.iter().find(|c| BUILTIN_COMMANDS.contains(&c.name)) {
             return Err(Error::Registry(format!(
                 "the command '{}' ({}) has the name of a built-in command; rename it with `name = \"...\"`",
@@ -62,20 +67,9 @@ impl Registry {
             agents,
             tables,
             tasks,
-            timers: Vec::new(),
+            timers,
             commands,
         })
-    }
-
-    /// Adds timers and crontabs: sorted, names unique, schedules valid.
-    pub fn add_timers(&mut self, mut timers: Vec<&'static TimerDescriptor>) -> Result<()> {
-        timers.sort_by_key(|t| t.name);
-        reject_duplicates("timers", timers.iter().map(|t| (t.name, t.location)))?;
-        if let Some(problem) = timers.iter().find_map(|t| t.check().err()) {
-            return Err(Error::Registry(problem));
-        }
-        self.timers = timers;
-        Ok(())
     }
 
     /// A worker with nothing to run is a mistake; say the likely one.
@@ -132,6 +126,7 @@ mod tests {
             vec![],
             vec![task("b", "b.rs:1"), task("a", "a.rs:1")],
             vec![],
+            vec![],
         )
         .unwrap();
         let names: Vec<_> = registry.tasks.iter().map(|t| t.name).collect();
@@ -145,6 +140,7 @@ mod tests {
                 task("y", "y.rs:1"),
                 task("x", "two.rs:9"),
             ],
+            vec![],
             vec![],
         )
         .unwrap_err()

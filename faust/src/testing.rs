@@ -42,6 +42,7 @@
 //! passes their time, and this worker is the leader.
 
 use std::{
+    collections::HashMap,
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc, LazyLock, Mutex,
@@ -87,6 +88,8 @@ pub(crate) fn active() -> bool {
 /// An app running in-process, without a broker, for tests.
 pub struct TestContext {
     app: App,
+    /// Agent name -> the topic it reads (what `send` to an agent's name means).
+    agent_topics: HashMap<String, String>,
     log: Arc<MemoryLog>,
     /// How many records of the log were handed to agents.
     routed: usize,
@@ -158,9 +161,10 @@ impl TestContext {
 
         let log = Arc::new(MemoryLog::new(app.config().topic_partitions));
         let producer = Producer::in_memory(log.clone(), sensors.clone());
+        let agent_topics = app.agent_targets();
         producer::install(Sender {
             producer: producer.clone(),
-            agents: app.agent_targets(),
+            agents: agent_topics.clone(),
         });
         let tables = Arc::new(TableManager::new(&app, &producer, &sensors, "")?);
         tables.hold_all_in_memory()?;
@@ -178,6 +182,7 @@ impl TestContext {
             .collect();
         Ok(TestContext {
             app,
+            agent_topics,
             log,
             routed: 0,
             routes,
@@ -229,11 +234,10 @@ impl TestContext {
         timestamp_ms: Option<i64>,
     ) -> Result<()> {
         let topic = self
-            .app
-            .agent_targets()
+            .agent_topics
             .get(target)
-            .cloned()
-            .unwrap_or_else(|| target.to_owned());
+            .map_or(target, String::as_str)
+            .to_owned();
         let partitions = self.app.config().topic_partitions;
         let record = Record {
             key,

@@ -86,11 +86,7 @@ pub const OMITTED_HEADER: &str = "faust-value-omitted";
 /// one instead of being dropped unacknowledged (which would hold its partition back).
 fn guarded<T>(run: impl FnOnce() -> Result<T, DecodeError>) -> Result<T, DecodeError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|panic| {
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic".to_owned());
+        let message = super::panic_text(panic.as_ref());
         Err(DecodeError(format!("an operator panicked: {message}")))
     })
 }
@@ -208,16 +204,15 @@ impl<T: 'static> Stream<T> {
         let Some(decode) = self.decode else {
             return Err(self.misplaced("group_by"));
         };
+        let topic = self.agent.repartition_topic(&self.app_id, name);
         if !self.agent.group_by.contains(&name) {
             return Err(Error::Config(format!(
                 "agent '{}' calls group_by(\"{name}\") but does not declare it; add \
                  `group_by = \"{name}\"` to its #[faust::agent(...)] so that the worker \
-                 creates and reads the topic '{}'",
+                 creates and reads the topic '{topic}'",
                 self.agent.name,
-                self.agent.repartition_topic(&self.app_id, name)
             )));
         }
-        let topic = self.agent.repartition_topic(&self.app_id, name);
         let key = move |bytes: &[u8]| {
             serde_json::to_vec(&key(&decode(bytes)?))
                 .map_err(|e| DecodeError(format!("the group_by key cannot be encoded: {e}")))

@@ -492,9 +492,7 @@ impl TableState {
         ));
         recovery::recover(bootstrap, self, &held, committed)?;
         if self.descriptor.window.is_some() {
-            let stored = held.store.get(windowed::STREAM_TIME_KEY)?;
-            let stored = stored.and_then(|t| std::str::from_utf8(&t).ok()?.parse().ok());
-            let index = WindowIndex::rebuild(held.store.keys()?, stored);
+            let index = WindowIndex::load(&*held.store)?;
             *held.windows.lock().unwrap_or_else(|e| e.into_inner()) = index;
         }
         self.held

@@ -43,7 +43,9 @@ use tracing::{debug, warn};
 use super::{
     apply, decode_value, encode,
     manager::{TablePartition, TableState},
-    state, TableDescriptor,
+    state,
+    store::Store,
+    TableDescriptor,
 };
 use crate::{clock, event, registry::BoxFuture, Error, Result};
 
@@ -136,7 +138,7 @@ const MAX_AHEAD_MS: i64 = 3_600_000;
 /// The store key under which a partition keeps its stream time, so that a late event
 /// cannot reopen a closed window after a restart or a rebalance. Not a window key (a
 /// JSON string, not `[key, start]`), so windows never collide with it.
-pub(crate) const STREAM_TIME_KEY: &[u8] = b"\"__faust_stream_time\"";
+const STREAM_TIME_KEY: &[u8] = b"\"__faust_stream_time\"";
 
 /// `ms` in the largest unit that divides it: `1h`, `90s`, `250ms`.
 fn duration_text(ms: i64) -> String {
@@ -223,16 +225,20 @@ struct Closed {
 }
 
 impl WindowIndex {
-    /// The index of a recovered store: its windows, and its stream time from the one it
-    /// stored when it last closed windows, or else from its newest window.
-    pub(crate) fn rebuild(
-        keys: impl IntoIterator<Item = Vec<u8>>,
-        stored_time: Option<i64>,
-    ) -> WindowIndex {
+    /// The index of a recovered partition's store (see [`WindowIndex::rebuild`]).
+    pub(crate) fn load(store: &dyn Store) -> Result<WindowIndex> {
+        let stored = store.get(STREAM_TIME_KEY)?;
+        let stored = stored.and_then(|t| std::str::from_utf8(&t).ok()?.parse().ok());
+        Ok(WindowIndex::rebuild(store.keys()?, stored))
+    }
+
+    /// The index of recovered `keys`: their windows, and its stream time from the one
+    /// stored when windows last closed, or else from the newest window.
+    fn rebuild(keys: impl IntoIterator<Item = Vec<u8>>, stored_time: Option<i64>) -> WindowIndex {
         let mut index = WindowIndex::default();
         for key in keys {
             if let Some((_, start)) = split_key(&key) {
-                index.starts.entry(start).or_default().insert(key);
+                index.add(start, key);
             }
         }
         let newest = index.starts.last_key_value().map(|(start, _)| *start);
@@ -241,6 +247,11 @@ impl WindowIndex {
             index.time.last = time;
         }
         index
+    }
+
+    /// Indexes the window starting at `start` with store key `key`.
+    fn add(&mut self, start: i64, key: Vec<u8>) {
+        self.starts.entry(start).or_default().insert(key);
     }
 
     /// Drops a window from the index (closed by an earlier holding of the partition).
@@ -370,11 +381,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> WindowedT
             let value = state.update_in(&held, source.clone(), store_key.clone(), |current| {
                 apply(self.descriptor, self.default, current, &mut change)
             })?;
-            index
-                .starts
-                .entry(window.start)
-                .or_default()
-                .insert(store_key);
+            index.add(window.start, store_key);
             newest = Some(value);
         }
         Ok(newest)
@@ -661,7 +668,7 @@ fn final_values(
             Ok(None) => {}
             Err(e) => {
                 warn!(table = table.descriptor.name, ?window, error = %e, "could not read a closed window; retrying at the next tick");
-                index.starts.entry(window.start).or_default().insert(key);
+                index.add(window.start, key);
             }
         }
     }
