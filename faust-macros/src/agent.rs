@@ -94,14 +94,14 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             syn::ReturnType::Default => quote!(()),
         };
         let result_check = quote_spanned! {output.span()=>
-            let result: ::faust::Result<()> = result;
+            let result: ::faust::__private::Result<()> = result;
         };
         let boxed = quote_spanned! {fn_name.span()=> ::faust::__private::boxed };
         quote! {
             #function
 
             const _: () = {
-                fn __faust_run(__faust_context: ::faust::__private::ActorContext) -> ::faust::registry::BoxFuture<::faust::Result<()>> {
+                fn __faust_run(__faust_context: ::faust::__private::ActorContext) -> ::faust::__private::BoxFuture<::faust::__private::Result<()>> {
                     #boxed(async move {
                         let result = #fn_name(#stream_arg #(, #sink_arg)*).await;
                         #result_check

@@ -52,7 +52,7 @@ pub fn expand(input: TokenStream) -> TokenStream {
             fn main() -> ::std::process::ExitCode {
                 let name = ::core::option_env!("CARGO_BIN_NAME").unwrap_or(::core::env!("CARGO_PKG_NAME"));
                 ::faust::__private::cli_main(
-                    ::faust::App::builder(#id) #(#setters)*,
+                    ::faust::__private::App::builder(#id) #(#setters)*,
                     name,
                     ::core::env!("CARGO_PKG_VERSION"),
                 )

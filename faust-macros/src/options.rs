@@ -194,17 +194,8 @@ pub fn duration_ms(expr: &Expr, name: &str, errors: &mut Errors) -> u64 {
 }
 
 fn parse_duration_ms(text: &str) -> Option<u64> {
-    let split = text.find(|c: char| !c.is_ascii_digit())?;
-    let (number, unit) = text.split_at(split);
-    let unit_ms = match unit.trim() {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return None,
-    };
-    number.parse::<u64>().ok()?.checked_mul(unit_ms)
+    let duration = faust_grammar::parse_duration(text).ok()?;
+    u64::try_from(duration.as_millis()).ok()
 }
 
 fn lit_str(expr: &Expr) -> Option<String> {

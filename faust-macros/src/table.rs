@@ -114,7 +114,15 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         ty,
     } = &table;
     let location = options::location(ident.span());
-    errors.finish(TokenStream::new(), || {
+    // On an error the static still exists, so its uses report nothing more.
+    let stand_in = quote! {
+        #(#attrs)*
+        #vis static #ident: #ty = <#ty>::new(
+            &::faust::__private::INVALID_TABLE,
+            || ::core::unreachable!("a table with an error in its declaration"),
+        );
+    };
+    errors.finish(stand_in, || {
         quote! {
             #(#attrs)*
             #vis static #ident: #ty = {
@@ -204,14 +212,14 @@ fn window_spec(
         .get("expires")
         .map_or(size, |e| options::duration_ms(e, "expires", errors));
     let time = match options.string("time", errors).as_deref() {
-        None | Some("event") => quote!(::faust::tables::TimeReference::Event),
-        Some("wall") => quote!(::faust::tables::TimeReference::Wall),
+        None | Some("event") => quote!(::faust::__private::TimeReference::Event),
+        Some("wall") => quote!(::faust::__private::TimeReference::Wall),
         Some(_) => {
             errors.at(
                 options.get("time"),
                 "`time` is \"event\" (the message timestamp, the default) or \"wall\"",
             );
-            quote!(::faust::tables::TimeReference::Event)
+            quote!(::faust::__private::TimeReference::Event)
         }
     };
     let on_close = match options.get("on_window_close") {
@@ -225,7 +233,7 @@ fn window_spec(
     };
     let (size, step, expires) = (size as i64, step as i64, expires as i64);
     quote! {
-        ::core::option::Option::Some(::faust::tables::WindowSpec {
+        ::core::option::Option::Some(::faust::__private::WindowSpec {
             size_ms: #size,
             step_ms: #step,
             expires_ms: #expires,

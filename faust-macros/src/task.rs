@@ -101,6 +101,10 @@ fn split_expression(args: TokenStream, errors: &mut Errors) -> (Option<String>, 
         );
         return (None, TokenStream::new());
     };
+    // The runtime's own grammar: a crontab that compiles is one the worker runs.
+    if let Err(problem) = faust_grammar::Cron::parse(&expression.value()) {
+        errors.at(&expression, problem);
+    }
     // Skip the comma after the expression; the rest are options.
     let rest: TokenStream = tokens.skip(1).collect();
     (Some(expression.value()), rest)

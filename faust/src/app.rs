@@ -4,12 +4,11 @@
 use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 
 use crate::{
-    agents::RestartLimit,
-    config::{BrokerSpec, Config, OffsetReset},
+    config::{BrokerSpec, Config, OffsetReset, RestartLimit},
     registry::Registry,
     sensors::Sensor,
     transport::broker::TopicSpec,
-    Result,
+    Error, Result,
 };
 
 /// An app: configuration plus the agents, tables, tasks and commands registered in this
@@ -42,7 +41,7 @@ impl App {
     }
 
     /// An app from a validated configuration and an explicit registry.
-    pub fn new(config: Config, registry: Registry) -> Result<App> {
+    pub(crate) fn new(config: Config, registry: Registry) -> Result<App> {
         config.validate()?;
         Ok(App {
             config,
@@ -52,7 +51,7 @@ impl App {
     }
 
     /// Adds a sensor that observes the worker, next to the built-in Monitor.
-    pub fn with_sensor(mut self, sensor: Arc<dyn Sensor>) -> App {
+    pub(crate) fn with_sensor(mut self, sensor: Arc<dyn Sensor>) -> App {
         self.sensors.push(sensor);
         self
     }
@@ -62,11 +61,12 @@ impl App {
         &self.sensors
     }
 
+    /// Its settings.
     pub fn config(&self) -> &Config {
         &self.config
     }
 
-    pub fn registry(&self) -> &Registry {
+    pub(crate) fn registry(&self) -> &Registry {
         &self.registry
     }
 
@@ -94,12 +94,12 @@ impl App {
         });
         let changelogs = self.registry.tables.iter().map(|t| TopicSpec {
             name: t.changelog_topic(&self.config.id),
-            partitions: t.partitions.unwrap_or(self.config.topic_partitions),
+            partitions: t.partitions_or(self.config.topic_partitions),
             compacted: true,
             retention_ms: t.window.as_ref().map(|w| w.retention_ms()),
         });
         let directory = self.config.web_enabled.then(|| TopicSpec {
-            name: self.web_directory_topic(),
+            name: crate::web::directory_topic(&self.config.id),
             partitions: 1,
             compacted: true,
             retention_ms: None,
@@ -117,9 +117,43 @@ impl App {
             .collect()
     }
 
-    /// Where workers announce their web address and the table partitions they hold.
-    pub(crate) fn web_directory_topic(&self) -> String {
-        format!("{}-__web-directory", self.config.id)
+    /// Refuses to start when a table and a topic that feeds the app disagree on partitions.
+    pub(crate) fn check_copartitioning(
+        &self,
+        partition_counts: &HashMap<String, i32>,
+    ) -> Result<()> {
+        for &table in &self.registry.tables {
+            let partitions = table.partitions_or(self.config.topic_partitions);
+            if table.global {
+                continue; // every worker holds every partition: nothing to line up
+            }
+            let changelog = table.changelog_topic(&self.config.id);
+            if let Some(&actual) = partition_counts.get(&changelog) {
+                if actual != partitions {
+                    return Err(Error::Config(format!(
+                    "table '{}' is declared with {partitions} partitions but its changelog '{changelog}' \
+                     has {actual}; declare the table with partitions = {actual}, or recreate the changelog",
+                    table.name
+                )));
+                }
+            }
+            for agent in &self.registry.agents {
+                for topic in agent.source_topics(&self.config.id) {
+                    match partition_counts.get(&topic) {
+                    Some(&actual) if actual != partitions => {
+                        return Err(Error::Config(format!(
+                            "table '{}' has {partitions} partitions but topic '{topic}' (read by agent \
+                             '{}') has {actual}; tables are partitioned like the topics that feed them, \
+                             so give both the same count (table `partitions = ...`, or repartition the topic)",
+                            table.name, agent.name
+                        )))
+                    }
+                    _ => {}
+                }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Agent name -> the topic `send` writes to when given that name.
@@ -153,6 +187,7 @@ impl AppBuilder {
         self
     }
 
+    /// Where local state (table stores) lives; defaults to `{id}-data`.
     pub fn datadir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.config.datadir = dir.into();
         self
@@ -164,16 +199,19 @@ impl AppBuilder {
         self
     }
 
+    /// Where to start in a partition with no committed offset (default earliest).
     pub fn auto_offset_reset(mut self, reset: OffsetReset) -> Self {
         self.config.auto_offset_reset = reset;
         self
     }
 
+    /// Commit acknowledged offsets at least this often (default 1 s).
     pub fn commit_interval(mut self, interval: Duration) -> Self {
         self.config.commit_interval = interval;
         self
     }
 
+    /// Commit whenever this many events were acknowledged since the last commit (default 10,000).
     pub fn commit_every(mut self, events: u64) -> Self {
         self.config.commit_every = events;
         self
@@ -203,16 +241,19 @@ impl AppBuilder {
         self
     }
 
+    /// Create missing topics the app reads or writes (true, the default), or refuse to start.
     pub fn create_topics(mut self, create: bool) -> Self {
         self.config.create_topics = create;
         self
     }
 
+    /// Pause a partition with this many events in flight until half are acknowledged (default 10,000).
     pub fn max_buffered_per_partition(mut self, events: usize) -> Self {
         self.config.max_buffered_per_partition = events;
         self
     }
 
+    /// How long a revocation waits for the events actors already started (default 30 s).
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
         self.config.drain_timeout = timeout;
         self
@@ -231,11 +272,13 @@ impl AppBuilder {
         self
     }
 
+    /// The consumer-group session timeout: how soon a silent worker's partitions move (default 10 s).
     pub fn session_timeout(mut self, timeout: Duration) -> Self {
         self.config.session_timeout = timeout;
         self
     }
 
+    /// Stop the worker when an agent's actor fails more than `failures` times within `within` (default 10 in 10 s).
     pub fn restart_limit(mut self, failures: usize, within: Duration) -> Self {
         self.config.restart_limit = RestartLimit { failures, within };
         self

@@ -7,6 +7,7 @@ use std::{
     io::{IsTerminal as _, Write as _},
     path::PathBuf,
     process::ExitCode,
+    sync::Arc,
     time::Duration,
 };
 
@@ -18,30 +19,17 @@ use tracing_subscriber::EnvFilter;
 use crate::{
     app::{App, AppBuilder},
     config::{parse_app_id, parse_duration, parse_partitions, BrokerSpec, Config, OffsetReset},
-    registry::{BoxFuture, Registry},
+    context::WorkerContext,
+    leader::Leadership,
+    registry::Registry,
+    send::send_bytes,
     sensors::Sensors,
     tables::{count_keys, lock_datadir, tables_dir},
-    transport::{
-        broker::Broker,
-        producer::{self, Producer, Sender},
-    },
+    time::Clock,
+    transport::{broker::Broker, producer::Producer},
     worker::Worker,
     Error, Result,
 };
-
-/// Names the app's own commands may not take.
-pub const BUILTIN_COMMANDS: &[&str] = &["worker", "send", "agents", "tables", "reset", "help"];
-
-/// What `#[faust::command]` registers: an async fn run by `<binary> <name> [args...]`.
-#[derive(Debug)]
-pub struct CommandDescriptor {
-    pub name: &'static str,
-    pub about: &'static str,
-    pub location: &'static str,
-    pub run: fn(Vec<String>) -> BoxFuture<Result<()>>,
-}
-
-inventory::collect!(CommandDescriptor);
 
 #[derive(Parser)]
 #[command(subcommand_required = true, arg_required_else_help = true)]
@@ -68,7 +56,7 @@ struct Settings {
     #[arg(long, global = true, env = "FAUST_TOPIC_PARTITIONS", value_parser = parse_partitions)]
     partitions: Option<i32>,
     /// Where to start in a partition with no committed offset [default: earliest]
-    #[arg(long, global = true, env = "FAUST_AUTO_OFFSET_RESET", value_enum)]
+    #[arg(long, global = true, env = "FAUST_AUTO_OFFSET_RESET", value_parser = OffsetReset::parse, value_name = "earliest|latest")]
     auto_offset_reset: Option<OffsetReset>,
     /// Commit processed offsets at least this often, e.g. 500ms, 2s [default: 1s]
     #[arg(long, global = true, env = "FAUST_COMMIT_INTERVAL", value_parser = parse_duration)]
@@ -282,7 +270,7 @@ fn run(builder: AppBuilder, name: &'static str, version: &'static str) -> Result
             repeat,
         } => runtime.block_on(with_producer(&app, async move {
             for _ in 0..repeat {
-                let delivered = producer::send_bytes(
+                let delivered = send_bytes(
                     &target,
                     key.as_deref().map(str::as_bytes),
                     value.as_deref().map(str::as_bytes),
@@ -299,7 +287,8 @@ fn run(builder: AppBuilder, name: &'static str, version: &'static str) -> Result
     }
 }
 
-/// Runs a command with `send` connected to the configured broker, when there is one.
+/// Runs a command inside a worker context with a producer connected to the configured
+/// broker, when there is one (so that `send` works), and without tables.
 async fn with_producer(
     app: &App,
     command: impl std::future::Future<Output = Result<()>>,
@@ -313,13 +302,16 @@ async fn with_producer(
         &format!("{}-cli", app.config().id),
         Sensors::new(Default::default(), app.sensors()),
     )?;
-    producer::install(Sender {
+    let worker = Arc::new(WorkerContext {
+        app_id: Arc::from(app.config().id.as_str()),
         producer: producer.clone(),
         agents: app.agent_targets(),
+        tables: None,
+        clock: Clock::system(),
+        leader: Leadership::default(),
     });
-    let outcome = command.await;
+    let outcome = worker.scope(command).await;
     let flushed = producer.flush(Duration::from_secs(30)).await;
-    producer::uninstall();
     outcome.and(flushed)
 }
 
@@ -358,14 +350,14 @@ fn print_tables(app: &App) -> Result<()> {
         let _ = writeln!(out, "no tables declared");
         return Ok(());
     }
-    let dir = tables_dir(app);
+    let dir = tables_dir(app.config());
     let _ = writeln!(
         out,
         "{:<20} {:<36} {:>10} {:>12} {:>10}  key -> value",
         "table", "changelog", "partitions", "local parts", "local keys"
     );
     for table in &app.registry().tables {
-        let partitions = table.partitions.unwrap_or(app.config().topic_partitions);
+        let partitions = table.partitions_or(app.config().topic_partitions);
         let (mut held, mut keys) = (0, 0);
         if table.store != "memory" {
             for partition in 0..partitions {
@@ -400,7 +392,7 @@ fn print_tables(app: &App) -> Result<()> {
 }
 
 fn reset(app: &App, yes: bool) -> Result<()> {
-    let dir = tables_dir(app);
+    let dir = tables_dir(app.config());
     if !dir.exists() {
         println!("no local table state at {}", dir.display());
         return Ok(());
@@ -425,7 +417,7 @@ fn reset(app: &App, yes: bool) -> Result<()> {
         }
     }
     // A running worker holds the lock: its stores are not deleted under it.
-    let _lock = lock_datadir(app)?;
+    let _lock = lock_datadir(app.config(), &app.registry().tables)?;
     std::fs::remove_dir_all(&dir).map_err(|e| Error::Io {
         context: format!("deleting {}", dir.display()),
         source: e,

@@ -27,6 +27,7 @@ pub trait Decode<T>: 'static {
     note = "`json` encodes types that implement serde's `Serialize`, `raw` encodes `Vec<u8>`, `string` encodes `String`"
 )]
 pub trait Encode<T: ?Sized>: 'static {
+    /// Encodes one value, or says why it cannot.
     fn encode(value: &T) -> Result<Vec<u8>, String>;
 }
 

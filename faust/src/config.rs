@@ -6,7 +6,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use crate::{agents::RestartLimit, Error, Result};
+use crate::{Error, Result};
 
 /// Where the worker finds Kafka.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,13 +68,26 @@ impl BrokerSpec {
 }
 
 /// Where a consumer starts in a partition that has no committed offset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OffsetReset {
+    /// The partition's first offset.
     Earliest,
+    /// The partition's end: only messages that arrive from now on.
     Latest,
 }
 
 impl OffsetReset {
+    /// Parses `earliest` or `latest`.
+    pub fn parse(text: &str) -> Result<OffsetReset, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "earliest" => Ok(OffsetReset::Earliest),
+            "latest" => Ok(OffsetReset::Latest),
+            _ => Err(format!(
+                "'{text}' is not an offset reset; use earliest or latest"
+            )),
+        }
+    }
+
     pub(crate) fn as_kafka(self) -> &'static str {
         match self {
             OffsetReset::Earliest => "earliest",
@@ -83,16 +96,20 @@ impl OffsetReset {
     }
 }
 
-/// The worker's settings. Build it with [`crate::App::builder`].
+/// The worker's settings. Build it with [`crate::App::builder`]; read it from
+/// [`crate::App::config`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Config {
     /// The app id: consumer group id and prefix of internal topics.
     pub id: String,
+    /// Where the worker finds Kafka.
     pub broker: BrokerSpec,
     /// Local state lives here; defaults to `{id}-data`.
     pub datadir: PathBuf,
     /// Partitions of topics the app creates.
     pub topic_partitions: i32,
+    /// Where to start in a partition with no committed offset.
     pub auto_offset_reset: OffsetReset,
     /// Commit acknowledged offsets at least this often...
     pub commit_interval: Duration,
@@ -130,6 +147,7 @@ pub struct Config {
 }
 
 impl Config {
+    /// The defaults for the app `id`.
     pub fn new(id: impl Into<String>) -> Self {
         let id = id.into();
         Config {
@@ -201,6 +219,25 @@ impl Config {
     }
 }
 
+/// How often an actor may fail before the worker gives up on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RestartLimit {
+    /// Failures allowed...
+    pub failures: usize,
+    /// ...within this long.
+    pub within: Duration,
+}
+
+impl Default for RestartLimit {
+    fn default() -> Self {
+        RestartLimit {
+            failures: 10,
+            within: Duration::from_secs(10),
+        }
+    }
+}
+
 /// This machine's host name, as other machines most likely know it.
 fn default_web_host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -211,7 +248,7 @@ fn default_web_host() -> String {
 }
 
 /// App ids become consumer group ids and topic-name prefixes: keep them Kafka-legal.
-pub fn parse_app_id(id: &str) -> Result<String, String> {
+pub(crate) fn parse_app_id(id: &str) -> Result<String, String> {
     if id.is_empty() {
         return Err("the app id must not be empty".into());
     }
@@ -226,32 +263,14 @@ pub fn parse_app_id(id: &str) -> Result<String, String> {
     Ok(id.to_owned())
 }
 
-/// Parses `500ms`, `2s`, `2.8s`, `1m`, `1h`, or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let scale = match unit.trim() {
-        "ms" => 0.001,
-        "" | "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        other => {
-            return Err(format!(
-                "'{text}' has unknown unit '{other}'; use ms, s, m or h (e.g. 500ms, 2s)"
-            ))
-        }
-    };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration; use e.g. 500ms, 2s, 1m"))?;
-    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("'{text}': {e}"))
+/// Parses `500ms`, `2s`, `2.8s`, `1m`, `1h`, `1d`, or a bare number of seconds (the
+/// grammar the macros check at compile time).
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    faust_grammar::parse_duration(text)
 }
 
 /// A positive partition count.
-pub fn parse_partitions(text: &str) -> Result<i32, String> {
+pub(crate) fn parse_partitions(text: &str) -> Result<i32, String> {
     match text.trim().parse::<i32>() {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err(format!(
@@ -288,19 +307,6 @@ mod tests {
             let err = BrokerSpec::parse(bad).unwrap_err();
             assert!(err.contains(why), "{bad}: {err}");
         }
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2.5s"), Ok(Duration::from_millis(2500)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        assert!(parse_duration("1 fortnight")
-            .unwrap_err()
-            .contains("unknown unit"));
-        assert!(parse_duration("fast").is_err());
-        assert!(parse_duration("-1s").is_err());
     }
 
     #[test]

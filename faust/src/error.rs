@@ -17,30 +17,48 @@ pub enum Error {
     /// The broker could not be reached or refused a request.
     #[error("Kafka error while {context}: {source}")]
     Kafka {
+        /// What the worker was doing.
         context: String,
+        /// What the Kafka client reported.
         #[source]
-        source: rdkafka::error::KafkaError,
+        source: KafkaError,
     },
 
     /// The broker could not be reached at start.
     #[error("could not reach the broker at {broker} ({reason}); is it running, and is --broker / FAUST_BROKER right?")]
-    Unreachable { broker: String, reason: String },
+    Unreachable {
+        /// The bootstrap address tried.
+        broker: String,
+        /// Why it failed.
+        reason: String,
+    },
 
     /// The broker did not answer in time.
     #[error("timed out after {timeout:?} while {context}; is the broker at {broker} running and reachable?")]
     Timeout {
+        /// What the worker was doing.
         context: String,
+        /// The bootstrap address.
         broker: String,
+        /// How long it waited.
         timeout: Duration,
     },
 
     /// Topics the app reads or writes do not exist and topic creation is turned off.
     #[error("topic creation is off (create_topics = false) and these topics do not exist: {}; create them, or turn creation on with --create-topics true / FAUST_CREATE_TOPICS=true", topics.join(", "))]
-    MissingTopics { topics: Vec<String> },
+    MissingTopics {
+        /// The missing topics.
+        topics: Vec<String>,
+    },
 
     /// A value could not be encoded for sending.
     #[error("could not encode the value for '{target}': {message}")]
-    Encode { target: String, message: String },
+    Encode {
+        /// Where the value was going.
+        target: String,
+        /// What the encoder said.
+        message: String,
+    },
 
     /// `send` was called for a topic or agent the app does not know, or outside a worker.
     #[error("{0}")]
@@ -49,9 +67,13 @@ pub enum Error {
     /// An agent kept failing faster than the restart limit allows.
     #[error("agent '{agent}' failed {restarts} times within {window:?}; the worker stops so that a supervisor can restart it. Last error: {last_error}")]
     AgentCrashLoop {
+        /// The agent's name.
         agent: String,
+        /// How often it failed...
         restarts: usize,
+        /// ...within this long.
         window: Duration,
+        /// Its last failure.
         last_error: String,
     },
 
@@ -66,18 +88,25 @@ pub enum Error {
     /// A table store's directory is held by another process.
     #[error("the table store {path} is locked by another process ({message}); two workers probably share one datadir: give each worker its own --datadir")]
     StoreLocked {
+        /// The store's directory.
         path: std::path::PathBuf,
+        /// What RocksDB said.
         message: String,
     },
 
     /// Another worker of the app holds the datadir.
     #[error("the datadir {path} is in use by another running worker of this app; give each worker its own --datadir (FAUST_DATADIR), or stop the other one first")]
-    DatadirLocked { path: std::path::PathBuf },
+    DatadirLocked {
+        /// The datadir.
+        path: std::path::PathBuf,
+    },
 
     /// A table store failed.
     #[error("table store {path}: {message}")]
     Store {
+        /// The store's directory.
         path: std::path::PathBuf,
+        /// What went wrong.
         message: String,
     },
 
@@ -88,10 +117,28 @@ pub enum Error {
     /// The local disk refused an operation.
     #[error("I/O error while {context}: {source}")]
     Io {
+        /// What the worker was doing.
         context: String,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },
+}
+
+/// An error the Kafka client (librdkafka) reported; its text says what went wrong.
+#[derive(Debug)]
+pub struct KafkaError(rdkafka::error::KafkaError);
+
+impl std::fmt::Display for KafkaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for KafkaError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
 }
 
 impl Error {
@@ -103,7 +150,7 @@ impl Error {
     pub(crate) fn kafka(context: impl Into<String>, source: rdkafka::error::KafkaError) -> Self {
         Error::Kafka {
             context: context.into(),
-            source,
+            source: KafkaError(source),
         }
     }
 
@@ -111,7 +158,7 @@ impl Error {
     pub fn is_message_too_large(&self) -> bool {
         use rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge;
         matches!(self, Error::Kafka { source, .. }
-            if source.rdkafka_error_code() == Some(MessageSizeTooLarge))
+            if source.0.rdkafka_error_code() == Some(MessageSizeTooLarge))
     }
 }
 

@@ -2,28 +2,37 @@
 //! and where tables look up "the current event" (its topic, partition and offset).
 //!
 //! This module sits low in the tree so that agents, tables and the consumer share it
-//! without depending on each other.
+//! without depending on each other. Apps use [`Event`] (from `Stream::next_event`),
+//! [`current`] and [`Position`].
 
 use std::sync::{Arc, Mutex};
 
 /// A message header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
+    /// Its name.
     pub key: String,
+    /// Its value; `None` for a header without one.
     pub value: Option<Vec<u8>>,
 }
 
 /// A decoded event with its key and metadata, from [`crate::Stream::next_event`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Event<T> {
+    /// The decoded value.
     pub value: T,
     /// The message key, as bytes (JSON for keys sent by faust-rs or Python Faust).
     pub key: Option<Vec<u8>>,
+    /// The topic it was read from.
     pub topic: Arc<str>,
+    /// Its partition.
     pub partition: i32,
+    /// Its offset in the partition.
     pub offset: i64,
     /// Milliseconds since the Unix epoch, when the message carries a timestamp.
     pub timestamp: Option<i64>,
+    /// Its headers.
     pub headers: Vec<Header>,
 }
 
@@ -43,6 +52,7 @@ pub(crate) trait Acknowledge: Send + Sync {
     /// An actor is about to process the event; `false` means its partition is being
     /// revoked (or was), so the event must be dropped, unacknowledged, for the next owner.
     fn begin(&self, topic: &Arc<str>, partition: i32, generation: u64, offset: i64) -> bool;
+    /// The event is done: its offset may be committed.
     fn acknowledge(&self, topic: &Arc<str>, partition: i32, generation: u64, offset: i64);
 }
 
@@ -104,10 +114,15 @@ impl Message {
 
 /// Where the event being processed came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Position {
+    /// The topic it was read from.
     pub topic: Arc<str>,
+    /// Its partition.
     pub partition: i32,
+    /// Its offset in the partition.
     pub offset: i64,
+    /// Its key, as bytes.
     pub key: Option<Arc<[u8]>>,
     /// Milliseconds since the Unix epoch, when the message carries a timestamp.
     pub timestamp: Option<i64>,

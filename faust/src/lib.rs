@@ -23,61 +23,84 @@
 //! faust::main!(id = "orders-app");
 //! ```
 //!
-//! The tree follows the architecture: [`cli`] controls the [`worker`], which drives the
-//! [`app`]; the app's services are the [`transport`] (producer, consumer), [`agents`],
-//! [`tables`] and [`sensors`]. [`event`] is the event being processed, shared by all.
+//! What an app author uses is here: the [`prelude`], [`Stream`] and [`Sink`] for agents,
+//! [`Table`] and the windowed tables in [`tables`], [`Event`] and [`event::current`],
+//! [`send`], [`spawn`], [`is_leader`] and [`clock::now_ms`] for code running in a
+//! worker, [`App`], [`AppBuilder`] and [`Config`] to configure it, [`Worker`] to run it
+//! from code, [`sensors`] to observe it, your own [`codec`]s, and, with the `testing`
+//! feature, [`testing::TestContext`] to test agents without a broker.
+//!
+//! How the runtime is built is drawn in `docs/ARCHITECTURE.md`.
 
-pub mod agents;
-pub mod app;
-pub mod cli;
-pub mod clock;
+#![warn(missing_docs)]
+
+mod agents;
+mod app;
+mod cli;
 pub mod codec;
-pub mod config;
+mod config;
+mod context;
+mod descriptor;
 mod error;
 pub mod event;
-pub mod leader;
-pub mod registry;
+mod leader;
+mod registry;
+mod send;
 pub mod sensors;
 pub mod tables;
+#[cfg(feature = "testing")]
 pub mod testing;
-pub mod transport;
+mod time;
+mod transport;
 mod web;
-pub mod worker;
+mod worker;
 
 pub use agents::{Sink, Stream};
 pub use app::{App, AppBuilder};
-pub use error::{Error, Result};
+pub use config::{BrokerSpec, Config, OffsetReset, RestartLimit};
+pub use context::{is_leader, spawn};
+pub use error::{Error, KafkaError, Result};
 pub use event::Event;
 pub use faust_macros::{agent, command, crontab, main, table, task, timer};
-pub use leader::is_leader;
-pub use tables::Table;
-pub use transport::producer::{send, send_bytes, Delivered};
+pub use send::{send, send_bytes};
+pub use tables::{Table, WindowedTable};
+pub use transport::producer::Delivered;
 pub use worker::Worker;
+
+/// The worker's clock.
+pub mod clock {
+    pub use crate::context::now_ms;
+}
 
 /// What an app module usually needs.
 pub mod prelude {
     pub use crate::{
         agents::{Sink, Stream},
         event::Event,
-        tables::Table,
+        tables::{Table, WindowedTable},
         Error, Result,
     };
     pub use serde::{Deserialize, Serialize};
 }
 
-/// Paths used by the macros' generated code; not a public API.
+/// What the macros' generated code names (`::faust::__private::...`); not a public API.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::{
-        agents::{ActorContext, AgentDescriptor, Schedule, TaskDescriptor, TimerDescriptor},
-        cli::{main as cli_main, CommandDescriptor},
+        agents::{ActorContext, AgentDescriptor},
+        app::{App, AppBuilder},
+        cli::main as cli_main,
         codec,
-        tables::TableDescriptor,
+        descriptor::{
+            BoxFuture, CommandDescriptor, Schedule, TableDescriptor, TaskDescriptor, TimeReference,
+            TimerDescriptor, WindowSpec, INVALID_TABLE,
+        },
+        Result,
     };
     pub use inventory;
 
     /// Boxes a registered function's future.
-    pub fn boxed<F>(future: F) -> crate::registry::BoxFuture<F::Output>
+    pub fn boxed<F>(future: F) -> BoxFuture<F::Output>
     where
         F: std::future::Future + Send + 'static,
     {

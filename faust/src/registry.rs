@@ -2,31 +2,27 @@
 //! `#[faust::timer]`, `#[faust::crontab]` and `#[faust::command]` each submit a constant descriptor through `inventory`; at start the
 //! app collects them here, sorted by name, with duplicates rejected.
 
-use std::{future::Future, pin::Pin};
-
 use crate::{
-    agents::{AgentDescriptor, TaskDescriptor, TimerDescriptor},
-    cli::{CommandDescriptor, BUILTIN_COMMANDS},
-    tables::TableDescriptor,
+    agents::AgentDescriptor,
+    descriptor::{
+        CommandDescriptor, TableDescriptor, TaskDescriptor, TimerDescriptor, BUILTIN_COMMANDS,
+    },
     Error, Result,
 };
 
-/// A boxed, sendable future: what registered functions return.
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
 /// Everything the macros registered in this binary.
 #[derive(Debug, Clone, Default)]
-pub struct Registry {
-    pub agents: Vec<&'static AgentDescriptor>,
-    pub tables: Vec<&'static TableDescriptor>,
-    pub tasks: Vec<&'static TaskDescriptor>,
-    pub timers: Vec<&'static TimerDescriptor>,
-    pub commands: Vec<&'static CommandDescriptor>,
+pub(crate) struct Registry {
+    pub(crate) agents: Vec<&'static AgentDescriptor>,
+    pub(crate) tables: Vec<&'static TableDescriptor>,
+    pub(crate) tasks: Vec<&'static TaskDescriptor>,
+    pub(crate) timers: Vec<&'static TimerDescriptor>,
+    pub(crate) commands: Vec<&'static CommandDescriptor>,
 }
 
 impl Registry {
     /// Collects what the macros submitted in this binary.
-    pub fn collect() -> Result<Registry> {
+    pub(crate) fn collect() -> Result<Registry> {
         Registry::from_parts(
             inventory::iter::<AgentDescriptor>().collect(),
             inventory::iter::<TableDescriptor>().collect(),
@@ -37,7 +33,7 @@ impl Registry {
     }
 
     /// Sorts each kind by name, rejects duplicate names and invalid timer schedules.
-    pub fn from_parts(
+    pub(crate) fn from_parts(
         mut agents: Vec<&'static AgentDescriptor>,
         mut tables: Vec<&'static TableDescriptor>,
         mut tasks: Vec<&'static TaskDescriptor>,
@@ -73,7 +69,7 @@ impl Registry {
     }
 
     /// A worker with nothing to run is a mistake; say the likely one.
-    pub fn ensure_runnable(&self) -> Result<()> {
+    pub(crate) fn ensure_runnable(&self) -> Result<()> {
         if self.agents.is_empty() && self.tasks.is_empty() && self.timers.is_empty() {
             return Err(Error::Registry(
                 "no agents or tasks are registered, so the worker has nothing to run. Declare one \

@@ -36,37 +36,42 @@
 //!
 //! Each `send` returns once every agent is done with the event and with whatever it
 //! caused; an agent that fails makes it return the error. A `take(max, within)` batch
-//! ends as soon as no more events are waiting, instead of waiting `within`. Tables and `send` are global
-//! to the process, so test contexts take turns: a second one waits for the first to be
-//! dropped. Tasks (`#[faust::task]`) do not run; timers run when [`TestContext::advance`]
-//! passes their time, and this worker is the leader.
+//! ends as soon as no more events are waiting, instead of waiting `within`. Each context
+//! is a worker of its own (tables, clock, sent records), so tests run in parallel; while
+//! it lives, code on the test's thread (the test body reading a table, say) uses it.
+//! Tasks (`#[faust::task]`) do not run; timers run when [`TestContext::advance`] passes
+//! their time, and this worker is the leader.
+//!
+//! It needs the `testing` feature: `faust = { version = "...", features = ["testing"] }`
+//! in `[dev-dependencies]`.
 
 use std::{
-    collections::HashMap,
     sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-        Arc, LazyLock, Mutex,
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
     },
     time::Duration,
 };
 
 use serde::{de::DeserializeOwned, Serialize};
-use tokio::sync::{mpsc, Notify, OwnedMutexGuard};
+use tokio::sync::{mpsc, Notify};
 
 pub use crate::transport::producer::SentRecord;
 use crate::{
-    agents::{cron::Cron, AgentManager, Schedule, TimerDescriptor},
+    agents::AgentManager,
     app::{App, AppBuilder},
-    clock,
+    context::{Entered, WorkerContext},
+    descriptor::TimerDescriptor,
     event::{Ack, Acknowledge, Message},
-    leader,
+    leader::Leadership,
     registry::Registry,
     sensors::{Monitor, Sensor, Sensors},
     tables::{self, TableManager},
+    time::Clock,
     transport::{
         consumer::Routes,
         partitioner::partition_for_key,
-        producer::{self, MemoryLog, Producer, Record, Sender},
+        producer::{MemoryLog, Producer, Record},
     },
     Error, Result,
 };
@@ -74,22 +79,10 @@ use crate::{
 /// How long `send` and `advance` wait for the agents to finish before giving up.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Only one test context at a time: tables and `send` are process-wide.
-static TURN: LazyLock<Arc<tokio::sync::Mutex<()>>> = LazyLock::new(Arc::default);
-
-/// Whether a test context is running (streams then end `take` batches at once).
-static ACTIVE: AtomicBool = AtomicBool::new(false);
-
-/// Whether agents run in a test context.
-pub(crate) fn active() -> bool {
-    ACTIVE.load(Ordering::SeqCst)
-}
-
 /// An app running in-process, without a broker, for tests.
 pub struct TestContext {
     app: App,
-    /// Agent name -> the topic it reads (what `send` to an agent's name means).
-    agent_topics: HashMap<String, String>,
+    worker: Arc<WorkerContext>,
     log: Arc<MemoryLog>,
     /// How many records of the log were handed to agents.
     routed: usize,
@@ -101,7 +94,8 @@ pub struct TestContext {
     timers: Vec<(&'static TimerDescriptor, i64)>,
     failures: Arc<Mutex<Vec<String>>>,
     fatal: mpsc::UnboundedReceiver<Error>,
-    _turn: OwnedMutexGuard<()>,
+    /// Makes this the worker of code on the test's thread.
+    _entered: Entered,
 }
 
 /// Counts the acknowledgements the agents still owe.
@@ -141,48 +135,58 @@ impl TestContext {
     /// The app registered in this test binary, configured by `builder` (partitions,
     /// sensors; broker settings are not used).
     pub async fn with_app(builder: AppBuilder) -> Result<TestContext> {
-        let turn = tokio::time::timeout(Duration::from_secs(60), TURN.clone().lock_owned())
-            .await
-            .map_err(|_| {
-                Error::msg(
-                    "another TestContext stayed alive for 60 s; contexts take turns, so drop \
-                     one before making the next (one per test)",
-                )
-            })?;
         let (config, user_sensors) = builder.into_parts()?;
         let mut app = App::new(config, Registry::collect()?)?;
         for sensor in user_sensors {
             app = app.with_sensor(sensor);
         }
+        let config = app.config();
         let failures = Arc::new(Mutex::new(Vec::new()));
         let mut all: Vec<Arc<dyn Sensor>> = app.sensors().to_vec();
         all.push(Arc::new(Failures(failures.clone())));
         let sensors = Sensors::new(Arc::new(Monitor::default()), &all);
 
-        let log = Arc::new(MemoryLog::new(app.config().topic_partitions));
+        let clock = Clock::adjustable();
+        let log = Arc::new(MemoryLog::new(config.topic_partitions, clock.clone()));
         let producer = Producer::in_memory(log.clone(), sensors.clone());
-        let agent_topics = app.agent_targets();
-        producer::install(Sender {
-            producer: producer.clone(),
-            agents: agent_topics.clone(),
-        });
-        let tables = Arc::new(TableManager::new(&app, &producer, &sensors, "")?);
+        let tables = Arc::new(TableManager::new(
+            config,
+            &app.registry().tables,
+            &producer,
+            &sensors,
+            "",
+            &clock,
+        )?);
         tables.hold_all_in_memory()?;
-        tables::install(tables.clone());
-        leader::set(true);
-        ACTIVE.store(true, Ordering::SeqCst);
+        let leader = Leadership::default();
+        leader.set(true);
+        let worker = Arc::new(WorkerContext {
+            app_id: Arc::from(config.id.as_str()),
+            producer,
+            agents: app.agent_targets(),
+            tables: Some(tables.clone()),
+            clock,
+            leader,
+        });
         let (fatal_sender, fatal) = mpsc::unbounded_channel();
-        let (agents, routes) = AgentManager::start(&app, &producer, &sensors, &fatal_sender);
-        let now = clock::now_ms();
+        let (agents, routes) = AgentManager::start(
+            config,
+            &app.registry().agents,
+            &worker,
+            &sensors,
+            &fatal_sender,
+        );
+        let now = worker.clock.now_ms();
         let timers = app
             .registry()
             .timers
             .iter()
-            .filter_map(|&timer| Some((timer, next_due(timer, now)?)))
+            .filter_map(|&timer| Some((timer, timer.next_due(now)?)))
             .collect();
         Ok(TestContext {
+            _entered: worker.enter(),
             app,
-            agent_topics,
+            worker,
             log,
             routed: 0,
             routes,
@@ -192,7 +196,6 @@ impl TestContext {
             timers,
             failures,
             fatal,
-            _turn: turn,
         })
     }
 
@@ -203,7 +206,8 @@ impl TestContext {
         K: Serialize + ?Sized,
         V: Serialize + ?Sized,
     {
-        self.send_at(target, key, value, clock::now_ms()).await
+        self.send_at(target, key, value, self.worker.clock.now_ms())
+            .await
     }
 
     /// [`TestContext::send`] with a timestamp (milliseconds since the Unix epoch), for
@@ -233,11 +237,7 @@ impl TestContext {
         value: Option<&[u8]>,
         timestamp_ms: Option<i64>,
     ) -> Result<()> {
-        let topic = self
-            .agent_topics
-            .get(target)
-            .map_or(target, String::as_str)
-            .to_owned();
+        let topic = self.worker.resolve(target).to_owned();
         let partitions = self.app.config().topic_partitions;
         let record = Record {
             key,
@@ -282,7 +282,8 @@ impl TestContext {
     /// which this is), windows due close (their `on_window_close` runs), and whatever
     /// that sends is processed.
     pub async fn advance(&mut self, by: Duration) -> Result<()> {
-        let target = clock::now_ms() + by.as_millis() as i64;
+        let clock = self.worker.clock.clone();
+        let target = clock.now_ms() + by.as_millis() as i64;
         while let Some(due) = self
             .timers
             .iter()
@@ -290,24 +291,31 @@ impl TestContext {
             .filter(|due| *due <= target)
             .min()
         {
-            clock::advance((due - clock::now_ms()).max(0));
+            clock.advance((due - clock.now_ms()).max(0));
             for index in 0..self.timers.len() {
                 let (timer, at) = self.timers[index];
                 if at != due {
                     continue;
                 }
-                (timer.run)().await?;
-                self.timers[index].1 = next_due(timer, due).unwrap_or(i64::MAX);
+                self.worker.scope((timer.run)()).await?;
+                self.timers[index].1 = timer.next_due(due).unwrap_or(i64::MAX);
             }
             self.close_windows_and_settle().await?;
         }
-        clock::advance((target - clock::now_ms()).max(0));
+        clock.advance((target - clock.now_ms()).max(0));
         self.close_windows_and_settle().await
     }
 
     async fn close_windows_and_settle(&mut self) -> Result<()> {
         self.settle().await?;
-        self.tables.close_due_windows().await;
+        let (_running, stop) = tokio::sync::watch::channel(false);
+        for table in self.tables.windowed() {
+            if let Some(spec) = &table.descriptor.window {
+                self.worker
+                    .scope(tables::close_due(&table, spec, &stop))
+                    .await;
+            }
+        }
         self.settle().await
     }
 
@@ -389,20 +397,8 @@ impl TestContext {
     }
 }
 
-/// When `timer` is next due after `now`.
-fn next_due(timer: &TimerDescriptor, now: i64) -> Option<i64> {
-    match timer.schedule {
-        Schedule::Every(interval) => Some(now + interval.as_millis() as i64),
-        Schedule::Cron(expression) => Cron::parse(expression).ok()?.next_after(now),
-    }
-}
-
 impl Drop for TestContext {
     fn drop(&mut self) {
         self.agents.signal_stop();
-        ACTIVE.store(false, Ordering::SeqCst);
-        tables::uninstall();
-        producer::uninstall();
-        leader::set(false);
     }
 }

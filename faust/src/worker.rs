@@ -2,26 +2,28 @@
 //!
 //! Start order: monitor, broker connection and topics (with the co-partitioning
 //! check), producer, tables, web server, global tables, agents, consumer; "ready" is
-//! logged once the first assignment's tables are recovered, and tasks start then. The first SIGINT/SIGTERM starts a warm
-//! shutdown (stop fetching, let in-flight events finish, commit, flush the producer); a
-//! second one exits at once. A fatal error stops the worker the same way and is returned.
+//! logged once the first assignment's tables are recovered, and tasks start then. The
+//! first SIGINT/SIGTERM starts a warm shutdown (stop fetching, let in-flight events
+//! finish, commit, flush the producer); a second one exits at once. A fatal error stops
+//! the worker the same way and is returned.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
-use tokio::sync::mpsc;
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
 use tracing::{error, info, warn};
 
 use crate::{
     agents::AgentManager,
     app::App,
-    leader,
+    context::WorkerContext,
+    leader::{self, Leadership},
     sensors::{Monitor, Phase, Sensors},
     tables::{self, TableManager},
-    transport::{
-        broker::Broker,
-        consumer::Consumer,
-        producer::{self, Producer, Sender},
-    },
+    time::Clock,
+    transport::{broker::Broker, consumer::Consumer, producer::Producer},
     web::WebServer,
     Error, Result,
 };
@@ -29,12 +31,28 @@ use crate::{
 /// How long shutdown waits for agents after their streams closed, and for the producer.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Runs an [`App`]: `Worker::new(app).run().await`, or [`Worker::run_until`] to stop
+/// it from code (several workers can run in one process, each with its own state).
 pub struct Worker {
     app: App,
     monitor: Arc<Monitor>,
 }
 
+/// What a started worker runs, until it shuts down.
+struct Running {
+    _datadir: Option<std::fs::File>,
+    broker: Broker,
+    producer: Producer,
+    tables: Arc<TableManager>,
+    web: Option<WebServer>,
+    agents: AgentManager,
+    consumer: Consumer,
+    closer: Option<(JoinHandle<()>, watch::Sender<bool>)>,
+    fatal: mpsc::UnboundedReceiver<Error>,
+}
+
 impl Worker {
+    /// A worker for `app`.
     pub fn new(app: App) -> Self {
         Worker {
             app,
@@ -47,131 +65,195 @@ impl Worker {
         self.monitor.clone()
     }
 
-    /// Runs until a signal or a fatal error; returns the fatal error, if any.
+    /// Runs until SIGINT/SIGTERM or a fatal error; returns the fatal error, if any. A
+    /// second signal during the warm shutdown exits the process at once.
     pub async fn run(self) -> Result<()> {
-        let Worker { app, monitor } = self;
-        let config = app.config();
-        app.registry().ensure_runnable()?;
-        // Before anything else: a second worker on this datadir stops here.
-        let _datadir = tables::lock_datadir(&app)?;
-        info!(app = %config.id, agents = app.registry().agents.len(), "starting worker");
-        let sensors = Sensors::new(monitor.clone(), app.sensors());
-        monitor.register(
-            app.registry().agents.iter().map(|a| a.name),
-            app.registry().tables.iter().map(|t| t.name),
-        );
-
-        let broker = Broker::connect(config).await?;
-        let partitions = broker
-            .ensure_topics(&app.topics(), config.create_topics)
-            .await?;
-        tables::check_copartitioning(&app, &partitions)?;
-        let producer = Producer::connect(
-            broker.bootstrap(),
-            &format!("{}-producer", config.id),
-            sensors.clone(),
-        )?;
-        producer::install(Sender {
-            producer: producer.clone(),
-            agents: app.agent_targets(),
-        });
-
-        let tables = Arc::new(TableManager::new(
-            &app,
-            &producer,
-            &sensors,
-            broker.bootstrap(),
-        )?);
-        let web = match config.web_enabled {
-            true => Some(
-                WebServer::start(
-                    &app,
-                    broker.bootstrap(),
-                    monitor.clone(),
-                    tables.clone(),
-                    producer.clone(),
-                )
-                .await?,
-            ),
-            false => None,
-        };
-        tables.start_global_tables()?;
-        tables::install(tables.clone());
-        tables.start_window_closer();
-
-        let (fatal, mut fatal_errors) = mpsc::unbounded_channel();
-        let (mut agents, routes) = AgentManager::start(&app, &producer, &sensors, &fatal);
-        let consumer = Consumer::start(
-            config,
-            broker.bootstrap(),
-            routes,
-            &leader::topic(&config.id),
-            sensors.clone(),
-            tables.clone(),
-            fatal.clone(),
-        )?;
-        let mut ready = consumer.ready.clone();
-        let early_stop = tokio::select! {
-            _ = ready.wait_for(|r| *r) => None,
-            stop = stop_reason(&mut fatal_errors) => Some(stop),
-        };
-        let outcome = match early_stop {
-            Some(stop) => stop,
-            None => {
-                monitor.set_phase(Phase::Ready);
-                info!(app = %config.id, "worker ready");
-                agents.start_tasks(&app);
-                stop_reason(&mut fatal_errors).await
-            }
-        };
-        // A second signal, during the shutdown that follows, exits at once.
-        tokio::spawn(async {
+        let stop = async {
             let signal = shutdown_signal().await;
-            error!(signal, "second signal: exiting immediately");
-            std::process::exit(130);
-        });
-        let outcome = match outcome {
-            Ok(signal) => {
-                info!(signal, "warm shutdown: finishing the events being processed (send the signal again to exit at once)");
-                Ok(())
-            }
-            Err(e) => {
-                error!(error = %e, "fatal error: stopping the worker");
-                Err(e)
-            }
+            info!(signal, "warm shutdown: finishing the events being processed (send the signal again to exit at once)");
+            tokio::spawn(async {
+                let signal = shutdown_signal().await;
+                error!(signal, "second signal: exiting immediately");
+                std::process::exit(130);
+            });
         };
+        self.run_until(stop).await
+    }
+
+    /// Runs until `stop` completes (then shuts down warmly) or a fatal error.
+    pub async fn run_until(self, stop: impl Future<Output = ()>) -> Result<()> {
+        let Worker { app, monitor } = self;
+        let mut running = start(&app, &monitor).await?;
+        let mut stop = std::pin::pin!(stop);
+        let outcome = async {
+            let mut ready = running.consumer.ready.clone();
+            tokio::select! {
+                _ = ready.wait_for(|r| *r) => {}
+                () = &mut stop => return Ok(()),
+                Some(e) = running.fatal.recv() => return Err(e),
+            }
+            monitor.set_phase(Phase::Ready);
+            info!(app = %app.config().id, "worker ready");
+            let registry = app.registry();
+            running
+                .agents
+                .start_tasks(&registry.tasks, &registry.timers);
+            tokio::select! {
+                () = &mut stop => Ok(()),
+                Some(e) = running.fatal.recv() => Err(e),
+            }
+        }
+        .await;
+        if let Err(e) = &outcome {
+            error!(error = %e, "fatal error: stopping the worker");
+        }
         monitor.set_phase(Phase::Stopping);
-        // Stop fetching, let each actor finish the event it is on, then commit what was
-        // acknowledged. Events still queued are not acknowledged, so they come back after
-        // a restart: nothing is skipped and nothing processed is processed again.
-        consumer.stop_fetching();
-        agents.stop(STOP_TIMEOUT).await;
-        tables.stop_window_closer().await;
-        consumer.shutdown().await;
-        if let Some(web) = web {
-            web.stop().await;
-        }
-        tables.stop_global_tables();
-        if let Err(e) = producer.flush(STOP_TIMEOUT).await {
-            warn!(error = %e, "some sent messages may not have been delivered");
-        }
-        producer::uninstall();
-        tables::uninstall();
-        // Every client before the broker, which may be the embedded one.
-        drop(tables);
-        drop(producer);
-        drop(broker);
+        shutdown(running).await;
         info!(counters = %monitor.counters(), "worker stopped");
         outcome
     }
 }
 
-/// Waits for what stops the worker: a signal (named) or a fatal error.
-async fn stop_reason(fatal: &mut mpsc::UnboundedReceiver<Error>) -> Result<&'static str> {
-    tokio::select! {
-        signal = shutdown_signal() => Ok(signal),
-        Some(e) = fatal.recv() => Err(e),
+/// Starts every service of `app`, in order; the consumer joins the group last.
+async fn start(app: &App, monitor: &Arc<Monitor>) -> Result<Running> {
+    let config = app.config();
+    let registry = app.registry();
+    registry.ensure_runnable()?;
+    // Before anything else: a second worker on this datadir stops here.
+    let datadir = tables::lock_datadir(config, &registry.tables)?;
+    info!(app = %config.id, agents = registry.agents.len(), "starting worker");
+    let sensors = Sensors::new(monitor.clone(), app.sensors());
+    monitor.register(
+        registry.agents.iter().map(|a| a.name),
+        registry.tables.iter().map(|t| t.name),
+    );
+
+    let broker = Broker::connect(config).await?;
+    let partitions = broker
+        .ensure_topics(&app.topics(), config.create_topics)
+        .await?;
+    app.check_copartitioning(&partitions)?;
+    let producer = Producer::connect(
+        broker.bootstrap(),
+        &format!("{}-producer", config.id),
+        sensors.clone(),
+    )?;
+    let clock = Clock::system();
+    let tables = Arc::new(TableManager::new(
+        config,
+        &registry.tables,
+        &producer,
+        &sensors,
+        broker.bootstrap(),
+        &clock,
+    )?);
+    let web = match config.web_enabled {
+        true => Some(
+            WebServer::start(
+                config,
+                &registry.agents,
+                broker.bootstrap(),
+                monitor.clone(),
+                tables.clone(),
+                producer.clone(),
+            )
+            .await?,
+        ),
+        false => None,
+    };
+    // Recovery reads whole changelogs: off the async threads.
+    let recovering = tables.clone();
+    tokio::task::spawn_blocking(move || recovering.start_global_tables())
+        .await
+        .map_err(|e| Error::Worker(format!("global table recovery stopped: {e}")))??;
+
+    let leadership = Leadership::default();
+    let worker = Arc::new(WorkerContext {
+        app_id: Arc::from(config.id.as_str()),
+        producer: producer.clone(),
+        agents: app.agent_targets(),
+        tables: Some(tables.clone()),
+        clock,
+        leader: leadership.clone(),
+    });
+    let closer = start_window_closer(&tables, &worker);
+    let (fatal_sender, fatal) = mpsc::unbounded_channel();
+    let (agents, routes) =
+        AgentManager::start(config, &registry.agents, &worker, &sensors, &fatal_sender);
+    let consumer = Consumer::start(
+        config,
+        broker.bootstrap(),
+        routes,
+        (&leader::topic(&config.id), leadership),
+        sensors,
+        tables.clone(),
+        fatal_sender,
+    )?;
+    Ok(Running {
+        _datadir: datadir,
+        broker,
+        producer,
+        tables,
+        web,
+        agents,
+        consumer,
+        closer,
+        fatal,
+    })
+}
+
+/// Closes windowed tables' windows on time, inside the worker (callbacks may send).
+fn start_window_closer(
+    tables: &TableManager,
+    worker: &Arc<WorkerContext>,
+) -> Option<(JoinHandle<()>, watch::Sender<bool>)> {
+    let windowed = tables.windowed();
+    if windowed.is_empty() {
+        return None;
     }
+    let (stop, stopping) = watch::channel(false);
+    let task = worker.spawn(tables::close_windows(windowed, stopping));
+    Some((task, stop))
+}
+
+/// Warm shutdown: stop fetching, let each actor finish the event it is on, then commit
+/// what was acknowledged. Events still queued are not acknowledged, so they come back
+/// after a restart: nothing is skipped and nothing processed is processed again.
+async fn shutdown(running: Running) {
+    let Running {
+        _datadir,
+        broker,
+        producer,
+        tables,
+        web,
+        agents,
+        consumer,
+        closer,
+        fatal: _,
+    } = running;
+    consumer.stop_fetching();
+    agents.stop(STOP_TIMEOUT).await;
+    if let Some((task, stop)) = closer {
+        stop.send_replace(true);
+        let abort = task.abort_handle();
+        if tokio::time::timeout(STOP_TIMEOUT, task).await.is_err() {
+            // Its window stays in the store and closes after the restart.
+            warn!("an on_window_close callback did not finish within 30 s; stopped");
+            abort.abort();
+        }
+    }
+    consumer.shutdown().await;
+    if let Some(web) = web {
+        web.stop().await;
+    }
+    tables.stop_global_tables();
+    if let Err(e) = producer.flush(STOP_TIMEOUT).await {
+        warn!(error = %e, "some sent messages may not have been delivered");
+    }
+    // Every client before the broker, which may be the embedded one.
+    drop(tables);
+    drop(producer);
+    drop(broker);
 }
 
 /// Waits for SIGINT or SIGTERM and names it.

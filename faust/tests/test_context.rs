@@ -198,3 +198,32 @@ async fn a_failing_window_callback_is_tried_again_with_backoff_until_it_works() 
     assert_eq!(FLAKY_ATTEMPTS.load(Ordering::SeqCst), 3);
     Ok(())
 }
+
+#[test]
+fn test_contexts_live_side_by_side_each_with_its_own_tables() {
+    // Two contexts alive at once, on two threads: each counts only what it was sent.
+    let both_sent = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let run = |visits: usize| {
+        let both_sent = both_sent.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let mut ctx: TestContext = TestContext::new().await?;
+                for _ in 0..visits {
+                    ctx.send("visits", Some("ann"), &visit("ann", "/side"))
+                        .await?;
+                }
+                both_sent.wait();
+                let seen = PAGE_VISITS.get(&"/side".to_owned())?;
+                drop(ctx);
+                Ok::<u64, faust::Error>(seen)
+            })
+        })
+    };
+    let (two, five) = (run(2), run(5));
+    assert_eq!(two.join().unwrap().unwrap(), 2);
+    assert_eq!(five.join().unwrap().unwrap(), 5);
+}

@@ -16,8 +16,10 @@ use super::{
 };
 use crate::{
     codec::DecodeError,
+    descriptor::topic_name,
     event::{self, Event, Header, Message, Slot},
     sensors::Sensors,
+    time::Clock,
     transport::producer::{Producer, Record},
     Error, Result,
 };
@@ -60,6 +62,7 @@ pub struct Stream<T> {
     dead_letters: Option<DeadLetters>,
     producer: Producer,
     outbox: Outbox,
+    clock: Clock,
 }
 
 /// A topic the stream forwards its source events to, and continues from.
@@ -119,6 +122,7 @@ impl<T: 'static> Stream<T> {
             dead_letters: actor.dead_letters.clone(),
             producer: actor.producer.clone(),
             outbox: actor.outbox.clone(),
+            clock: actor.clock.clone(),
         }
     }
 
@@ -150,12 +154,7 @@ impl<T: 'static> Stream<T> {
     pub async fn take(&mut self, max: usize, within: Duration) -> Option<Vec<T>> {
         self.finish_current();
         let first = self.receive(None).await?;
-        // In a test context everything sent is already queued: no need to wait.
-        let within = match crate::testing::active() {
-            true => within.min(Duration::from_millis(1)),
-            false => within,
-        };
-        let deadline = tokio::time::Instant::now() + within;
+        let deadline = tokio::time::Instant::now() + self.clock.wait_for_more(within);
         let mut values = vec![first.value];
         while values.len() < max.max(1) {
             match self.receive(Some(deadline)).await {
@@ -234,7 +233,7 @@ impl<T: 'static> Stream<T> {
                 self.agent.name
             )));
         }
-        let topic = super::topic_name(topic, &self.app_id);
+        let topic = topic_name(topic, &self.app_id);
         self.relay_through(topic, None)
     }
 
@@ -277,6 +276,7 @@ impl<T: 'static> Stream<T> {
             dead_letters: self.dead_letters.clone(),
             producer: self.producer.clone(),
             outbox: self.outbox.clone(),
+            clock: self.clock.clone(),
         }
     }
 }

@@ -6,69 +6,29 @@
 //! is stopped if the worker stops being the leader before it ends. A failing run is
 //! logged; the next tick runs again.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use super::{cron::Cron, panic_message};
-use crate::{clock, leader, registry::BoxFuture, Result};
+use faust_grammar::Cron;
 
-/// What `#[faust::task]` registers: an async fn run once when the worker is ready.
-#[derive(Debug)]
-pub struct TaskDescriptor {
-    pub name: &'static str,
-    pub location: &'static str,
-    pub on_leader: bool,
-    pub run: fn() -> BoxFuture<Result<()>>,
-}
-
-inventory::collect!(TaskDescriptor);
-
-/// When a timer runs.
-#[derive(Debug, Clone, Copy)]
-pub enum Schedule {
-    /// Every interval, the first one interval after the worker is ready.
-    Every(Duration),
-    /// A crontab expression, in UTC (see [`super::cron`]).
-    Cron(&'static str),
-}
-
-/// What `#[faust::timer]` and `#[faust::crontab]` register.
-#[derive(Debug)]
-pub struct TimerDescriptor {
-    pub name: &'static str,
-    pub location: &'static str,
-    pub schedule: Schedule,
-    pub on_leader: bool,
-    pub run: fn() -> BoxFuture<Result<()>>,
-}
-
-inventory::collect!(TimerDescriptor);
-
-impl TimerDescriptor {
-    /// Refuses a crontab expression that does not parse, naming the timer.
-    pub(crate) fn check(&self) -> std::result::Result<(), String> {
-        match self.schedule {
-            Schedule::Cron(expression) => Cron::parse(expression)
-                .map(drop)
-                .map_err(|e| format!("crontab '{}' ({}): {e}", self.name, self.location)),
-            Schedule::Every(interval) if interval.is_zero() => Err(format!(
-                "timer '{}' ({}) has a zero interval",
-                self.name, self.location
-            )),
-            Schedule::Every(_) => Ok(()),
-        }
-    }
-}
+use super::panic_message;
+use crate::{
+    context::WorkerContext,
+    descriptor::{BoxFuture, Schedule, TaskDescriptor, TimerDescriptor},
+    Result,
+};
 
 /// Starts every task and timer; the handles stop them on shutdown.
 pub(crate) fn start(
     tasks: &[&'static TaskDescriptor],
     timers: &[&'static TimerDescriptor],
+    worker: &Arc<WorkerContext>,
 ) -> Vec<JoinHandle<()>> {
     let tasks = tasks.iter().map(|&task| {
-        tokio::spawn(async move {
+        let worker = worker.clone();
+        worker.clone().spawn(async move {
             if !task.on_leader {
                 info!(task = task.name, "task started");
                 if run_once("task", task.name, task.run).await {
@@ -76,23 +36,25 @@ pub(crate) fn start(
                 }
                 return;
             }
-            leader::became_leader().await;
+            worker.leader.gained().await;
             info!(task = task.name, "task started on the leader");
             tokio::select! {
                 done = run_once("task", task.name, task.run) => if done {
                     info!(task = task.name, "task finished");
                 },
-                _ = leader::lost_leadership() => {
+                _ = worker.leader.lost() => {
                     warn!(task = task.name, "this worker is no longer the leader: task stopped");
                 }
             }
         })
     });
-    let timers = timers.iter().map(|&timer| tokio::spawn(run_timer(timer)));
+    let timers = timers
+        .iter()
+        .map(|&timer| worker.spawn(run_timer(timer, worker.clone())));
     tasks.chain(timers).collect()
 }
 
-async fn run_timer(timer: &'static TimerDescriptor) {
+async fn run_timer(timer: &'static TimerDescriptor, worker: Arc<WorkerContext>) {
     let mut schedule = match timer.schedule {
         Schedule::Cron(expression) => match Cron::parse(expression) {
             Ok(cron) => Ticks::Cron(CronTicks::new(cron)),
@@ -106,7 +68,7 @@ async fn run_timer(timer: &'static TimerDescriptor) {
     loop {
         match &mut schedule {
             Ticks::Cron(ticks) => loop {
-                match ticks.step(clock::now_ms()) {
+                match ticks.step(worker.clock.now_ms()) {
                     Some(CronStep::Run) => break,
                     // Sleeps are capped, so that a clock step forward is noticed within
                     // a minute.
@@ -123,7 +85,7 @@ async fn run_timer(timer: &'static TimerDescriptor) {
                 tokio::time::sleep_until(*next).await;
             }
         }
-        if timer.on_leader && !leader::is_leader() {
+        if timer.on_leader && !worker.leader.is_leader() {
             debug!(timer = timer.name, "not the leader: skipping this tick");
             continue;
         }
@@ -191,7 +153,7 @@ async fn run_once(kind: &str, name: &str, run: fn() -> BoxFuture<Result<()>>) ->
             self.0.abort();
         }
     }
-    let mut running = Running(tokio::spawn(run()));
+    let mut running = Running(crate::context::spawn(run()));
     match (&mut running.0).await {
         Ok(Ok(())) => true,
         Ok(Err(e)) => {

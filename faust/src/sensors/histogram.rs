@@ -10,11 +10,14 @@ pub const BUCKETS: [f64; 12] = [
 ];
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+/// Counts of durations in fixed buckets (see [`BUCKETS`]), as Prometheus histograms keep them.
 pub struct Histogram {
     /// Observations at or below each bound of [`BUCKETS`] (not cumulative); the ones above
     /// the last bound are in `count` only.
     pub buckets: [u64; BUCKETS.len()],
+    /// How many durations were recorded.
     pub count: u64,
+    /// Their sum, in seconds.
     pub sum_seconds: f64,
 }
 

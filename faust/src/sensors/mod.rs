@@ -50,8 +50,11 @@ pub trait Sensor: Send + Sync + 'static {
     fn send_end(&self, topic: &str, took: Duration, error: Option<&str>) {}
     /// The consumer committed offsets (or failed to: `error`).
     fn commit(&self, took: Duration, error: Option<&str>) {}
+    /// A table was read.
     fn table_get(&self, table: &str) {}
+    /// A table key was written.
     fn table_set(&self, table: &str) {}
+    /// A table key was deleted.
     fn table_delete(&self, table: &str) {}
     /// The group started moving partitions; this worker stops taking events.
     fn rebalance_start(&self) {}

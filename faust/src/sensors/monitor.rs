@@ -17,6 +17,7 @@ use serde::Serialize;
 use super::{Histogram, Sensor};
 
 #[derive(Debug)]
+/// The built-in sensor: keeps the figures `/metrics`, `/stats` and the status page show ([`crate::Worker::monitor`]).
 pub struct Monitor {
     started: Instant,
     phase: AtomicU8,
@@ -77,28 +78,42 @@ pub enum Phase {
 pub struct Stats {
     /// Recovery of the first assignment is done and agents take events.
     pub ready: bool,
+    /// Where the worker is in its lifecycle.
     pub phase: Phase,
+    /// Seconds since the worker started.
     pub uptime_seconds: f64,
     /// A rebalance is under way.
     pub rebalancing: bool,
     /// Partitions of source topics this worker holds or held.
     pub partitions: Vec<PartitionStats>,
+    /// Per agent.
     pub agents: Vec<AgentStats>,
+    /// Per topic sent to.
     pub sends: Vec<SendStats>,
+    /// Time from handing a message to the producer until the broker acknowledged it.
     pub send_latency: Histogram,
+    /// Time to flush table changes and commit offsets.
     pub commit_latency: Histogram,
+    /// Commits that failed.
     pub commit_errors: u64,
+    /// Per table.
     pub tables: Vec<TableStats>,
+    /// Per table partition recovered.
     pub recovery: Vec<RecoveryStats>,
     /// How long each rebalance took, until this worker had its partitions recovered.
     pub rebalances: Histogram,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
+/// One source topic partition's figures.
 pub struct PartitionStats {
+    /// The topic.
     pub topic: String,
+    /// Its partition number.
     pub partition: i32,
+    /// Whether this worker holds it now.
     pub assigned: bool,
+    /// Messages fetched from it.
     pub messages_received: u64,
     /// The offset the group committed (where consumption resumes).
     pub committed_offset: Option<i64>,
@@ -116,53 +131,84 @@ pub struct PartitionStats {
 /// A partition found stalled by [`Monitor::check_stalled`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stalled {
+    /// The topic.
     pub topic: String,
+    /// The partition.
     pub partition: i32,
+    /// Its committed offset.
     pub committed: i64,
+    /// Messages waiting after it.
     pub lag: i64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
+/// One agent's figures.
 pub struct AgentStats {
+    /// The agent's name.
     pub agent: String,
+    /// Events processed.
     pub events: u64,
+    /// Time spent per event.
     pub event_duration: Histogram,
+    /// Messages skipped as undecodable.
     pub decode_errors: u64,
+    /// Actor failures (errors and panics).
     pub errors: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
+/// Messages sent to one topic.
 pub struct SendStats {
+    /// The topic.
     pub topic: String,
+    /// Messages the broker acknowledged.
     pub messages: u64,
+    /// Messages refused or timed out.
     pub errors: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
+/// One table's reads and writes.
 pub struct TableStats {
+    /// The table's name.
     pub table: String,
+    /// Reads.
     pub reads: u64,
+    /// Writes.
     pub writes: u64,
+    /// Deletes.
     pub deletes: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
+/// The latest recovery of one table partition.
 pub struct RecoveryStats {
+    /// The table's name.
     pub table: String,
+    /// The partition.
     pub partition: i32,
+    /// Changelog records applied so far.
     pub records_applied: u64,
+    /// Changelog records still to read.
     pub records_remaining: u64,
+    /// Whether it finished.
     pub done: bool,
 }
 
 /// The totals the worker logs when it stops.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
+    /// Messages fetched.
     pub messages_received: u64,
+    /// Events agents processed.
     pub events_processed: u64,
+    /// Messages skipped as undecodable.
     pub decode_errors: u64,
+    /// Agent actor failures.
     pub agent_errors: u64,
+    /// Messages the broker acknowledged.
     pub messages_sent: u64,
+    /// Messages refused or timed out.
     pub send_errors: u64,
 }
 
@@ -191,6 +237,7 @@ impl Monitor {
         self.phase.store(phase as u8, Ordering::Relaxed);
     }
 
+    /// Where the worker is in its lifecycle.
     pub fn phase(&self) -> Phase {
         match self.phase.load(Ordering::Relaxed) {
             0 => Phase::Starting,
@@ -278,6 +325,7 @@ impl Monitor {
         }
     }
 
+    /// A snapshot of every figure.
     pub fn stats(&self) -> Stats {
         let sends = lock(&self.sends);
         let commits = lock(&self.commits);
@@ -301,6 +349,7 @@ impl Monitor {
         }
     }
 
+    /// The totals, for the last log line.
     pub fn counters(&self) -> Counters {
         let stats = self.stats();
         let agents = &stats.agents;

@@ -2,107 +2,192 @@
 
 use std::fmt::Write as _;
 
-use super::{Histogram, Stats};
+use super::{AgentStats, Histogram, PartitionStats, RecoveryStats, SendStats, Stats, TableStats};
+
+/// One metric family: its name, type and help, and how each row gives its value
+/// (`None`: no sample for that row).
+struct Family<T> {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    value: fn(&T) -> Option<f64>,
+}
+
+const fn family<T>(
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    value: fn(&T) -> Option<f64>,
+) -> Family<T> {
+    Family {
+        name,
+        kind,
+        help,
+        value,
+    }
+}
+
+const WORKER: &[Family<Stats>] = &[
+    family(
+        "faust_worker_ready",
+        "gauge",
+        "1 once the worker recovered its tables and takes events.",
+        |s| Some(bool_value(s.ready)),
+    ),
+    family(
+        "faust_uptime_seconds",
+        "gauge",
+        "Seconds since the worker started.",
+        |s| Some(s.uptime_seconds),
+    ),
+    family(
+        "faust_rebalancing",
+        "gauge",
+        "1 while a consumer group rebalance is under way.",
+        |s| Some(bool_value(s.rebalancing)),
+    ),
+];
+
+const PARTITIONS: &[Family<PartitionStats>] = &[
+    family(
+        "faust_messages_received_total",
+        "counter",
+        "Messages fetched, per source topic partition.",
+        |p| Some(p.messages_received as f64),
+    ),
+    family(
+        "faust_partition_assigned",
+        "gauge",
+        "1 while this worker holds the partition.",
+        |p| Some(bool_value(p.assigned)),
+    ),
+    family(
+        "faust_committed_offset",
+        "gauge",
+        "The group's committed offset (the next to read).",
+        |p| p.committed_offset.map(|o| o as f64),
+    ),
+    family(
+        "faust_high_watermark",
+        "gauge",
+        "One past the last offset of the partition, as last reported by the broker.",
+        |p| p.high_watermark.map(|o| o as f64),
+    ),
+    family(
+        "faust_consumer_lag",
+        "gauge",
+        "Messages not yet committed: high watermark minus committed offset.",
+        |p| p.lag.map(|o| o as f64),
+    ),
+    family(
+        "faust_partition_stalled",
+        "gauge",
+        "1 while the partition has lag and its committed offset has not moved for the stall timeout.",
+        |p| Some(bool_value(p.stalled)),
+    ),
+];
+
+const AGENTS: &[Family<AgentStats>] = &[
+    family(
+        "faust_events_total",
+        "counter",
+        "Events processed, per agent.",
+        |a| Some(a.events as f64),
+    ),
+    family(
+        "faust_decode_errors_total",
+        "counter",
+        "Messages skipped because they could not be decoded, per agent.",
+        |a| Some(a.decode_errors as f64),
+    ),
+    family(
+        "faust_agent_errors_total",
+        "counter",
+        "Agent actor failures (errors and panics), per agent.",
+        |a| Some(a.errors as f64),
+    ),
+];
+
+const SENDS: &[Family<SendStats>] = &[
+    family(
+        "faust_messages_sent_total",
+        "counter",
+        "Messages the broker acknowledged, per topic.",
+        |s| Some(s.messages as f64),
+    ),
+    family(
+        "faust_send_errors_total",
+        "counter",
+        "Messages the broker refused or that timed out, per topic.",
+        |s| Some(s.errors as f64),
+    ),
+];
+
+const COMMITS: &[Family<Stats>] = &[family(
+    "faust_commit_errors_total",
+    "counter",
+    "Offset commits that failed (the next one retries).",
+    |s| Some(s.commit_errors as f64),
+)];
+
+const TABLES: &[Family<TableStats>] = &[
+    family(
+        "faust_table_reads_total",
+        "counter",
+        "Table reads, per table.",
+        |t| Some(t.reads as f64),
+    ),
+    family(
+        "faust_table_writes_total",
+        "counter",
+        "Table writes, per table.",
+        |t| Some(t.writes as f64),
+    ),
+    family(
+        "faust_table_deletes_total",
+        "counter",
+        "Table deletes, per table.",
+        |t| Some(t.deletes as f64),
+    ),
+];
+
+const RECOVERY: &[Family<RecoveryStats>] = &[
+    family(
+        "faust_table_recovery_applied_records",
+        "gauge",
+        "Changelog records applied by the latest recovery of a table partition.",
+        |r| Some(r.records_applied as f64),
+    ),
+    family(
+        "faust_table_recovery_remaining_records",
+        "gauge",
+        "Changelog records the recovery of a table partition has still to read.",
+        |r| Some(r.records_remaining as f64),
+    ),
+    family(
+        "faust_table_recovering",
+        "gauge",
+        "1 while a table partition is being recovered.",
+        |r| Some(bool_value(!r.done)),
+    ),
+];
 
 /// Renders `stats` as Prometheus text, every metric with its HELP and TYPE lines.
 pub fn render(stats: &Stats) -> String {
     let mut out = Exposition::default();
-    out.metric(
-        "faust_worker_ready",
-        "gauge",
-        "1 once the worker recovered its tables and takes events.",
-    );
-    out.sample("faust_worker_ready", &[], bool_value(stats.ready));
-    out.metric(
-        "faust_uptime_seconds",
-        "gauge",
-        "Seconds since the worker started.",
-    );
-    out.sample("faust_uptime_seconds", &[], stats.uptime_seconds);
-    out.metric(
-        "faust_rebalancing",
-        "gauge",
-        "1 while a consumer group rebalance is under way.",
-    );
-    out.sample("faust_rebalancing", &[], bool_value(stats.rebalancing));
+    out.families(WORKER, std::slice::from_ref(stats), |_| Vec::new());
     out.histogram(
         "faust_rebalance_duration_seconds",
         "Time from the start of a rebalance until this worker's new partitions were recovered.",
         &[(&[], &stats.rebalances)],
     );
-
-    let partition_metrics: [(&str, &str, &str); 6] = [
-        (
-            "faust_messages_received_total",
-            "counter",
-            "Messages fetched, per source topic partition.",
-        ),
-        (
-            "faust_partition_assigned",
-            "gauge",
-            "1 while this worker holds the partition.",
-        ),
-        (
-            "faust_committed_offset",
-            "gauge",
-            "The group's committed offset (the next to read).",
-        ),
-        (
-            "faust_high_watermark",
-            "gauge",
-            "One past the last offset of the partition, as last reported by the broker.",
-        ),
-        (
-            "faust_consumer_lag",
-            "gauge",
-            "Messages not yet committed: high watermark minus committed offset.",
-        ),
-        (
-            "faust_partition_stalled",
-            "gauge",
-            "1 while the partition has lag and its committed offset has not moved for the stall timeout.",
-        ),
-    ];
-    for (i, (name, kind, help)) in partition_metrics.into_iter().enumerate() {
-        out.metric(name, kind, help);
-        for p in &stats.partitions {
-            let partition = p.partition.to_string();
-            let labels = [
-                ("topic", p.topic.as_str()),
-                ("partition", partition.as_str()),
-            ];
-            let value = match i {
-                0 => Some(p.messages_received as f64),
-                1 => Some(bool_value(p.assigned)),
-                2 => p.committed_offset.map(|o| o as f64),
-                3 => p.high_watermark.map(|o| o as f64),
-                4 => p.lag.map(|o| o as f64),
-                _ => Some(bool_value(p.stalled)),
-            };
-            if let Some(value) = value {
-                out.sample(name, &labels, value);
-            }
-        }
-    }
-
-    let agent_counters: [(&str, &str); 3] = [
-        ("faust_events_total", "Events processed, per agent."),
-        (
-            "faust_decode_errors_total",
-            "Messages skipped because they could not be decoded, per agent.",
-        ),
-        (
-            "faust_agent_errors_total",
-            "Agent actor failures (errors and panics), per agent.",
-        ),
-    ];
-    for (i, (name, help)) in agent_counters.into_iter().enumerate() {
-        out.metric(name, "counter", help);
-        for a in &stats.agents {
-            let value = [a.events, a.decode_errors, a.errors][i];
-            out.sample(name, &[("agent", &a.agent)], value as f64);
-        }
-    }
+    out.families(PARTITIONS, &stats.partitions, |p| {
+        vec![
+            ("topic", p.topic.clone()),
+            ("partition", p.partition.to_string()),
+        ]
+    });
+    out.families(AGENTS, &stats.agents, |a| vec![("agent", a.agent.clone())]);
     let durations: Vec<_> = stats
         .agents
         .iter()
@@ -115,31 +200,7 @@ pub fn render(stats: &Stats) -> String {
         "Time an agent spent on one event.",
         &durations,
     );
-
-    out.metric(
-        "faust_messages_sent_total",
-        "counter",
-        "Messages the broker acknowledged, per topic.",
-    );
-    for s in &stats.sends {
-        out.sample(
-            "faust_messages_sent_total",
-            &[("topic", &s.topic)],
-            s.messages as f64,
-        );
-    }
-    out.metric(
-        "faust_send_errors_total",
-        "counter",
-        "Messages the broker refused or that timed out, per topic.",
-    );
-    for s in &stats.sends {
-        out.sample(
-            "faust_send_errors_total",
-            &[("topic", &s.topic)],
-            s.errors as f64,
-        );
-    }
+    out.families(SENDS, &stats.sends, |s| vec![("topic", s.topic.clone())]);
     out.histogram(
         "faust_send_latency_seconds",
         "Time from handing a message to the producer until the broker acknowledged it.",
@@ -150,55 +211,14 @@ pub fn render(stats: &Stats) -> String {
         "Time to flush table changes and commit offsets.",
         &[(&[], &stats.commit_latency)],
     );
-    out.metric(
-        "faust_commit_errors_total",
-        "counter",
-        "Offset commits that failed (the next one retries).",
-    );
-    out.sample("faust_commit_errors_total", &[], stats.commit_errors as f64);
-
-    let table_counters: [(&str, &str); 3] = [
-        ("faust_table_reads_total", "Table reads, per table."),
-        ("faust_table_writes_total", "Table writes, per table."),
-        ("faust_table_deletes_total", "Table deletes, per table."),
-    ];
-    for (i, (name, help)) in table_counters.into_iter().enumerate() {
-        out.metric(name, "counter", help);
-        for t in &stats.tables {
-            let value = [t.reads, t.writes, t.deletes][i];
-            out.sample(name, &[("table", &t.table)], value as f64);
-        }
-    }
-    let recovery_gauges: [(&str, &str); 3] = [
-        (
-            "faust_table_recovery_applied_records",
-            "Changelog records applied by the latest recovery of a table partition.",
-        ),
-        (
-            "faust_table_recovery_remaining_records",
-            "Changelog records the recovery of a table partition has still to read.",
-        ),
-        (
-            "faust_table_recovering",
-            "1 while a table partition is being recovered.",
-        ),
-    ];
-    for (i, (name, help)) in recovery_gauges.into_iter().enumerate() {
-        out.metric(name, "gauge", help);
-        for r in &stats.recovery {
-            let partition = r.partition.to_string();
-            let value = [
-                r.records_applied as f64,
-                r.records_remaining as f64,
-                bool_value(!r.done),
-            ][i];
-            out.sample(
-                name,
-                &[("table", &r.table), ("partition", &partition)],
-                value,
-            );
-        }
-    }
+    out.families(COMMITS, std::slice::from_ref(stats), |_| Vec::new());
+    out.families(TABLES, &stats.tables, |t| vec![("table", t.table.clone())]);
+    out.families(RECOVERY, &stats.recovery, |r| {
+        vec![
+            ("table", r.table.clone()),
+            ("partition", r.partition.to_string()),
+        ]
+    });
     out.text
 }
 
@@ -216,6 +236,26 @@ struct Exposition {
 }
 
 impl Exposition {
+    /// Each family in turn: its HELP and TYPE, then a sample per row.
+    fn families<T>(
+        &mut self,
+        families: &[Family<T>],
+        rows: &[T],
+        labels: impl Fn(&T) -> Vec<(&'static str, String)>,
+    ) {
+        for family in families {
+            self.metric(family.name, family.kind, family.help);
+            for row in rows {
+                if let Some(value) = (family.value)(row) {
+                    let labels = labels(row);
+                    let labels: Vec<(&str, &str)> =
+                        labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                    self.sample(family.name, &labels, value);
+                }
+            }
+        }
+    }
+
     fn metric(&mut self, name: &str, kind: &str, help: &str) {
         let _ = writeln!(self.text, "# HELP {name} {help}\n# TYPE {name} {kind}");
     }

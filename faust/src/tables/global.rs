@@ -19,10 +19,7 @@ use rdkafka::{
 };
 use tracing::{info, warn};
 
-use super::{
-    manager::{TableState, WRITER},
-    store::Batch,
-};
+use super::{changelog::WRITER, state::TableState, store::Batch};
 use crate::{transport::report_error, Error, Result};
 
 /// Applies other workers' changelog records to a global table until stopped.

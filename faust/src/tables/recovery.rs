@@ -21,7 +21,8 @@ use rdkafka::{
 use tracing::{info, warn};
 
 use super::{
-    manager::{TablePartition, TableState, SOURCE_OFFSET, SOURCE_TOPIC},
+    changelog::{SOURCE_OFFSET, SOURCE_TOPIC},
+    state::{TablePartition, TableState},
     store::Batch,
 };
 use crate::{transport::consumer::TopicPartition, Error, Result};

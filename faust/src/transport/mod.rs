@@ -3,7 +3,7 @@
 pub(crate) mod broker;
 pub(crate) mod consumer;
 pub(crate) mod partitioner;
-pub mod producer;
+pub(crate) mod producer;
 
 use std::{
     sync::{

@@ -10,7 +10,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, RwLock},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -22,11 +22,10 @@ use rdkafka::{
     util::Timeout,
     ClientConfig,
 };
-use serde::Serialize;
 
 use super::partitioner::partition_for_key;
 use super::LogContext;
-use crate::{event::Header, sensors::Sensors, Error, Result};
+use crate::{event::Header, sensors::Sensors, time::Clock, Error, Result};
 
 /// The outcome of one attempt to queue a record.
 enum Offer<'a> {
@@ -40,26 +39,29 @@ const QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where a sent message landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Delivered {
+    /// The partition it went to.
     pub partition: i32,
+    /// Its offset there.
     pub offset: i64,
 }
 
 /// One message to send, as bytes.
 #[derive(Debug, Default, Clone)]
-pub struct Record<'a> {
-    pub key: Option<&'a [u8]>,
-    pub value: Option<&'a [u8]>,
+pub(crate) struct Record<'a> {
+    pub(crate) key: Option<&'a [u8]>,
+    pub(crate) value: Option<&'a [u8]>,
     /// `None` lets the partitioner choose (by key hash, or spread when there is no key).
-    pub partition: Option<i32>,
-    pub headers: &'a [Header],
+    pub(crate) partition: Option<i32>,
+    pub(crate) headers: &'a [Header],
     /// Milliseconds since the Unix epoch; `None`: when it is sent.
-    pub timestamp: Option<i64>,
+    pub(crate) timestamp: Option<i64>,
 }
 
 /// A handle on the worker's producer; cheap to clone.
 #[derive(Clone)]
-pub struct Producer {
+pub(crate) struct Producer {
     backend: Backend,
     sensors: Sensors,
 }
@@ -95,12 +97,19 @@ impl Delivery {
 
 /// A record kept by an in-memory producer.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SentRecord {
+    /// The topic it was sent to.
     pub topic: String,
+    /// Its partition: the one given, or the key's (murmur2), or 0.
     pub partition: i32,
+    /// Its offset in the partition.
     pub offset: i64,
+    /// Its key, as bytes.
     pub key: Option<Vec<u8>>,
+    /// Its value, as bytes (`None`: a tombstone).
     pub value: Option<Vec<u8>>,
+    /// Its headers.
     pub headers: Vec<Header>,
     /// Milliseconds since the Unix epoch: given, or the clock's when it was sent.
     pub timestamp: Option<i64>,
@@ -110,15 +119,17 @@ pub struct SentRecord {
 /// among `partitions`.
 pub(crate) struct MemoryLog {
     partitions: i32,
+    clock: Clock,
     records: Mutex<Vec<SentRecord>>,
     /// The next offset of each topic partition.
     ends: Mutex<HashMap<(String, i32), i64>>,
 }
 
 impl MemoryLog {
-    pub(crate) fn new(partitions: i32) -> MemoryLog {
+    pub(crate) fn new(partitions: i32, clock: Clock) -> MemoryLog {
         MemoryLog {
             partitions,
+            clock,
             records: Mutex::default(),
             ends: Mutex::default(),
         }
@@ -151,7 +162,7 @@ impl MemoryLog {
             key: record.key.map(<[u8]>::to_vec),
             value: record.value.map(<[u8]>::to_vec),
             headers: record.headers.to_vec(),
-            timestamp: Some(record.timestamp.unwrap_or_else(crate::clock::now_ms)),
+            timestamp: Some(record.timestamp.unwrap_or_else(|| self.clock.now_ms())),
         });
         Delivered { partition, offset }
     }
@@ -189,7 +200,7 @@ impl Producer {
     }
 
     /// Sends one record to `topic` and waits until the broker has it.
-    pub async fn send_record(&self, topic: &str, record: Record<'_>) -> Result<Delivered> {
+    pub(crate) async fn send_record(&self, topic: &str, record: Record<'_>) -> Result<Delivered> {
         let inner = match &self.backend {
             Backend::Kafka(inner) => inner,
             Backend::Memory(log) => return Ok(log.append(topic, &record)),
@@ -220,7 +231,9 @@ impl Producer {
 
     /// Queues one record without waiting; the returned future resolves on delivery,
     /// which the caller reports with [`Producer::delivered`].
-    /// For synchronous callers (tables): a full queue is retried for up to 30 s.
+    /// For synchronous callers (tables): a full queue is retried for up to 30 s. On a
+    /// runtime thread the wait is announced to tokio (`block_in_place`), which moves the
+    /// thread's other tasks elsewhere meanwhile.
     pub(crate) fn enqueue(&self, topic: &str, record: Record<'_>) -> Result<Delivery> {
         if let Backend::Memory(log) = &self.backend {
             return Ok(Delivery::Done(log.append(topic, &record)));
@@ -228,14 +241,22 @@ impl Producer {
         let mut record = record.to_kafka(topic);
         self.sensors.each(|s| s.send_start(topic));
         let deadline = Instant::now() + QUEUE_TIMEOUT;
-        loop {
+        match self.offer(topic, record, deadline)? {
+            Offer::Queued(delivery) => return Ok(Delivery::Kafka(delivery)),
+            Offer::Full(back) => record = back,
+        }
+        let wait_for_room = || loop {
+            std::thread::sleep(Duration::from_millis(1));
             match self.offer(topic, record, deadline)? {
                 Offer::Queued(delivery) => return Ok(Delivery::Kafka(delivery)),
-                Offer::Full(back) => {
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
+                Offer::Full(back) => record = back,
             }
+        };
+        let on_multi_thread_runtime = tokio::runtime::Handle::try_current()
+            .is_ok_and(|r| r.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        match on_multi_thread_runtime {
+            true => tokio::task::block_in_place(wait_for_room),
+            false => wait_for_room(),
         }
     }
 
@@ -336,87 +357,4 @@ fn kafka_headers(headers: &[Header]) -> OwnedHeaders {
             value: h.value.as_deref(),
         })
     })
-}
-
-/// What `send` needs from the running app: its producer, and agent names to resolve.
-pub(crate) struct Sender {
-    pub(crate) producer: Producer,
-    /// Agent name -> the topic it consumes.
-    pub(crate) agents: HashMap<String, String>,
-}
-
-static SENDER: RwLock<Option<Arc<Sender>>> = RwLock::new(None);
-
-/// Makes `send` use this producer (the worker and the CLI call it once they are connected).
-pub(crate) fn install(sender: Sender) {
-    *SENDER.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(sender));
-}
-
-pub(crate) fn uninstall() {
-    *SENDER.write().unwrap_or_else(|e| e.into_inner()) = None;
-}
-
-fn sender() -> Result<Arc<Sender>> {
-    SENDER
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone()
-        .ok_or_else(|| {
-            Error::Send(
-                "send needs a broker: it works inside a running worker, and in commands given \
-                 --broker kafka://host:port (or FAUST_BROKER)"
-                    .into(),
-            )
-        })
-}
-
-impl Sender {
-    /// An agent's name stands for the topic it consumes; anything else is a topic name.
-    pub(crate) fn resolve<'a>(&'a self, target: &'a str) -> &'a str {
-        self.agents.get(target).map_or(target, String::as_str)
-    }
-}
-
-/// Sends `value` (as JSON) with an optional `key` (as JSON, like Python Faust) to a topic,
-/// or to an agent by its name, and waits for the broker's acknowledgement.
-///
-/// ```no_run
-/// # async fn demo() -> faust::Result<()> {
-/// faust::send("orders", Some(&"alice"), &serde_json::json!({"amount": 3})).await?;
-/// # Ok(()) }
-/// ```
-pub async fn send<K, V>(target: &str, key: Option<&K>, value: &V) -> Result<Delivered>
-where
-    K: Serialize + ?Sized,
-    V: Serialize + ?Sized,
-{
-    let encode = |what: &str, e: serde_json::Error| Error::Encode {
-        target: target.to_owned(),
-        message: format!("{what}: {e}"),
-    };
-    let key = key
-        .map(serde_json::to_vec)
-        .transpose()
-        .map_err(|e| encode("key", e))?;
-    let value = serde_json::to_vec(value).map_err(|e| encode("value", e))?;
-    send_bytes(target, key.as_deref(), Some(&value), None).await
-}
-
-/// Sends raw bytes to a topic or agent, optionally to a given partition.
-pub async fn send_bytes(
-    target: &str,
-    key: Option<&[u8]>,
-    value: Option<&[u8]>,
-    partition: Option<i32>,
-) -> Result<Delivered> {
-    let sender = sender()?;
-    let topic = sender.resolve(target);
-    let record = Record {
-        key,
-        value,
-        partition,
-        headers: &[],
-        timestamp: None,
-    };
-    sender.producer.send_record(topic, record).await
 }

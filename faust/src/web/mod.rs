@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use crate::{
-    app::App,
+    agents::AgentDescriptor,
     config::Config,
     sensors::{prometheus_text, Monitor, Phase, Stats},
     tables::{Lookup, TableManager},
@@ -30,6 +30,11 @@ use crate::{
 use directory::{Directory, DirectoryService};
 
 const STATUS_PAGE: &str = include_str!("status.html");
+
+/// Where workers announce their web address and the table partitions they hold.
+pub(crate) fn directory_topic(app_id: &str) -> String {
+    format!("{app_id}-__web-directory")
+}
 
 struct Shared {
     app_id: String,
@@ -57,13 +62,13 @@ pub(crate) struct WebServer {
 impl WebServer {
     /// Binds `web_bind:web_port` (failing at once if it cannot) and starts serving.
     pub(crate) async fn start(
-        app: &App,
+        config: &Config,
+        agents: &[&'static AgentDescriptor],
         bootstrap: &str,
         monitor: Arc<Monitor>,
         tables: Arc<TableManager>,
         producer: Producer,
     ) -> Result<WebServer> {
-        let config = app.config();
         let listener = bind(config).await?;
         let port = listener
             .local_addr()
@@ -75,7 +80,7 @@ impl WebServer {
         let url = format!("http://{}:{port}", config.web_host);
         let directory = DirectoryService::start(
             bootstrap,
-            app.web_directory_topic(),
+            directory_topic(&config.id),
             url.clone(),
             tables.clone(),
             producer,
@@ -83,9 +88,7 @@ impl WebServer {
         let shared = Arc::new(Shared {
             app_id: config.id.clone(),
             url: url.clone(),
-            agents: app
-                .registry()
-                .agents
+            agents: agents
                 .iter()
                 .map(|a| AgentInfo {
                     name: a.name,

@@ -33,7 +33,7 @@ use super::{all_brokers_up, client_log, report_error, report_healthy};
 use crate::{
     config::{Config, OffsetReset},
     event::{Ack, Header, Message},
-    leader,
+    leader::Leadership,
     sensors::Sensors,
     Error, Result,
 };
@@ -141,7 +141,7 @@ impl Consumer {
         config: &Config,
         bootstrap: &str,
         routes: Routes,
-        leader_topic: &str,
+        leader: (&str, Leadership),
         sensors: Sensors,
         listener: Arc<dyn PartitionListener>,
         fatal: Fatal,
@@ -149,6 +149,7 @@ impl Consumer {
         let tracker = Arc::new(OffsetTracker::new(config.max_buffered_per_partition));
         let fetching = Arc::new(AtomicBool::new(true));
         let (ready_sender, ready) = tokio::sync::watch::channel(false);
+        let (leader_topic, leadership) = leader;
         let context = GroupContext {
             ready: ready_sender,
             offset_reset: config.auto_offset_reset,
@@ -160,6 +161,7 @@ impl Consumer {
             sensors: sensors.clone(),
             rebalance_started: Mutex::default(),
             leader_topic: leader_topic.to_owned(),
+            leadership: leadership.clone(),
         };
         let mut client = ClientConfig::new();
         if let Some(instance) = &config.instance_id {
@@ -204,6 +206,7 @@ impl Consumer {
             commit_interval: config.commit_interval,
             commit_every: config.commit_every,
             stall_timeout: config.stall_timeout,
+            leadership,
         };
         let thread = std::thread::Builder::new()
             .name("faust-consumer".into())
@@ -261,6 +264,7 @@ struct Poller {
     commit_interval: Duration,
     commit_every: u64,
     stall_timeout: Duration,
+    leadership: Leadership,
 }
 
 impl Poller {
@@ -428,7 +432,7 @@ impl Poller {
         // Everything is committed: leaving the group must not wait for events again.
         let held = self.tracker.clear();
         self.listener.revoked(&held);
-        leader::set(false);
+        self.leadership.set(false);
         let Poller {
             consumer, routes, ..
         } = self;
@@ -488,8 +492,9 @@ struct GroupContext {
     sensors: Sensors,
     /// When the rebalance under way began (the first revocation or assignment).
     rebalance_started: Mutex<Option<Instant>>,
-    /// Holding its one partition makes this worker the leader (see [`crate::leader`]).
+    /// Holding its one partition makes this worker the leader (see `crate::leader`).
     leader_topic: String,
+    leadership: Leadership,
 }
 
 impl GroupContext {
@@ -602,7 +607,7 @@ impl GroupContext {
         let before = partitions.len();
         partitions.retain(|tp| *tp.topic != *self.leader_topic);
         if partitions.len() != before {
-            leader::set(assigned);
+            self.leadership.set(assigned);
         }
     }
 
@@ -701,7 +706,7 @@ impl ConsumerContext for GroupContext {
                 // librdkafka drops the assignment: forget it here too, tables included,
                 // so the next assignment recovers them afresh.
                 warn!(error = %e, "rebalance failed; the partitions will be assigned again");
-                leader::set(false);
+                self.leadership.set(false);
                 let held = self.tracker.clear();
                 self.listener.revoked(&held);
             }

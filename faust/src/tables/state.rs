@@ -1,0 +1,259 @@
+//! A table's state in this worker: the partitions it holds (each a store, a write
+//! cache and its pending changelog records), and the reads and writes that go to the
+//! partition of the event being processed.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex, RwLock},
+    time::Instant,
+};
+
+use super::{
+    cache::WriteCache,
+    changelog::{header, source_headers, WRITER},
+    store::{Batch, Store},
+    windows::WindowIndex,
+};
+use crate::{
+    descriptor::TableDescriptor,
+    event::{self, Header},
+    sensors::Sensors,
+    time::Clock,
+    transport::{
+        partitioner::partition_for_key,
+        producer::{Delivery, Producer, Record},
+    },
+    Error, Result,
+};
+
+/// The first table write that failed, if any. Once set, no flush succeeds, so the
+/// consumer never commits an event whose table change is not in the changelog.
+pub(super) type Broken = Arc<Mutex<Option<String>>>;
+
+pub(crate) struct TableState {
+    pub(super) broken: Broken,
+    /// Marks this worker's changelog records, so a global table's follower skips them.
+    pub(crate) writer: Arc<str>,
+    pub(crate) descriptor: &'static TableDescriptor,
+    pub(crate) changelog: String,
+    pub(crate) partitions: i32,
+    pub(super) memory: bool,
+    /// `{datadir}/{app_id}/tables`
+    pub(super) dir: PathBuf,
+    pub(super) producer: Producer,
+    pub(crate) sensors: Sensors,
+    /// The worker's clock (windows' stream time).
+    pub(crate) clock: Clock,
+    pub(super) held: RwLock<HashMap<i32, Arc<TablePartition>>>,
+}
+
+pub(crate) struct TablePartition {
+    pub(crate) partition: i32,
+    /// Tells this holding of the partition from earlier and later ones.
+    pub(crate) id: u64,
+    pub(crate) store: Box<dyn Store>,
+    /// Changelog records sent since the last flush, with when they were queued.
+    pub(super) pending: Mutex<Vec<(Delivery, Instant)>>,
+    /// Held across a read-modify-write, so concurrent updates of a partition serialize.
+    writing: Mutex<()>,
+    /// Writes from events, until the commit that sends them to the changelog.
+    pub(super) cache: Mutex<WriteCache>,
+    /// A windowed table's live windows and stream time.
+    pub(crate) windows: Mutex<WindowIndex>,
+}
+
+impl TablePartition {
+    pub(super) fn new(partition: i32, store: Box<dyn Store>) -> TablePartition {
+        static HOLDINGS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        TablePartition {
+            partition,
+            id: HOLDINGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            store,
+            pending: Mutex::default(),
+            writing: Mutex::default(),
+            cache: Mutex::default(),
+            windows: Mutex::default(),
+        }
+    }
+}
+
+impl TableState {
+    pub(super) fn held(&self) -> std::sync::RwLockReadGuard<'_, HashMap<i32, Arc<TablePartition>>> {
+        self.held.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn held_partitions(&self) -> Vec<Arc<TablePartition>> {
+        self.held().values().cloned().collect()
+    }
+
+    /// The partition a read or write of `key` goes to: the event's, or the key's.
+    pub(crate) fn partition_of(
+        &self,
+        key: &[u8],
+        writing: bool,
+    ) -> Result<(i32, Option<event::Position>)> {
+        let current = event::current();
+        if self.descriptor.global {
+            return Ok((partition_for_key(key, self.partitions), current));
+        }
+        if let Some(position) = current {
+            return Ok((position.partition, Some(position)));
+        }
+        if writing && !self.descriptor.use_partitioner {
+            return Err(Error::Table(format!(
+                "table '{}' was written outside of event processing, so there is no event \
+                 partition to write to; write from an agent, or declare the table with \
+                 `use_partitioner = true` to send such writes to the key's partition",
+                self.descriptor.name
+            )));
+        }
+        Ok((partition_for_key(key, self.partitions), None))
+    }
+
+    pub(crate) fn held_partition(&self, partition: i32) -> Result<Arc<TablePartition>> {
+        self.held().get(&partition).cloned().ok_or_else(|| {
+            if partition >= self.partitions {
+                Error::Table(format!(
+                    "table '{}' has {} partitions but the event came from partition {partition}; \
+                     a table must have as many partitions as the topics that feed it",
+                    self.descriptor.name, self.partitions
+                ))
+            } else {
+                Error::Table(format!(
+                    "partition {partition} of table '{}' is not held by this worker",
+                    self.descriptor.name
+                ))
+            }
+        })
+    }
+
+    pub(crate) fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let (partition, _) = self.partition_of(key, false)?;
+        self.read_in(partition, key)
+    }
+
+    /// Reads `key` in `partition` (windowed tables partition by a part of their keys).
+    pub(crate) fn read_in(&self, partition: i32, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.sensors.each(|s| s.table_get(self.descriptor.name));
+        self.held_partition(partition)?.store.get(key)
+    }
+
+    pub(crate) fn write(&self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<()> {
+        self.update(key, |_| Ok((value, ())))
+    }
+
+    /// Reads the key's value and writes what `change` makes of it, with no other write
+    /// to the partition in between.
+    pub(crate) fn update<T>(
+        &self,
+        key: Vec<u8>,
+        change: impl FnOnce(Option<Vec<u8>>) -> Result<(Option<Vec<u8>>, T)>,
+    ) -> Result<T> {
+        let (partition, source) = self.partition_of(&key, true)?;
+        let held = self.held_partition(partition)?;
+        self.update_in(&held, source, key, change)
+    }
+
+    /// [`TableState::update`] in a given partition, as the event `source` (if any).
+    pub(crate) fn update_in<T>(
+        &self,
+        held: &TablePartition,
+        source: Option<event::Position>,
+        key: Vec<u8>,
+        change: impl FnOnce(Option<Vec<u8>>) -> Result<(Option<Vec<u8>>, T)>,
+    ) -> Result<T> {
+        let _writing = held.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let (value, result) = change(held.store.get(&key)?)?;
+        let name = self.descriptor.name;
+        match value {
+            Some(_) => self.sensors.each(|s| s.table_set(name)),
+            None => self.sensors.each(|s| s.table_delete(name)),
+        }
+        let outcome = match source {
+            // A write from an event waits in the cache for the commit (see `cache`).
+            Some(event) if !self.descriptor.global => {
+                held.cache.lock().unwrap_or_else(|e| e.into_inner()).record(
+                    key.clone(),
+                    event.topic.clone(),
+                    event.offset,
+                    value.clone(),
+                );
+                held.store.write(Batch {
+                    writes: vec![(key, value)],
+                    changelog_offset: None,
+                    source: Some((event.topic.to_string(), event.offset)),
+                })
+            }
+            _ => self.write_through(held, key, value, source),
+        };
+        if let Err(e) = &outcome {
+            // The changelog and the store may now disagree: refuse to commit from here on.
+            let mut broken = self.broken.lock().unwrap_or_else(|e| e.into_inner());
+            broken.get_or_insert_with(|| format!("table '{}': {e}", self.descriptor.name));
+        }
+        outcome.map(|()| result)
+    }
+
+    /// Sends a write to the changelog now: global tables (other workers follow them
+    /// as they change) and writes outside events.
+    fn write_through(
+        &self,
+        held: &TablePartition,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        source: Option<event::Position>,
+    ) -> Result<()> {
+        let mut headers = source
+            .as_ref()
+            .map(|p| source_headers(&p.topic, p.partition, p.offset))
+            .unwrap_or_default();
+        if self.descriptor.global {
+            headers.push(header(WRITER, self.writer.as_bytes()));
+        } else {
+            // Cached writes of this key are older: sent at the next commit, they would
+            // overwrite this one in the changelog.
+            held.cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .forget(&key);
+        }
+        self.send(held, &key, value.as_deref(), &headers)?;
+        held.store.write(Batch {
+            writes: vec![(key, value)],
+            changelog_offset: None,
+            source: source.map(|p| (p.topic.to_string(), p.offset)),
+        })
+    }
+
+    /// Queues a changelog record of `held`'s partition; the next flush awaits it.
+    pub(super) fn send(
+        &self,
+        held: &TablePartition,
+        key: &[u8],
+        value: Option<&[u8]>,
+        headers: &[Header],
+    ) -> Result<()> {
+        let record = Record {
+            key: Some(key),
+            value,
+            partition: Some(held.partition),
+            headers,
+            timestamp: None,
+        };
+        let delivery = self.producer.enqueue(&self.changelog, record)?;
+        held.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((delivery, Instant::now()));
+        Ok(())
+    }
+
+    pub(crate) fn local_keys(&self) -> Result<Vec<Vec<u8>>> {
+        let mut keys = Vec::new();
+        for partition in self.held_partitions() {
+            keys.extend(partition.store.keys()?);
+        }
+        Ok(keys)
+    }
+}

@@ -1,0 +1,347 @@
+//! The live windows of windowed tables' partitions and their stream time: which windows
+//! are open, which are due to close, and the store keys (`[key, start]`) they live under.
+//! `closer` closes them; `windowed` is the table users write to.
+//!
+//! **Time.** Each table partition has a stream time: the newest event time seen, moving
+//! on with the wall clock between events while the partition is caught up. So windows
+//! close on time even when no event comes (in Python Faust they expire only when new
+//! events arrive), and replaying old events still sees them in their own windows. After
+//! a recovery or a rebalance the stream time restarts from the one stored when windows
+//! last closed, or the newest recovered window.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Mutex,
+};
+
+use tracing::warn;
+
+use super::store::Store;
+use crate::{
+    descriptor::{TimeReference, Window, WindowSpec},
+    Result,
+};
+
+/// How far ahead of the wall clock an event time may move the stream time: a record
+/// stamped far in the future (seconds taken for milliseconds, say) would otherwise close
+/// every window at once.
+const MAX_AHEAD_MS: i64 = 3_600_000;
+
+/// The store key under which a partition keeps its stream time, so that a late event
+/// cannot reopen a closed window after a restart or a rebalance. Not a window key (a
+/// JSON string, not `[key, start]`), so windows never collide with it.
+pub(super) const STREAM_TIME_KEY: &[u8] = b"\"__faust_stream_time\"";
+
+/// A table partition's stream time: the newest event time seen; while the partition is
+/// caught up (nothing waiting to be processed), it moves on with the wall clock from
+/// when that event was seen. Never goes back.
+#[derive(Debug, Default)]
+struct StreamTime {
+    /// (event time, wall clock when it was seen)
+    seen: Option<(i64, i64)>,
+    last: i64,
+}
+
+impl StreamTime {
+    /// The stream time; `caught_up` lets it run on with the clock. Events waiting to be
+    /// processed keep it at the newest event time, so a slow agent or a backlog does not
+    /// make in-order events late.
+    /// `wall` is the clock's now.
+    fn now(&mut self, reference: TimeReference, caught_up: bool, wall: i64) -> Option<i64> {
+        let now = match (reference, self.seen) {
+            (TimeReference::Wall, _) => wall,
+            (TimeReference::Event, Some((time, seen_at))) if caught_up => {
+                time.saturating_add(wall.saturating_sub(seen_at).max(0))
+            }
+            (TimeReference::Event, Some((time, _))) => time,
+            (TimeReference::Event, None) => return None,
+        };
+        self.last = self.last.max(now);
+        Some(self.last)
+    }
+
+    /// An event at `time` arrived; times far ahead of the clock are not believed.
+    fn observe(&mut self, time: i64, reference: TimeReference, wall: i64) {
+        if time > wall.saturating_add(MAX_AHEAD_MS) {
+            return;
+        }
+        if self
+            .now(reference, false, wall)
+            .is_none_or(|now| time > now)
+        {
+            self.seen = Some((time, wall));
+            self.last = self.last.max(time);
+        }
+    }
+}
+
+/// The live windows of one table partition and its stream time.
+#[derive(Debug, Default)]
+pub(crate) struct WindowIndex {
+    /// window start -> the store keys (`[key, start]`) of the windows starting then
+    starts: BTreeMap<i64, BTreeSet<Vec<u8>>>,
+    time: StreamTime,
+    /// Closed windows whose `on_window_close` failed, waiting to be tried again.
+    retries: Vec<Retry>,
+}
+
+/// A closed window to hand to `on_window_close` again.
+#[derive(Debug)]
+struct Retry {
+    window: Window,
+    key: Vec<u8>,
+    failures: u32,
+    /// When (clock milliseconds) to try again.
+    at: i64,
+}
+
+/// A closed window on its way to `on_window_close`.
+pub(super) struct Closed {
+    pub(super) window: Window,
+    pub(super) key: Vec<u8>,
+    pub(super) value: Vec<u8>,
+    /// How often its callback failed before.
+    pub(super) failures: u32,
+}
+
+impl WindowIndex {
+    /// The index of a recovered partition's store (see [`WindowIndex::rebuild`]).
+    pub(crate) fn load(store: &dyn Store, wall: i64) -> Result<WindowIndex> {
+        let stored = store.get(STREAM_TIME_KEY)?;
+        let stored = stored.and_then(|t| std::str::from_utf8(&t).ok()?.parse().ok());
+        Ok(WindowIndex::rebuild(store.keys()?, stored, wall))
+    }
+
+    /// The index of recovered `keys`: their windows, and its stream time from the one
+    /// stored when windows last closed, or else from the newest window.
+    fn rebuild(
+        keys: impl IntoIterator<Item = Vec<u8>>,
+        stored_time: Option<i64>,
+        wall: i64,
+    ) -> WindowIndex {
+        let mut index = WindowIndex::default();
+        for key in keys {
+            if let Some((_, start)) = split_key(&key) {
+                index.add(start, key);
+            }
+        }
+        let newest = index.starts.last_key_value().map(|(start, _)| *start);
+        if let Some(time) = newest.max(stored_time) {
+            index.time.seen = Some((time, wall));
+            index.time.last = time;
+        }
+        index
+    }
+
+    /// An event at `time` arrived (the clock reads `wall`): returns the stream time.
+    pub(super) fn observe(
+        &mut self,
+        time: i64,
+        reference: TimeReference,
+        wall: i64,
+    ) -> Option<i64> {
+        self.time.observe(time, reference, wall);
+        self.time.now(reference, false, wall)
+    }
+
+    /// Hands a closed window to `on_window_close` again at `at` (clock milliseconds).
+    pub(super) fn retry_later(&mut self, window: Window, key: Vec<u8>, failures: u32, at: i64) {
+        self.retries.push(Retry {
+            window,
+            key,
+            failures,
+            at,
+        });
+    }
+
+    /// Indexes the window starting at `start` with store key `key`.
+    pub(super) fn add(&mut self, start: i64, key: Vec<u8>) {
+        self.starts.entry(start).or_default().insert(key);
+    }
+
+    /// Drops a window from the index (closed by an earlier holding of the partition).
+    pub(super) fn forget(&mut self, start: i64, key: &[u8]) {
+        if let Some(keys) = self.starts.get_mut(&start) {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.starts.remove(&start);
+            }
+        }
+        self.retries.retain(|r| r.key != key);
+    }
+
+    /// Takes out the windows closed at the partition's stream time.
+    fn take_closed(
+        &mut self,
+        spec: &WindowSpec,
+        caught_up: bool,
+        wall: i64,
+    ) -> Vec<(Window, Vec<u8>)> {
+        let Some(now) = self.time.now(spec.time, caught_up, wall) else {
+            return Vec::new();
+        };
+        let mut closed = Vec::new();
+        while let Some(entry) = self.starts.first_entry() {
+            let window = spec.window(*entry.key());
+            if spec.closes_at(window) > now {
+                break;
+            }
+            closed.extend(entry.remove().into_iter().map(|key| (window, key)));
+        }
+        closed
+    }
+}
+
+/// The store key of `key`'s window starting at `start`: `[key, start]` in JSON.
+pub(super) fn store_key(key: &[u8], start: i64) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(key.len() + 24);
+    bytes.push(b'[');
+    bytes.extend_from_slice(key);
+    bytes.push(b',');
+    bytes.extend_from_slice(start.to_string().as_bytes());
+    bytes.push(b']');
+    bytes
+}
+
+/// `(key, start)` of a store key made by [`store_key`].
+pub(super) fn split_key(bytes: &[u8]) -> Option<(&[u8], i64)> {
+    let inner = bytes.strip_prefix(b"[")?.strip_suffix(b"]")?;
+    let comma = inner.iter().rposition(|b| *b == b',')?;
+    let start = std::str::from_utf8(&inner[comma + 1..])
+        .ok()?
+        .parse()
+        .ok()?;
+    Some((&inner[..comma], start))
+}
+
+/// `key`'s live windows in `held` as JSON, `[{"start", "end", "value"}, ...]` oldest
+/// first, or `None` when it has none (web lookups).
+pub(crate) fn windows_json(
+    index: &Mutex<WindowIndex>,
+    store: &dyn Store,
+    spec: &WindowSpec,
+    key: &[u8],
+) -> Result<Option<Vec<u8>>> {
+    let mut windows = Vec::new();
+    for (window, bytes) in live_windows(index, store, spec, key)? {
+        let value: serde_json::Value = serde_json::from_slice(&bytes)?;
+        windows
+            .push(serde_json::json!({ "start": window.start, "end": window.end, "value": value }));
+    }
+    Ok((!windows.is_empty())
+        .then(|| serde_json::to_vec(&windows))
+        .transpose()?)
+}
+
+/// `key`'s live windows in `held` with their stored values, oldest first.
+pub(super) fn live_windows(
+    index: &Mutex<WindowIndex>,
+    store: &dyn Store,
+    spec: &WindowSpec,
+    key: &[u8],
+) -> Result<Vec<(Window, Vec<u8>)>> {
+    let starts: Vec<i64> = {
+        let index = index.lock().unwrap_or_else(|e| e.into_inner());
+        index
+            .starts
+            .iter()
+            .filter(|(start, keys)| keys.contains(&store_key(key, **start)))
+            .map(|(start, _)| *start)
+            .collect()
+    };
+    let mut windows = Vec::new();
+    for start in starts {
+        if let Some(bytes) = store.get(&store_key(key, start))? {
+            windows.push((spec.window(start), bytes));
+        }
+    }
+    Ok(windows)
+}
+
+/// Takes the partition's due windows out of its index with their final values, read
+/// under the index lock: a write to a window checks the same stream time under it, so
+/// none lands after its final value was read.
+/// Also returns the stream time they closed at.
+/// Windows whose callback failed come back when their retry is due.
+pub(crate) fn final_values(
+    table: &str,
+    index: &Mutex<WindowIndex>,
+    store: &dyn Store,
+    spec: &WindowSpec,
+    caught_up: bool,
+    now: i64,
+) -> (Vec<Closed>, Option<i64>) {
+    let mut index = index.lock().unwrap_or_else(|e| e.into_inner());
+    let (due, waiting): (Vec<Retry>, Vec<Retry>) = std::mem::take(&mut index.retries)
+        .into_iter()
+        .partition(|r| r.at <= now);
+    index.retries = waiting;
+    let closing = index.take_closed(spec, caught_up, now);
+    let retried = due.into_iter().map(|r| (r.window, r.key, r.failures));
+    let mut closed = Vec::new();
+    for (window, key, failures) in closing.into_iter().map(|(w, k)| (w, k, 0)).chain(retried) {
+        match store.get(&key) {
+            Ok(Some(value)) => closed.push(Closed {
+                window,
+                key,
+                value,
+                failures,
+            }),
+            Ok(None) => {}
+            Err(e) => {
+                warn!(table, ?window, error = %e, "could not read a closed window; retrying at the next tick");
+                index.add(window.start, key);
+            }
+        }
+    }
+    let time = index.time.now(spec.time, false, now);
+    (closed, time)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::descriptor::tests::spec;
+
+    #[test]
+    fn store_keys_split_back() {
+        let key = store_key(br#"["a,b",1]"#, -42);
+        assert_eq!(key, br#"[["a,b",1],-42]"#);
+        assert_eq!(split_key(&key), Some((&br#"["a,b",1]"#[..], -42)));
+        assert_eq!(split_key(b"\"plain\""), None);
+    }
+
+    #[test]
+    fn windows_close_when_stream_time_passes_their_end_and_expiry() {
+        let spec = spec(10, 10, 5);
+        let mut index =
+            WindowIndex::rebuild([store_key(b"\"a\"", 0), store_key(b"\"b\"", 10)], None, 0);
+        // The stream time restarts at the newest recovered window (10): none is due yet.
+        assert!(index.take_closed(&spec, false, 0).is_empty());
+        index.time.observe(15, TimeReference::Event, 0);
+        let closed = index.take_closed(&spec, false, 0);
+        assert_eq!(
+            closed,
+            [(Window { start: 0, end: 10 }, store_key(b"\"a\"", 0))]
+        );
+        // An older event does not move time back.
+        index.time.observe(3, TimeReference::Event, 0);
+        index.time.observe(25, TimeReference::Event, 0);
+        assert_eq!(index.take_closed(&spec, false, 0).len(), 1);
+        assert!(index.starts.is_empty());
+    }
+
+    #[test]
+    fn stream_time_moves_on_with_the_clock_between_events() {
+        let mut time = StreamTime::default();
+        assert_eq!(time.now(TimeReference::Event, true, 5_000), None);
+        time.observe(1_000, TimeReference::Event, 5_000);
+        // Caught up, it runs on with the clock from when the event was seen...
+        assert_eq!(time.now(TimeReference::Event, true, 7_000), Some(3_000));
+        // ...not while events wait, and it never goes back.
+        assert_eq!(time.now(TimeReference::Event, false, 9_000), Some(3_000));
+        // An event far ahead of the clock is not believed.
+        time.observe(5_000 + MAX_AHEAD_MS + 1, TimeReference::Event, 5_000);
+        assert_eq!(time.now(TimeReference::Event, false, 9_000), Some(3_000));
+    }
+}
