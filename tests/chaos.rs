@@ -104,6 +104,7 @@ fn start(app: &str, name: &str, slot: &str, static_member: bool) -> Worker {
 
 #[test]
 fn sums_stay_exact_through_crashes_restarts_and_rebalances() {
+    needs_broker!();
     let started = Instant::now();
     let app = unique("chaos");
     let input = format!("{app}-sequence");

@@ -92,6 +92,7 @@ fn tables_lists_declared_tables_with_their_changelogs() {
 
 #[test]
 fn a_missing_topic_stops_the_worker_when_topic_creation_is_off() {
+    needs_broker!();
     let url = format!("kafka://{}", broker());
     let id = unique("strict");
     let output = app(&[
@@ -114,6 +115,7 @@ fn a_missing_topic_stops_the_worker_when_topic_creation_is_off() {
 
 #[test]
 fn send_writes_to_a_topic_and_to_an_agent_by_name() {
+    needs_broker!();
     let id = unique("send");
     let topic = format!("{id}-track");
     create_topic(&topic, 2);

@@ -88,6 +88,7 @@ impl Drop for DurableBroker {
 
 #[test]
 fn the_worker_rides_out_a_broker_outage_and_loses_nothing() {
+    needs_broker!();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .unwrap()

@@ -15,6 +15,7 @@ const DONE: Duration = Duration::from_secs(90);
 
 #[test]
 fn poison_input_is_logged_counted_skipped_and_dead_lettered() {
+    needs_broker!();
     let app = unique("poison");
     let (input, out) = track_topics(&app);
     let (shout, shouted) = (format!("{app}-shout"), format!("{app}-shouted"));
@@ -130,6 +131,7 @@ fn poison_input_is_logged_counted_skipped_and_dead_lettered() {
 
 #[test]
 fn a_partition_that_stops_making_progress_is_reported() {
+    needs_broker!();
     let app = unique("stall");
     let (input, out) = track_topics(&app);
     // Each event takes 8 s; the stall timeout is 2 s.
@@ -169,6 +171,7 @@ fn a_partition_that_stops_making_progress_is_reported() {
 
 #[test]
 fn a_second_worker_on_the_same_datadir_is_refused_and_the_first_keeps_running() {
+    needs_broker!();
     let app = unique("datadir");
     let (input, out) = track_topics(&app);
     let datadir = std::env::temp_dir()

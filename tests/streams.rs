@@ -21,6 +21,7 @@ fn holds(worker: &Worker, topic: &str) -> bool {
 
 #[test]
 fn group_by_repartitions_so_counts_by_the_new_key_are_exact_on_two_workers() {
+    needs_broker!();
     let app = unique("regroup");
     let (input, out) = (format!("{app}-regroup"), format!("{app}-regrouped"));
     let repartition = format!("{app}-regroup-country-repartition");
@@ -95,6 +96,7 @@ fn group_by_repartitions_so_counts_by_the_new_key_are_exact_on_two_workers() {
 
 #[test]
 fn filter_map_enumerate_and_take_batch_the_kept_values_and_commit_the_rest() {
+    needs_broker!();
     let app = unique("batches");
     let (input, out) = (format!("{app}-batches"), format!("{app}-batched"));
     create_topic(&input, 4);
@@ -135,6 +137,7 @@ fn filter_map_enumerate_and_take_batch_the_kept_values_and_commit_the_rest() {
 
 #[test]
 fn through_forwards_to_the_topic_and_continues_from_it() {
+    needs_broker!();
     let app = unique("relay");
     let (input, out) = (format!("{app}-relay"), format!("{app}-relayed"));
     create_topic(&input, 4);
@@ -160,6 +163,7 @@ fn through_forwards_to_the_topic_and_continues_from_it() {
 
 #[test]
 fn a_leader_timer_runs_on_one_worker_and_moves_when_it_stops() {
+    needs_broker!();
     let app = unique("leader");
     let (beats, tasks) = (format!("{app}-heartbeats"), format!("{app}-leader-tasks"));
     create_topic(&beats, 1);
@@ -230,6 +234,7 @@ fn a_leader_timer_runs_on_one_worker_and_moves_when_it_stops() {
 
 #[test]
 fn a_crontab_runs_in_a_worker_at_the_start_of_its_minute() {
+    needs_broker!();
     let app = unique("crontab");
     let out = format!("{app}-minutely");
     create_topic(&out, 1);

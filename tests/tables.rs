@@ -81,6 +81,7 @@ fn start(app: &str, name: &str, datadir: &std::path::Path, env: &[(&str, &str)])
 
 #[test]
 fn counts_are_exact_and_the_changelog_agrees_with_the_table() {
+    needs_broker!();
     let app = unique("count");
     let (input, out) = count_topics(&app);
     produce_json(&input, &words(20, 10));
@@ -102,6 +103,7 @@ fn counts_are_exact_and_the_changelog_agrees_with_the_table() {
 
 #[test]
 fn a_restart_recovers_only_the_tail_and_an_empty_datadir_rebuilds_everything() {
+    needs_broker!();
     let app = unique("restart");
     let (input, out) = count_topics(&app);
     let kept = datadir("kept");
@@ -148,6 +150,7 @@ fn a_restart_recovers_only_the_tail_and_an_empty_datadir_rebuilds_everything() {
 
 #[test]
 fn a_killed_worker_loses_nothing_and_its_partitions_count_nothing_twice() {
+    needs_broker!();
     let app = unique("kill");
     let (input, out) = count_topics(&app);
     let slow = [("TEST_DELAY_MS", "3"), ("FAUST_COMMIT_INTERVAL", "500ms")];
@@ -203,6 +206,7 @@ fn a_killed_worker_loses_nothing_and_its_partitions_count_nothing_twice() {
 
 #[test]
 fn a_table_and_its_source_topic_must_have_the_same_partitions() {
+    needs_broker!();
     let app = unique("copart");
     create_topic(&format!("{app}-count"), 2);
     let mut worker = start(&app, "w", &datadir("copart"), &[]);
@@ -221,6 +225,7 @@ fn a_table_and_its_source_topic_must_have_the_same_partitions() {
 
 #[test]
 fn a_changelog_written_by_python_faust_is_recovered() {
+    needs_broker!();
     let app = unique("python");
     let (input, out) = count_topics(&app);
     // Python Faust's changelog: JSON key, JSON value, a delete as a null value, no
@@ -261,6 +266,7 @@ fn a_changelog_written_by_python_faust_is_recovered() {
 
 #[test]
 fn a_write_outside_event_processing_is_refused_with_a_clear_error() {
+    needs_broker!();
     let app = unique("outside");
     count_topics(&app);
     let mut worker = start(
@@ -282,6 +288,7 @@ fn a_write_outside_event_processing_is_refused_with_a_clear_error() {
 
 #[test]
 fn every_worker_reads_the_whole_global_table() {
+    needs_broker!();
     let app = unique("global");
     for topic in ["configure", "lookup", "looked-up"] {
         create_topic(&format!("{app}-{topic}"), 4);

@@ -49,6 +49,7 @@ fn app(id: &str) -> faust::App {
 
 #[test]
 fn two_apps_in_one_process_keep_their_own_tables() {
+    needs_broker!();
     let (a, b) = (unique("two-a"), unique("two-b"));
     for id in [&a, &b] {
         create_topic(&format!("{id}-words"), 2);

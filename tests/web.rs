@@ -58,6 +58,7 @@ fn promtool_check(text: &str) {
 
 #[test]
 fn counters_show_what_was_processed_and_lag_drops_to_zero() {
+    needs_broker!();
     let app = unique("web-counters");
     let (input, _) = count_topics(&app);
     produce_json(&input, &words(6, 10));
@@ -133,6 +134,7 @@ fn counters_show_what_was_processed_and_lag_drops_to_zero() {
 
 #[test]
 fn health_is_unavailable_until_the_worker_has_recovered_its_partitions() {
+    needs_broker!();
     let app = unique("web-health");
     let (input, _) = count_topics(&app);
     // The first worker takes 5 s over an event; a rebalance waits for it to finish, so
@@ -172,6 +174,7 @@ fn health_is_unavailable_until_the_worker_has_recovered_its_partitions() {
 
 #[test]
 fn a_table_lookup_sent_to_the_wrong_worker_is_redirected_to_the_owner() {
+    needs_broker!();
     let app = unique("web-lookup");
     let (input, _) = count_topics(&app);
     let mut a = Worker::start(&app, "a", &[]);
@@ -229,6 +232,7 @@ fn a_table_lookup_sent_to_the_wrong_worker_is_redirected_to_the_owner() {
 
 #[test]
 fn the_status_page_shows_the_workers_agents_in_a_browser() {
+    needs_broker!();
     let app = unique("web-page");
     let mut worker = Worker::start(&app, "w", &[]);
     worker.expect_log("worker ready", DONE);
@@ -268,6 +272,7 @@ fn the_status_page_shows_the_workers_agents_in_a_browser() {
 
 #[test]
 fn a_busy_web_port_is_a_clear_error_and_the_web_server_can_be_turned_off() {
+    needs_broker!();
     let app = unique("web-port");
     let mut first = Worker::start(&app, "first", &[]);
     let url = first.web_url();

@@ -33,6 +33,7 @@ fn reports(topic: &str) -> Vec<Value> {
 
 #[test]
 fn withdrawals_are_totalled_per_user_hour_and_per_country_window_with_expiry() {
+    needs_broker!();
     let app = unique("withdrawals");
     let (users_in, countries_in) = (
         format!("{app}-withdrawals"),
@@ -203,6 +204,7 @@ fn withdrawals_are_totalled_per_user_hour_and_per_country_window_with_expiry() {
 
 #[test]
 fn a_window_still_open_when_its_worker_stops_closes_once_where_it_is_recovered() {
+    needs_broker!();
     let app = unique("reopen");
     let input = format!("{app}-country_withdrawals");
     let (windows, closed) = (

@@ -18,6 +18,7 @@ const DONE: Duration = Duration::from_secs(90);
 
 #[test]
 fn an_agent_forwards_decoded_records_to_its_sink() {
+    needs_broker!();
     let app = unique("sink");
     let orders_topic = format!("{app}-double");
     create_topic(&orders_topic, 4);
@@ -75,6 +76,7 @@ fn an_agent_forwards_decoded_records_to_its_sink() {
 
 #[test]
 fn two_workers_split_a_topic_and_one_takes_over_when_the_other_stops() {
+    needs_broker!();
     let app = unique("split");
     let (input, out) = track_topics(&app);
     let mut a = Worker::start(&app, "a", &[]);
@@ -118,6 +120,7 @@ fn two_workers_split_a_topic_and_one_takes_over_when_the_other_stops() {
 
 #[test]
 fn a_warm_shutdown_under_load_commits_exactly_what_was_processed() {
+    needs_broker!();
     let app = unique("warm");
     let (input, out) = track_topics(&app);
     produce_json(&input, &items(0..3000));
@@ -168,6 +171,7 @@ fn a_warm_shutdown_under_load_commits_exactly_what_was_processed() {
 
 #[test]
 fn a_failing_agent_is_logged_with_its_event_and_restarted() {
+    needs_broker!();
     let app = unique("failing");
     let (input, out) = track_topics(&app);
     let mut records = items(0..10);
@@ -220,6 +224,7 @@ fn a_failing_agent_is_logged_with_its_event_and_restarted() {
 
 #[test]
 fn an_agent_that_keeps_failing_stops_the_worker_with_a_clear_error() {
+    needs_broker!();
     let app = unique("crashloop");
     let (input, _) = track_topics(&app);
     let failing: Vec<_> = (0..30)

@@ -5,6 +5,7 @@
 
 mod manager;
 mod outbox;
+mod sink;
 mod stream;
 mod tasks;
 
@@ -13,7 +14,8 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 pub(crate) use manager::AgentManager;
-pub use stream::{Sink, Stream};
+pub use sink::Sink;
+pub use stream::Stream;
 
 use crate::{
     codec::{Decode, Encode},

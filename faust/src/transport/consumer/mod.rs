@@ -7,7 +7,9 @@
 //! events pile up is paused until its actors catch up. Rebalance callbacks run on the
 //! same thread, so waiting there for in-flight events to finish is safe.
 
+mod group;
 mod offsets;
+mod routes;
 
 use std::{
     collections::HashMap,
@@ -20,18 +22,21 @@ use std::{
 };
 
 use rdkafka::{
-    consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance},
+    consumer::{BaseConsumer, Consumer as _},
     message::{Headers as _, Message as _},
-    ClientConfig, ClientContext, Offset, TopicPartitionList,
+    ClientConfig, TopicPartitionList,
 };
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{debug, info, warn};
 
 pub(crate) use offsets::{OffsetTracker, TopicPartition, Tracked};
+pub(crate) use routes::Routes;
 
-use super::{all_brokers_up, client_log, report_error, report_healthy};
+use group::{commit_points, GroupContext};
+
+use super::report_error;
 use crate::{
-    config::{Config, OffsetReset},
+    config::Config,
     event::{Ack, Header, Message},
     leader::Leadership,
     sensors::Sensors,
@@ -62,68 +67,6 @@ pub(crate) trait PartitionListener: Send + Sync {
 
 /// What the consumer reports to the worker when it cannot go on.
 pub(crate) type Fatal = UnboundedSender<Error>;
-
-/// One agent actor's inbox.
-pub(crate) type Inbox = UnboundedSender<Message>;
-
-/// Where each topic's messages go: for every subscribed agent, its actors' inboxes.
-#[derive(Default)]
-pub(crate) struct Routes {
-    topics: HashMap<String, Route>,
-}
-
-struct Route {
-    topic: Arc<str>,
-    agents: Vec<Vec<Inbox>>,
-    /// The agents' names, for messages about the topic.
-    names: Vec<&'static str>,
-}
-
-impl Routes {
-    /// Subscribes the agent `name`, whose actors read `inboxes`, to `topic`.
-    pub(crate) fn add(&mut self, topic: &str, name: &'static str, inboxes: Vec<Inbox>) {
-        let route = self
-            .topics
-            .entry(topic.to_owned())
-            .or_insert_with(|| Route {
-                topic: Arc::from(topic),
-                agents: Vec::new(),
-                names: Vec::new(),
-            });
-        route.agents.push(inboxes);
-        route.names.push(name);
-    }
-
-    /// How many agents read `topic` (each owes a message of it one acknowledgement).
-    pub(crate) fn readers(&self, topic: &str) -> Option<usize> {
-        self.topics.get(topic).map(|route| route.agents.len())
-    }
-
-    /// Hands a message of `topic` (made by `message` from the topic's name) to the actor
-    /// for `partition` of each agent reading the topic.
-    pub(crate) fn deliver(
-        &self,
-        topic: &str,
-        partition: i32,
-        message: impl Fn(Arc<str>) -> Message,
-    ) {
-        let Some(route) = self.topics.get(topic) else {
-            return;
-        };
-        for actors in &route.agents {
-            let actor = &actors[partition.unsigned_abs() as usize % actors.len()];
-            // A closed inbox means the agent gave up and the worker is stopping: the
-            // event stays unacknowledged and is read again after a restart.
-            let _ = actor.send(message(route.topic.clone()));
-        }
-    }
-
-    pub(crate) fn topics(&self) -> Vec<&str> {
-        let mut topics: Vec<&str> = self.topics.keys().map(String::as_str).collect();
-        topics.sort_unstable();
-        topics
-    }
-}
 
 /// A running consumer. A warm stop is two steps: [`Consumer::stop_fetching`], then,
 /// once the agents finished their current events, [`Consumer::shutdown`].
@@ -440,291 +383,5 @@ impl Poller {
         consumer.unsubscribe();
         drop(consumer); // leaves the group
         info!("consumer stopped");
-    }
-}
-
-fn commit_points(consumer: &BaseConsumer<GroupContext>, points: Vec<(TopicPartition, i64)>) {
-    if points.is_empty() {
-        return;
-    }
-    let mut list = TopicPartitionList::new();
-    for (tp, offset) in &points {
-        if let Err(e) = list.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset))
-        {
-            warn!(error = %e, "could not build the commit request");
-            return;
-        }
-    }
-    // Synchronous: the commit's outcome is known here (rust-rdkafka's BaseConsumer never
-    // delivers asynchronous commit results), and a commit a second costs one round trip.
-    let started = Instant::now();
-    let result = consumer.commit(&list, CommitMode::Sync);
-    if result.is_ok() {
-        debug!(partitions = points.len(), "offsets committed");
-    }
-    consumer
-        .context()
-        .committed(&list, started.elapsed(), result);
-}
-
-fn partitions(list: &TopicPartitionList) -> Vec<TopicPartition> {
-    list.elements().iter().map(TopicPartition::of).collect()
-}
-
-fn describe(partitions: &[TopicPartition]) -> String {
-    let mut names: Vec<String> = partitions
-        .iter()
-        .map(|tp| format!("{}[{}]", tp.topic, tp.partition))
-        .collect();
-    names.sort();
-    names.join(", ")
-}
-
-/// librdkafka callbacks: rebalances, commit results and client logs.
-struct GroupContext {
-    ready: tokio::sync::watch::Sender<bool>,
-    offset_reset: OffsetReset,
-    tracker: Arc<OffsetTracker>,
-    drain_timeout: Duration,
-    listener: Arc<dyn PartitionListener>,
-    fatal: Fatal,
-    fetching: Arc<AtomicBool>,
-    sensors: Sensors,
-    /// When the rebalance under way began (the first revocation or assignment).
-    rebalance_started: Mutex<Option<Instant>>,
-    /// Holding its one partition makes this worker the leader (see `crate::leader`).
-    leader_topic: String,
-    leadership: Leadership,
-}
-
-impl GroupContext {
-    /// Records the outcome of a commit of `offsets`.
-    fn committed(
-        &self,
-        offsets: &TopicPartitionList,
-        took: Duration,
-        result: rdkafka::error::KafkaResult<()>,
-    ) {
-        match result {
-            Ok(()) => {
-                for element in offsets.elements() {
-                    if let Offset::Offset(offset) = element.offset() {
-                        let tp = TopicPartition::of(&element);
-                        self.tracker.committed(&tp, offset);
-                        self.sensors
-                            .monitor()
-                            .committed(&tp.topic, tp.partition, offset);
-                    }
-                }
-                self.sensors.each(|s| s.commit(took, None));
-            }
-            Err(e) => {
-                report_error(&format!(
-                    "committing offsets failed ({e}); the next commit retries"
-                ));
-                let error = e.to_string();
-                self.sensors.each(|s| s.commit(took, Some(&error)));
-            }
-        }
-    }
-
-    fn rebalance_starts(&self) {
-        let mut started = self
-            .rebalance_started
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if started.is_none() {
-            *started = Some(Instant::now());
-            self.sensors.each(|s| s.rebalance_start());
-        }
-    }
-
-    fn rebalance_ends(&self) {
-        let started = self
-            .rebalance_started
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(started) = started {
-            let took = started.elapsed();
-            self.sensors.each(|s| s.rebalance_end(took));
-        }
-    }
-
-    /// Where consumption of a partition with no committed offset starts.
-    fn reset_offset(&self, consumer: &BaseConsumer<Self>, topic: &str, partition: i32) -> i64 {
-        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
-            Ok((low, high)) => match self.offset_reset {
-                OffsetReset::Earliest => low,
-                OffsetReset::Latest => high,
-            },
-            Err(e) => {
-                warn!(topic, partition, error = %e, "could not read the partition's bounds; assuming its start");
-                0
-            }
-        }
-    }
-
-    fn revoke(&self, consumer: &BaseConsumer<Self>, revoked: &[TopicPartition]) {
-        // Once fetching stopped, no actor takes new events: waiting would only stall.
-        let timeout = if self.fetching.load(Ordering::SeqCst) {
-            self.drain_timeout
-        } else {
-            Duration::ZERO
-        };
-        // Actors finish the events they started; queued ones stay uncommitted for the
-        // new owner, so a deep buffer never stalls the rebalance.
-        self.tracker.stop_starting(revoked);
-        if !consumer.assignment_lost() && !self.tracker.wait_started(revoked, timeout) {
-            warn!(
-                ?timeout,
-                "events of revoked partitions are still being processed; their new owner will process them again"
-            );
-        }
-        let points: Vec<_> = revoked
-            .iter()
-            .filter_map(|tp| self.tracker.revoke(tp).map(|offset| (tp.clone(), offset)))
-            .collect();
-        if !points.is_empty() && !consumer.assignment_lost() {
-            match self.listener.flush(&points) {
-                Ok(points) => commit_points(consumer, points),
-                Err(e) => {
-                    let _ = self.fatal.send(e);
-                }
-            }
-        }
-        self.listener.revoked(revoked);
-        self.sensors.monitor().revoked(
-            revoked
-                .iter()
-                .map(|tp| (tp.topic.to_string(), tp.partition)),
-        );
-    }
-
-    /// Takes the leader partition out of `partitions` (it carries no events), and notes
-    /// whether this worker holds it now.
-    fn take_leadership(&self, partitions: &mut Vec<TopicPartition>, assigned: bool) {
-        let before = partitions.len();
-        partitions.retain(|tp| *tp.topic != *self.leader_topic);
-        if partitions.len() != before {
-            self.leadership.set(assigned);
-        }
-    }
-
-    fn assign(&self, consumer: &BaseConsumer<Self>, assigned: Vec<TopicPartition>) {
-        let mut list = TopicPartitionList::new();
-        for tp in &assigned {
-            list.add_partition(&tp.topic, tp.partition);
-        }
-        let offsets = match assigned.is_empty() {
-            true => Ok(TopicPartitionList::new()),
-            false => consumer.committed_offsets(list, Duration::from_secs(30)),
-        };
-        let committed = match offsets {
-            Ok(committed) => committed
-                .elements()
-                .iter()
-                .map(|e| {
-                    let tp = TopicPartition::of(e);
-                    let offset = match e.offset() {
-                        Offset::Offset(o) => o,
-                        // Nothing committed: consumption starts where auto.offset.reset says.
-                        _ => self.reset_offset(consumer, e.topic(), e.partition()),
-                    };
-                    (tp, offset)
-                })
-                .collect(),
-            Err(e) => {
-                let _ = self
-                    .fatal
-                    .send(Error::kafka("reading the group's committed offsets", e));
-                return;
-            }
-        };
-        if let Err(e) = self.listener.assigned(&assigned, &committed) {
-            let _ = self.fatal.send(e);
-            return;
-        }
-        self.sensors.monitor().assigned(
-            committed
-                .iter()
-                .map(|(tp, offset)| (tp.topic.to_string(), tp.partition, *offset)),
-        );
-        for tp in assigned {
-            self.tracker.assign(tp);
-        }
-        self.ready.send_replace(true);
-    }
-}
-
-impl ClientContext for GroupContext {
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
-        client_log(level, fac, message);
-    }
-
-    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        report_error(&format!("{error}: {reason}"));
-    }
-
-    fn stats(&self, statistics: rdkafka::Statistics) {
-        if all_brokers_up(&statistics) {
-            report_healthy();
-        }
-        let monitor = self.sensors.monitor();
-        for (name, topic) in &statistics.topics {
-            for partition in topic.partitions.values() {
-                // -1 is librdkafka's "unknown"; the internal partition -1 is skipped too.
-                if partition.partition >= 0 && partition.hi_offset >= 0 {
-                    monitor.high_watermark(name, partition.partition, partition.hi_offset);
-                }
-            }
-        }
-    }
-}
-
-impl ConsumerContext for GroupContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Revoke(list) => {
-                self.rebalance_starts();
-                let mut revoked = partitions(list);
-                self.take_leadership(&mut revoked, false);
-                if !revoked.is_empty() {
-                    info!(partitions = %describe(&revoked), "partitions revoked; finishing their events in flight");
-                    self.revoke(consumer, &revoked);
-                }
-            }
-            Rebalance::Assign(list) => {
-                self.rebalance_starts();
-                let mut assigned = partitions(list);
-                info!(partitions = %describe(&assigned), "partitions assigned");
-                self.take_leadership(&mut assigned, true);
-                self.assign(consumer, assigned);
-                self.rebalance_ends();
-            }
-            Rebalance::Error(e) => {
-                // librdkafka drops the assignment: forget it here too, tables included,
-                // so the next assignment recovers them afresh.
-                warn!(error = %e, "rebalance failed; the partitions will be assigned again");
-                self.leadership.set(false);
-                let held = self.tracker.clear();
-                self.listener.revoked(&held);
-            }
-        }
-    }
-
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        // librdkafka keeps an application pause across reassignment: undo a pause for
-        // back-pressure from before the rebalance, or pause if the worker is stopping.
-        if let Rebalance::Assign(list) = rebalance {
-            let result = if self.fetching.load(Ordering::SeqCst) {
-                consumer.resume(list)
-            } else {
-                consumer.pause(list)
-            };
-            if let Err(e) = result {
-                warn!(error = %e, "could not set the paused state of assigned partitions");
-            }
-        }
     }
 }
