@@ -301,6 +301,7 @@ async fn with_producer(
         broker.bootstrap(),
         &format!("{}-cli", app.config().id),
         Sensors::new(Default::default(), app.sensors()),
+        Default::default(),
     )?;
     let worker = Arc::new(WorkerContext {
         app_id: Arc::from(app.config().id.as_str()),

@@ -123,3 +123,59 @@ pub fn now_ms() -> i64 {
 pub fn is_leader() -> bool {
     current().is_some_and(|worker| worker.leader.is_leader())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        sensors::{Monitor, Sensors},
+        transport::producer::MemoryLog,
+    };
+
+    fn worker(clock: Clock) -> Arc<WorkerContext> {
+        let sensors = Sensors::new(Arc::new(Monitor::default()), &[]);
+        let log = Arc::new(MemoryLog::new(1, clock.clone()));
+        Arc::new(WorkerContext {
+            app_id: Arc::from("app"),
+            producer: Producer::in_memory(log, sensors),
+            agents: HashMap::new(),
+            tables: None,
+            clock,
+            leader: Leadership::default(),
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn spawn_keeps_the_worker_and_a_plain_task_does_not() {
+        let clock = Clock::adjustable();
+        clock.advance(3_600_000);
+        let worker = worker(clock);
+        let ahead = |now: i64| now > time::system_now_ms() + 3_000_000;
+        let (kept, plain) = worker
+            .scope(async {
+                let kept = spawn(async { now_ms() });
+                let plain = tokio::spawn(async { (now_ms(), current().is_some()) });
+                (kept.await.unwrap(), plain.await.unwrap())
+            })
+            .await;
+        assert!(ahead(kept), "faust::spawn runs on the worker's clock");
+        assert!(
+            !ahead(plain.0) && !plain.1,
+            "tokio::spawn leaves the worker"
+        );
+        assert!(current().is_none(), "outside the scope there is none");
+    }
+
+    #[test]
+    fn an_entered_context_is_left_when_its_guard_drops() {
+        let (a, b) = (worker(Clock::system()), worker(Clock::system()));
+        let entered_a = a.enter();
+        {
+            let _entered_b = b.enter();
+            assert!(Arc::ptr_eq(&current().unwrap(), &b));
+        }
+        assert!(Arc::ptr_eq(&current().unwrap(), &a));
+        drop(entered_a);
+        assert!(current().is_none());
+    }
+}

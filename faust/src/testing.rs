@@ -156,6 +156,7 @@ impl TestContext {
             &sensors,
             "",
             &clock,
+            &Default::default(),
         )?);
         tables.hold_all_in_memory()?;
         let leader = Leadership::default();

@@ -23,7 +23,7 @@ use crate::{
     sensors::{Monitor, Phase, Sensors},
     tables::{self, TableManager},
     time::Clock,
-    transport::{broker::Broker, consumer::Consumer, producer::Producer},
+    transport::{broker::Broker, consumer::Consumer, producer::Producer, KafkaHealth},
     web::WebServer,
     Error, Result,
 };
@@ -129,14 +129,16 @@ async fn start(app: &App, monitor: &Arc<Monitor>) -> Result<Running> {
     );
 
     let broker = Broker::connect(config).await?;
+    let health = KafkaHealth::default();
     let partitions = broker
-        .ensure_topics(&app.topics(), config.create_topics)
+        .ensure_topics(&app.topics(), config.create_topics, &health)
         .await?;
     app.check_copartitioning(&partitions)?;
     let producer = Producer::connect(
         broker.bootstrap(),
         &format!("{}-producer", config.id),
         sensors.clone(),
+        health.clone(),
     )?;
     let clock = Clock::system();
     let tables = Arc::new(TableManager::new(
@@ -146,6 +148,7 @@ async fn start(app: &App, monitor: &Arc<Monitor>) -> Result<Running> {
         &sensors,
         broker.bootstrap(),
         &clock,
+        &health,
     )?);
     let web = match config.web_enabled {
         true => Some(
@@ -185,6 +188,7 @@ async fn start(app: &App, monitor: &Arc<Monitor>) -> Result<Running> {
         broker.bootstrap(),
         routes,
         (&leader::topic(&config.id), leadership),
+        health,
         sensors,
         tables.clone(),
         fatal_sender,

@@ -227,3 +227,22 @@ fn test_contexts_live_side_by_side_each_with_its_own_tables() {
     assert_eq!(two.join().unwrap().unwrap(), 2);
     assert_eq!(five.join().unwrap().unwrap(), 5);
 }
+
+/// Sends from a task it spawns: with `faust::spawn` the task keeps the worker.
+#[faust::agent(topic = "spawning")]
+async fn spawning(mut values: Stream<u64>) -> faust::Result<()> {
+    while let Some(n) = values.next().await {
+        let kept = faust::spawn(async move { faust::send("spawned", None::<&str>, &n).await });
+        kept.await.map_err(faust::Error::msg)??;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_task_spawned_with_faust_spawn_keeps_its_worker() -> faust::Result<()> {
+    let mut ctx = TestContext::new().await?;
+    ctx.send("spawning", None::<&str>, &7u64).await?;
+    let spawned: Vec<u64> = ctx.sent_json("spawned")?;
+    assert_eq!(spawned, [7]);
+    Ok(())
+}

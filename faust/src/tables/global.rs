@@ -20,7 +20,7 @@ use rdkafka::{
 use tracing::{info, warn};
 
 use super::{changelog::WRITER, state::TableState, store::Batch};
-use crate::{transport::report_error, Error, Result};
+use crate::{transport::KafkaHealth, Error, Result};
 
 /// Applies other workers' changelog records to a global table until stopped.
 pub(crate) struct Follower {
@@ -30,7 +30,11 @@ pub(crate) struct Follower {
 
 impl Follower {
     /// Starts following every partition of `table` from where its stores are.
-    pub(crate) fn start(bootstrap: &str, table: Arc<TableState>) -> Result<Follower> {
+    pub(crate) fn start(
+        bootstrap: &str,
+        table: Arc<TableState>,
+        health: KafkaHealth,
+    ) -> Result<Follower> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
             .set("group.id", format!("{}-follower", table.changelog))
@@ -51,7 +55,7 @@ impl Follower {
         let stopping = stop.clone();
         let thread = std::thread::Builder::new()
             .name(format!("faust-follow-{}", table.descriptor.name))
-            .spawn(move || follow(&consumer, &table, &stopping))
+            .spawn(move || follow(&consumer, &table, &stopping, &health))
             .map_err(|e| Error::Io {
                 context: "starting the global table follower".into(),
                 source: e,
@@ -67,7 +71,7 @@ impl Follower {
     }
 }
 
-fn follow(consumer: &BaseConsumer, table: &TableState, stop: &AtomicBool) {
+fn follow(consumer: &BaseConsumer, table: &TableState, stop: &AtomicBool, health: &KafkaHealth) {
     info!(
         table = table.descriptor.name,
         "following the changelog of a global table"
@@ -79,7 +83,7 @@ fn follow(consumer: &BaseConsumer, table: &TableState, stop: &AtomicBool) {
         let message = match result {
             Ok(message) => message,
             Err(e) => {
-                report_error(&format!("following changelog '{}': {e}", table.changelog));
+                health.error(&format!("following changelog '{}': {e}", table.changelog));
                 continue;
             }
         };

@@ -29,6 +29,7 @@ use crate::{
         consumer::{PartitionListener, TopicPartition},
         partitioner::partition_for_key,
         producer::Producer,
+        KafkaHealth,
     },
     Error, Result,
 };
@@ -36,6 +37,7 @@ use crate::{
 pub(crate) struct TableManager {
     tables: Vec<Arc<TableState>>,
     bootstrap: String,
+    health: KafkaHealth,
     runtime: tokio::runtime::Handle,
     followers: Mutex<Vec<Follower>>,
     broken: Broken,
@@ -67,6 +69,7 @@ impl TableManager {
         sensors: &Sensors,
         bootstrap: &str,
         clock: &Clock,
+        health: &KafkaHealth,
     ) -> Result<TableManager> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| Error::Table("the table manager needs a running async runtime".into()))?;
@@ -100,6 +103,7 @@ impl TableManager {
         Ok(TableManager {
             tables,
             bootstrap: bootstrap.to_owned(),
+            health: health.clone(),
             runtime,
             followers: Mutex::default(),
             broken,
@@ -112,7 +116,7 @@ impl TableManager {
             for partition in 0..table.partitions {
                 hold(table, &self.bootstrap, partition, &Committed::default())?;
             }
-            let follower = Follower::start(&self.bootstrap, table.clone())?;
+            let follower = Follower::start(&self.bootstrap, table.clone(), self.health.clone())?;
             self.followers
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())

@@ -18,7 +18,7 @@ use rdkafka::{
 use tokio::sync::oneshot;
 use tracing::info;
 
-use super::LogContext;
+use super::{KafkaHealth, LogContext};
 use crate::{config::Config, Error, Result};
 
 /// How long start-up waits for the broker to answer before saying it is unreachable.
@@ -72,9 +72,10 @@ impl Broker {
         &self,
         specs: &[TopicSpec],
         create: bool,
+        health: &KafkaHealth,
     ) -> Result<HashMap<String, i32>> {
         match self {
-            Broker::Kafka { bootstrap } => ensure_on_kafka(bootstrap, specs, create).await,
+            Broker::Kafka { bootstrap } => ensure_on_kafka(bootstrap, specs, create, health).await,
             Broker::Embedded(embedded) => {
                 for spec in specs {
                     embedded.create_topic(spec).await?;
@@ -92,11 +93,12 @@ async fn ensure_on_kafka(
     bootstrap: &str,
     specs: &[TopicSpec],
     create: bool,
+    health: &KafkaHealth,
 ) -> Result<HashMap<String, i32>> {
     let admin: Arc<AdminClient<LogContext>> = Arc::new(
         ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
-            .create_with_context(LogContext)
+            .create_with_context(LogContext(health.clone()))
             .map_err(|e| Error::kafka("creating the admin client", e))?,
     );
     let mut partitions = existing_topics(&admin, bootstrap).await?;

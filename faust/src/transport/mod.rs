@@ -8,7 +8,7 @@ pub(crate) mod producer;
 use std::{
     sync::{
         atomic::{AtomicBool, Ordering},
-        Mutex,
+        Arc, Mutex,
     },
     time::{Duration, Instant},
 };
@@ -21,50 +21,81 @@ const REMINDER_EVERY: Duration = Duration::from_secs(60);
 /// A trouble that lasted this long is reported as over when the broker answers again.
 const NOTABLE_TROUBLE: Duration = Duration::from_secs(2);
 
-/// While the broker is unreachable every client (consumer, producer, readers) reports
-/// it, again and again. The worker says it once, reminds once a minute, and says when
-/// the broker is back; the repeats go to the debug log.
-static TROUBLE: Mutex<Option<Trouble>> = Mutex::new(None);
-/// Mirrors `TROUBLE.is_some()`, so the all-is-well path takes no lock.
-static TROUBLED: AtomicBool = AtomicBool::new(false);
+/// How a worker's Kafka clients are doing. While the broker is unreachable every client
+/// (consumer, producer, readers) reports it, again and again: the worker says it once,
+/// reminds once a minute, and says when the broker is back; the repeats go to the debug
+/// log. Each worker has its own (clones share it), so two workers in one process, on two
+/// clusters maybe, report each their own.
+#[derive(Clone, Default)]
+pub(crate) struct KafkaHealth(Arc<Health>);
+
+#[derive(Default)]
+struct Health {
+    trouble: Mutex<Option<Trouble>>,
+    /// Mirrors `trouble.is_some()`, so the all-is-well path takes no lock.
+    troubled: AtomicBool,
+}
 
 struct Trouble {
     since: Instant,
     reminded: Instant,
 }
 
-/// Reports a Kafka error (see [`TROUBLE`]).
-pub(crate) fn report_error(message: &str) {
-    let mut trouble = TROUBLE.lock().unwrap_or_else(|e| e.into_inner());
-    let now = Instant::now();
-    match &mut *trouble {
-        None => {
-            warn!("Kafka: {message} (retrying; repeats of this are logged at debug level)");
-            *trouble = Some(Trouble {
-                since: now,
-                reminded: now,
-            });
-            TROUBLED.store(true, Ordering::Relaxed);
+impl KafkaHealth {
+    /// Reports a Kafka error.
+    pub(crate) fn error(&self, message: &str) {
+        let mut trouble = self.0.trouble.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        match &mut *trouble {
+            None => {
+                warn!("Kafka: {message} (retrying; repeats of this are logged at debug level)");
+                *trouble = Some(Trouble {
+                    since: now,
+                    reminded: now,
+                });
+                self.0.troubled.store(true, Ordering::Relaxed);
+            }
+            Some(t) if t.reminded.elapsed() >= REMINDER_EVERY => {
+                let failing_for = format!("{:.0}s", t.since.elapsed().as_secs_f64());
+                warn!(failing_for, "Kafka: still failing: {message}");
+                t.reminded = now;
+            }
+            Some(_) => debug!("Kafka: {message}"),
         }
-        Some(t) if t.reminded.elapsed() >= REMINDER_EVERY => {
-            let failing_for = format!("{:.0}s", t.since.elapsed().as_secs_f64());
-            warn!(failing_for, "Kafka: still failing: {message}");
-            t.reminded = now;
-        }
-        Some(_) => debug!("Kafka: {message}"),
     }
-}
 
-/// Reports that every known broker is connected: ends a trouble, saying so if it lasted.
-pub(crate) fn report_healthy() {
-    if !TROUBLED.load(Ordering::Relaxed) {
-        return;
+    /// Reports that every known broker is connected: ends a trouble, saying so if it
+    /// lasted.
+    pub(crate) fn healthy(&self) {
+        if !self.0.troubled.load(Ordering::Relaxed) {
+            return;
+        }
+        let ended = self
+            .0
+            .trouble
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        self.0.troubled.store(false, Ordering::Relaxed);
+        if let Some(t) = ended.filter(|t| t.since.elapsed() >= NOTABLE_TROUBLE) {
+            let after = format!("{:.1}s", t.since.elapsed().as_secs_f64());
+            info!(after, "Kafka: the broker is reachable again");
+        }
     }
-    let ended = TROUBLE.lock().unwrap_or_else(|e| e.into_inner()).take();
-    TROUBLED.store(false, Ordering::Relaxed);
-    if let Some(t) = ended.filter(|t| t.since.elapsed() >= NOTABLE_TROUBLE) {
-        let after = format!("{:.1}s", t.since.elapsed().as_secs_f64());
-        info!(after, "Kafka: the broker is reachable again");
+
+    /// Routes a librdkafka log line to `tracing`, errors and warnings through
+    /// [`KafkaHealth::error`].
+    pub(crate) fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical => {
+                error!(facility, "librdkafka: {message}")
+            }
+            RDKafkaLogLevel::Error | RDKafkaLogLevel::Warning => self.error(message),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                debug!(facility, "librdkafka: {message}")
+            }
+            RDKafkaLogLevel::Debug => trace!(facility, "librdkafka: {message}"),
+        }
     }
 }
 
@@ -78,30 +109,15 @@ pub(crate) fn all_brokers_up(statistics: &rdkafka::Statistics) -> bool {
     learned.peek().is_some() && learned.all(|b| b.state == "UP")
 }
 
-/// Routes a librdkafka log line to `tracing`, errors and warnings through [`report_error`].
-pub(crate) fn client_log(level: RDKafkaLogLevel, facility: &str, message: &str) {
-    match level {
-        RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical => {
-            error!(facility, "librdkafka: {message}")
-        }
-        RDKafkaLogLevel::Error | RDKafkaLogLevel::Warning => report_error(message),
-        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
-            debug!(facility, "librdkafka: {message}")
-        }
-        RDKafkaLogLevel::Debug => trace!(facility, "librdkafka: {message}"),
-    }
-}
-
 /// A client context that only logs, for the producer and admin clients.
-#[derive(Default)]
-pub(crate) struct LogContext;
+pub(crate) struct LogContext(pub(crate) KafkaHealth);
 
 impl rdkafka::ClientContext for LogContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        client_log(level, facility, message);
+        self.0.log(level, facility, message);
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        report_error(&format!("{error}: {reason}"));
+        self.0.error(&format!("{error}: {reason}"));
     }
 }

@@ -24,7 +24,7 @@ use rdkafka::{
 };
 
 use super::partitioner::partition_for_key;
-use super::LogContext;
+use super::{KafkaHealth, LogContext};
 use crate::{event::Header, sensors::Sensors, time::Clock, Error, Result};
 
 /// The outcome of one attempt to queue a record.
@@ -169,7 +169,12 @@ impl MemoryLog {
 }
 
 impl Producer {
-    pub(crate) fn connect(bootstrap: &str, client_id: &str, sensors: Sensors) -> Result<Self> {
+    pub(crate) fn connect(
+        bootstrap: &str,
+        client_id: &str,
+        sensors: Sensors,
+        health: KafkaHealth,
+    ) -> Result<Self> {
         let inner = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
             .set("client.id", client_id)
@@ -183,7 +188,7 @@ impl Producer {
             .set("message.timeout.ms", "120000")
             // A send to a missing topic fails within seconds rather than librdkafka's 30 s.
             .set("topic.metadata.propagation.max.ms", "5000")
-            .create_with_context(LogContext)
+            .create_with_context(LogContext(health))
             .map_err(|e| Error::kafka("creating the producer", e))?;
         Ok(Producer {
             backend: Backend::Kafka(inner),

@@ -21,7 +21,7 @@ use crate::{
     config::OffsetReset,
     leader::Leadership,
     sensors::Sensors,
-    transport::{all_brokers_up, client_log, report_error, report_healthy},
+    transport::{all_brokers_up, KafkaHealth},
     Error,
 };
 
@@ -80,6 +80,7 @@ pub(super) struct GroupContext {
     /// Holding its one partition makes this worker the leader (see `crate::leader`).
     pub(super) leader_topic: String,
     pub(super) leadership: Leadership,
+    pub(super) health: KafkaHealth,
 }
 
 impl GroupContext {
@@ -104,7 +105,7 @@ impl GroupContext {
                 self.sensors.each(|s| s.commit(took, None));
             }
             Err(e) => {
-                report_error(&format!(
+                self.health.error(&format!(
                     "committing offsets failed ({e}); the next commit retries"
                 ));
                 let error = e.to_string();
@@ -244,16 +245,16 @@ impl GroupContext {
 
 impl ClientContext for GroupContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
-        client_log(level, fac, message);
+        self.health.log(level, fac, message);
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        report_error(&format!("{error}: {reason}"));
+        self.health.error(&format!("{error}: {reason}"));
     }
 
     fn stats(&self, statistics: rdkafka::Statistics) {
         if all_brokers_up(&statistics) {
-            report_healthy();
+            self.health.healthy();
         }
         let monitor = self.sensors.monitor();
         for (name, topic) in &statistics.topics {

@@ -34,7 +34,7 @@ pub(crate) use routes::Routes;
 
 use group::{commit_points, GroupContext};
 
-use super::report_error;
+use super::KafkaHealth;
 use crate::{
     config::Config,
     event::{Ack, Header, Message},
@@ -85,6 +85,7 @@ impl Consumer {
         bootstrap: &str,
         routes: Routes,
         leader: (&str, Leadership),
+        health: KafkaHealth,
         sensors: Sensors,
         listener: Arc<dyn PartitionListener>,
         fatal: Fatal,
@@ -105,6 +106,7 @@ impl Consumer {
             rebalance_started: Mutex::default(),
             leader_topic: leader_topic.to_owned(),
             leadership: leadership.clone(),
+            health: health.clone(),
         };
         let mut client = ClientConfig::new();
         if let Some(instance) = &config.instance_id {
@@ -150,6 +152,7 @@ impl Consumer {
             commit_every: config.commit_every,
             stall_timeout: config.stall_timeout,
             leadership,
+            health,
         };
         let thread = std::thread::Builder::new()
             .name("faust-consumer".into())
@@ -208,6 +211,7 @@ struct Poller {
     commit_every: u64,
     stall_timeout: Duration,
     leadership: Leadership,
+    health: KafkaHealth,
 }
 
 impl Poller {
@@ -225,7 +229,7 @@ impl Poller {
             }
             match self.consumer.poll(POLL_INTERVAL) {
                 Some(Ok(message)) => self.dispatch(&message),
-                Some(Err(e)) => report_error(&e.to_string()),
+                Some(Err(e)) => self.health.error(&e.to_string()),
                 None => {}
             }
             if last_commit.elapsed() >= self.commit_interval
