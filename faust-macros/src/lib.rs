@@ -12,10 +12,18 @@ use proc_macro::TokenStream;
 
 /// Registers an `async fn` as an agent: `#[faust::agent(topic = "orders")]`.
 ///
-/// Options: `topic` (a string or a list; default `{app_id}-{name}`), `name` (default: the
-/// fn's name), `concurrency` (default 1), `codec` (`json` (default), `raw`, `string`, or a
-/// path to a type implementing `faust::codec::{Decode, Encode}`), `sink` (a topic or a
-/// list; the fn then takes a second parameter, a `Sink`).
+/// Options:
+/// - `topic`: a topic or a list (`["a", "b"]`); default `{app_id}-{name}`;
+/// - `name`: default the fn's name;
+/// - `concurrency`: actors running the fn, default 1;
+/// - `codec`: `json` (default), `raw`, `string`, or a path to a type implementing
+///   `faust::codec::{Decode, Encode}`;
+/// - `sink`: a topic or a list; the fn then takes a second parameter, a `Sink`;
+/// - `group_by`: a name or a list, each a repartition topic the stream may be regrouped
+///   through (`Stream::group_by`);
+/// - `through`: a topic or a list the stream may be forwarded through (`Stream::through`).
+///
+/// Topic names may contain `{app_id}`.
 #[proc_macro_attribute]
 pub fn agent(args: TokenStream, item: TokenStream) -> TokenStream {
     agent::expand(args.into(), item.into()).into()
@@ -23,8 +31,17 @@ pub fn agent(args: TokenStream, item: TokenStream) -> TokenStream {
 
 /// Declares a table: `#[faust::table(name = "totals", default = 0)] static TOTALS: Table<String, i64>;`
 ///
-/// Options: `name` (default: the static's name in lower case), `default` (an expression;
-/// default `Default::default()`), `partitions` (default: the app's), `global` (bool).
+/// Options:
+/// - `name`: default the static's name in lower case;
+/// - `default`: the value of a missing key, an expression; default `Default::default()`;
+/// - `partitions`: default the app's;
+/// - `global`: every worker holds every partition (bool);
+/// - `store`: `"rocksdb"` (default) or `"memory"`;
+/// - `use_partitioner`: writes outside events go to the key's partition (bool).
+///
+/// A `WindowedTable<K, V>` also takes `tumbling = "1h"` or `hopping = "1h"` with
+/// `step = "10m"`, `expires` (default: the window's size), `time` (`"event"`, the
+/// default, or `"wall"`) and `on_window_close` (an async fn of key, window and value).
 #[proc_macro_attribute]
 pub fn table(args: TokenStream, item: TokenStream) -> TokenStream {
     table::expand(args.into(), item.into()).into()

@@ -128,7 +128,7 @@ pub struct PartitionStats {
     progressed_at: Option<Instant>,
 }
 
-/// A partition found stalled by [`Monitor::check_stalled`].
+/// A partition whose committed offset has not moved for the stall timeout while it has messages waiting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stalled {
     /// The topic.
