@@ -301,7 +301,7 @@ async fn with_producer(
         broker.bootstrap(),
         &format!("{}-cli", app.config().id),
         Sensors::new(Default::default(), app.sensors()),
-        Default::default(),
+        broker.health().clone(),
     )?;
     let worker = Arc::new(WorkerContext {
         app_id: Arc::from(app.config().id.as_str()),

@@ -23,7 +23,7 @@ use crate::{
     sensors::{Monitor, Phase, Sensors},
     tables::{self, TableManager},
     time::Clock,
-    transport::{broker::Broker, consumer::Consumer, producer::Producer, KafkaHealth},
+    transport::{broker::Broker, consumer::Consumer, producer::Producer},
     web::WebServer,
     Error, Result,
 };
@@ -129,9 +129,9 @@ async fn start(app: &App, monitor: &Arc<Monitor>) -> Result<Running> {
     );
 
     let broker = Broker::connect(config).await?;
-    let health = KafkaHealth::default();
+    let health = broker.health();
     let partitions = broker
-        .ensure_topics(&app.topics(), config.create_topics, &health)
+        .ensure_topics(&app.topics(), config.create_topics)
         .await?;
     app.check_copartitioning(&partitions)?;
     let producer = Producer::connect(
@@ -148,7 +148,7 @@ async fn start(app: &App, monitor: &Arc<Monitor>) -> Result<Running> {
         &sensors,
         broker.bootstrap(),
         &clock,
-        &health,
+        health,
     )?);
     let web = match config.web_enabled {
         true => Some(
@@ -185,10 +185,9 @@ async fn start(app: &App, monitor: &Arc<Monitor>) -> Result<Running> {
         AgentManager::start(config, &registry.agents, &worker, &sensors, &fatal_sender);
     let consumer = Consumer::start(
         config,
-        broker.bootstrap(),
+        &broker,
         routes,
         (&leader::topic(&config.id), leadership),
-        health,
         sensors,
         tables.clone(),
         fatal_sender,

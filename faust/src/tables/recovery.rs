@@ -23,7 +23,7 @@ use tracing::{info, warn};
 use super::{
     changelog::{SOURCE_OFFSET, SOURCE_TOPIC},
     state::{TablePartition, TableState},
-    store::Batch,
+    store::{Batch, Checkpoint},
 };
 use crate::{transport::consumer::TopicPartition, Error, Result};
 
@@ -83,6 +83,56 @@ fn source_in<'a>(
     Some((topic?, offset?))
 }
 
+/// Where recovery of a partition starts reading its changelog.
+#[derive(Debug, PartialEq, Eq)]
+struct Start {
+    from: i64,
+    /// Why the store must be emptied first and rebuilt, if it must.
+    rebuild: Option<Rebuild>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Rebuild {
+    /// The store holds effects of an event the group has not committed: it runs again.
+    Uncommitted { topic: String, offset: i64 },
+    /// The changelog no longer holds the offset the store stopped at.
+    Truncated { stored: i64 },
+}
+
+/// Where to start, given what the store holds (`checkpoint`), what the group committed
+/// and the changelog's first offset (`low`): where the store stopped, or from the start
+/// (`low`) when the store is empty, ahead of the commits, or older than the changelog.
+fn where_to_start(checkpoint: &Checkpoint, committed: &Committed, low: i64) -> Start {
+    let ahead = checkpoint
+        .sources
+        .iter()
+        .filter(|(topic, offset)| !committed.includes(topic, **offset))
+        .min();
+    if let Some((topic, offset)) = ahead {
+        return Start {
+            from: low,
+            rebuild: Some(Rebuild::Uncommitted {
+                topic: topic.clone(),
+                offset: *offset,
+            }),
+        };
+    }
+    match checkpoint.changelog_offset {
+        Some(stored) if stored < low && stored > 0 => Start {
+            from: low,
+            rebuild: Some(Rebuild::Truncated { stored }),
+        },
+        Some(stored) => Start {
+            from: stored.max(low),
+            rebuild: None,
+        },
+        None => Start {
+            from: low,
+            rebuild: None,
+        },
+    }
+}
+
 pub(crate) fn recover(
     bootstrap: &str,
     table: &TableState,
@@ -93,23 +143,6 @@ pub(crate) fn recover(
     let partition = held.partition;
     let started = Instant::now();
     let checkpoint = held.store.checkpoint()?;
-    let mut from = checkpoint.changelog_offset.unwrap_or(0);
-    if let Some((topic, offset)) = checkpoint
-        .sources
-        .iter()
-        .find(|(topic, offset)| !committed.includes(topic, **offset))
-    {
-        warn!(
-            table = name,
-            partition,
-            "the store holds effects of {topic}@{offset}, which the group has not committed \
-             (a worker stopped abruptly, or the broker lost the group's offsets); rebuilding it \
-             from the changelog"
-        );
-        held.store.clear()?;
-        from = 0;
-    }
-
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("{}-recovery", table.changelog))
@@ -123,18 +156,26 @@ pub(crate) fn recover(
     let (low, high) = consumer
         .fetch_watermarks(&table.changelog, partition, STALL_TIMEOUT)
         .map_err(|e| Error::kafka(format!("reading the bounds of '{}'", table.changelog), e))?;
-    if from < low {
-        if from > 0 {
-            warn!(
-                table = name,
-                partition,
-                stored = from,
-                earliest = low,
-                "the changelog no longer holds the stored offset; rebuilding from its earliest record"
-            );
-            held.store.clear()?;
-        }
-        from = low;
+    let Start { from, rebuild } = where_to_start(&checkpoint, committed, low);
+    match &rebuild {
+        Some(Rebuild::Uncommitted { topic, offset }) => warn!(
+            table = name,
+            partition,
+            "the store holds effects of {topic}@{offset}, which the group has not committed \
+             (a worker stopped abruptly, or the broker lost the group's offsets); rebuilding it \
+             from the changelog"
+        ),
+        Some(Rebuild::Truncated { stored }) => warn!(
+            table = name,
+            partition,
+            stored,
+            earliest = low,
+            "the changelog no longer holds the stored offset; rebuilding from its earliest record"
+        ),
+        None => {}
+    }
+    if rebuild.is_some() {
+        held.store.clear()?;
     }
     // Only an estimate for progress reports: some brokers under-report the end here.
     let estimated_total = (high - from).max(0);
@@ -268,6 +309,49 @@ mod tests {
                 proptest::prop_assert!(topic_named && offset_named);
             }
         }
+    }
+
+    #[test]
+    fn recovery_starts_where_the_store_stopped_unless_it_cannot() {
+        let committed = Committed {
+            by_topic: HashMap::from([("words".to_owned(), 100)]),
+        };
+        let stored = |offset: Option<i64>, sources: &[(&str, i64)]| Checkpoint {
+            changelog_offset: offset,
+            sources: sources.iter().map(|(t, o)| (t.to_string(), *o)).collect(),
+        };
+        let start = |from, rebuild| Start { from, rebuild };
+        // A store behind the commits continues where it stopped.
+        assert_eq!(
+            where_to_start(&stored(Some(40), &[("words", 99)]), &committed, 0),
+            start(40, None)
+        );
+        // An empty store reads the whole changelog.
+        assert_eq!(
+            where_to_start(&stored(None, &[]), &committed, 5),
+            start(5, None)
+        );
+        // A store holding an uncommitted event's effects is rebuilt from the start.
+        assert_eq!(
+            where_to_start(&stored(Some(40), &[("words", 100)]), &committed, 3),
+            start(
+                3,
+                Some(Rebuild::Uncommitted {
+                    topic: "words".into(),
+                    offset: 100
+                })
+            )
+        );
+        // A changelog compacted or deleted past the store's offset: rebuilt too.
+        assert_eq!(
+            where_to_start(&stored(Some(40), &[("words", 7)]), &committed, 50),
+            start(50, Some(Rebuild::Truncated { stored: 40 }))
+        );
+        // Offset 0 stored is the start of an empty changelog, not a truncation.
+        assert_eq!(
+            where_to_start(&stored(Some(0), &[]), &committed, 10),
+            start(10, None)
+        );
     }
 
     #[test]

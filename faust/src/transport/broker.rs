@@ -35,7 +35,13 @@ pub(crate) struct TopicSpec {
     pub(crate) retention_ms: Option<i64>,
 }
 
-pub(crate) enum Broker {
+/// The cluster a worker talks to, and how its clients are doing there.
+pub(crate) struct Broker {
+    place: Place,
+    health: KafkaHealth,
+}
+
+enum Place {
     Kafka { bootstrap: String },
     Embedded(EmbeddedBroker),
 }
@@ -44,7 +50,7 @@ impl Broker {
     /// Connects to the configured broker, or starts the embedded one.
     pub(crate) async fn connect(config: &Config) -> Result<Broker> {
         match config.bootstrap_servers() {
-            Some(bootstrap) => Ok(Broker::Kafka { bootstrap }),
+            Some(bootstrap) => Ok(Broker::new(Place::Kafka { bootstrap })),
             None => {
                 let embedded = EmbeddedBroker::start().await?;
                 info!(
@@ -54,16 +60,28 @@ impl Broker {
                      --broker kafka://{})",
                     embedded.bootstrap
                 );
-                Ok(Broker::Embedded(embedded))
+                Ok(Broker::new(Place::Embedded(embedded)))
             }
         }
     }
 
-    pub(crate) fn bootstrap(&self) -> &str {
-        match self {
-            Broker::Kafka { bootstrap } => bootstrap,
-            Broker::Embedded(embedded) => &embedded.bootstrap,
+    fn new(place: Place) -> Broker {
+        Broker {
+            place,
+            health: KafkaHealth::default(),
         }
+    }
+
+    pub(crate) fn bootstrap(&self) -> &str {
+        match &self.place {
+            Place::Kafka { bootstrap } => bootstrap,
+            Place::Embedded(embedded) => &embedded.bootstrap,
+        }
+    }
+
+    /// How the worker's clients of this broker are doing (they all report to it).
+    pub(crate) fn health(&self) -> &KafkaHealth {
+        &self.health
     }
 
     /// Makes sure every topic in `specs` exists, creating missing ones when `create`;
@@ -72,11 +90,12 @@ impl Broker {
         &self,
         specs: &[TopicSpec],
         create: bool,
-        health: &KafkaHealth,
     ) -> Result<HashMap<String, i32>> {
-        match self {
-            Broker::Kafka { bootstrap } => ensure_on_kafka(bootstrap, specs, create, health).await,
-            Broker::Embedded(embedded) => {
+        match &self.place {
+            Place::Kafka { bootstrap } => {
+                ensure_on_kafka(bootstrap, specs, create, &self.health).await
+            }
+            Place::Embedded(embedded) => {
                 for spec in specs {
                     embedded.create_topic(spec).await?;
                 }

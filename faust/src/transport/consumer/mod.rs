@@ -34,7 +34,7 @@ pub(crate) use routes::Routes;
 
 use group::{commit_points, GroupContext};
 
-use super::KafkaHealth;
+use super::{broker::Broker, KafkaHealth};
 use crate::{
     config::Config,
     event::{Ack, Header, Message},
@@ -82,10 +82,9 @@ impl Consumer {
     /// Joins the group and starts routing `routes`' topics.
     pub(crate) fn start(
         config: &Config,
-        bootstrap: &str,
+        broker: &Broker,
         routes: Routes,
         leader: (&str, Leadership),
-        health: KafkaHealth,
         sensors: Sensors,
         listener: Arc<dyn PartitionListener>,
         fatal: Fatal,
@@ -94,6 +93,7 @@ impl Consumer {
         let fetching = Arc::new(AtomicBool::new(true));
         let (ready_sender, ready) = tokio::sync::watch::channel(false);
         let (leader_topic, leadership) = leader;
+        let health = broker.health().clone();
         let context = GroupContext {
             ready: ready_sender,
             offset_reset: config.auto_offset_reset,
@@ -114,7 +114,7 @@ impl Consumer {
             client.set("group.instance.id", instance);
         }
         let consumer: BaseConsumer<GroupContext> = client
-            .set("bootstrap.servers", bootstrap)
+            .set("bootstrap.servers", broker.bootstrap())
             .set("group.id", &config.id)
             .set("client.id", format!("{}-consumer", config.id))
             .set("enable.auto.commit", "false")
