@@ -11,7 +11,7 @@ use tokio::{
 use tracing::{error, info, warn};
 
 use super::{
-    outbox::Outbox, panic_message, stream::DeadLetters, tasks, ActorContext, AgentDescriptor,
+    dead_letters::DeadLetters, outbox::Outbox, panic_message, tasks, ActorContext, AgentDescriptor,
     SharedInbox,
 };
 use crate::{

@@ -3,7 +3,9 @@
 //! event it was processing and restarted; one that fails too often stops the worker.
 //! Tasks, timers and crontabs (`tasks`) run once the worker is ready.
 
+mod dead_letters;
 mod manager;
+mod operators;
 mod outbox;
 mod sink;
 mod stream;
@@ -26,8 +28,9 @@ use crate::{
     transport::producer::Producer,
     Result,
 };
+use dead_letters::DeadLetters;
 use outbox::Outbox;
-use stream::{DeadLetters, SharedInbox};
+use stream::SharedInbox;
 
 /// What `#[faust::agent]` registers.
 #[derive(Debug)]

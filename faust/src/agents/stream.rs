@@ -1,4 +1,5 @@
-//! What an agent actor works with: its [`Stream`] of decoded values and its [`Sink`].
+//! `Stream<T>`: the decoded values of the events routed to one agent actor, and when
+//! each is acknowledged. Operators are in `operators`, dead letters in `dead_letters`.
 
 use std::{
     sync::Arc,
@@ -8,20 +9,18 @@ use std::{
 use tokio::sync::{mpsc::UnboundedReceiver, watch, Mutex};
 use tracing::warn;
 
-use serde::Serialize;
-
 use super::{
+    dead_letters::DeadLetters,
     outbox::{Outbox, Pending},
     ActorContext, AgentDescriptor,
 };
 use crate::{
     codec::DecodeError,
-    descriptor::topic_name,
-    event::{self, Event, Header, Message, Slot},
+    event::{self, Event, Message, Slot},
     sensors::Sensors,
     time::Clock,
     transport::producer::{Producer, Record},
-    Error, Result,
+    Result,
 };
 
 /// An actor's inbox. It outlives the actor's runs so a restarted actor continues
@@ -29,11 +28,11 @@ use crate::{
 pub(crate) type SharedInbox = Arc<Mutex<UnboundedReceiver<Message>>>;
 
 /// Turns a payload into the stream's value; `None` leaves the event out (`filter`).
-type Parse<T> = Box<dyn FnMut(&[u8]) -> Result<Option<T>, DecodeError> + Send>;
+pub(super) type Parse<T> = Box<dyn FnMut(&[u8]) -> Result<Option<T>, DecodeError> + Send>;
 /// A codec's decoder.
-type Decoder<T> = fn(&[u8]) -> Result<T, DecodeError>;
+pub(super) type Decoder<T> = fn(&[u8]) -> Result<T, DecodeError>;
 /// The new key of a payload, as JSON (`group_by`).
-type Rekey = Box<dyn FnMut(&[u8]) -> Result<Vec<u8>, DecodeError> + Send>;
+pub(super) type Rekey = Box<dyn FnMut(&[u8]) -> Result<Vec<u8>, DecodeError> + Send>;
 
 /// The decoded values of the events routed to one agent actor, in partition order.
 ///
@@ -44,45 +43,33 @@ type Rekey = Box<dyn FnMut(&[u8]) -> Result<Vec<u8>, DecodeError> + Send>;
 /// [`enumerate`](Stream::enumerate), batches with [`take`](Stream::take), and
 /// repartitioning with [`group_by`](Stream::group_by) or [`through`](Stream::through).
 pub struct Stream<T> {
-    agent: &'static AgentDescriptor,
-    app_id: Arc<str>,
-    inbox: SharedInbox,
-    parse: Parse<T>,
+    pub(super) agent: &'static AgentDescriptor,
+    pub(super) app_id: Arc<str>,
+    pub(super) inbox: SharedInbox,
+    pub(super) parse: Parse<T>,
     /// The codec's decoder while no operator changed the values; `group_by` needs it.
-    decode: Option<Decoder<T>>,
+    pub(super) decode: Option<Decoder<T>>,
     /// Where events of the agent's own topics are forwarded (`group_by`, `through`).
-    relay: Option<Relay>,
+    pub(super) relay: Option<Relay>,
     /// The events being processed (one, or a `take` batch) and when each started,
     /// acknowledged when the actor moves on.
-    current: Vec<(Message, Instant)>,
-    slot: Slot,
-    sensors: Sensors,
+    pub(super) current: Vec<(Message, Instant)>,
+    pub(super) slot: Slot,
+    pub(super) sensors: Sensors,
     /// Turns true on shutdown: the stream ends after the current event.
-    stopping: watch::Receiver<bool>,
-    dead_letters: Option<DeadLetters>,
-    producer: Producer,
-    outbox: Outbox,
-    clock: Clock,
+    pub(super) stopping: watch::Receiver<bool>,
+    pub(super) dead_letters: Option<DeadLetters>,
+    pub(super) producer: Producer,
+    pub(super) outbox: Outbox,
+    pub(super) clock: Clock,
 }
 
 /// A topic the stream forwards its source events to, and continues from.
-struct Relay {
-    topic: Arc<str>,
+pub(super) struct Relay {
+    pub(super) topic: Arc<str>,
     /// The new key of a forwarded event (`group_by`); `None` keeps its key (`through`).
-    key: Option<Rekey>,
+    pub(super) key: Option<Rekey>,
 }
-
-/// Where undecodable messages are copied (the `dead_letter_topic` setting).
-#[derive(Clone)]
-pub(crate) struct DeadLetters {
-    pub(crate) topic: Arc<str>,
-    pub(crate) producer: Producer,
-}
-
-/// Header of a dead letter saying why it could not be processed.
-pub const ERROR_HEADER: &str = "faust-error";
-/// Header of a dead letter sent without its value, saying why.
-pub const OMITTED_HEADER: &str = "faust-value-omitted";
 
 /// Runs an operator's closure (the codec, `filter`, `map`, a `group_by` key); a panic
 /// becomes a decode error, so the event is skipped and acknowledged like an undecodable
@@ -163,121 +150,6 @@ impl<T: 'static> Stream<T> {
             }
         }
         Some(values)
-    }
-
-    /// Only the values for which `keep` is true; the others are acknowledged and skipped.
-    pub fn filter(self, mut keep: impl FnMut(&T) -> bool + Send + 'static) -> Stream<T> {
-        self.with_parse(move |mut parse| {
-            Box::new(move |bytes| Ok(parse(bytes)?.filter(|value| keep(value))))
-        })
-    }
-
-    /// Each value changed by `change` (events keep their key and metadata).
-    pub fn map<U: 'static>(self, mut change: impl FnMut(T) -> U + Send + 'static) -> Stream<U> {
-        self.with_parse(move |mut parse| Box::new(move |bytes| Ok(parse(bytes)?.map(&mut change))))
-    }
-
-    /// Each value with its position in this stream, from 0.
-    pub fn enumerate(self) -> Stream<(usize, T)> {
-        let mut next = 0;
-        self.map(move |value| {
-            next += 1;
-            (next - 1, value)
-        })
-    }
-
-    /// Repartitions the stream by a new key: each event of the agent's topics is sent,
-    /// keyed by `key(&value)` (as JSON, like `faust::send`), to the internal topic
-    /// `{app_id}-{agent}-{name}-repartition`, and the stream continues with the events of
-    /// that topic. A table keyed by the new key and written from this stream is then
-    /// co-partitioned with it. The agent declares the name:
-    /// `#[faust::agent(topic = "orders", group_by = "account")]`.
-    ///
-    /// An event is acknowledged once the broker has its forwarded copy. Call it on the
-    /// stream as the agent receives it, before `filter`, `map` and the like.
-    pub fn group_by<K: Serialize>(
-        self,
-        name: &str,
-        key: impl Fn(&T) -> K + Send + 'static,
-    ) -> Result<Stream<T>> {
-        let Some(decode) = self.decode else {
-            return Err(self.misplaced("group_by"));
-        };
-        let topic = self.agent.repartition_topic(&self.app_id, name);
-        if !self.agent.group_by.contains(&name) {
-            return Err(Error::Config(format!(
-                "agent '{}' calls group_by(\"{name}\") but does not declare it; add \
-                 `group_by = \"{name}\"` to its #[faust::agent(...)] so that the worker \
-                 creates and reads the topic '{topic}'",
-                self.agent.name,
-            )));
-        }
-        let key = move |bytes: &[u8]| {
-            serde_json::to_vec(&key(&decode(bytes)?))
-                .map_err(|e| DecodeError(format!("the group_by key cannot be encoded: {e}")))
-        };
-        self.relay_through(topic, Some(Box::new(key)))
-    }
-
-    /// Forwards each event of the agent's topics, with its key, to `topic` and continues
-    /// with the events of that topic. The agent declares it: `through = "topic"` (the
-    /// same text: `through("{app_id}-prices")` for `through = "{app_id}-prices"`).
-    pub fn through(self, topic: &str) -> Result<Stream<T>> {
-        if self.decode.is_none() {
-            return Err(self.misplaced("through"));
-        }
-        if !self.agent.through.contains(&topic) {
-            return Err(Error::Config(format!(
-                "agent '{}' calls through(\"{topic}\") but does not declare it; add \
-                 `through = \"{topic}\"` to its #[faust::agent(...)] so that the worker reads it",
-                self.agent.name
-            )));
-        }
-        let topic = topic_name(topic, &self.app_id);
-        self.relay_through(topic, None)
-    }
-
-    fn relay_through(mut self, topic: String, key: Option<Rekey>) -> Result<Stream<T>> {
-        if let Some(relay) = &self.relay {
-            return Err(Error::Config(format!(
-                "agent '{}' already forwards its stream to '{}'; a stream is repartitioned once",
-                self.agent.name, relay.topic
-            )));
-        }
-        self.relay = Some(Relay {
-            topic: Arc::from(topic),
-            key,
-        });
-        Ok(self)
-    }
-
-    fn misplaced(&self, operator: &str) -> Error {
-        Error::Config(format!(
-            "agent '{}' calls {operator} after an operator that changes values; call it first, \
-             on the stream the agent receives",
-            self.agent.name
-        ))
-    }
-
-    /// The same stream with its parsing wrapped by an operator.
-    fn with_parse<U: 'static>(mut self, wrap: impl FnOnce(Parse<T>) -> Parse<U>) -> Stream<U> {
-        let parse = std::mem::replace(&mut self.parse, Box::new(|_| Ok(None)));
-        Stream {
-            agent: self.agent,
-            app_id: self.app_id.clone(),
-            inbox: self.inbox.clone(),
-            parse: wrap(parse),
-            decode: None,
-            relay: self.relay.take(),
-            current: std::mem::take(&mut self.current),
-            slot: self.slot.clone(),
-            sensors: self.sensors.clone(),
-            stopping: self.stopping.clone(),
-            dead_letters: self.dead_letters.clone(),
-            producer: self.producer.clone(),
-            outbox: self.outbox.clone(),
-            clock: self.clock.clone(),
-        }
     }
 }
 
@@ -435,62 +307,15 @@ impl<T> Stream<T> {
         }
     }
 
-    /// Copies an undecodable message to the dead-letter topic, if there is one, retrying
-    /// until the broker has it: it is acknowledged only then, so none is lost. Returns
-    /// false if the worker began stopping first.
+    /// Copies an undecodable message to the dead-letter topic, if there is one (see
+    /// [`DeadLetters::bury`]). Returns false if the worker began stopping first.
     async fn bury(&mut self, message: &Message, payload: Option<&[u8]>, error: &str) -> bool {
-        let Some(dead) = self.dead_letters.clone() else {
-            return true;
-        };
-        let header = |key: &str, value: &[u8]| Header {
-            key: key.to_owned(),
-            value: Some(value.to_vec()),
-        };
-        let mut headers = message.headers.clone();
-        headers.extend([
-            header(ERROR_HEADER, error.as_bytes()),
-            header("faust-agent", self.agent.name.as_bytes()),
-            header("faust-source-topic", message.topic.as_bytes()),
-            header(
-                "faust-source-partition",
-                message.partition.to_string().as_bytes(),
-            ),
-            header("faust-source-offset", message.offset.to_string().as_bytes()),
-        ]);
-        let mut value = payload;
-        loop {
-            let record = Record {
-                key: message.key.as_deref(),
-                value,
-                partition: None,
-                headers: &headers,
-                timestamp: message.timestamp,
-            };
-            match dead.producer.send_record(&dead.topic, record).await {
-                Ok(_) => return true,
-                // Retrying cannot help: send the letter without the value, which stays
-                // in the source topic at the offset the headers give.
-                Err(e) if e.is_message_too_large() && value.is_some() => {
-                    let size = value.map_or(0, <[u8]>::len);
-                    let note = format!("the value ({size} bytes) is over the broker's message size limit; read it at the source offset");
-                    headers.push(header(OMITTED_HEADER, note.as_bytes()));
-                    value = None;
-                    continue;
-                }
-                Err(e) => warn!(
-                    agent = self.agent.name,
-                    topic = %message.topic,
-                    partition = message.partition,
-                    offset = message.offset,
-                    error = %e,
-                    "could not copy an undecodable message to dead-letter topic '{}'; retrying (it stays unacknowledged)",
-                    dead.topic
-                ),
+        match self.dead_letters.clone() {
+            Some(dead) => {
+                dead.bury(self.agent.name, message, payload, error, &mut self.stopping)
+                    .await
             }
-            tokio::select! {
-                _ = self.stopping.wait_for(|stop| *stop) => return false,
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
+            None => true,
         }
     }
 
