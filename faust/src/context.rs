@@ -61,6 +61,7 @@ impl WorkerContext {
         tokio::spawn(self.scope(future))
     }
 
+    #[cfg(any(test, feature = "testing"))]
     /// Makes this the context of code on this thread that runs in no task of a worker,
     /// until the guard is dropped.
     pub(crate) fn enter(self: &Arc<Self>) -> Entered {
@@ -77,12 +78,14 @@ impl WorkerContext {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 /// Leaves an entered context when dropped (on the thread that entered it).
 pub(crate) struct Entered {
     context: std::sync::Weak<WorkerContext>,
     _not_send: std::marker::PhantomData<*const ()>,
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl Drop for Entered {
     fn drop(&mut self) {
         ENTERED.with(|entered| {
@@ -129,7 +132,7 @@ mod tests {
     use super::*;
     use crate::{
         sensors::{Monitor, Sensors},
-        transport::producer::MemoryLog,
+        transport::memory::MemoryLog,
     };
 
     fn worker(clock: Clock) -> Arc<WorkerContext> {

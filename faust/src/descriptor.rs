@@ -233,6 +233,7 @@ impl TimerDescriptor {
         }
     }
 
+    #[cfg(any(test, feature = "testing"))]
     /// When the timer is next due after `now` (clock milliseconds).
     pub(crate) fn next_due(&self, now: i64) -> Option<i64> {
         match self.schedule {

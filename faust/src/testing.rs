@@ -56,7 +56,7 @@ use std::{
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::{mpsc, Notify};
 
-pub use crate::transport::producer::SentRecord;
+pub use crate::transport::memory::SentRecord;
 use crate::{
     agents::AgentManager,
     app::{App, AppBuilder},
@@ -70,8 +70,9 @@ use crate::{
     time::Clock,
     transport::{
         consumer::Routes,
+        memory::MemoryLog,
         partitioner::partition_for_key,
-        producer::{MemoryLog, Producer, Record},
+        producer::{Producer, Record},
     },
     Error, Result,
 };

@@ -28,6 +28,7 @@ impl Clock {
         }
     }
 
+    #[cfg(any(test, feature = "testing"))]
     /// A clock that starts at the system time and moves on with it, and further with
     /// [`Clock::advance`]; waits for more events end at once.
     pub(crate) fn adjustable() -> Clock {
@@ -42,6 +43,7 @@ impl Clock {
         system_now_ms() + self.offset.load(Ordering::Relaxed)
     }
 
+    #[cfg(any(test, feature = "testing"))]
     /// Moves the clock forward by `ms`.
     pub(crate) fn advance(&self, ms: i64) {
         self.offset.fetch_add(ms, Ordering::Relaxed);

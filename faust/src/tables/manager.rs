@@ -134,6 +134,7 @@ impl TableManager {
             .collect()
     }
 
+    #[cfg(any(test, feature = "testing"))]
     /// Holds every partition of every table, empty and in memory, without a broker
     /// (the test context).
     pub(crate) fn hold_all_in_memory(&self) -> Result<()> {

@@ -40,7 +40,9 @@ mod windows;
 use serde::{de::DeserializeOwned, Serialize};
 
 pub use crate::descriptor::{TimeReference, Window};
-pub(crate) use closer::{close_due, close_windows};
+#[cfg(any(test, feature = "testing"))]
+pub(crate) use closer::close_due;
+pub(crate) use closer::close_windows;
 pub(crate) use manager::{lock_datadir, tables_dir, Lookup, TableManager};
 pub(crate) use state::TableState;
 pub(crate) use store::count_keys;

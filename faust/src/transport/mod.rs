@@ -2,6 +2,8 @@
 
 pub(crate) mod broker;
 pub(crate) mod consumer;
+#[cfg(any(test, feature = "testing"))]
+pub(crate) mod memory;
 pub(crate) mod partitioner;
 pub(crate) mod producer;
 

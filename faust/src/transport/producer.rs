@@ -1,18 +1,13 @@
 //! The Kafka producer, and `send`: how agents, tasks and commands write to topics.
 //!
-//! A producer without a broker ([`Producer::in_memory`]) keeps what it is given in a
-//! [`MemoryLog`]: the test context's topics.
-//!
 //! librdkafka batches sends (linger) and retries them; each send returns once the broker
 //! acknowledged it. Keys sent without an explicit partition go through Kafka's murmur2
 //! partitioner, as in the Java client and Python Faust, so that faust-rs and other
 //! producers agree on which partition a key lives in.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+#[cfg(any(test, feature = "testing"))]
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rdkafka::{
     error::KafkaError,
@@ -23,9 +18,10 @@ use rdkafka::{
     ClientConfig,
 };
 
-use super::partitioner::partition_for_key;
+#[cfg(any(test, feature = "testing"))]
+use super::memory::MemoryLog;
 use super::{KafkaHealth, LogContext};
-use crate::{event::Header, sensors::Sensors, time::Clock, Error, Result};
+use crate::{event::Header, sensors::Sensors, Error, Result};
 
 /// The outcome of one attempt to queue a record.
 enum Offer<'a> {
@@ -69,12 +65,14 @@ pub(crate) struct Producer {
 #[derive(Clone)]
 enum Backend {
     Kafka(FutureProducer<LogContext>),
+    #[cfg(any(test, feature = "testing"))]
     Memory(Arc<MemoryLog>),
 }
 
 /// A queued record's delivery: resolves once the broker has it (or at once in memory).
 pub(crate) enum Delivery {
     Kafka(DeliveryFuture),
+    #[cfg(any(test, feature = "testing"))]
     Done(Delivered),
 }
 
@@ -82,6 +80,7 @@ impl Delivery {
     /// Where the record landed, or why it was not delivered.
     pub(crate) async fn wait(self) -> std::result::Result<Delivered, String> {
         match self {
+            #[cfg(any(test, feature = "testing"))]
             Delivery::Done(delivered) => Ok(delivered),
             Delivery::Kafka(future) => match future.await {
                 Ok(Ok(d)) => Ok(Delivered {
@@ -92,79 +91,6 @@ impl Delivery {
                 Err(_) => Err("the producer stopped".to_owned()),
             },
         }
-    }
-}
-
-/// A record kept by an in-memory producer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct SentRecord {
-    /// The topic it was sent to.
-    pub topic: String,
-    /// Its partition: the one given, or the key's (murmur2), or 0.
-    pub partition: i32,
-    /// Its offset in the partition.
-    pub offset: i64,
-    /// Its key, as bytes.
-    pub key: Option<Vec<u8>>,
-    /// Its value, as bytes (`None`: a tombstone).
-    pub value: Option<Vec<u8>>,
-    /// Its headers.
-    pub headers: Vec<Header>,
-    /// Milliseconds since the Unix epoch: given, or the clock's when it was sent.
-    pub timestamp: Option<i64>,
-}
-
-/// What an in-memory producer was given, in order; partitions chosen by key (murmur2)
-/// among `partitions`.
-pub(crate) struct MemoryLog {
-    partitions: i32,
-    clock: Clock,
-    records: Mutex<Vec<SentRecord>>,
-    /// The next offset of each topic partition.
-    ends: Mutex<HashMap<(String, i32), i64>>,
-}
-
-impl MemoryLog {
-    pub(crate) fn new(partitions: i32, clock: Clock) -> MemoryLog {
-        MemoryLog {
-            partitions,
-            clock,
-            records: Mutex::default(),
-            ends: Mutex::default(),
-        }
-    }
-
-    /// The records from position `from` on (positions count every record of every topic).
-    pub(crate) fn since(&self, from: usize) -> Vec<SentRecord> {
-        let records = self.records.lock().unwrap_or_else(|e| e.into_inner());
-        records.get(from..).unwrap_or_default().to_vec()
-    }
-
-    /// Keeps `record`, stamped with its timestamp or the clock's now.
-    pub(crate) fn append(&self, topic: &str, record: &Record<'_>) -> Delivered {
-        let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
-        let partition = record.partition.unwrap_or_else(|| {
-            record
-                .key
-                .map_or(0, |key| partition_for_key(key, self.partitions))
-        });
-        let offset = {
-            let mut ends = self.ends.lock().unwrap_or_else(|e| e.into_inner());
-            let end = ends.entry((topic.to_owned(), partition)).or_default();
-            *end += 1;
-            *end - 1
-        };
-        records.push(SentRecord {
-            topic: topic.to_owned(),
-            partition,
-            offset,
-            key: record.key.map(<[u8]>::to_vec),
-            value: record.value.map(<[u8]>::to_vec),
-            headers: record.headers.to_vec(),
-            timestamp: Some(record.timestamp.unwrap_or_else(|| self.clock.now_ms())),
-        });
-        Delivered { partition, offset }
     }
 }
 
@@ -197,6 +123,7 @@ impl Producer {
     }
 
     /// A producer that keeps what it is given in `log` instead of sending it.
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn in_memory(log: Arc<MemoryLog>, sensors: Sensors) -> Producer {
         Producer {
             backend: Backend::Memory(log),
@@ -208,6 +135,7 @@ impl Producer {
     pub(crate) async fn send_record(&self, topic: &str, record: Record<'_>) -> Result<Delivered> {
         let inner = match &self.backend {
             Backend::Kafka(inner) => inner,
+            #[cfg(any(test, feature = "testing"))]
             Backend::Memory(log) => return Ok(log.append(topic, &record)),
         };
         let future = record.to_kafka(topic);
@@ -240,6 +168,7 @@ impl Producer {
     /// runtime thread the wait is announced to tokio (`block_in_place`), which moves the
     /// thread's other tasks elsewhere meanwhile.
     pub(crate) fn enqueue(&self, topic: &str, record: Record<'_>) -> Result<Delivery> {
+        #[cfg(any(test, feature = "testing"))]
         if let Backend::Memory(log) = &self.backend {
             return Ok(Delivery::Done(log.append(topic, &record)));
         }
@@ -268,6 +197,7 @@ impl Producer {
     /// [`Producer::enqueue`] for async callers: a full queue is waited out without
     /// blocking the runtime.
     pub(crate) async fn enqueue_async(&self, topic: &str, record: Record<'_>) -> Result<Delivery> {
+        #[cfg(any(test, feature = "testing"))]
         if let Backend::Memory(log) = &self.backend {
             return Ok(Delivery::Done(log.append(topic, &record)));
         }
@@ -293,8 +223,12 @@ impl Producer {
         record: FutureRecord<'a, [u8], [u8]>,
         deadline: Instant,
     ) -> Result<Offer<'a>> {
-        let Backend::Kafka(inner) = &self.backend else {
-            return Err(Error::Send("an in-memory producer has no queue".into()));
+        let inner = match &self.backend {
+            Backend::Kafka(inner) => inner,
+            #[cfg(any(test, feature = "testing"))]
+            Backend::Memory(_) => {
+                return Err(Error::Send("an in-memory producer has no queue".into()))
+            }
         };
         match inner.send_result(record) {
             Ok(delivery) => Ok(Offer::Queued(delivery)),
@@ -322,10 +256,11 @@ impl Producer {
 
     /// Waits until every queued message is delivered, up to `timeout`.
     pub(crate) async fn flush(&self, timeout: Duration) -> Result<()> {
-        let Backend::Kafka(inner) = &self.backend else {
-            return Ok(());
+        let inner = match &self.backend {
+            Backend::Kafka(inner) => inner.clone(),
+            #[cfg(any(test, feature = "testing"))]
+            Backend::Memory(_) => return Ok(()),
         };
-        let inner = inner.clone();
         tokio::task::spawn_blocking(move || inner.flush(Timeout::After(timeout)))
             .await
             .map_err(|e| Error::Send(format!("the producer flush was interrupted: {e}")))?
