@@ -133,6 +133,8 @@ impl Producer {
 
     /// Sends one record to `topic` and waits until the broker has it.
     pub(crate) async fn send_record(&self, topic: &str, record: Record<'_>) -> Result<Delivered> {
+        // A single arm without the `testing` feature, which adds the in-memory one.
+        #[allow(clippy::infallible_destructuring_match)]
         let inner = match &self.backend {
             Backend::Kafka(inner) => inner,
             #[cfg(any(test, feature = "testing"))]
@@ -223,6 +225,8 @@ impl Producer {
         record: FutureRecord<'a, [u8], [u8]>,
         deadline: Instant,
     ) -> Result<Offer<'a>> {
+        // A single arm without the `testing` feature, which adds the in-memory one.
+        #[allow(clippy::infallible_destructuring_match)]
         let inner = match &self.backend {
             Backend::Kafka(inner) => inner,
             #[cfg(any(test, feature = "testing"))]
@@ -256,6 +260,8 @@ impl Producer {
 
     /// Waits until every queued message is delivered, up to `timeout`.
     pub(crate) async fn flush(&self, timeout: Duration) -> Result<()> {
+        // A single arm without the `testing` feature, which adds the in-memory one.
+        #[allow(clippy::infallible_destructuring_match)]
         let inner = match &self.backend {
             Backend::Kafka(inner) => inner.clone(),
             #[cfg(any(test, feature = "testing"))]
