@@ -8,13 +8,3 @@ pub mod duration;
 
 pub use cron::Cron;
 pub use duration::parse_duration;
-
-/// Property tests run 5,000 cases each, or `PROPTEST_CASES` (for long runs by hand).
-#[cfg(test)]
-fn property_test_config() -> proptest::prelude::ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(5000);
-    proptest::prelude::ProptestConfig::with_cases(cases)
-}

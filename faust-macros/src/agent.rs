@@ -97,16 +97,19 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             let result: ::faust::__private::Result<()> = result;
         };
         let boxed = quote_spanned! {fn_name.span()=> ::faust::__private::boxed };
+        // Spanned at the fn's name, so "future is not `Send`" points at the agent.
+        let run = quote_spanned! {fn_name.span()=> async move {
+            let result = #fn_name(#stream_arg #(, #sink_arg)*).await;
+            #result_check
+            result
+        }};
+        let boxed_run = quote_spanned! {fn_name.span()=> #boxed(#run) };
         quote! {
             #function
 
             const _: () = {
                 fn __faust_run(__faust_context: ::faust::__private::ActorContext) -> ::faust::__private::BoxFuture<::faust::__private::Result<()>> {
-                    #boxed(async move {
-                        let result = #fn_name(#stream_arg #(, #sink_arg)*).await;
-                        #result_check
-                        result
-                    })
+                    #boxed_run
                 }
                 ::faust::__private::inventory::submit! {
                     ::faust::__private::AgentDescriptor {
