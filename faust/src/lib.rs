@@ -64,7 +64,7 @@ pub use event::Event;
 pub use faust_macros::{agent, command, crontab, main, table, task, timer};
 pub use send::{send, send_bytes};
 pub use tables::{Table, WindowedTable};
-pub use transport::producer::Delivered;
+pub use transport::record::Delivered;
 pub use worker::Worker;
 
 /// The worker's clock.

@@ -5,7 +5,7 @@ use std::{collections::HashMap, sync::Mutex};
 
 use super::{
     partitioner::partition_for_key,
-    producer::{Delivered, Record},
+    record::{Delivered, Record},
 };
 use crate::{event::Header, time::Clock};
 

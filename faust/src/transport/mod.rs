@@ -6,6 +6,7 @@ pub(crate) mod consumer;
 pub(crate) mod memory;
 pub(crate) mod partitioner;
 pub(crate) mod producer;
+pub(crate) mod record;
 
 use std::{
     sync::{

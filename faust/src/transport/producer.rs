@@ -20,6 +20,7 @@ use rdkafka::{
 
 #[cfg(any(test, feature = "testing"))]
 use super::memory::MemoryLog;
+pub(crate) use super::record::{Delivered, Record};
 use super::{KafkaHealth, LogContext};
 use crate::{event::Header, sensors::Sensors, Error, Result};
 
@@ -32,28 +33,6 @@ enum Offer<'a> {
 
 /// How long a send may wait for room in librdkafka's queue before it fails.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Where a sent message landed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Delivered {
-    /// The partition it went to.
-    pub partition: i32,
-    /// Its offset there.
-    pub offset: i64,
-}
-
-/// One message to send, as bytes.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct Record<'a> {
-    pub(crate) key: Option<&'a [u8]>,
-    pub(crate) value: Option<&'a [u8]>,
-    /// `None` lets the partitioner choose (by key hash, or spread when there is no key).
-    pub(crate) partition: Option<i32>,
-    pub(crate) headers: &'a [Header],
-    /// Milliseconds since the Unix epoch; `None`: when it is sent.
-    pub(crate) timestamp: Option<i64>,
-}
 
 /// A handle on the worker's producer; cheap to clone.
 #[derive(Clone)]
