@@ -16,6 +16,31 @@ pub struct Header {
     pub value: Option<Vec<u8>>,
 }
 
+impl Header {
+    pub(crate) fn new(key: &str, value: &[u8]) -> Header {
+        Header {
+            key: key.to_owned(),
+            value: Some(value.to_vec()),
+        }
+    }
+}
+
+/// Headers naming the event that caused a record: on changelog records (recovery leaves
+/// out the effects of events the group has not committed; they run again) and on dead
+/// letters (where to find the original).
+pub(crate) const SOURCE_TOPIC: &str = "faust-source-topic";
+pub(crate) const SOURCE_PARTITION: &str = "faust-source-partition";
+pub(crate) const SOURCE_OFFSET: &str = "faust-source-offset";
+
+/// The headers naming the event at `topic`, `partition`, `offset`.
+pub(crate) fn source_headers(topic: &str, partition: i32, offset: i64) -> Vec<Header> {
+    vec![
+        Header::new(SOURCE_TOPIC, topic.as_bytes()),
+        Header::new(SOURCE_PARTITION, partition.to_string().as_bytes()),
+        Header::new(SOURCE_OFFSET, offset.to_string().as_bytes()),
+    ]
+}
+
 /// A decoded event with its key and metadata, from [`crate::Stream::next_event`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use tracing::warn;
 
 use crate::{
-    event::{Header, Message},
+    event::{source_headers, Header, Message},
     transport::producer::{Producer, Record},
 };
 
@@ -36,22 +36,16 @@ impl DeadLetters {
         error: &str,
         stopping: &mut watch::Receiver<bool>,
     ) -> bool {
-        let dead = self;
-        let header = |key: &str, value: &[u8]| Header {
-            key: key.to_owned(),
-            value: Some(value.to_vec()),
-        };
         let mut headers = message.headers.clone();
         headers.extend([
-            header(ERROR_HEADER, error.as_bytes()),
-            header("faust-agent", agent.as_bytes()),
-            header("faust-source-topic", message.topic.as_bytes()),
-            header(
-                "faust-source-partition",
-                message.partition.to_string().as_bytes(),
-            ),
-            header("faust-source-offset", message.offset.to_string().as_bytes()),
+            Header::new(ERROR_HEADER, error.as_bytes()),
+            Header::new("faust-agent", agent.as_bytes()),
         ]);
+        headers.extend(source_headers(
+            &message.topic,
+            message.partition,
+            message.offset,
+        ));
         let mut value = payload;
         loop {
             let record = Record {
@@ -61,14 +55,14 @@ impl DeadLetters {
                 headers: &headers,
                 timestamp: message.timestamp,
             };
-            match dead.producer.send_record(&dead.topic, record).await {
+            match self.producer.send_record(&self.topic, record).await {
                 Ok(_) => return true,
                 // Retrying cannot help: send the letter without the value, which stays
                 // in the source topic at the offset the headers give.
                 Err(e) if e.is_message_too_large() && value.is_some() => {
                     let size = value.map_or(0, <[u8]>::len);
                     let note = format!("the value ({size} bytes) is over the broker's message size limit; read it at the source offset");
-                    headers.push(header(OMITTED_HEADER, note.as_bytes()));
+                    headers.push(Header::new(OMITTED_HEADER, note.as_bytes()));
                     value = None;
                     continue;
                 }
@@ -79,7 +73,7 @@ impl DeadLetters {
                     offset = message.offset,
                     error = %e,
                     "could not copy an undecodable message to dead-letter topic '{}'; retrying (it stays unacknowledged)",
-                    dead.topic
+                    self.topic
                 ),
             }
             tokio::select! {

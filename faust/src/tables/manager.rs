@@ -13,7 +13,6 @@ use tracing::info;
 
 use super::{
     cache::{self, WriteCache},
-    changelog::source_headers,
     global::Follower,
     recovery::{self, Committed},
     state::{Broken, TablePartition, TableState},
@@ -23,6 +22,7 @@ use super::{
 use crate::{
     config::Config,
     descriptor::TableDescriptor,
+    event::source_headers,
     sensors::Sensors,
     time::Clock,
     transport::{

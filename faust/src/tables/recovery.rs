@@ -21,11 +21,14 @@ use rdkafka::{
 use tracing::{info, warn};
 
 use super::{
-    changelog::{SOURCE_OFFSET, SOURCE_TOPIC},
     state::{TablePartition, TableState},
     store::{Batch, Checkpoint},
 };
-use crate::{transport::consumer::TopicPartition, Error, Result};
+use crate::{
+    event::{SOURCE_OFFSET, SOURCE_TOPIC},
+    transport::consumer::TopicPartition,
+    Error, Result,
+};
 
 /// Recovery fails, rather than hangs, when the changelog yields nothing for this long.
 const STALL_TIMEOUT: Duration = Duration::from_secs(30);

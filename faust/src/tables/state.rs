@@ -11,13 +11,13 @@ use std::{
 
 use super::{
     cache::WriteCache,
-    changelog::{header, source_headers, WRITER},
+    changelog::WRITER,
     store::{Batch, Store},
     windows::WindowIndex,
 };
 use crate::{
     descriptor::TableDescriptor,
-    event::{self, Header},
+    event::{self, source_headers, Header},
     sensors::Sensors,
     time::Clock,
     transport::{
@@ -209,7 +209,7 @@ impl TableState {
             .map(|p| source_headers(&p.topic, p.partition, p.offset))
             .unwrap_or_default();
         if self.descriptor.global {
-            headers.push(header(WRITER, self.writer.as_bytes()));
+            headers.push(Header::new(WRITER, self.writer.as_bytes()));
         } else {
             // Cached writes of this key are older: sent at the next commit, they would
             // overwrite this one in the changelog.
