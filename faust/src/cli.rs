@@ -298,10 +298,9 @@ async fn with_producer(
     }
     let broker = Broker::connect(app.config()).await?;
     let producer = Producer::connect(
-        broker.bootstrap(),
+        &broker,
         &format!("{}-cli", app.config().id),
         Sensors::new(Default::default(), app.sensors()),
-        broker.health().clone(),
     )?;
     let worker = Arc::new(WorkerContext {
         app_id: Arc::from(app.config().id.as_str()),

@@ -312,11 +312,7 @@ impl TestContext {
         self.settle().await?;
         let (_running, stop) = tokio::sync::watch::channel(false);
         for table in self.tables.windowed() {
-            if let Some(spec) = &table.descriptor.window {
-                self.worker
-                    .scope(tables::close_due(&table, spec, &stop))
-                    .await;
-            }
+            self.worker.scope(tables::close_due(&table, &stop)).await;
         }
         self.settle().await
     }

@@ -40,7 +40,8 @@ pub struct Worker {
 
 /// What a started worker runs, until it shuts down.
 struct Running {
-    _datadir: Option<std::fs::File>,
+    /// Held until shutdown ends: a second worker on this datadir stops at start.
+    datadir: Option<std::fs::File>,
     broker: Broker,
     producer: Producer,
     tables: Arc<TableManager>,
@@ -129,17 +130,11 @@ async fn start(app: &App, monitor: &Arc<Monitor>) -> Result<Running> {
     );
 
     let broker = Broker::connect(config).await?;
-    let health = broker.health();
     let partitions = broker
         .ensure_topics(&app.topics(), config.create_topics)
         .await?;
     app.check_copartitioning(&partitions)?;
-    let producer = Producer::connect(
-        broker.bootstrap(),
-        &format!("{}-producer", config.id),
-        sensors.clone(),
-        health.clone(),
-    )?;
+    let producer = Producer::connect(&broker, &format!("{}-producer", config.id), sensors.clone())?;
     let clock = Clock::system();
     let tables = Arc::new(TableManager::new(
         config,
@@ -148,7 +143,7 @@ async fn start(app: &App, monitor: &Arc<Monitor>) -> Result<Running> {
         &sensors,
         broker.bootstrap(),
         &clock,
-        health,
+        broker.health(),
     )?);
     let web = match config.web_enabled {
         true => Some(
@@ -193,7 +188,7 @@ async fn start(app: &App, monitor: &Arc<Monitor>) -> Result<Running> {
         fatal_sender,
     )?;
     Ok(Running {
-        _datadir: datadir,
+        datadir,
         broker,
         producer,
         tables,
@@ -223,20 +218,9 @@ fn start_window_closer(
 /// what was acknowledged. Events still queued are not acknowledged, so they come back
 /// after a restart: nothing is skipped and nothing processed is processed again.
 async fn shutdown(running: Running) {
-    let Running {
-        _datadir,
-        broker,
-        producer,
-        tables,
-        web,
-        agents,
-        consumer,
-        closer,
-        fatal: _,
-    } = running;
-    consumer.stop_fetching();
-    agents.stop(STOP_TIMEOUT).await;
-    if let Some((task, stop)) = closer {
+    running.consumer.stop_fetching();
+    running.agents.stop(STOP_TIMEOUT).await;
+    if let Some((task, stop)) = running.closer {
         stop.send_replace(true);
         let abort = task.abort_handle();
         if tokio::time::timeout(STOP_TIMEOUT, task).await.is_err() {
@@ -245,18 +229,20 @@ async fn shutdown(running: Running) {
             abort.abort();
         }
     }
-    consumer.shutdown().await;
-    if let Some(web) = web {
+    running.consumer.shutdown().await;
+    if let Some(web) = running.web {
         web.stop().await;
     }
-    tables.stop_global_tables();
-    if let Err(e) = producer.flush(STOP_TIMEOUT).await {
+    running.tables.stop_global_tables();
+    if let Err(e) = running.producer.flush(STOP_TIMEOUT).await {
         warn!(error = %e, "some sent messages may not have been delivered");
     }
-    // Every client before the broker, which may be the embedded one.
-    drop(tables);
-    drop(producer);
-    drop(broker);
+    // Every client before the broker, which may be the embedded one; the datadir's
+    // lock last.
+    drop(running.tables);
+    drop(running.producer);
+    drop(running.broker);
+    drop(running.datadir);
 }
 
 /// Waits for SIGINT or SIGTERM and names it.

@@ -20,7 +20,7 @@ use crate::{
     descriptor::{TaskDescriptor, TimerDescriptor},
     event::{self, Slot},
     sensors::Sensors,
-    transport::{consumer::Routes, producer::Producer},
+    transport::consumer::Routes,
     Error,
 };
 
@@ -43,13 +43,12 @@ impl AgentManager {
         sensors: &Sensors,
         fatal: &mpsc::UnboundedSender<Error>,
     ) -> (AgentManager, Routes) {
-        let producer = &worker.producer;
         let mut routes = Routes::default();
         let mut actors = Vec::new();
         let (stopping, stop_signal) = watch::channel(false);
         let dead_letters = config.dead_letter_topic.as_ref().map(|topic| DeadLetters {
             topic: Arc::from(topic.as_str()),
-            producer: producer.clone(),
+            producer: worker.producer.clone(),
         });
         for &agent in agents {
             let sinks: Arc<[String]> = agent.sink_topics(&config.id).into();
@@ -63,7 +62,6 @@ impl AgentManager {
                     index,
                     inbox: Arc::new(Mutex::new(messages)),
                     sinks: sinks.clone(),
-                    producer: producer.clone(),
                     sensors: sensors.clone(),
                     limit: config.restart_limit,
                     fatal: fatal.clone(),
@@ -126,7 +124,6 @@ struct Supervisor {
     index: usize,
     inbox: SharedInbox,
     sinks: Arc<[String]>,
-    producer: Producer,
     sensors: Sensors,
     limit: RestartLimit,
     fatal: mpsc::UnboundedSender<Error>,
@@ -138,7 +135,7 @@ impl Supervisor {
     /// Runs the actor, restarting it when it fails, then waits until what it sent is
     /// delivered (and its events acknowledged).
     async fn run(self) {
-        let (outbox, acker) = Outbox::start(self.producer.clone(), self.fatal.clone());
+        let (outbox, acker) = Outbox::start(self.worker.producer.clone(), self.fatal.clone());
         self.supervise(&outbox).await;
         drop(outbox);
         let _ = acker.await;
@@ -150,16 +147,14 @@ impl Supervisor {
             let slot = Slot::default();
             let context = ActorContext {
                 agent: self.agent,
-                app_id: self.worker.app_id.clone(),
+                worker: self.worker.clone(),
                 inbox: self.inbox.clone(),
                 sinks: self.sinks.clone(),
                 slot: slot.clone(),
-                producer: self.producer.clone(),
                 sensors: self.sensors.clone(),
                 stopping: self.stopping.clone(),
                 dead_letters: self.dead_letters.clone(),
                 outbox: outbox.clone(),
-                clock: self.worker.clock.clone(),
             };
             let run = self
                 .worker

@@ -21,11 +21,10 @@ pub use stream::Stream;
 
 use crate::{
     codec::{Decode, Encode},
+    context::WorkerContext,
     descriptor::{topic_name, BoxFuture},
     event::Slot,
     sensors::Sensors,
-    time::Clock,
-    transport::producer::Producer,
     Result,
 };
 use dead_letters::DeadLetters;
@@ -91,16 +90,15 @@ impl AgentDescriptor {
 /// What one run of an agent actor receives; the macro turns it into the agent's arguments.
 pub struct ActorContext {
     agent: &'static AgentDescriptor,
-    app_id: Arc<str>,
+    /// The worker it runs in: its app id, producer and clock.
+    worker: Arc<WorkerContext>,
     inbox: SharedInbox,
     sinks: Arc<[String]>,
     slot: Slot,
-    producer: Producer,
     sensors: Sensors,
     stopping: watch::Receiver<bool>,
     dead_letters: Option<DeadLetters>,
     outbox: Outbox,
-    clock: Clock,
 }
 
 impl ActorContext {

@@ -47,7 +47,7 @@ impl<T: 'static> Stream<T> {
         let Some(decode) = self.decode else {
             return Err(self.misplaced("group_by"));
         };
-        let topic = self.agent.repartition_topic(&self.app_id, name);
+        let topic = self.agent.repartition_topic(&self.worker.app_id, name);
         if !self.agent.group_by.contains(&name) {
             return Err(Error::Config(format!(
                 "agent '{}' calls group_by(\"{name}\") but does not declare it; add \
@@ -77,7 +77,7 @@ impl<T: 'static> Stream<T> {
                 self.agent.name
             )));
         }
-        let topic = topic_name(topic, &self.app_id);
+        let topic = topic_name(topic, &self.worker.app_id);
         self.relay_through(topic, None)
     }
 
@@ -108,7 +108,7 @@ impl<T: 'static> Stream<T> {
         let parse = std::mem::replace(&mut self.parse, Box::new(|_| Ok(None)));
         Stream {
             agent: self.agent,
-            app_id: self.app_id.clone(),
+            worker: self.worker.clone(),
             inbox: self.inbox.clone(),
             parse: wrap(parse),
             decode: None,
@@ -118,9 +118,7 @@ impl<T: 'static> Stream<T> {
             sensors: self.sensors.clone(),
             stopping: self.stopping.clone(),
             dead_letters: self.dead_letters.clone(),
-            producer: self.producer.clone(),
             outbox: self.outbox.clone(),
-            clock: self.clock.clone(),
         }
     }
 }

@@ -28,7 +28,7 @@ impl<U: ?Sized> Sink<U> {
         Sink {
             agent: actor.agent.name,
             topics: actor.sinks.clone(),
-            producer: actor.producer.clone(),
+            producer: actor.worker.producer.clone(),
             encode,
             slot: actor.slot.clone(),
             outbox: actor.outbox.clone(),

@@ -16,10 +16,10 @@ use super::{
 };
 use crate::{
     codec::DecodeError,
+    context::WorkerContext,
     event::{self, Event, Message, Slot},
     sensors::Sensors,
-    time::Clock,
-    transport::producer::{Producer, Record},
+    transport::producer::Record,
     Result,
 };
 
@@ -44,7 +44,8 @@ pub(super) type Rekey = Box<dyn FnMut(&[u8]) -> Result<Vec<u8>, DecodeError> + S
 /// repartitioning with [`group_by`](Stream::group_by) or [`through`](Stream::through).
 pub struct Stream<T> {
     pub(super) agent: &'static AgentDescriptor,
-    pub(super) app_id: Arc<str>,
+    /// The worker it runs in: its app id, producer and clock.
+    pub(super) worker: Arc<WorkerContext>,
     pub(super) inbox: SharedInbox,
     pub(super) parse: Parse<T>,
     /// The codec's decoder while no operator changed the values; `group_by` needs it.
@@ -59,9 +60,7 @@ pub struct Stream<T> {
     /// Turns true on shutdown: the stream ends after the current event.
     pub(super) stopping: watch::Receiver<bool>,
     pub(super) dead_letters: Option<DeadLetters>,
-    pub(super) producer: Producer,
     pub(super) outbox: Outbox,
-    pub(super) clock: Clock,
 }
 
 /// A topic the stream forwards its source events to, and continues from.
@@ -97,7 +96,7 @@ impl<T: 'static> Stream<T> {
     pub(crate) fn new(actor: &ActorContext, decode: Decoder<T>) -> Self {
         Stream {
             agent: actor.agent,
-            app_id: actor.app_id.clone(),
+            worker: actor.worker.clone(),
             inbox: actor.inbox.clone(),
             parse: Box::new(move |bytes| decode(bytes).map(Some)),
             decode: Some(decode),
@@ -107,9 +106,7 @@ impl<T: 'static> Stream<T> {
             sensors: actor.sensors.clone(),
             stopping: actor.stopping.clone(),
             dead_letters: actor.dead_letters.clone(),
-            producer: actor.producer.clone(),
             outbox: actor.outbox.clone(),
-            clock: actor.clock.clone(),
         }
     }
 
@@ -141,7 +138,7 @@ impl<T: 'static> Stream<T> {
     pub async fn take(&mut self, max: usize, within: Duration) -> Option<Vec<T>> {
         self.finish_current();
         let first = self.receive(None).await?;
-        let deadline = tokio::time::Instant::now() + self.clock.wait_for_more(within);
+        let deadline = tokio::time::Instant::now() + self.worker.clock.wait_for_more(within);
         let mut values = vec![first.value];
         while values.len() < max.max(1) {
             match self.receive(Some(deadline)).await {
@@ -272,7 +269,7 @@ impl<T> Stream<T> {
                 timestamp: message.timestamp,
             };
             let queued = Instant::now();
-            match self.producer.enqueue_async(&topic, record).await {
+            match self.worker.producer.enqueue_async(&topic, record).await {
                 Ok(delivery) => {
                     self.outbox.add(Pending {
                         topic,

@@ -33,9 +33,7 @@ pub(crate) async fn close_windows(
             _ = stop.wait_for(|stop| *stop) => return,
         }
         for table in &tables {
-            if let Some(spec) = &table.descriptor.window {
-                close_due(table, spec, &stop).await;
-            }
+            close_due(table, &stop).await;
         }
     }
 }
@@ -47,11 +45,10 @@ pub(crate) async fn close_windows(
 ///
 /// `stop` turning true ends this between two windows (shutdown): the windows left are
 /// still in the store, and close after the restart.
-pub(crate) async fn close_due(
-    table: &TableState,
-    spec: &WindowSpec,
-    stop: &tokio::sync::watch::Receiver<bool>,
-) {
+pub(crate) async fn close_due(table: &TableState, stop: &tokio::sync::watch::Receiver<bool>) {
+    let Some(spec) = &table.descriptor.window else {
+        return; // not a windowed table
+    };
     let partitions: Vec<i32> = table
         .held_partitions()
         .iter()

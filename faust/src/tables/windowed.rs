@@ -37,6 +37,7 @@ use tracing::debug;
 
 use super::{apply, decode_value, encode, state, windows, Table};
 use crate::{
+    context,
     descriptor::{TableDescriptor, TimeReference, Window, WindowSpec},
     event, Error, Result,
 };
@@ -134,7 +135,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> WindowedT
 
     /// The value of `key`'s newest window holding the wall clock's now.
     pub fn now(&self, key: &K) -> Result<V> {
-        self.at(key, state(self.descriptor)?.clock.now_ms())
+        self.at(key, context::now_ms())
     }
 
     /// The value of `key`'s newest window holding the current event's time minus `ago`.
@@ -180,7 +181,8 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> WindowedT
     /// The time the table reads events at: the event's timestamp (or the wall clock).
     fn reference_time(&self) -> Result<i64> {
         let spec = self.spec()?;
-        let now = state(self.descriptor)?.clock.now_ms();
+        // The worker's clock, without looking the table up (update does that next).
+        let now = context::now_ms();
         Ok(match (spec.time, event::current()) {
             (TimeReference::Event, Some(position)) => position.timestamp.unwrap_or(now),
             _ => now,

@@ -21,7 +21,7 @@ use rdkafka::{
 #[cfg(any(test, feature = "testing"))]
 use super::memory::MemoryLog;
 pub(crate) use super::record::{Delivered, Record};
-use super::{KafkaHealth, LogContext};
+use super::{broker::Broker, LogContext};
 use crate::{event::Header, sensors::Sensors, Error, Result};
 
 /// The outcome of one attempt to queue a record.
@@ -74,14 +74,10 @@ impl Delivery {
 }
 
 impl Producer {
-    pub(crate) fn connect(
-        bootstrap: &str,
-        client_id: &str,
-        sensors: Sensors,
-        health: KafkaHealth,
-    ) -> Result<Self> {
+    /// A producer of `broker`, reporting its troubles to the broker's health.
+    pub(crate) fn connect(broker: &Broker, client_id: &str, sensors: Sensors) -> Result<Self> {
         let inner = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
+            .set("bootstrap.servers", broker.bootstrap())
             .set("client.id", client_id)
             .set("partitioner", "murmur2_random")
             .set("linger.ms", "5")
@@ -93,7 +89,7 @@ impl Producer {
             .set("message.timeout.ms", "120000")
             // A send to a missing topic fails within seconds rather than librdkafka's 30 s.
             .set("topic.metadata.propagation.max.ms", "5000")
-            .create_with_context(LogContext(health))
+            .create_with_context(LogContext(broker.health().clone()))
             .map_err(|e| Error::kafka("creating the producer", e))?;
         Ok(Producer {
             backend: Backend::Kafka(inner),
