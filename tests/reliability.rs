@@ -202,3 +202,63 @@ fn a_second_worker_on_the_same_datadir_is_refused_and_the_first_keeps_running() 
     );
     first.stop();
 }
+
+#[test]
+fn an_event_whose_output_was_not_delivered_is_not_committed_and_runs_again() {
+    needs_broker!();
+    let app = unique("undelivered");
+    let (shout, shouted) = (format!("{app}-shout"), format!("{app}-shouted"));
+    create_topic(&shout, 4);
+    // `shout` sends each line on to `shouted`, which does not exist yet (the broker does
+    // not create topics on produce): `faust::send` queues the line and returns, and its
+    // delivery fails a few seconds later.
+    produce(&shout, &[(None, Some(b"hello".to_vec()))]);
+    let mut worker = Worker::start(&app, "w", &[]);
+    let status = worker.wait_exit(DONE);
+    let log = worker.log();
+    assert!(!status.success(), "the worker must stop:\n{log}");
+    assert!(
+        log.contains("was not delivered") && log.contains(&shouted),
+        "one error names the topic the message did not reach:\n{log}"
+    );
+    assert!(
+        !log.contains("agent failed"),
+        "the send itself returned at once, without an error:\n{log}"
+    );
+
+    // The event was not committed: once the topic exists, it runs again.
+    create_topic(&shouted, 4);
+    let mut again = Worker::start(&app, "again", &[]);
+    assert!(
+        wait_until(DONE, || !read_all(&shouted).is_empty()),
+        "the line was lost:\n{}",
+        again.log()
+    );
+    let lines: Vec<_> = read_all(&shouted).into_iter().map(|r| r.json()).collect();
+    assert_eq!(lines, [serde_json::json!("HELLO")]);
+    again.stop();
+}
+
+#[test]
+fn a_message_a_timer_sent_that_was_not_delivered_is_logged_and_the_worker_goes_on() {
+    needs_broker!();
+    let app = unique("timer-undelivered");
+    // The heartbeat timer (and the leader's task) send to topics that do not exist;
+    // each send returns at once, and the failed delivery is reported when it comes.
+    let mut worker = Worker::start(&app, "w", &[("TEST_HEARTBEAT", "1")]);
+    let heartbeats = format!("topic={app}-heartbeats");
+    let reported = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("a message sent outside an event was not delivered"))
+            .filter(|l| l.contains(&heartbeats))
+            .count()
+    };
+    assert!(
+        wait_until(DONE, || reported(&worker.log()) >= 2),
+        "each lost heartbeat is reported, and the timer keeps running:\n{}",
+        worker.log()
+    );
+    let log = worker.log();
+    assert!(!log.contains("failed"), "the timer itself did not fail:\n{log}");
+    worker.stop();
+}

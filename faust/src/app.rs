@@ -157,13 +157,13 @@ impl App {
     }
 
     /// Agent name -> the topic `send` writes to when given that name.
-    pub(crate) fn agent_targets(&self) -> HashMap<String, String> {
+    pub(crate) fn agent_targets(&self) -> HashMap<String, Arc<str>> {
         self.registry
             .agents
             .iter()
             .filter_map(|a| {
                 let topic = a.source_topics(&self.config.id).into_iter().next()?;
-                Some((a.name.to_owned(), topic))
+                Some((a.name.to_owned(), Arc::from(topic)))
             })
             .collect()
     }

@@ -269,14 +269,21 @@ fn run(builder: AppBuilder, name: &'static str, version: &'static str) -> Result
             partition,
             repeat,
         } => runtime.block_on(with_producer(&app, async move {
+            // Queue them all, then report each delivery: a round trip for the lot.
+            let mut sent = Vec::new();
             for _ in 0..repeat {
-                let delivered = send_bytes(
-                    &target,
-                    key.as_deref().map(str::as_bytes),
-                    value.as_deref().map(str::as_bytes),
-                    partition,
-                )
-                .await?;
+                sent.push(
+                    send_bytes(
+                        &target,
+                        key.as_deref().map(str::as_bytes),
+                        value.as_deref().map(str::as_bytes),
+                        partition,
+                    )
+                    .await?,
+                );
+            }
+            for sent in sent {
+                let delivered = sent.delivered().await?;
                 println!(
                     "sent to {target} partition {} offset {}",
                     delivered.partition, delivered.offset

@@ -21,7 +21,7 @@ pub(crate) struct WorkerContext {
     pub(crate) app_id: Arc<str>,
     pub(crate) producer: Producer,
     /// Agent name -> the topic it consumes (what sending to an agent's name means).
-    pub(crate) agents: HashMap<String, String>,
+    pub(crate) agents: HashMap<String, Arc<str>>,
     /// `None` in commands, which run without tables.
     pub(crate) tables: Option<Arc<TableManager>>,
     pub(crate) clock: Clock,
@@ -73,8 +73,10 @@ impl WorkerContext {
     }
 
     /// An agent's name stands for the topic it consumes; anything else is a topic name.
-    pub(crate) fn resolve<'a>(&'a self, target: &'a str) -> &'a str {
-        self.agents.get(target).map_or(target, String::as_str)
+    pub(crate) fn topic(&self, target: &str) -> Arc<str> {
+        self.agents
+            .get(target)
+            .map_or_else(|| Arc::from(target), Arc::clone)
     }
 }
 

@@ -171,6 +171,13 @@ pub fn current() -> Option<Position> {
     CURRENT.try_with(get).ok().flatten()
 }
 
+/// Whether the caller is an agent actor processing an event (cheaper than [`current`]).
+pub(crate) fn in_event() -> bool {
+    CURRENT
+        .try_with(|slot| slot.lock().unwrap_or_else(|e| e.into_inner()).is_some())
+        .unwrap_or(false)
+}
+
 /// Runs `future` with `slot` as its current-event slot.
 pub(crate) async fn scope<F: std::future::Future>(slot: Slot, future: F) -> F::Output {
     CURRENT.scope(slot, future).await

@@ -62,7 +62,7 @@ pub use context::{is_leader, spawn};
 pub use error::{Error, KafkaError, Result};
 pub use event::Event;
 pub use faust_macros::{agent, command, crontab, main, table, task, timer};
-pub use send::{send, send_bytes};
+pub use send::{send, send_bytes, Sent};
 pub use tables::{Table, WindowedTable};
 pub use transport::record::Delivered;
 pub use worker::Worker;

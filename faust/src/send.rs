@@ -1,23 +1,68 @@
 //! Sending from user code: `faust::send` and `faust::send_bytes`, through the producer
-//! of the worker the caller runs in.
+//! of the worker the caller runs in. A send queues the message and returns; the
+//! broker's acknowledgement comes later, through the [`Sent`] handle and, inside an
+//! agent, before the event being processed is acknowledged.
+
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::{
+    agents::outbox,
     context,
-    transport::producer::{Delivered, Record},
+    transport::producer::{Delivered, Delivery, Record},
     Error, Result,
 };
 
-/// Sends `value` (as JSON) with an optional `key` (as JSON, like Python Faust) to a topic,
-/// or to an agent by its name, and waits for the broker's acknowledgement.
+/// A message [`send`] queued. Await [`Sent::delivered`] to learn where it landed, or
+/// drop it: inside an agent, the event being processed is acknowledged only once the
+/// broker has every message it sent; elsewhere a failed delivery is logged and counted.
+pub struct Sent {
+    topic: Arc<str>,
+    delivery: Delivery,
+}
+
+impl Sent {
+    /// Waits until the broker has the message: where it landed, or why it was not
+    /// delivered (after the producer's retries, up to its `message.timeout.ms`).
+    pub async fn delivered(self) -> Result<Delivered> {
+        self.delivery
+            .wait()
+            .await
+            .map_err(|e| e.into_error(&self.topic))
+    }
+
+    /// The topic it was sent to (an agent's name resolved to the topic it reads).
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+}
+
+impl std::fmt::Debug for Sent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sent").field("topic", &self.topic).finish()
+    }
+}
+
+/// Sends `value` (as JSON) with an optional `key` (as JSON) to a topic, or to an agent
+/// by its name. It returns once the message is queued, like Python Faust's
+/// `await topic.send(...)`, without waiting a round trip to the broker.
+///
+/// Inside an agent the event being processed is acknowledged (and its offset
+/// committed) only after the broker has every message it sent; a message that cannot be
+/// delivered stops the worker with the event unacknowledged, so it runs again after a
+/// restart. Elsewhere (tasks, timers, commands, web handlers) await
+/// [`Sent::delivered`] when the outcome matters.
 ///
 /// ```no_run
 /// # async fn demo() -> faust::Result<()> {
 /// faust::send("orders", Some(&"alice"), &serde_json::json!({"amount": 3})).await?;
+/// let sent = faust::send("audit", None::<&str>, &"paid").await?;
+/// let landed = sent.delivered().await?; // waits for the broker
+/// println!("partition {} offset {}", landed.partition, landed.offset);
 /// # Ok(()) }
 /// ```
-pub async fn send<K, V>(target: &str, key: Option<&K>, value: &V) -> Result<Delivered>
+pub async fn send<K, V>(target: &str, key: Option<&K>, value: &V) -> Result<Sent>
 where
     K: Serialize + ?Sized,
     V: Serialize + ?Sized,
@@ -34,13 +79,14 @@ where
     send_bytes(target, key.as_deref(), Some(&value), None).await
 }
 
-/// Sends raw bytes to a topic or agent, optionally to a given partition.
+/// Sends raw bytes to a topic or agent, optionally to a given partition; queued like
+/// [`send`].
 pub async fn send_bytes(
     target: &str,
     key: Option<&[u8]>,
     value: Option<&[u8]>,
     partition: Option<i32>,
-) -> Result<Delivered> {
+) -> Result<Sent> {
     let worker = context::current().ok_or_else(|| {
         Error::Send(
             "send needs a broker: it works inside a running worker (agents, tasks, timers; \
@@ -49,7 +95,7 @@ pub async fn send_bytes(
                 .into(),
         )
     })?;
-    let topic = worker.resolve(target);
+    let topic = worker.topic(target);
     let record = Record {
         key,
         value,
@@ -57,5 +103,6 @@ pub async fn send_bytes(
         headers: &[],
         timestamp: None,
     };
-    worker.producer.send_record(topic, record).await
+    let delivery = outbox::queue_kept(&worker.producer, &topic, record).await?;
+    Ok(Sent { topic, delivery })
 }

@@ -239,7 +239,7 @@ impl TestContext {
         value: Option<&[u8]>,
         timestamp_ms: Option<i64>,
     ) -> Result<()> {
-        let topic = self.worker.resolve(target).to_owned();
+        let topic = self.worker.topic(target).to_string();
         let partitions = self.app.config().topic_partitions;
         let record = Record {
             key,

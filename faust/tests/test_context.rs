@@ -246,3 +246,14 @@ async fn a_task_spawned_with_faust_spawn_keeps_its_worker() -> faust::Result<()>
     assert_eq!(spawned, [7]);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_send_returns_a_handle_on_where_the_message_landed() -> faust::Result<()> {
+    let _ctx = TestContext::new().await?;
+    let first = faust::send("landing", None::<&str>, &1u64).await?;
+    let second = faust::send("landing", None::<&str>, &2u64).await?;
+    assert_eq!(first.topic(), "landing");
+    let (first, second) = (first.delivered().await?, second.delivered().await?);
+    assert_eq!(second.offset, first.offset + 1);
+    Ok(())
+}

@@ -11,8 +11,9 @@ use tokio::{
 use tracing::{error, info, warn};
 
 use super::{
-    dead_letters::DeadLetters, outbox::Outbox, panic_message, tasks, ActorContext, AgentDescriptor,
-    SharedInbox,
+    dead_letters::DeadLetters,
+    outbox::{self, Outbox},
+    panic_message, tasks, ActorContext, AgentDescriptor, SharedInbox,
 };
 use crate::{
     config::{Config, RestartLimit},
@@ -51,7 +52,11 @@ impl AgentManager {
             producer: worker.producer.clone(),
         });
         for &agent in agents {
-            let sinks: Arc<[String]> = agent.sink_topics(&config.id).into();
+            let sinks: Arc<[Arc<str>]> = agent
+                .sink_topics(&config.id)
+                .into_iter()
+                .map(Arc::from)
+                .collect();
             let mut inboxes = Vec::new();
             for index in 0..agent.concurrency.max(1) {
                 let (inbox, messages) = mpsc::unbounded_channel();
@@ -123,7 +128,7 @@ struct Supervisor {
     worker: Arc<WorkerContext>,
     index: usize,
     inbox: SharedInbox,
-    sinks: Arc<[String]>,
+    sinks: Arc<[Arc<str>]>,
     sensors: Sensors,
     limit: RestartLimit,
     fatal: mpsc::UnboundedSender<Error>,
@@ -156,9 +161,10 @@ impl Supervisor {
                 dead_letters: self.dead_letters.clone(),
                 outbox: outbox.clone(),
             };
-            let run = self
-                .worker
-                .spawn(event::scope(slot.clone(), (self.agent.run)(context)));
+            let run = self.worker.spawn(event::scope(
+                slot.clone(),
+                outbox::scope(outbox.clone(), (self.agent.run)(context)),
+            ));
             let failure = match run.await {
                 Ok(Ok(())) if *self.stopping.borrow() => return,
                 Ok(Ok(())) => {

@@ -6,7 +6,7 @@
 mod dead_letters;
 mod manager;
 mod operators;
-mod outbox;
+pub(crate) mod outbox;
 mod sink;
 mod stream;
 mod tasks;
@@ -93,7 +93,7 @@ pub struct ActorContext {
     /// The worker it runs in: its app id, producer and clock.
     worker: Arc<WorkerContext>,
     inbox: SharedInbox,
-    sinks: Arc<[String]>,
+    sinks: Arc<[Arc<str>]>,
     slot: Slot,
     sensors: Sensors,
     stopping: watch::Receiver<bool>,

@@ -1,7 +1,8 @@
-//! What an actor's events sent through its sinks, until the broker has it.
+//! What an actor's events sent, until the broker has it.
 //!
-//! `Sink::send` only queues a message; the event that sent it is acknowledged (and may
-//! be committed) once every message it sent is delivered. One acker task per actor
+//! A send from agent code (`faust::send`, `Sink::send`, `group_by`) only queues a
+//! message; the event that sent it is acknowledged (and may be committed) once every
+//! message it sent is delivered. One acker task per actor
 //! awaits those deliveries in order, so an agent forwards at the producer's pace
 //! instead of waiting a round trip per event. A message that cannot be delivered (the
 //! producer gave up after its retries) leaves its event unacknowledged and stops the
@@ -16,10 +17,62 @@ use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::error;
 
 use crate::{
-    event::Message,
-    transport::producer::{Delivery, Producer},
-    Error,
+    event::{self, Message},
+    transport::producer::{Delivery, Producer, Record},
+    Error, Result,
 };
+
+tokio::task_local! {
+    /// The outbox of the actor the caller runs in.
+    static OUTBOX: Outbox;
+}
+
+/// Runs `future` (an actor) with `outbox` as its outbox.
+pub(crate) async fn scope<F: std::future::Future>(outbox: Outbox, future: F) -> F::Output {
+    OUTBOX.scope(outbox, future).await
+}
+
+/// Queues `record` for `topic` without waiting for the broker. Sent while an actor
+/// processes an event, the delivery is owed by that event (it is acknowledged once the
+/// broker has the record); otherwise the producer watches it.
+pub(crate) async fn queue(producer: &Producer, topic: &Arc<str>, record: Record<'_>) -> Result<()> {
+    let queued = Instant::now();
+    let delivery = producer.enqueue_async(topic, record).await?;
+    owe(producer, topic, queued, delivery);
+    Ok(())
+}
+
+/// [`queue`], and a handle on the delivery for the caller.
+pub(crate) async fn queue_kept(
+    producer: &Producer,
+    topic: &Arc<str>,
+    record: Record<'_>,
+) -> Result<Delivery> {
+    let queued = Instant::now();
+    let (kept, owed) = producer.enqueue_async(topic, record).await?.share();
+    owe(producer, topic, queued, owed);
+    Ok(kept)
+}
+
+/// Hands a delivery to the event being processed, or else to the producer's watcher.
+fn owe(producer: &Producer, topic: &Arc<str>, queued: Instant, delivery: Delivery) {
+    let mut pending = Some(Pending {
+        topic: topic.clone(),
+        queued,
+        delivery,
+    });
+    if event::in_event() {
+        let _ = OUTBOX.try_with(|outbox| pending.take().map(|p| outbox.add(p)));
+    }
+    if let Some(Pending {
+        topic,
+        queued,
+        delivery,
+    }) = pending
+    {
+        producer.watch(topic, queued, delivery);
+    }
+}
 
 /// A queued message, not yet delivered.
 pub(crate) struct Pending {
@@ -87,7 +140,7 @@ async fn acknowledge(
             delivery,
         } in pending
         {
-            let error = delivery.wait().await.err();
+            let error = delivery.wait().await.err().map(|e| e.to_string());
             producer.delivered(&topic, queued.elapsed(), error.as_deref());
             if let Some(error) = error {
                 error!(%topic, event = %message.position(), %error, "a message this event sent was not delivered");

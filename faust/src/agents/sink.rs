@@ -1,11 +1,8 @@
 //! `Sink<U>`: what an agent emits to its declared sink topics.
 
-use std::{sync::Arc, time::Instant};
+use std::sync::Arc;
 
-use super::{
-    outbox::{Outbox, Pending},
-    ActorContext,
-};
+use super::{outbox, ActorContext};
 use crate::{
     event::{self, Slot},
     transport::producer::{Producer, Record},
@@ -16,11 +13,10 @@ use crate::{
 /// keyed like the event being processed so that partitioning is kept.
 pub struct Sink<U: ?Sized> {
     agent: &'static str,
-    topics: Arc<[String]>,
+    topics: Arc<[Arc<str>]>,
     producer: Producer,
     encode: fn(&U) -> Result<Vec<u8>, String>,
     slot: Slot,
-    outbox: Outbox,
 }
 
 impl<U: ?Sized> Sink<U> {
@@ -31,37 +27,25 @@ impl<U: ?Sized> Sink<U> {
             producer: actor.worker.producer.clone(),
             encode,
             slot: actor.slot.clone(),
-            outbox: actor.outbox.clone(),
         }
     }
 
-    /// Queues `value` for every sink topic. The event being processed is acknowledged
-    /// (its offset committed) only once the broker has every message it sent, so this
-    /// returns without waiting for the broker. Outside an event it waits.
+    /// Queues `value` for every sink topic, without waiting for the broker. The event
+    /// being processed is acknowledged (its offset committed) only once the broker has
+    /// every message it sent. Outside an event a failed delivery is logged.
     pub async fn send(&self, value: &U) -> Result<()> {
         let bytes = (self.encode)(value).map_err(|message| Error::Encode {
             target: format!("the sink of agent '{}'", self.agent),
             message,
         })?;
-        let event = event::get(&self.slot);
-        let key = event.as_ref().and_then(|p| p.key.clone());
+        let key = event::get(&self.slot).and_then(|p| p.key);
         for topic in self.topics.iter() {
             let record = Record {
                 key: key.as_deref(),
                 value: Some(&bytes),
                 ..Record::default()
             };
-            if event.is_none() {
-                self.producer.send_record(topic, record).await?;
-                continue;
-            }
-            let queued = Instant::now();
-            let delivery = self.producer.enqueue_async(topic, record).await?;
-            self.outbox.add(Pending {
-                topic: Arc::from(topic.as_str()),
-                queued,
-                delivery,
-            });
+            outbox::queue(&self.producer, topic, record).await?;
         }
         Ok(())
     }

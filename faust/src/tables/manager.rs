@@ -242,12 +242,10 @@ impl TableManager {
                 let global = table.descriptor.global;
                 for (delivery, queued) in pending {
                     let outcome = self.runtime.block_on(delivery.wait());
-                    let error = outcome.as_ref().err();
-                    table.producer.delivered(
-                        &table.changelog,
-                        queued.elapsed(),
-                        error.map(String::as_str),
-                    );
+                    let error = outcome.as_ref().err().map(ToString::to_string);
+                    table
+                        .producer
+                        .delivered(&table.changelog, queued.elapsed(), error.as_deref());
                     let offset = match outcome {
                         Ok(delivered) => delivered.offset,
                         Err(e) => {

@@ -1,14 +1,18 @@
-//! The Kafka producer, and `send`: how agents, tasks and commands write to topics.
+//! The Kafka producer: how agents, tasks, tables and commands write to topics.
 //!
-//! librdkafka batches sends (linger) and retries them; each send returns once the broker
-//! acknowledged it. Keys sent without an explicit partition go through Kafka's murmur2
-//! partitioner, as in the Java client and Python Faust, so that faust-rs and other
-//! producers agree on which partition a key lives in.
+//! Records are queued in librdkafka, which batches them (linger) and retries them; each
+//! queued record has a [`Delivery`] that resolves once the broker has it. Keys sent
+//! without an explicit partition go through Kafka's murmur2 partitioner, as in the Java
+//! client and Python Faust, so that faust-rs and other producers agree on which
+//! partition a key lives in.
 
-#[cfg(any(test, feature = "testing"))]
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::{
+    fmt,
+    sync::{Arc, OnceLock},
+    time::{Duration, Instant},
+};
 
+use futures_util::future::{FutureExt, Map, Shared};
 use rdkafka::{
     error::KafkaError,
     message::{Header as KafkaHeader, OwnedHeaders},
@@ -17,6 +21,8 @@ use rdkafka::{
     util::Timeout,
     ClientConfig,
 };
+use tokio::sync::mpsc;
+use tracing::error;
 
 #[cfg(any(test, feature = "testing"))]
 use super::memory::MemoryLog;
@@ -39,7 +45,13 @@ const QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) struct Producer {
     backend: Backend,
     sensors: Sensors,
+    /// Where deliveries nobody is bound to wait for are reported (see [`Producer::watch`]);
+    /// its task starts with the first of them.
+    watcher: Arc<OnceLock<mpsc::UnboundedSender<Watched>>>,
 }
+
+/// A delivery handed to the watcher: its topic, when it was queued, and its outcome.
+type Watched = (Arc<str>, Instant, Delivery);
 
 #[derive(Clone)]
 enum Backend {
@@ -48,28 +60,96 @@ enum Backend {
     Memory(Arc<MemoryLog>),
 }
 
+/// Why a queued record was not delivered.
+#[derive(Debug, Clone)]
+pub(crate) enum Undelivered {
+    /// The producer gave up on it (after its retries, or at once for a missing topic).
+    Kafka(KafkaError),
+    /// The producer was dropped before it knew.
+    ProducerGone,
+}
+
+impl fmt::Display for Undelivered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Undelivered::Kafka(e) => e.fmt(f),
+            Undelivered::ProducerGone => {
+                f.write_str("the producer stopped before it was delivered")
+            }
+        }
+    }
+}
+
+impl Undelivered {
+    /// The error for a record to `topic` that was not delivered.
+    pub(crate) fn into_error(self, topic: &str) -> Error {
+        match self {
+            Undelivered::Kafka(e)
+                if e.rdkafka_error_code() == Some(RDKafkaErrorCode::UnknownTopicOrPartition) =>
+            {
+                Error::Send(format!(
+                    "topic '{topic}' does not exist on the broker; create it (a worker creates \
+                     the topics its agents read and write when it starts)"
+                ))
+            }
+            Undelivered::Kafka(e) => Error::kafka(format!("sending to topic '{topic}'"), e),
+            Undelivered::ProducerGone => Error::Send(format!(
+                "a message to topic '{topic}' was dropped: the producer stopped before it was \
+                 delivered"
+            )),
+        }
+    }
+}
+
+/// Where a record landed, or why it was not delivered.
+pub(crate) type Outcome = std::result::Result<Delivered, Undelivered>;
+
+type Awaited = <DeliveryFuture as std::future::Future>::Output;
+
+/// A delivery several owners may await (the sender and whoever acknowledges its event).
+type SharedDelivery = Shared<Map<DeliveryFuture, fn(Awaited) -> Outcome>>;
+
 /// A queued record's delivery: resolves once the broker has it (or at once in memory).
 pub(crate) enum Delivery {
     Kafka(DeliveryFuture),
+    Shared(SharedDelivery),
     #[cfg(any(test, feature = "testing"))]
     Done(Delivered),
 }
 
+fn outcome(awaited: Awaited) -> Outcome {
+    match awaited {
+        Ok(Ok(d)) => Ok(Delivered {
+            partition: d.partition,
+            offset: d.offset,
+        }),
+        Ok(Err((e, _))) => Err(Undelivered::Kafka(e)),
+        Err(_) => Err(Undelivered::ProducerGone),
+    }
+}
+
 impl Delivery {
     /// Where the record landed, or why it was not delivered.
-    pub(crate) async fn wait(self) -> std::result::Result<Delivered, String> {
+    pub(crate) async fn wait(self) -> Outcome {
         match self {
             #[cfg(any(test, feature = "testing"))]
             Delivery::Done(delivered) => Ok(delivered),
-            Delivery::Kafka(future) => match future.await {
-                Ok(Ok(d)) => Ok(Delivered {
-                    partition: d.partition,
-                    offset: d.offset,
-                }),
-                Ok(Err((e, _))) => Err(e.to_string()),
-                Err(_) => Err("the producer stopped".to_owned()),
-            },
+            Delivery::Kafka(future) => outcome(future.await),
+            Delivery::Shared(shared) => shared.await,
         }
+    }
+
+    /// Two handles on this delivery, each resolving to its outcome.
+    pub(crate) fn share(self) -> (Delivery, Delivery) {
+        let shared = match self {
+            #[cfg(any(test, feature = "testing"))]
+            Delivery::Done(delivered) => {
+                return (Delivery::Done(delivered), Delivery::Done(delivered))
+            }
+            Delivery::Kafka(future) => future.map(outcome as fn(Awaited) -> Outcome).shared(),
+            Delivery::Shared(shared) => shared,
+        };
+        (Delivery::Shared(shared.clone()), Delivery::Shared(shared))
     }
 }
 
@@ -94,6 +174,7 @@ impl Producer {
         Ok(Producer {
             backend: Backend::Kafka(inner),
             sensors,
+            watcher: Arc::default(),
         })
     }
 
@@ -103,6 +184,7 @@ impl Producer {
         Producer {
             backend: Backend::Memory(log),
             sensors,
+            watcher: Arc::default(),
         }
     }
 
@@ -127,15 +209,7 @@ impl Producer {
                 partition: delivery.partition,
                 offset: delivery.offset,
             }),
-            Err((e, _)) => {
-                if e.rdkafka_error_code() == Some(RDKafkaErrorCode::UnknownTopicOrPartition) {
-                    return Err(Error::Send(format!(
-                        "topic '{topic}' does not exist on the broker; create it (a worker creates \
-                         the topics its agents read and write when it starts)"
-                    )));
-                }
-                Err(Error::kafka(format!("sending to topic '{topic}'"), e))
-            }
+            Err((e, _)) => Err(Undelivered::Kafka(e).into_error(topic)),
         }
     }
 
@@ -228,6 +302,19 @@ impl Producer {
         }
     }
 
+    /// Reports `delivery` once it resolves, for a record whose sender may never wait for
+    /// it (a task's `send` whose handle was dropped): to the sensors, and a failure in
+    /// the log. Deliveries are awaited in the order given, by one task per producer.
+    pub(crate) fn watch(&self, topic: Arc<str>, queued: Instant, delivery: Delivery) {
+        let watcher = self.watcher.get_or_init(|| {
+            let (watcher, deliveries) = mpsc::unbounded_channel();
+            tokio::spawn(report(deliveries, self.sensors.clone()));
+            watcher
+        });
+        // The watcher lives as long as the producer: this send cannot fail.
+        let _ = watcher.send((topic, queued, delivery));
+    }
+
     /// Reports the outcome of an [`Producer::enqueue`]d record, seen `took` after it was queued.
     pub(crate) fn delivered(&self, topic: &str, took: Duration, error: Option<&str>) {
         self.sensors.each(|s| s.send_end(topic, took, error));
@@ -246,6 +333,18 @@ impl Producer {
             .await
             .map_err(|e| Error::Send(format!("the producer flush was interrupted: {e}")))?
             .map_err(|e| Error::kafka("flushing the producer", e))
+    }
+}
+
+/// The watcher's task: reports each delivery handed to it.
+async fn report(mut deliveries: mpsc::UnboundedReceiver<Watched>, sensors: Sensors) {
+    while let Some((topic, queued, delivery)) = deliveries.recv().await {
+        let outcome = delivery.wait().await;
+        let error = outcome.err().map(|e| e.to_string());
+        sensors.each(|s| s.send_end(&topic, queued.elapsed(), error.as_deref()));
+        if let Some(error) = error {
+            error!(%topic, %error, "a message sent outside an event was not delivered");
+        }
     }
 }
 
