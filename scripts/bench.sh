@@ -19,4 +19,6 @@ if [[ -z "${FAUST_BENCH_NO_PYTHON:-}" ]]; then
     export FAUST_BENCH_PYTHON
 fi
 cargo build --release -p faust-bench
+# The scenarios that run the examples themselves (word_count) need their release builds.
+cargo build --release --example word_count
 "${CARGO_TARGET_DIR:-target}/release/faust-bench" "$@"

@@ -259,6 +259,9 @@ fn a_message_a_timer_sent_that_was_not_delivered_is_logged_and_the_worker_goes_o
         worker.log()
     );
     let log = worker.log();
-    assert!(!log.contains("failed"), "the timer itself did not fail:\n{log}");
+    assert!(
+        !log.contains("failed"),
+        "the timer itself did not fail:\n{log}"
+    );
     worker.stop();
 }

@@ -31,6 +31,8 @@ const LATENCY_RATE: u64 = 10_000;
 const LATENCY_SECONDS: u64 = 10;
 const RECOVERY_KEYS: u64 = 1_000_000;
 
+mod examples;
+
 type Result<T> = std::result::Result<T, String>;
 
 struct Bench {
@@ -69,7 +71,7 @@ fn main() {
     for scenario in scenarios {
         let outcome = match scenario {
             "passthrough" => bench.passthrough(),
-            "word_count" => bench.word_count("word_count", "count_words"),
+            "word_count" => bench.example_word_count(),
             "windowed_count" => bench.word_count("windowed_count", "count_windows"),
             "recovery" => bench.recovery(),
             "latency" => bench.latency(),

@@ -310,7 +310,7 @@ async fn with_producer(
         Sensors::new(Default::default(), app.sensors()),
     )?;
     let worker = Arc::new(WorkerContext {
-        app_id: Arc::from(app.config().id.as_str()),
+        config: Arc::new(app.config().clone()),
         producer: producer.clone(),
         agents: app.agent_targets(),
         tables: None,

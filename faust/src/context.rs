@@ -10,6 +10,7 @@ use std::{cell::RefCell, collections::HashMap, future::Future, sync::Arc};
 use tokio::task::JoinHandle;
 
 use crate::{
+    config::Config,
     leader::Leadership,
     tables::manager::TableManager,
     time::{self, Clock},
@@ -18,7 +19,8 @@ use crate::{
 
 /// Everything a running worker lends to the code it runs.
 pub(crate) struct WorkerContext {
-    pub(crate) app_id: Arc<str>,
+    /// The app's settings, as the worker started with them.
+    pub(crate) config: Arc<Config>,
     pub(crate) producer: Producer,
     /// Agent name -> the topic it consumes (what sending to an agent's name means).
     pub(crate) agents: HashMap<String, Arc<str>>,
@@ -123,6 +125,12 @@ pub fn now_ms() -> i64 {
     current().map_or_else(time::system_now_ms, |worker| worker.clock.now_ms())
 }
 
+/// The settings of the worker running the caller (`None` outside one): its app id,
+/// broker, datadir and so on, after environment variables and flags.
+pub fn config() -> Option<Arc<Config>> {
+    current().map(|worker| worker.config.clone())
+}
+
 /// Whether the worker running the caller is its group's leader now (tasks and timers
 /// with `on_leader = true` run only there).
 pub fn is_leader() -> bool {
@@ -141,7 +149,7 @@ mod tests {
         let sensors = Sensors::new(Arc::new(Monitor::default()), &[]);
         let log = Arc::new(MemoryLog::new(1, clock.clone()));
         Arc::new(WorkerContext {
-            app_id: Arc::from("app"),
+            config: Arc::new(Config::new("app")),
             producer: Producer::in_memory(log, sensors),
             agents: HashMap::new(),
             tables: None,

@@ -58,7 +58,7 @@ mod worker;
 pub use agents::{Sink, Stream};
 pub use app::{App, AppBuilder};
 pub use config::{BrokerSpec, Config, OffsetReset, RestartLimit};
-pub use context::{is_leader, spawn};
+pub use context::{config, is_leader, spawn};
 pub use error::{Error, KafkaError, Result};
 pub use event::Event;
 pub use faust_macros::{agent, command, crontab, main, table, task, timer};

@@ -163,7 +163,7 @@ impl TestContext {
         let leader = Leadership::default();
         leader.set(true);
         let worker = Arc::new(WorkerContext {
-            app_id: Arc::from(config.id.as_str()),
+            config: Arc::new(config.clone()),
             producer,
             agents: app.agent_targets(),
             tables: Some(tables.clone()),

@@ -167,7 +167,7 @@ async fn start(app: &App, monitor: &Arc<Monitor>) -> Result<Running> {
 
     let leadership = Leadership::default();
     let worker = Arc::new(WorkerContext {
-        app_id: Arc::from(config.id.as_str()),
+        config: Arc::new(config.clone()),
         producer: producer.clone(),
         agents: app.agent_targets(),
         tables: Some(tables.clone()),

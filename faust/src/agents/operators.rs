@@ -47,7 +47,7 @@ impl<T: 'static> Stream<T> {
         let Some(decode) = self.decode else {
             return Err(self.misplaced("group_by"));
         };
-        let topic = self.agent.repartition_topic(&self.worker.app_id, name);
+        let topic = self.agent.repartition_topic(&self.worker.config.id, name);
         if !self.agent.group_by.contains(&name) {
             return Err(Error::Config(format!(
                 "agent '{}' calls group_by(\"{name}\") but does not declare it; add \
@@ -77,7 +77,7 @@ impl<T: 'static> Stream<T> {
                 self.agent.name
             )));
         }
-        let topic = topic_name(topic, &self.worker.app_id);
+        let topic = topic_name(topic, &self.worker.config.id);
         self.relay_through(topic, None)
     }
 
