@@ -161,8 +161,11 @@ impl Bench {
         Ok(json!({
             "scenario": "passthrough", "broker": self.broker_name(), "messages": n,
             "seconds": faust.seconds, "messages_per_s": faust.rate, "peak_rss_mb": faust.peak_rss_mb,
+            "cpu_s_per_1000": faust.cpu_per_1000,
             "raw_messages_per_s": raw.rate, "ratio_to_raw": faust.rate / raw.rate,
             "python_faust_messages_per_s": python.as_ref().map(|p| p.rate),
+            "python_faust_cpu_s_per_1000": python.as_ref().map(|p| p.cpu_per_1000),
+            "python_faust_peak_rss_mb": python.as_ref().map(|p| p.peak_rss_mb),
             "ratio_to_python_faust": python.as_ref().map(|p| faust.rate / p.rate),
         }))
     }
@@ -193,7 +196,10 @@ impl Bench {
         Ok(json!({
             "scenario": scenario, "broker": self.broker_name(), "messages": n, "distinct_words": WORDS,
             "seconds": faust.seconds, "messages_per_s": faust.rate, "peak_rss_mb": faust.peak_rss_mb,
+            "cpu_s_per_1000": faust.cpu_per_1000,
             "python_faust_messages_per_s": python.as_ref().map(|p| p.rate),
+            "python_faust_cpu_s_per_1000": python.as_ref().map(|p| p.cpu_per_1000),
+            "python_faust_peak_rss_mb": python.as_ref().map(|p| p.peak_rss_mb),
             "ratio_to_python_faust": python.as_ref().map(|p| faust.rate / p.rate),
         }))
     }
@@ -353,14 +359,17 @@ impl Bench {
         timeout: Duration,
     ) -> Result<Run> {
         let started = Instant::now();
+        let cpu_at_start = worker.cpu_seconds();
         wait_committed(&self.broker, group, topic, n, timeout)?;
         let seconds = started.elapsed().as_secs_f64();
+        let cpu_per_1000 = (worker.cpu_seconds() - cpu_at_start) * 1000.0 / n as f64;
         let peak_rss_mb = worker.peak_rss_mb();
         worker.stop();
         Ok(Run {
             seconds,
             rate: n as f64 / seconds,
             peak_rss_mb,
+            cpu_per_1000,
         })
     }
 
@@ -395,6 +404,9 @@ struct Run {
     seconds: f64,
     rate: f64,
     peak_rss_mb: f64,
+    /// The worker's CPU seconds (user + system) per 1,000 events; 0 for the raw loop,
+    /// which runs inside the runner.
+    cpu_per_1000: f64,
 }
 
 /// The value after `name` in a log line, up to the next space.
@@ -711,6 +723,7 @@ fn raw_passthrough(
         seconds,
         rate: done as f64 / seconds,
         peak_rss_mb: 0.0,
+        cpu_per_1000: 0.0,
     })
 }
 
