@@ -7,8 +7,12 @@ use std::process::{Command, Output};
 use common::{broker, create_topic, read_all, unique};
 
 fn app(args: &[&str]) -> Output {
+    // A worker's default datadir (`{id}-data`) lands in the scratch folder, not the clone.
+    let scratch = std::env::temp_dir().join("faust-rs-tests");
+    std::fs::create_dir_all(&scratch).unwrap();
     Command::new(env!("CARGO_BIN_EXE_faust-test-app"))
         .args(args)
+        .current_dir(scratch)
         .env_remove("FAUST_BROKER")
         .output()
         .unwrap()

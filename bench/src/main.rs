@@ -31,6 +31,7 @@ const LATENCY_RATE: u64 = 10_000;
 const LATENCY_SECONDS: u64 = 10;
 const RECOVERY_KEYS: u64 = 1_000_000;
 
+mod ceiling;
 mod examples;
 
 type Result<T> = std::result::Result<T, String>;
@@ -59,6 +60,7 @@ fn main() {
             "latency",
             "idle",
             "monitor",
+            "ceiling",
         ]
     } else {
         args.iter().map(String::as_str).collect()
@@ -79,8 +81,9 @@ fn main() {
             "latency" => bench.latency(),
             "idle" => bench.idle(),
             "monitor" => Ok(monitor_overhead()),
+            "ceiling" => bench.ceiling(),
             other => Err(format!(
-                "unknown scenario '{other}'; use passthrough, word_count, windowed_count, recovery, latency, idle or monitor"
+                "unknown scenario '{other}'; use passthrough, word_count, windowed_count, recovery, latency, idle, monitor or ceiling"
             )),
         };
         match outcome {
@@ -658,11 +661,13 @@ fn committed_sum(consumer: &BaseConsumer, topic: &str) -> Result<u64> {
 
 /// Reads `topic` to its end; records per second.
 fn raw_consume(broker: &str, topic: &str, n: u64) -> Result<f64> {
-    let consumer = consumer(broker, &format!("{topic}-raw"))?;
-    assign_all(&consumer, topic, Offset::Beginning)?;
-    let mut seen = 0u64;
-    let mut at_end = 0;
-    let mut started = None;
+    read_to_end(&consumer(broker, &format!("{topic}-raw"))?, topic, n)
+}
+
+/// Reads all `n` records of `topic` from its start; records per second from the first.
+fn read_to_end(consumer: &BaseConsumer, topic: &str, n: u64) -> Result<f64> {
+    assign_all(consumer, topic, Offset::Beginning)?;
+    let (mut seen, mut at_end, mut started) = (0u64, 0, None);
     while at_end < PARTITIONS {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
@@ -678,8 +683,7 @@ fn raw_consume(broker: &str, topic: &str, n: u64) -> Result<f64> {
     if seen != n {
         return Err(format!("read {seen} of {n} records of {topic}"));
     }
-    let seconds = started.map_or(0.0, |s| s.elapsed().as_secs_f64());
-    Ok(seen as f64 / seconds)
+    Ok(seen as f64 / started.map_or(f64::MAX, |s| s.elapsed().as_secs_f64()))
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
