@@ -140,9 +140,7 @@ async fn acknowledge(
             delivery,
         } in pending
         {
-            let error = delivery.wait().await.err().map(|e| e.to_string());
-            producer.delivered(&topic, queued.elapsed(), error.as_deref());
-            if let Some(error) = error {
+            if let Err(error) = producer.settle(&topic, queued, delivery).await {
                 error!(%topic, event = %message.position(), %error, "a message this event sent was not delivered");
                 let _ = fatal.send(Error::Send(format!(
                     "a message for topic '{topic}' sent by the event at {} was not delivered \

@@ -241,12 +241,8 @@ impl TableManager {
                 // of other workers may sit before this worker's own.
                 let global = table.descriptor.global;
                 for (delivery, queued) in pending {
-                    let outcome = self.runtime.block_on(delivery.wait());
-                    let error = outcome.as_ref().err().map(ToString::to_string);
-                    table
-                        .producer
-                        .delivered(&table.changelog, queued.elapsed(), error.as_deref());
-                    let offset = match outcome {
+                    let settled = table.producer.settle(&table.changelog, queued, delivery);
+                    let offset = match self.runtime.block_on(settled) {
                         Ok(delivered) => delivered.offset,
                         Err(e) => {
                             return Err(Error::Table(format!(

@@ -214,7 +214,7 @@ impl Producer {
     }
 
     /// Queues one record without waiting; the returned future resolves on delivery,
-    /// which the caller reports with [`Producer::delivered`].
+    /// which the caller awaits and reports with [`Producer::settle`].
     /// For synchronous callers (tables): a full queue is retried for up to 30 s. On a
     /// runtime thread the wait is announced to tokio (`block_in_place`), which moves the
     /// thread's other tasks elsewhere meanwhile.
@@ -315,6 +315,12 @@ impl Producer {
         let _ = watcher.send((topic, queued, delivery));
     }
 
+    /// Waits for the delivery of a record queued for `topic` at `queued`, and reports its
+    /// outcome to the sensors.
+    pub(crate) async fn settle(&self, topic: &str, queued: Instant, delivery: Delivery) -> Outcome {
+        settle(&self.sensors, topic, queued, delivery).await
+    }
+
     /// Reports the outcome of an [`Producer::enqueue`]d record, seen `took` after it was queued.
     pub(crate) fn delivered(&self, topic: &str, took: Duration, error: Option<&str>) {
         self.sensors.each(|s| s.send_end(topic, took, error));
@@ -336,13 +342,19 @@ impl Producer {
     }
 }
 
+/// [`Producer::settle`], for the watcher, which holds the sensors and not the producer
+/// (whose last clone ends the watcher).
+async fn settle(sensors: &Sensors, topic: &str, queued: Instant, delivery: Delivery) -> Outcome {
+    let outcome = delivery.wait().await;
+    let error = outcome.as_ref().err().map(ToString::to_string);
+    sensors.each(|s| s.send_end(topic, queued.elapsed(), error.as_deref()));
+    outcome
+}
+
 /// The watcher's task: reports each delivery handed to it.
 async fn report(mut deliveries: mpsc::UnboundedReceiver<Watched>, sensors: Sensors) {
     while let Some((topic, queued, delivery)) = deliveries.recv().await {
-        let outcome = delivery.wait().await;
-        let error = outcome.err().map(|e| e.to_string());
-        sensors.each(|s| s.send_end(&topic, queued.elapsed(), error.as_deref()));
-        if let Some(error) = error {
+        if let Err(error) = settle(&sensors, &topic, queued, delivery).await {
             error!(%topic, %error, "a message sent outside an event was not delivered");
         }
     }
