@@ -49,18 +49,14 @@ impl Bench {
         for settings in PRODUCE {
             let topic = self.unique("ceiling");
             self.ensure_topics(&[&topic])?;
-            let producer: ThreadedProducer<DefaultProducerContext> = settings
-                .iter()
-                .fold(base_config(&self.broker), |mut c, (k, v)| {
-                    c.set(*k, *v);
-                    c
-                })
-                .set("queue.buffering.max.messages", "1000000")
-                .create()
-                .map_err(|e| e.to_string())?;
+            let producer: ThreadedProducer<DefaultProducerContext> =
+                client_config(&self.broker, settings)
+                    .set("queue.buffering.max.messages", "1000000")
+                    .create()
+                    .map_err(|e| e.to_string())?;
             let started = Instant::now();
             for i in 0..n {
-                send(&producer, &topic, &i.to_string(), &value);
+                send(&producer, &topic, Some(&i.to_string()), &value);
             }
             producer
                 .flush(Duration::from_secs(300))
@@ -73,12 +69,7 @@ impl Bench {
         let topic = first_topic.ok_or("no producer settings")?;
         let mut consumed = Vec::new();
         for settings in CONSUME {
-            let consumer: BaseConsumer = settings
-                .iter()
-                .fold(base_config(&self.broker), |mut c, (k, v)| {
-                    c.set(*k, *v);
-                    c
-                })
+            let consumer: BaseConsumer = client_config(&self.broker, settings)
                 .set("group.id", self.unique("ceiling-reader"))
                 .set("enable.partition.eof", "true")
                 .set("enable.auto.commit", "false")
@@ -104,11 +95,15 @@ impl Bench {
     }
 }
 
-fn base_config(broker: &str) -> ClientConfig {
+/// A client of `broker` with the murmur2 partitioner and `settings`.
+fn client_config(broker: &str, settings: &[(&str, &str)]) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", broker)
         .set("partitioner", "murmur2_random");
+    for (key, value) in settings {
+        config.set(*key, *value);
+    }
     config
 }
 

@@ -9,7 +9,7 @@
 use std::{
     collections::HashMap,
     io::{BufRead, BufReader},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -19,7 +19,7 @@ use rdkafka::{
     client::DefaultClientContext,
     consumer::{BaseConsumer, Consumer},
     error::KafkaError,
-    message::Message,
+    message::{BorrowedMessage, Message},
     producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer},
     ClientConfig, Offset, TopicPartitionList,
 };
@@ -152,7 +152,9 @@ impl Bench {
         let group = self.unique("passthrough");
         let input = format!("{group}-passthrough");
         self.ensure_topics(&[&input, "bench-out"])?;
-        preload(&self.broker, &input, n, |i| (i.to_string(), record(i)))?;
+        preload(&self.broker, &input, n, |i| {
+            (Some(i.to_string()), record(i))
+        })?;
         // The raw loop: consume, decode, encode, produce; no framework.
         let raw = raw_passthrough(&self.broker, &input, n, None, Offset::Beginning)?;
         results.insert("raw", raw.rate);
@@ -186,7 +188,7 @@ impl Bench {
         let word = |i: u64| {
             let w = format!("w{}", i % WORDS as u64);
             (
-                serde_json::to_string(&w).unwrap_or_default(),
+                serde_json::to_string(&w).ok(),
                 json!({"word": w, "pad": "x".repeat(70)}),
             )
         };
@@ -219,10 +221,10 @@ impl Bench {
         let changelog = format!("{group}-word_counts-changelog");
         create_topics(&self.broker, &[&changelog], true)?;
         preload(&self.broker, &changelog, RECOVERY_KEYS, |i| {
-            (format!("\"k{i}\""), json!(i))
+            (Some(format!("\"k{i}\"")), json!(i))
         })?;
         let raw = raw_consume(&self.broker, &changelog, RECOVERY_KEYS)?;
-        let mut worker = self.spawn_worker(&group)?;
+        let mut worker = self.spawn_worker(&self.app, &group)?;
         worker.wait_for("worker ready", Duration::from_secs(600))?;
         let log = worker.log();
         let peak_rss_mb = worker.peak_rss_mb();
@@ -259,7 +261,7 @@ impl Bench {
         let group = self.unique("latency");
         let input = format!("{group}-passthrough");
         self.ensure_topics(&[&input, "bench-out"])?;
-        let mut worker = self.spawn_worker(&group)?;
+        let mut worker = self.spawn_worker(&self.app, &group)?;
         worker.wait_for("worker ready", Duration::from_secs(120))?;
         let faust = paced_latency(&self.broker, &input, total)?;
         let peak_rss_mb = worker.peak_rss_mb();
@@ -292,7 +294,7 @@ impl Bench {
     fn idle(&mut self) -> Result<Value> {
         let group = self.unique("idle");
         let started = Instant::now();
-        let mut worker = self.spawn_worker(&group)?;
+        let mut worker = self.spawn_worker(&self.app, &group)?;
         worker.wait_for("worker ready", Duration::from_secs(120))?;
         let ready = started.elapsed();
         let cpu_before = worker.cpu_seconds();
@@ -323,10 +325,11 @@ impl Bench {
         Ok(())
     }
 
-    fn spawn_worker(&self, group: &str) -> Result<WorkerProcess> {
+    /// `program worker` (the bench app or an example) as app `group`.
+    fn spawn_worker(&self, program: &Path, group: &str) -> Result<WorkerProcess> {
         let datadir = self.scratch.join(group);
         let log = self.scratch.join(format!("{group}.log"));
-        let mut command = Command::new(&self.app);
+        let mut command = Command::new(program);
         command
             .arg("worker")
             .env("FAUST_ID", group)
@@ -341,10 +344,11 @@ impl Bench {
 
     /// Runs a worker over `n` pre-loaded messages of `topic`.
     fn run_worker(&self, group: &str, topic: &str, n: u64) -> Result<Run> {
-        let mut worker = self.spawn_worker(group)?;
+        let mut worker = self.spawn_worker(&self.app, group)?;
         worker.wait_for("worker ready", Duration::from_secs(120))?;
         let log = worker.log.clone();
-        let run = self.measure(worker, group, topic, n, Duration::from_secs(1800))?;
+        let stages = [(topic.to_owned(), n)];
+        let run = self.measure(worker, group, &stages, Duration::from_secs(1800))?;
         // Committed offsets can pass records a broker never delivered (tansu after a
         // pause): the worker, now stopped, must have processed all it committed.
         let committed = committed_sum(&consumer(&self.broker, group)?, topic)?;
@@ -358,28 +362,67 @@ impl Bench {
         Ok(run)
     }
 
-    /// From now until the group committed all `n` messages of `topic` (within
-    /// `timeout`); stops the worker.
+    /// From now until `group` committed at least the given number of events on each
+    /// topic (within `timeout`); stops the worker. The figures count the last topic's
+    /// events.
     fn measure(
         &self,
         mut worker: WorkerProcess,
         group: &str,
-        topic: &str,
-        n: u64,
+        stages: &[(String, u64)],
         timeout: Duration,
     ) -> Result<Run> {
         let started = Instant::now();
         let cpu_at_start = worker.cpu_seconds();
-        wait_committed(&self.broker, group, topic, n, timeout)?;
+        let consumer = consumer(&self.broker, group)?;
+        let (last_topic, events) = stages.last().ok_or("no stages")?.clone();
+        let mut samples: Vec<(f64, u64)> = Vec::new();
+        loop {
+            let mut done = true;
+            for (topic, target) in stages {
+                let committed = committed_sum(&consumer, topic).unwrap_or(0);
+                if *topic == last_topic {
+                    samples.push((started.elapsed().as_secs_f64(), committed));
+                }
+                done &= committed >= *target;
+            }
+            if done {
+                break;
+            }
+            if started.elapsed() > timeout {
+                return Err(format!(
+                    "group {group} did not commit {stages:?} within {timeout:?}:\n{}",
+                    worker.log()
+                ));
+            }
+            if let Ok(Some(status)) = worker.child.try_wait() {
+                return Err(format!("{group} exited ({status}):\n{}", worker.log()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let seconds = started.elapsed().as_secs_f64();
-        let cpu_per_1000 = (worker.cpu_seconds() - cpu_at_start) * 1000.0 / n as f64;
+        let cpu_seconds = worker.cpu_seconds() - cpu_at_start;
         let peak_rss_mb = worker.peak_rss_mb();
         worker.stop();
+        let at = |share: f64| {
+            samples
+                .iter()
+                .find(|(_, n)| *n as f64 >= share * events as f64)
+                .copied()
+                .unwrap_or((seconds, events))
+        };
+        let ((t10, n10), (t90, n90)) = (at(0.1), at(0.9));
+        let steady_rate = match t90 > t10 {
+            true => (n90 - n10) as f64 / (t90 - t10),
+            false => events as f64 / seconds,
+        };
         Ok(Run {
+            events,
             seconds,
-            rate: n as f64 / seconds,
+            rate: events as f64 / seconds,
+            steady_rate,
             peak_rss_mb,
-            cpu_per_1000,
+            cpu_per_1000: cpu_seconds * 1000.0 / events as f64,
         })
     }
 
@@ -406,17 +449,35 @@ impl Bench {
             .env("BENCH_DATADIR", self.scratch.join(group));
         let mut worker = WorkerProcess::spawn(command, log)?;
         worker.wait_for("BENCH READY", Duration::from_secs(300))?;
-        self.measure(worker, group, topic, n, Duration::from_secs(3600))
+        let stages = [(topic.to_owned(), n)];
+        self.measure(worker, group, &stages, Duration::from_secs(3600))
     }
 }
 
+/// What one contender did over a run.
 struct Run {
+    events: u64,
     seconds: f64,
     rate: f64,
+    /// Events per second between 10% and 90% of the run's events.
+    steady_rate: f64,
     peak_rss_mb: f64,
     /// The worker's CPU seconds (user + system) per 1,000 events; 0 for the raw loop,
     /// which runs inside the runner.
     cpu_per_1000: f64,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        json!({
+            "events": self.events,
+            "seconds": examples::round(self.seconds),
+            "events_per_s": examples::round(self.rate),
+            "steady_events_per_s": examples::round(self.steady_rate),
+            "cpu_s_per_1000_events": examples::round(self.cpu_per_1000),
+            "peak_rss_mb": examples::round(self.peak_rss_mb),
+        })
+    }
 }
 
 /// The value after `name` in a log line, up to the next space.
@@ -573,8 +634,17 @@ fn producer(broker: &str, linger_ms: &str) -> Result<ThreadedProducer<DefaultPro
         .map_err(|e| e.to_string())
 }
 
-fn send(producer: &ThreadedProducer<DefaultProducerContext>, topic: &str, key: &str, value: &[u8]) {
-    let mut record = BaseRecord::to(topic).key(key).payload(value);
+/// Sends one record, waiting out a full queue.
+fn send(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    topic: &str,
+    key: Option<&str>,
+    value: &[u8],
+) {
+    let mut record = BaseRecord::<str, [u8]>::to(topic).payload(value);
+    if let Some(key) = key {
+        record = record.key(key);
+    }
     loop {
         match producer.send(record) {
             Ok(()) => return,
@@ -586,12 +656,23 @@ fn send(producer: &ThreadedProducer<DefaultProducerContext>, topic: &str, key: &
     }
 }
 
-/// Writes `n` records made by `make` (key, JSON value) to `topic`, batched.
-fn preload(broker: &str, topic: &str, n: u64, make: impl Fn(u64) -> (String, Value)) -> Result<()> {
+/// Writes `n` records made by `make` (key, or none to spread them over the partitions;
+/// JSON value) to `topic`, batched.
+fn preload(
+    broker: &str,
+    topic: &str,
+    n: u64,
+    make: impl Fn(u64) -> (Option<String>, Value),
+) -> Result<()> {
     let producer = producer(broker, "20")?;
     for i in 0..n {
         let (key, value) = make(i);
-        send(&producer, topic, &key, value.to_string().as_bytes());
+        send(
+            &producer,
+            topic,
+            key.as_deref(),
+            value.to_string().as_bytes(),
+        );
     }
     producer
         .flush(Duration::from_secs(300))
@@ -621,25 +702,6 @@ fn assign_all(consumer: &BaseConsumer, topic: &str, start: Offset) -> Result<()>
     consumer.assign(&list).map_err(|e| e.to_string())
 }
 
-/// Waits until the group's committed offsets of `topic` add up to `n`.
-fn wait_committed(broker: &str, group: &str, topic: &str, n: u64, timeout: Duration) -> Result<()> {
-    let consumer = consumer(broker, group)?;
-    let deadline = Instant::now() + timeout;
-    let mut last = 0;
-    while Instant::now() < deadline {
-        if let Ok(committed) = committed_sum(&consumer, topic) {
-            last = committed;
-            if last >= n {
-                return Ok(());
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Err(format!(
-        "group {group} committed {last} of {n} within {timeout:?}"
-    ))
-}
-
 /// The committed offsets of `topic`'s partitions, added up, for `consumer`'s group.
 fn committed_sum(consumer: &BaseConsumer, topic: &str) -> Result<u64> {
     let mut list = TopicPartitionList::new();
@@ -666,24 +728,37 @@ fn raw_consume(broker: &str, topic: &str, n: u64) -> Result<f64> {
 
 /// Reads all `n` records of `topic` from its start; records per second from the first.
 fn read_to_end(consumer: &BaseConsumer, topic: &str, n: u64) -> Result<f64> {
+    let (mut seen, mut started) = (0u64, None);
+    read_partitions(consumer, topic, None, |m| {
+        started.get_or_insert_with(Instant::now);
+        seen += 1;
+        std::hint::black_box(m.payload());
+    })?;
+    if seen != n {
+        return Err(format!("read {seen} of {n} records of {topic}"));
+    }
+    Ok(seen as f64 / started.map_or(f64::MAX, |s| s.elapsed().as_secs_f64()))
+}
+
+/// Reads every partition of `topic` from its start to its end (partition EOF, from
+/// fetch responses), or until `deadline`, handing each record to `each`.
+fn read_partitions(
+    consumer: &BaseConsumer,
+    topic: &str,
+    deadline: Option<Instant>,
+    mut each: impl FnMut(&BorrowedMessage),
+) -> Result<()> {
     assign_all(consumer, topic, Offset::Beginning)?;
-    let (mut seen, mut at_end, mut started) = (0u64, 0, None);
-    while at_end < PARTITIONS {
+    let mut at_end = 0;
+    while at_end < PARTITIONS && deadline.is_none_or(|d| Instant::now() < d) {
         match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                started.get_or_insert_with(Instant::now);
-                seen += 1;
-                std::hint::black_box(m.payload());
-            }
+            Some(Ok(m)) => each(&m),
             Some(Err(KafkaError::PartitionEOF(_))) => at_end += 1,
             Some(Err(e)) => return Err(e.to_string()),
             None => {}
         }
     }
-    if seen != n {
-        return Err(format!("read {seen} of {n} records of {topic}"));
-    }
-    Ok(seen as f64 / started.map_or(f64::MAX, |s| s.elapsed().as_secs_f64()))
+    Ok(())
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -719,7 +794,7 @@ fn raw_passthrough(
                     .map_err(|e| e.to_string())?;
                 let bytes = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
                 let key = std::str::from_utf8(m.key().unwrap_or_default()).unwrap_or_default();
-                send(&producer, "bench-out", key, &bytes);
+                send(&producer, "bench-out", Some(key), &bytes);
                 done += 1;
             }
             Some(Err(KafkaError::PartitionEOF(_))) | None => {}
@@ -730,9 +805,12 @@ fn raw_passthrough(
         .flush(Duration::from_secs(120))
         .map_err(|e| e.to_string())?;
     let seconds = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
+    let rate = done as f64 / seconds;
     Ok(Run {
+        events: done,
         seconds,
-        rate: done as f64 / seconds,
+        rate,
+        steady_rate: rate,
         peak_rss_mb: 0.0,
         cpu_per_1000: 0.0,
     })
@@ -768,7 +846,7 @@ fn paced_latency(broker: &str, input: &str, total: u64) -> Result<(f64, f64, f64
                 text: "lorem ipsum dolor sit amet, consectetur adipiscing elit sed do".into(),
             };
             let bytes = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
-            send(&producer, &input, &i.to_string(), &bytes);
+            send(&producer, &input, Some(&i.to_string()), &bytes);
         }
         producer
             .flush(Duration::from_secs(60))
