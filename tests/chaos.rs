@@ -87,9 +87,7 @@ fn committed(group: &str, topic: &str) -> i64 {
 /// A worker of the app; a restarted one (same `slot`) keeps its datadir, so a killed
 /// worker's store comes back with the effects of events it never committed.
 fn start(app: &str, name: &str, slot: &str, static_member: bool) -> Worker {
-    let datadir = std::env::temp_dir()
-        .join("faust-rs-tests")
-        .join(format!("{app}-{slot}-data"));
+    let datadir = common::scratch().join(format!("{app}-{slot}-data"));
     let datadir = datadir.to_str().unwrap();
     let mut env = vec![
         ("FAUST_TOPIC_PARTITIONS", "8"),

@@ -8,7 +8,7 @@ use common::{broker, create_topic, read_all, unique};
 
 fn app(args: &[&str]) -> Output {
     // A worker's default datadir (`{id}-data`) lands in the scratch folder, not the clone.
-    let scratch = std::env::temp_dir().join("faust-rs-tests");
+    let scratch = common::scratch();
     std::fs::create_dir_all(&scratch).unwrap();
     Command::new(env!("CARGO_BIN_EXE_faust-test-app"))
         .args(args)
@@ -246,9 +246,7 @@ fn user_commands_get_their_arguments() {
 
 #[test]
 fn reset_deletes_local_table_state_only_when_confirmed() {
-    let datadir = std::env::temp_dir()
-        .join("faust-rs-tests")
-        .join(unique("reset"));
+    let datadir = common::scratch().join(unique("reset"));
     let tables = datadir.join("resetting").join("tables").join("counts-0");
     std::fs::create_dir_all(&tables).unwrap();
     let dir = datadir.to_str().unwrap();

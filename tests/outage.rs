@@ -93,9 +93,7 @@ fn the_worker_rides_out_a_broker_outage_and_loses_nothing() {
         .and_then(|l| l.local_addr())
         .unwrap()
         .port();
-    let dir = std::env::temp_dir()
-        .join("faust-rs-tests")
-        .join(unique("durable-broker"));
+    let dir = common::scratch().join(unique("durable-broker"));
     let mut broker = DurableBroker::start(dir, port);
     let address = format!("127.0.0.1:{port}");
     // The helpers talk to this broker, not the shared one.

@@ -174,9 +174,7 @@ fn a_second_worker_on_the_same_datadir_is_refused_and_the_first_keeps_running() 
     needs_broker!();
     let app = unique("datadir");
     let (input, out) = track_topics(&app);
-    let datadir = std::env::temp_dir()
-        .join("faust-rs-tests")
-        .join(unique("shared-data"));
+    let datadir = common::scratch().join(unique("shared-data"));
     let dir = datadir.to_str().unwrap();
     let mut first = Worker::start(&app, "first", &[("FAUST_DATADIR", dir)]);
     first.expect_log("worker ready", DONE);

@@ -14,9 +14,7 @@ const READY: Duration = Duration::from_secs(60);
 const DONE: Duration = Duration::from_secs(120);
 
 fn datadir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir()
-        .join("faust-rs-tests")
-        .join(unique(name));
+    let dir = common::scratch().join(unique(name));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }

@@ -35,7 +35,7 @@ fn reported(topic: &str) -> HashMap<String, u64> {
 }
 
 fn app(id: &str) -> faust::App {
-    let datadir = std::env::temp_dir().join("faust-rs-tests").join(id);
+    let datadir = common::scratch().join(id);
     faust::App::builder(id)
         .broker(&common::broker())
         .datadir(datadir)

@@ -259,9 +259,7 @@ fn the_word_count_example_runs_on_the_embedded_broker() {
         "{} missing: run the tests with cargo test/nextest, which build examples",
         example.display()
     );
-    let datadir = std::env::temp_dir()
-        .join("faust-rs-tests")
-        .join(unique("word-count-data"));
+    let datadir = common::scratch().join(unique("word-count-data"));
     let datadir = datadir.to_str().unwrap();
     let env =
         std::collections::HashMap::from([("FAUST_LOGLEVEL", "info"), ("FAUST_DATADIR", datadir)]);

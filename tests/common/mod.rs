@@ -67,6 +67,11 @@ macro_rules! needs_broker {
     };
 }
 
+/// Where the tests' worker logs and datadirs go (`scripts/test.sh` empties it first).
+pub fn scratch() -> PathBuf {
+    std::env::temp_dir().join("faust-rs-tests")
+}
+
 /// A name no earlier run used, so tests never share topics or consumer groups.
 pub fn unique(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -427,9 +432,7 @@ impl Worker {
         let broker = broker();
         all.entry("FAUST_BROKER").or_insert(&broker);
         // Each worker gets its own datadir unless the test shares one on purpose.
-        let datadir = std::env::temp_dir()
-            .join("faust-rs-tests")
-            .join(unique(&format!("{name}-data")));
+        let datadir = scratch().join(unique(&format!("{name}-data")));
         let datadir = datadir.to_string_lossy().into_owned();
         all.entry("FAUST_DATADIR").or_insert(&datadir);
         Worker::spawn(
@@ -443,7 +446,7 @@ impl Worker {
     /// Starts `program`; its web server (if any) listens on a free port of 127.0.0.1
     /// unless `env` says otherwise (see [`Worker::web_url`]).
     pub fn spawn(program: PathBuf, args: &[&str], env: &HashMap<&str, &str>, name: &str) -> Worker {
-        let dir = std::env::temp_dir().join("faust-rs-tests");
+        let dir = scratch();
         std::fs::create_dir_all(&dir).unwrap();
         let log = dir.join(format!("{}.log", unique(name)));
         let file = File::create(&log).unwrap();
