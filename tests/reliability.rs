@@ -268,3 +268,75 @@ fn a_message_a_timer_sent_that_was_not_delivered_is_logged_and_the_worker_goes_o
     );
     worker.stop();
 }
+
+#[test]
+fn an_event_revoked_while_running_does_not_write_into_its_partitions_next_holding() {
+    needs_broker!();
+    let app = unique("revoked");
+    let (input, counted) = common::count_topics(&app);
+    let elsewhere = format!("{app}-elsewhere");
+    create_topic(&elsewhere, 1);
+    // `count` takes 15 s per word; a rebalance waits 1 s for it.
+    let env = [
+        ("TEST_DELAY_MS", "15000"),
+        ("FAUST_DRAIN_TIMEOUT", "1s"),
+        ("FAUST_STALL_TIMEOUT", "2s"),
+    ];
+    let mut worker = Worker::start(&app, "w", &env);
+    worker.expect_log("worker ready", DONE);
+    common::produce_json(
+        &input,
+        &[(serde_json::json!("stale"), serde_json::json!("stale"))],
+    );
+    worker.expect_log("no progress for 2s", DONE);
+
+    // A member reading another topic joins the group: the worker's partitions are
+    // revoked while the word is being counted, and all come back to it.
+    let joined = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let member = {
+        let (group, topic, joined) = (app.clone(), elsewhere.clone(), joined.clone());
+        std::thread::spawn(move || {
+            use rdkafka::consumer::{BaseConsumer, Consumer};
+            let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", common::broker())
+                .set("group.id", &group)
+                .create()
+                .unwrap();
+            consumer.subscribe(&[&topic]).unwrap();
+            while joined.load(std::sync::atomic::Ordering::SeqCst) {
+                let _ = consumer.poll(Duration::from_millis(100));
+            }
+        })
+    };
+    worker.expect_log("still being processed", DONE);
+    assert!(
+        wait_until(DONE, || worker.log().matches("partitions assigned").count()
+            >= 2),
+        "the partitions did not come back:\n{}",
+        worker.log()
+    );
+
+    // The word runs again from the committed offset: it counts once, however the
+    // revoked run ends.
+    assert!(
+        wait_until(DONE, || all_committed(
+            &partitions(&stats(&worker), &input),
+            1
+        )),
+        "{}",
+        worker.log()
+    );
+    let counts: Vec<serde_json::Value> = read_all(&counted)
+        .into_iter()
+        .map(|r| r.json()["count"].clone())
+        .collect();
+    assert_eq!(counts, [serde_json::json!(1)], "{}", worker.log());
+    assert!(
+        worker.log().contains("the partition was revoked"),
+        "the revoked run's write was refused:\n{}",
+        worker.log()
+    );
+    joined.store(false, std::sync::atomic::Ordering::SeqCst);
+    member.join().unwrap();
+    worker.stop();
+}

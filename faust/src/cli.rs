@@ -82,6 +82,9 @@ struct Settings {
     /// Warn when a partition with messages waiting has not committed progress for this long [default: 60s]
     #[arg(long, global = true, env = "FAUST_STALL_TIMEOUT", value_parser = parse_duration)]
     stall_timeout: Option<Duration>,
+    /// How long a rebalance waits for the events of revoked partitions that agents already started [default: 30s]
+    #[arg(long, global = true, env = "FAUST_DRAIN_TIMEOUT", value_parser = parse_duration)]
+    drain_timeout: Option<Duration>,
     /// Copy messages that cannot be decoded to this topic (error in the faust-error header) before skipping them
     #[arg(
         long,
@@ -143,6 +146,9 @@ impl Settings {
         }
         if let Some(timeout) = self.stall_timeout {
             config.stall_timeout = timeout;
+        }
+        if let Some(timeout) = self.drain_timeout {
+            config.drain_timeout = timeout;
         }
         if let Some(topic) = self.dead_letter_topic {
             config.dead_letter_topic = Some(topic);

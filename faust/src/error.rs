@@ -64,6 +64,17 @@ pub enum Error {
     #[error("{0}")]
     Send(String),
 
+    /// A table write from an event whose partition was revoked while it ran (the drain
+    /// timeout passed): the write is refused, since the partition's next owner, maybe
+    /// this worker again, processes the event anew from the committed offset.
+    #[error("table '{table}' refused a write from the event {event}: the partition was revoked while the event ran, and its next owner processes the event again")]
+    Revoked {
+        /// The table written.
+        table: String,
+        /// The event (`topic[partition]@offset`).
+        event: String,
+    },
+
     /// An agent kept failing faster than the restart limit allows.
     #[error("agent '{agent}' failed {restarts} times within {window:?}; the worker stops so that a supervisor can restart it. Last error: {last_error}")]
     AgentCrashLoop {

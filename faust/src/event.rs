@@ -110,6 +110,7 @@ impl Message {
             offset: self.offset,
             key: self.key.as_deref().map(Arc::from),
             timestamp: self.timestamp,
+            generation: self.ack.generation,
         }
     }
 
@@ -151,6 +152,9 @@ pub struct Position {
     pub key: Option<Arc<[u8]>>,
     /// Milliseconds since the Unix epoch, when the message carries a timestamp.
     pub timestamp: Option<i64>,
+    /// The consumer's assignment of the partition the event was fetched under: a table
+    /// partition held since a later one refuses the event's writes (see `TablePartition`).
+    pub(crate) generation: u64,
 }
 
 impl std::fmt::Display for Position {

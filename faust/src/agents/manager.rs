@@ -174,6 +174,15 @@ impl Supervisor {
                     }
                     "the agent returned before its stream ended".to_owned()
                 }
+                // Not the agent's fault: its event is the next owner's now.
+                Ok(Err(e @ Error::Revoked { .. })) => {
+                    warn!(
+                        agent = self.agent.name,
+                        actor = self.index,
+                        "{e}; the actor restarts"
+                    );
+                    continue;
+                }
                 Ok(Err(e)) => e.to_string(),
                 Err(e) if e.is_panic() => format!("panicked: {}", panic_message(e)),
                 Err(_) => return, // cancelled: the runtime is going away

@@ -68,8 +68,8 @@ pub(crate) async fn close_due(table: &TableState, stop: &tokio::sync::watch::Rec
             table.clock.now_ms(),
         );
         // The partition may move, and even come back, during a callback: `held` is this
-        // holding of it, told apart from a later one by its id.
-        let holding = held.id;
+        // holding of it, told apart from a later one by when it began.
+        let holding = held.since;
         drop(held);
         if closed.is_empty() {
             continue;
@@ -109,7 +109,7 @@ pub(crate) async fn close_due(table: &TableState, stop: &tokio::sync::watch::Rec
                     if let Some(held) = table
                         .held_partition(partition)
                         .ok()
-                        .filter(|h| h.id == holding)
+                        .filter(|h| h.since == holding)
                     {
                         let at = table.clock.now_ms().saturating_add(delay_ms);
                         let mut index = held.windows.lock().unwrap_or_else(|e| e.into_inner());
@@ -121,7 +121,7 @@ pub(crate) async fn close_due(table: &TableState, stop: &tokio::sync::watch::Rec
             let Ok(held) = table.held_partition(partition) else {
                 break;
             };
-            if held.id != holding {
+            if held.since != holding {
                 // Back after a move: its rebuilt index must not close this window again.
                 let mut index = held.windows.lock().unwrap_or_else(|e| e.into_inner());
                 index.forget(window.start, &key);

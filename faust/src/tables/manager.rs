@@ -114,7 +114,7 @@ impl TableManager {
     pub(crate) fn start_global_tables(&self) -> Result<()> {
         for table in self.tables.iter().filter(|t| t.descriptor.global) {
             for partition in 0..table.partitions {
-                hold(table, &self.bootstrap, partition, &Committed::default())?;
+                hold(table, &self.bootstrap, partition, &Committed::default(), 0)?;
             }
             let follower = Follower::start(&self.bootstrap, table.clone(), self.health.clone())?;
             self.followers
@@ -142,7 +142,10 @@ impl TableManager {
             let mut held = table.held.write().unwrap_or_else(|e| e.into_inner());
             for partition in 0..table.partitions {
                 let store = store::open(true, &table.dir)?;
-                held.insert(partition, Arc::new(TablePartition::new(partition, store)));
+                held.insert(
+                    partition,
+                    Arc::new(TablePartition::new(partition, store, 0)),
+                );
             }
         }
         Ok(())
@@ -338,6 +341,7 @@ impl PartitionListener for TableManager {
         &self,
         assigned: &[TopicPartition],
         committed: &HashMap<TopicPartition, i64>,
+        generation: u64,
     ) -> Result<()> {
         let mut numbers: Vec<i32> = assigned.iter().map(|tp| tp.partition).collect();
         numbers.sort_unstable();
@@ -351,7 +355,7 @@ impl PartitionListener for TableManager {
                     continue;
                 }
                 let committed = Committed::for_partition(committed, partition);
-                hold(table, &self.bootstrap, partition, &committed)?;
+                hold(table, &self.bootstrap, partition, &committed, generation)?;
             }
         }
         Ok(())
@@ -377,14 +381,22 @@ impl PartitionListener for TableManager {
     }
 }
 
-/// Opens the store of one of `table`'s partitions, recovers it from the changelog, and holds it.
-fn hold(table: &TableState, bootstrap: &str, partition: i32, committed: &Committed) -> Result<()> {
+/// Opens the store of one of `table`'s partitions, recovers it from the changelog, and
+/// holds it for the events of consumer generation `since` on.
+fn hold(
+    table: &TableState,
+    bootstrap: &str,
+    partition: i32,
+    committed: &Committed,
+    since: u64,
+) -> Result<()> {
     let path = table
         .dir
         .join(format!("{}-{partition}", table.descriptor.name));
     let held = Arc::new(TablePartition::new(
         partition,
         store::open(table.memory, &path)?,
+        since,
     ));
     recovery::recover(bootstrap, table, &held, committed)?;
     if table.descriptor.window.is_some() {

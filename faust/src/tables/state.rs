@@ -50,8 +50,10 @@ pub(crate) struct TableState {
 
 pub(crate) struct TablePartition {
     pub(crate) partition: i32,
-    /// Tells this holding of the partition from earlier and later ones.
-    pub(crate) id: u64,
+    /// The consumer generation this holding began at (see `PartitionListener::assigned`):
+    /// it tells this holding from earlier and later ones, and an event fetched under an
+    /// earlier holding (revoked while it ran, the drain timeout passed) may not write here.
+    pub(crate) since: u64,
     pub(crate) store: Box<dyn Store>,
     /// Changelog records sent since the last flush, with when they were queued.
     pub(super) pending: Mutex<Vec<(Delivery, Instant)>>,
@@ -64,11 +66,10 @@ pub(crate) struct TablePartition {
 }
 
 impl TablePartition {
-    pub(super) fn new(partition: i32, store: Box<dyn Store>) -> TablePartition {
-        static HOLDINGS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    pub(super) fn new(partition: i32, store: Box<dyn Store>, since: u64) -> TablePartition {
         TablePartition {
             partition,
-            id: HOLDINGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            since,
             store,
             pending: Mutex::default(),
             writing: Mutex::default(),
@@ -151,7 +152,14 @@ impl TableState {
         change: impl FnOnce(Option<Vec<u8>>) -> Result<(Option<Vec<u8>>, T)>,
     ) -> Result<T> {
         let (partition, source) = self.partition_of(&key, true)?;
-        let held = self.held_partition(partition)?;
+        let held = match (self.held_partition(partition), &source) {
+            (Ok(held), _) => held,
+            // The event's partition was revoked while it ran: not an error of the agent.
+            (Err(_), Some(event)) if partition < self.partitions && !self.descriptor.global => {
+                return Err(self.revoked(event))
+            }
+            (Err(e), _) => return Err(e),
+        };
         self.update_in(&held, source, key, change)
     }
 
@@ -163,6 +171,9 @@ impl TableState {
         key: Vec<u8>,
         change: impl FnOnce(Option<Vec<u8>>) -> Result<(Option<Vec<u8>>, T)>,
     ) -> Result<T> {
+        if let Some(event) = source.as_ref().filter(|e| e.generation < held.since) {
+            return Err(self.revoked(event));
+        }
         let _writing = held.writing.lock().unwrap_or_else(|e| e.into_inner());
         let (value, result) = change(held.store.get(&key)?)?;
         let name = self.descriptor.name;
@@ -193,6 +204,14 @@ impl TableState {
             broken.get_or_insert_with(|| format!("table '{}': {e}", self.descriptor.name));
         }
         outcome.map(|()| result)
+    }
+
+    /// The refusal of a write from `event`, whose partition was revoked while it ran.
+    fn revoked(&self, event: &event::Position) -> Error {
+        Error::Revoked {
+            table: self.descriptor.name.to_owned(),
+            event: event.to_string(),
+        }
     }
 
     /// Sends a write to the changelog now: global tables (other workers follow them

@@ -227,7 +227,8 @@ impl GroupContext {
                 return;
             }
         };
-        if let Err(e) = self.listener.assigned(&assigned, &committed) {
+        let generation = self.tracker.next_generation();
+        if let Err(e) = self.listener.assigned(&assigned, &committed, generation) {
             let _ = self.fatal.send(e);
             return;
         }

@@ -53,10 +53,13 @@ pub(crate) trait PartitionListener: Send + Sync {
     /// Partitions were assigned; runs before any of their events are fetched, so state
     /// can be recovered first. `committed` holds the group's committed offsets of the
     /// assigned partitions (where nothing was committed: where auto.offset.reset starts).
+    /// Events of this assignment carry `generation` or a later one; an event with an
+    /// earlier one was fetched before a revocation, and its changes must be refused.
     fn assigned(
         &self,
         partitions: &[TopicPartition],
         committed: &HashMap<TopicPartition, i64>,
+        generation: u64,
     ) -> Result<()>;
     /// Makes the effects of the events up to the commit `points` durable; runs before
     /// each commit, and returns the points to commit (lower where not all is durable yet).

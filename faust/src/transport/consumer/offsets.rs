@@ -93,6 +93,12 @@ impl OffsetTracker {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The generation the next [`Self::assign`] gives: events fetched from now on carry
+    /// it or a later one, events fetched before carry an earlier one.
+    pub(crate) fn next_generation(&self) -> u64 {
+        self.lock().next_generation + 1
+    }
+
     pub(crate) fn assign(&self, tp: TopicPartition) {
         let mut state = self.lock();
         state.next_generation += 1;
