@@ -129,6 +129,26 @@ impl TableState {
         })
     }
 
+    /// The partition a write of `key` goes to, and the event writing it, if any. An
+    /// event whose partition was revoked while it ran may not write (see `since`).
+    pub(crate) fn write_target(
+        &self,
+        key: &[u8],
+    ) -> Result<(Arc<TablePartition>, Option<event::Position>)> {
+        let (partition, source) = self.partition_of(key, true)?;
+        let held = match (self.held_partition(partition), &source) {
+            (Ok(held), _) => held,
+            (Err(_), Some(event)) if partition < self.partitions && !self.descriptor.global => {
+                return Err(self.revoked(event))
+            }
+            (Err(e), _) => return Err(e),
+        };
+        if let Some(event) = source.as_ref().filter(|e| e.generation < held.since) {
+            return Err(self.revoked(event));
+        }
+        Ok((held, source))
+    }
+
     pub(crate) fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let (partition, _) = self.partition_of(key, false)?;
         self.read_in(partition, key)
@@ -151,19 +171,12 @@ impl TableState {
         key: Vec<u8>,
         change: impl FnOnce(Option<Vec<u8>>) -> Result<(Option<Vec<u8>>, T)>,
     ) -> Result<T> {
-        let (partition, source) = self.partition_of(&key, true)?;
-        let held = match (self.held_partition(partition), &source) {
-            (Ok(held), _) => held,
-            // The event's partition was revoked while it ran: not an error of the agent.
-            (Err(_), Some(event)) if partition < self.partitions && !self.descriptor.global => {
-                return Err(self.revoked(event))
-            }
-            (Err(e), _) => return Err(e),
-        };
+        let (held, source) = self.write_target(&key)?;
         self.update_in(&held, source, key, change)
     }
 
-    /// [`TableState::update`] in a given partition, as the event `source` (if any).
+    /// [`TableState::update`] in a given partition (from [`TableState::write_target`]),
+    /// as the event `source` (if any).
     pub(crate) fn update_in<T>(
         &self,
         held: &TablePartition,
@@ -171,9 +184,6 @@ impl TableState {
         key: Vec<u8>,
         change: impl FnOnce(Option<Vec<u8>>) -> Result<(Option<Vec<u8>>, T)>,
     ) -> Result<T> {
-        if let Some(event) = source.as_ref().filter(|e| e.generation < held.since) {
-            return Err(self.revoked(event));
-        }
         let _writing = held.writing.lock().unwrap_or_else(|e| e.into_inner());
         let (value, result) = change(held.store.get(&key)?)?;
         let name = self.descriptor.name;

@@ -101,8 +101,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> WindowedT
         let spec = self.spec()?;
         let state = state(self.descriptor)?;
         let key = encode(self.descriptor, "key", key)?;
-        let (partition, source) = state.partition_of(&key, true)?;
-        let held = state.held_partition(partition)?;
+        let (held, source) = state.write_target(&key)?;
         let mut index = held.windows.lock().unwrap_or_else(|e| e.into_inner());
         let now = index
             .observe(time_ms, spec.time, state.clock.now_ms())
