@@ -85,7 +85,14 @@ start() {
 
 stop() {
     if running; then
-        kill "$(cat "$PID_FILE")"
+        local pid
+        pid="$(cat "$PID_FILE")"
+        kill "$pid"
+        # Until it is gone, it holds the port: a `start` right after would find it open.
+        for _ in $(seq 1 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
         echo "broker on 127.0.0.1:$PORT stopped"
     fi
     rm -f "$PID_FILE"
