@@ -153,6 +153,9 @@ const SOURCE: &[u8] = b"m:source:";
 pub(crate) struct RocksStore {
     db: rocksdb::DB,
     path: std::path::PathBuf,
+    /// The highest source offset stored per topic: events of two agents (or actors) on
+    /// one topic finish out of order, and the store must keep the highest, not the last.
+    sources: Mutex<HashMap<String, i64>>,
 }
 
 #[cfg(feature = "rocksdb")]
@@ -165,10 +168,13 @@ impl RocksStore {
         let mut options = rocksdb::Options::default();
         options.create_if_missing(true);
         let db = rocksdb::DB::open(&options, path).map_err(|e| open_error(path, e))?;
-        Ok(RocksStore {
+        let mut store = RocksStore {
             db,
             path: path.to_owned(),
-        })
+            sources: Mutex::default(),
+        };
+        store.sources = Mutex::new(store.checkpoint()?.sources);
+        Ok(store)
     }
 
     fn count_keys(path: &Path) -> Result<usize> {
@@ -243,14 +249,24 @@ impl Store for RocksStore {
         if let Some(offset) = batch.changelog_offset {
             write.put(CHANGELOG_OFFSET, offset.to_be_bytes());
         }
-        if let Some((topic, offset)) = &batch.source {
-            let mut key = SOURCE.to_vec();
-            key.extend_from_slice(topic.as_bytes());
-            write.put(key, offset.to_be_bytes());
+        // Held across the write, so that two writers cannot store their offsets out of order.
+        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        let mut highest = None;
+        if let Some((topic, offset)) = batch.source {
+            if sources.get(&topic).is_none_or(|&seen| offset > seen) {
+                let mut key = SOURCE.to_vec();
+                key.extend_from_slice(topic.as_bytes());
+                write.put(key, offset.to_be_bytes());
+                highest = Some((topic, offset));
+            }
         }
         self.db
             .write_opt(write, &no_wal())
-            .map_err(|e| self.error("writing", e))
+            .map_err(|e| self.error("writing", e))?;
+        if let Some((topic, offset)) = highest {
+            sources.insert(topic, offset);
+        }
+        Ok(())
     }
 
     fn keys(&self) -> Result<Vec<Vec<u8>>> {
@@ -291,9 +307,12 @@ impl Store for RocksStore {
     fn clear(&self) -> Result<()> {
         let mut write = rocksdb::WriteBatch::default();
         write.delete_range(&b"a"[..], &b"z"[..]);
+        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
         self.db
             .write_opt(write, &no_wal())
-            .map_err(|e| self.error("clearing", e))
+            .map_err(|e| self.error("clearing", e))?;
+        sources.clear();
+        Ok(())
     }
 }
 
@@ -319,6 +338,14 @@ mod tests {
                 source: Some(("words".into(), 42)),
             })
             .unwrap();
+        // Two agents read the topic: the other one finishes an earlier event last.
+        store
+            .write(Batch {
+                writes: vec![(b"\"c\"".to_vec(), None)],
+                changelog_offset: None,
+                source: Some(("words".into(), 40)),
+            })
+            .unwrap();
         assert_eq!(store.get(b"\"a\"").unwrap(), Some(b"1".to_vec()));
         assert_eq!(store.get(b"\"b\"").unwrap(), None);
         assert_eq!(store.keys().unwrap(), vec![b"\"a\"".to_vec()]);
@@ -326,7 +353,8 @@ mod tests {
         assert_eq!(checkpoint.changelog_offset, Some(3));
         assert_eq!(
             checkpoint.sources,
-            HashMap::from([("words".to_owned(), 42)])
+            HashMap::from([("words".to_owned(), 42)]),
+            "the highest source offset written, not the last"
         );
         store.clear().unwrap();
         assert_eq!(store.keys().unwrap(), Vec::<Vec<u8>>::new());
