@@ -292,22 +292,7 @@ fn an_event_revoked_while_running_does_not_write_into_its_partitions_next_holdin
 
     // A member reading another topic joins the group: the worker's partitions are
     // revoked while the word is being counted, and all come back to it.
-    let joined = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let member = {
-        let (group, topic, joined) = (app.clone(), elsewhere.clone(), joined.clone());
-        std::thread::spawn(move || {
-            use rdkafka::consumer::{BaseConsumer, Consumer};
-            let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-                .set("bootstrap.servers", common::broker())
-                .set("group.id", &group)
-                .create()
-                .unwrap();
-            consumer.subscribe(&[&topic]).unwrap();
-            while joined.load(std::sync::atomic::Ordering::SeqCst) {
-                let _ = consumer.poll(Duration::from_millis(100));
-            }
-        })
-    };
+    let member = common::Member::join(&app, &elsewhere);
     worker.expect_log("still being processed", DONE);
     assert!(
         wait_until(DONE, || worker.log().matches("partitions assigned").count()
@@ -336,7 +321,6 @@ fn an_event_revoked_while_running_does_not_write_into_its_partitions_next_holdin
         "the revoked run's write was refused:\n{}",
         worker.log()
     );
-    joined.store(false, std::sync::atomic::Ordering::SeqCst);
-    member.join().unwrap();
+    drop(member);
     worker.stop();
 }

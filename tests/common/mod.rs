@@ -537,3 +537,41 @@ impl Drop for Worker {
         }
     }
 }
+
+/// A plain consumer in `group` reading `topic`, polling on a thread of its own: its
+/// joining makes the group rebalance. It leaves the group when dropped.
+pub struct Member {
+    running: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Member {
+    pub fn join(group: &str, topic: &str) -> Member {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", broker())
+            .set("group.id", group)
+            .create()
+            .unwrap();
+        consumer.subscribe(&[topic]).unwrap();
+        let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let polling = running.clone();
+        let thread = std::thread::spawn(move || {
+            while polling.load(Ordering::SeqCst) {
+                let _ = consumer.poll(Duration::from_millis(100));
+            }
+        });
+        Member {
+            running,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.running.store(false, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -77,6 +77,8 @@ pub(super) struct GroupContext {
     pub(super) sensors: Sensors,
     /// When the rebalance under way began (the first revocation or assignment).
     pub(super) rebalance_started: Mutex<Option<Instant>>,
+    /// Since when this worker, its revocation done, waits for the group's next assignment.
+    pub(super) awaiting_assignment: Mutex<Option<Instant>>,
     /// Holding its one partition makes this worker the leader (see `crate::leader`).
     pub(super) leader_topic: String,
     pub(super) leadership: Leadership,
@@ -123,6 +125,22 @@ impl GroupContext {
             *started = Some(Instant::now());
             self.sensors.each(|s| s.rebalance_start());
         }
+    }
+
+    /// How long this worker has waited for the group to assign partitions again after
+    /// it gave its own up, if it is waiting.
+    pub(super) fn awaiting_assignment_for(&self) -> Option<Duration> {
+        self.awaiting_assignment
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|since| since.elapsed())
+    }
+
+    fn await_assignment(&self, waiting: bool) {
+        *self
+            .awaiting_assignment
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = waiting.then(Instant::now);
     }
 
     fn rebalance_ends(&self) {
@@ -280,11 +298,13 @@ impl ConsumerContext for GroupContext {
                     info!(partitions = %describe(&revoked), "partitions revoked; finishing their events in flight");
                     self.revoke(consumer, &revoked);
                 }
+                self.await_assignment(true);
             }
             Rebalance::Assign(list) => {
                 self.rebalance_starts();
                 let mut assigned = partitions(list);
                 info!(partitions = %describe(&assigned), "partitions assigned");
+                self.await_assignment(false);
                 self.take_leadership(&mut assigned, true);
                 self.assign(consumer, assigned);
                 self.rebalance_ends();
@@ -293,6 +313,7 @@ impl ConsumerContext for GroupContext {
                 // librdkafka drops the assignment: forget it here too, tables included,
                 // so the next assignment recovers them afresh.
                 warn!(error = %e, "rebalance failed; the partitions will be assigned again");
+                self.await_assignment(false);
                 self.leadership.set(false);
                 let held = self.tracker.clear();
                 self.listener.revoked(&held);

@@ -107,6 +107,7 @@ impl Consumer {
             fetching: fetching.clone(),
             sensors: sensors.clone(),
             rebalance_started: Mutex::default(),
+            awaiting_assignment: Mutex::default(),
             leader_topic: leader_topic.to_owned(),
             leadership: leadership.clone(),
             health: health.clone(),
@@ -223,6 +224,7 @@ impl Poller {
     fn run(self) {
         let mut last_commit = Instant::now();
         let mut last_stall_check = Instant::now();
+        let mut rebalance_warned = None;
         let mut paused_all = false;
         while self.running.load(Ordering::SeqCst) {
             if !self.fetching.load(Ordering::SeqCst) && !paused_all {
@@ -245,6 +247,7 @@ impl Poller {
             }
             if last_stall_check.elapsed() >= STALL_CHECK_EVERY {
                 self.warn_stalled();
+                self.warn_stuck_rebalance(&mut rebalance_warned);
                 last_stall_check = Instant::now();
             }
         }
@@ -273,6 +276,27 @@ impl Poller {
                 self.stall_timeout
             );
         }
+    }
+
+    /// A rebalance that does not end leaves every partition of the worker unprocessed,
+    /// and no partition is then held to be reported as stalled: name the wait itself,
+    /// every `stall_timeout` while it lasts.
+    fn warn_stuck_rebalance(&self, warned: &mut Option<Instant>) {
+        let Some(waited) = self.consumer.context().awaiting_assignment_for() else {
+            *warned = None;
+            return;
+        };
+        if waited < self.stall_timeout || warned.is_some_and(|w| w.elapsed() < self.stall_timeout) {
+            return;
+        }
+        *warned = Some(Instant::now());
+        warn!(
+            "this worker gave up its partitions in a rebalance {:.0?} ago and the group has \
+             not assigned any since, so nothing is processed; the group coordinator may be \
+             waiting for a member that is gone or still finishing its events (see the \
+             broker's log and the other workers')",
+            waited
+        );
     }
 
     fn dispatch(&self, message: &rdkafka::message::BorrowedMessage<'_>) {
