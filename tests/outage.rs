@@ -86,18 +86,28 @@ impl Drop for DurableBroker {
     }
 }
 
-#[test]
-fn the_worker_rides_out_a_broker_outage_and_loses_nothing() {
-    needs_broker!();
+/// The tests here point the helpers at their own broker (`FAUST_TEST_BROKER`): one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A durable broker on a free port, with the helpers pointed at it, for the calling test alone.
+fn own_broker() -> (DurableBroker, String, std::sync::MutexGuard<'static, ()>) {
+    let alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .unwrap()
         .port();
     let dir = common::scratch().join(unique("durable-broker"));
-    let mut broker = DurableBroker::start(dir, port);
+    let broker = DurableBroker::start(dir, port);
     let address = format!("127.0.0.1:{port}");
     // The helpers talk to this broker, not the shared one.
     std::env::set_var("FAUST_TEST_BROKER", &address);
+    (broker, address, alone)
+}
+
+#[test]
+fn the_worker_rides_out_a_broker_outage_and_loses_nothing() {
+    needs_broker!();
+    let (mut broker, address, _alone) = own_broker();
 
     let app = unique("outage");
     let (input, out) = track_topics(&app);
@@ -140,4 +150,67 @@ fn the_worker_rides_out_a_broker_outage_and_loses_nothing() {
     let seen = processed(&out);
     let missing: Vec<u64> = (0..300).filter(|n| !seen.contains_key(n)).collect();
     assert!(missing.is_empty(), "lost: {missing:?}");
+}
+
+#[test]
+fn the_word_count_example_loses_no_word_when_an_outage_outlasts_the_producer_timeout() {
+    needs_broker!();
+    let (mut broker, address, _alone) = own_broker();
+    let app = unique("outage-words");
+    let posts: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> = (0..10_000)
+        .map(|i| {
+            let post = format!("\"w{} every post has these words\"", i % 50);
+            (None, Some(post.into_bytes()))
+        })
+        .collect();
+    common::create_topic("posts", 4);
+    common::produce("posts", &posts);
+    let expected = |word: &str| if word.starts_with('w') { 200 } else { 10_000 };
+
+    // The producer gives a message up after 2 s; the broker is away for longer (until
+    // the worker stopped).
+    let datadir = common::scratch().join(unique("outage-words-data"));
+    let datadir = datadir.to_str().unwrap();
+    let mut env = std::collections::HashMap::from([
+        ("FAUST_BROKER", address.as_str()),
+        ("FAUST_ID", app.as_str()),
+        ("FAUST_DATADIR", datadir),
+    ]);
+    let start = |env: &_| Worker::spawn(common::example("word_count"), &["worker"], env, "words");
+    let mut lowered = env.clone();
+    lowered.insert("FAUST_PRODUCER_REQUEST_TIMEOUT", "2s");
+    let mut worker = start(&lowered);
+    // Once it counts, the worker has words of its backlog to send when the broker goes
+    // (on this slow broker some may time out even before).
+    assert!(wait_until(DONE, || {
+        let log = worker.log();
+        log.contains("every: 1") || log.contains("was not delivered")
+    }));
+    broker.stop();
+    // Words queued for `count_words` are not delivered: the worker stops with their
+    // posts unacknowledged, rather than count without them.
+    let status = worker.wait_exit(DONE);
+    let log = worker.log();
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("was not delivered"), "{log}");
+    broker.restart();
+
+    // Restarted (with the default timeout: tansu on SQLite is slow to take a backlog).
+    env.remove("FAUST_PRODUCER_REQUEST_TIMEOUT");
+    let mut again = start(&env);
+    let changelog = format!("{app}-word_counts-changelog");
+    let counted = || {
+        let mut last = std::collections::HashMap::new();
+        for record in common::read_all(&changelog) {
+            let word: String = serde_json::from_slice(record.key.as_deref().unwrap()).unwrap();
+            last.insert(word, record.json().as_u64().unwrap_or(0));
+        }
+        last
+    };
+    let all_counted = wait_until(Duration::from_secs(300), || {
+        let last = counted();
+        last.len() == 55 && last.iter().all(|(word, &n)| n >= expected(word))
+    });
+    assert!(all_counted, "{:?}\n{}", counted(), again.log());
+    again.stop();
 }

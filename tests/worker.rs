@@ -245,20 +245,7 @@ fn an_agent_that_keeps_failing_stops_the_worker_with_a_clear_error() {
 
 #[test]
 fn the_word_count_example_runs_on_the_embedded_broker() {
-    // cargo builds examples next to the test binaries: target/<profile>/examples/.
-    let deps = std::env::current_exe().unwrap();
-    let example = deps
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("word_count");
-    assert!(
-        example.exists(),
-        "{} missing: run the tests with cargo test/nextest, which build examples",
-        example.display()
-    );
+    let example = common::example("word_count");
     let datadir = common::scratch().join(unique("word-count-data"));
     let datadir = datadir.to_str().unwrap();
     let env =

@@ -278,6 +278,13 @@ impl AppBuilder {
         self
     }
 
+    /// How long the producer keeps retrying a message through a broker outage before
+    /// its delivery fails (default 20 minutes, as in Faust).
+    pub fn producer_request_timeout(mut self, timeout: Duration) -> Self {
+        self.config.producer_request_timeout = timeout;
+        self
+    }
+
     /// Stop the worker when an agent's actor fails more than `failures` times within `within` (default 10 in 10 s).
     pub fn restart_limit(mut self, failures: usize, within: Duration) -> Self {
         self.config.restart_limit = RestartLimit { failures, within };

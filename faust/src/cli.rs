@@ -85,6 +85,9 @@ struct Settings {
     /// How long a rebalance waits for the events of revoked partitions that agents already started [default: 30s]
     #[arg(long, global = true, env = "FAUST_DRAIN_TIMEOUT", value_parser = parse_duration)]
     drain_timeout: Option<Duration>,
+    /// How long the producer retries a message through a broker outage before its delivery fails; an event whose message fails stops the worker, unacknowledged [default: 20m]
+    #[arg(long, global = true, env = "FAUST_PRODUCER_REQUEST_TIMEOUT", value_parser = parse_duration)]
+    producer_request_timeout: Option<Duration>,
     /// Copy messages that cannot be decoded to this topic (error in the faust-error header) before skipping them
     #[arg(
         long,
@@ -149,6 +152,9 @@ impl Settings {
         }
         if let Some(timeout) = self.drain_timeout {
             config.drain_timeout = timeout;
+        }
+        if let Some(timeout) = self.producer_request_timeout {
+            config.producer_request_timeout = timeout;
         }
         if let Some(topic) = self.dead_letter_topic {
             config.dead_letter_topic = Some(topic);
@@ -313,6 +319,7 @@ async fn with_producer(
     let producer = Producer::connect(
         &broker,
         &format!("{}-cli", app.config().id),
+        app.config().producer_request_timeout,
         Sensors::new(Default::default(), app.sensors()),
     )?;
     let worker = Arc::new(WorkerContext {

@@ -138,6 +138,10 @@ pub struct Config {
     pub dead_letter_topic: Option<String>,
     /// The consumer-group session timeout: how soon a silent worker's partitions move.
     pub session_timeout: Duration,
+    /// How long the producer keeps retrying a message (through a broker outage) before
+    /// its delivery fails (librdkafka's `message.timeout.ms`; Faust's setting of the
+    /// same name). An event whose message fails stops the worker, unacknowledged.
+    pub producer_request_timeout: Duration,
     /// A stable identity for this worker in the consumer group (Kafka static
     /// membership): a worker restarted with the same id takes its place and partitions
     /// back without a rebalance.
@@ -168,6 +172,8 @@ impl Config {
             stall_timeout: Duration::from_secs(60),
             dead_letter_topic: None,
             session_timeout: Duration::from_secs(10),
+            // Faust's default: outages shorter than this are ridden out.
+            producer_request_timeout: Duration::from_secs(20 * 60),
             instance_id: None,
             restart_limit: RestartLimit::default(),
         }

@@ -134,7 +134,12 @@ async fn start(app: &App, monitor: &Arc<Monitor>) -> Result<Running> {
         .ensure_topics(&app.topics(), config.create_topics)
         .await?;
     app.check_copartitioning(&partitions)?;
-    let producer = Producer::connect(&broker, &format!("{}-producer", config.id), sensors.clone())?;
+    let producer = Producer::connect(
+        &broker,
+        &format!("{}-producer", config.id),
+        config.producer_request_timeout,
+        sensors.clone(),
+    )?;
     let clock = Clock::system();
     let tables = Arc::new(TableManager::new(
         config,

@@ -269,6 +269,10 @@ pub fn read_all(topic: &str) -> Vec<Record> {
                 });
             }
             Some(Err(KafkaError::PartitionEOF(p))) => at_end[p as usize] = true,
+            // librdkafka reconnects by itself (a broker just restarted): within the deadline.
+            Some(Err(KafkaError::MessageConsumption(
+                RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure,
+            ))) => {}
             Some(Err(e)) => panic!("reading {topic}: {e}"),
             None => {}
         }
@@ -574,4 +578,23 @@ impl Drop for Member {
             let _ = thread.join();
         }
     }
+}
+
+/// An example's program: cargo builds examples next to the test binaries
+/// (target/<profile>/examples/).
+pub fn example(name: &str) -> PathBuf {
+    let deps = std::env::current_exe().unwrap();
+    let example = deps
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(
+        example.exists(),
+        "{} missing: run the tests with cargo test/nextest, which build examples",
+        example.display()
+    );
+    example
 }

@@ -37,7 +37,9 @@ pub(crate) async fn scope<F: std::future::Future>(outbox: Outbox, future: F) -> 
 /// broker has the record); otherwise the producer watches it.
 pub(crate) async fn queue(producer: &Producer, topic: &Arc<str>, record: Record<'_>) -> Result<()> {
     let queued = Instant::now();
-    let delivery = producer.enqueue_async(topic, record).await?;
+    let delivery = producer
+        .enqueue_async(topic, record, event::in_event())
+        .await?;
     owe(producer, topic, queued, delivery);
     Ok(())
 }
@@ -49,7 +51,10 @@ pub(crate) async fn queue_kept(
     record: Record<'_>,
 ) -> Result<Delivery> {
     let queued = Instant::now();
-    let (kept, owed) = producer.enqueue_async(topic, record).await?.share();
+    let (kept, owed) = producer
+        .enqueue_async(topic, record, event::in_event())
+        .await?
+        .share();
     owe(producer, topic, queued, owed);
     Ok(kept)
 }
@@ -129,28 +134,32 @@ async fn acknowledge(
     producer: Producer,
     fatal: mpsc::UnboundedSender<Error>,
 ) {
+    // After a failed delivery nothing is acknowledged any more (the worker is stopping),
+    // and the failures of the messages queued behind it are not logged one by one.
+    let mut failed = false;
     while let Some((pending, messages)) = events.recv().await {
         let Some(message) = messages.last() else {
             continue;
         };
-        let mut delivered = true;
         for Pending {
             topic,
             queued,
             delivery,
         } in pending
         {
-            if let Err(error) = producer.settle(&topic, queued, delivery).await {
+            let outcome = producer.settle(&topic, queued, delivery).await;
+            if let (Err(error), false) = (outcome, failed) {
+                failed = true;
                 error!(%topic, event = %message.position(), %error, "a message this event sent was not delivered");
                 let _ = fatal.send(Error::Send(format!(
                     "a message for topic '{topic}' sent by the event at {} was not delivered \
-                     ({error}); stopping so that the event runs again after a restart",
+                     ({error}); stopping so that the event, and those after it, run again \
+                     after a restart",
                     message.position()
                 )));
-                delivered = false;
             }
         }
-        if delivered {
+        if !failed {
             messages.into_iter().for_each(Message::ack);
         }
     }

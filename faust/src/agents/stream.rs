@@ -269,7 +269,12 @@ impl<T> Stream<T> {
                 timestamp: message.timestamp,
             };
             let queued = Instant::now();
-            match self.worker.producer.enqueue_async(&topic, record).await {
+            match self
+                .worker
+                .producer
+                .enqueue_async(&topic, record, true)
+                .await
+            {
                 Ok(delivery) => {
                     self.outbox.add(Pending {
                         topic,

@@ -7,9 +7,10 @@ use std::{
     collections::HashMap,
     path::PathBuf,
     sync::{Arc, Mutex, RwLock},
+    time::{Duration, Instant},
 };
 
-use tracing::info;
+use tracing::{debug, info};
 
 use super::{
     cache::{self, WriteCache},
@@ -33,6 +34,10 @@ use crate::{
     },
     Error, Result,
 };
+
+/// How long a commit waits for its changelog records before it leaves them for the next
+/// commit: well within the consumer's poll interval, whatever the producer's timeout.
+const FLUSH_WAIT: Duration = Duration::from_secs(30);
 
 pub(crate) struct TableManager {
     tables: Vec<Arc<TableState>>,
@@ -215,6 +220,9 @@ impl TableManager {
             let caches: Vec<&WriteCache> = guards.iter().map(|g| &**g).collect();
             *limits = cache::commit_limits(&caches, std::mem::take(limits));
         }
+        // How long a commit waits for changelog deliveries, all partitions together.
+        let deadline = Instant::now() + FLUSH_WAIT;
+        let mut held_back = Vec::new();
         for (table, partitions) in &held {
             for partition in partitions {
                 let p = partition.partition;
@@ -243,18 +251,47 @@ impl TableManager {
                 // A global table's stores record the offset its follower applied: records
                 // of other workers may sit before this worker's own.
                 let global = table.descriptor.global;
-                for (delivery, queued) in pending {
-                    let settled = table.producer.settle(&table.changelog, queued, delivery);
-                    let offset = match self.runtime.block_on(settled) {
-                        Ok(delivered) => delivered.offset,
+                let mut pending = pending.into_iter();
+                while let Some((mut delivery, queued)) = pending.next() {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    // The timer is made inside the runtime, which drives it.
+                    let waited = self
+                        .runtime
+                        .block_on(async { tokio::time::timeout(left, &mut delivery).await });
+                    let Ok(outcome) = waited else {
+                        // The broker is slow or away, and the producer keeps retrying (up to
+                        // its request timeout): hold this partition's commit back until
+                        // the records are delivered, and keep polling meanwhile, so that
+                        // a long outage does not cost the group membership.
+                        let mut back: Vec<_> =
+                            std::iter::once((delivery, queued)).chain(pending).collect();
+                        let mut later = partition.pending.lock().unwrap_or_else(|e| e.into_inner());
+                        back.append(&mut later);
+                        *later = back;
+                        held_back.push(p);
+                        debug!(
+                            table = table.descriptor.name,
+                            partition = p,
+                            "changelog records not delivered yet; the commit waits"
+                        );
+                        break;
+                    };
+                    let error = outcome.as_ref().err().map(ToString::to_string);
+                    table
+                        .producer
+                        .delivered(&table.changelog, queued.elapsed(), error.as_deref());
+                    match outcome {
+                        Ok(delivered) => last = last.max(Some(delivered.offset)),
                         Err(e) => {
                             return Err(Error::Table(format!(
                                 "writing to changelog '{}' failed: {e}",
                                 table.changelog
                             )))
                         }
-                    };
-                    last = last.max(Some(offset));
+                    }
+                }
+                if held_back.contains(&p) {
+                    continue;
                 }
                 if !global {
                     partition.store.write(Batch {
@@ -266,6 +303,7 @@ impl TableManager {
         }
         Ok(points
             .iter()
+            .filter(|(tp, _)| !held_back.contains(&tp.partition))
             .map(|(tp, offset)| {
                 let limit = by_partition
                     .get(&tp.partition)

@@ -67,6 +67,11 @@ impl KafkaHealth {
         }
     }
 
+    /// Whether a Kafka error was reported since every known broker was last connected.
+    pub(crate) fn troubled(&self) -> bool {
+        self.0.troubled.load(Ordering::Relaxed)
+    }
+
     /// Reports that every known broker is connected: ends a trouble, saying so if it
     /// lasted.
     pub(crate) fn healthy(&self) {

@@ -128,15 +128,27 @@ fn outcome(awaited: Awaited) -> Outcome {
     }
 }
 
+/// Polled in place, a delivery can be waited for a while and kept if it is not done.
+impl std::future::Future for Delivery {
+    type Output = Outcome;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Outcome> {
+        match self.get_mut() {
+            #[cfg(any(test, feature = "testing"))]
+            Delivery::Done(delivered) => std::task::Poll::Ready(Ok(*delivered)),
+            Delivery::Kafka(future) => std::pin::Pin::new(future).poll(cx).map(outcome),
+            Delivery::Shared(shared) => std::pin::Pin::new(shared).poll(cx),
+        }
+    }
+}
+
 impl Delivery {
     /// Where the record landed, or why it was not delivered.
     pub(crate) async fn wait(self) -> Outcome {
-        match self {
-            #[cfg(any(test, feature = "testing"))]
-            Delivery::Done(delivered) => Ok(delivered),
-            Delivery::Kafka(future) => outcome(future.await),
-            Delivery::Shared(shared) => shared.await,
-        }
+        self.await
     }
 
     /// Two handles on this delivery, each resolving to its outcome.
@@ -154,8 +166,16 @@ impl Delivery {
 }
 
 impl Producer {
-    /// A producer of `broker`, reporting its troubles to the broker's health.
-    pub(crate) fn connect(broker: &Broker, client_id: &str, sensors: Sensors) -> Result<Self> {
+    /// A producer of `broker`, reporting its troubles to the broker's health, retrying a
+    /// message for up to `request_timeout` before its delivery fails.
+    pub(crate) fn connect(
+        broker: &Broker,
+        client_id: &str,
+        request_timeout: Duration,
+        sensors: Sensors,
+    ) -> Result<Self> {
+        // librdkafka takes a 32-bit count of milliseconds; 0 would mean "forever".
+        let timeout_ms = request_timeout.as_millis().clamp(1, i32::MAX as u128);
         let inner = ClientConfig::new()
             .set("bootstrap.servers", broker.bootstrap())
             .set("client.id", client_id)
@@ -164,9 +184,9 @@ impl Producer {
             // Retries keep their order and never duplicate: a changelog must not end on
             // an older value than the last one written.
             .set("enable.idempotence", "true")
-            // A delivery gives up well within the consumer's 5-minute poll interval, so a
-            // flush before a commit cannot cost the worker its group membership.
-            .set("message.timeout.ms", "120000")
+            // Through a broker outage librdkafka retries, in order, for this long. (A
+            // flush before a commit waits a bounded time; see the table manager.)
+            .set("message.timeout.ms", timeout_ms.to_string())
             // A send to a missing topic fails within seconds rather than librdkafka's 30 s.
             .set("topic.metadata.propagation.max.ms", "5000")
             .create_with_context(LogContext(broker.health().clone()))
@@ -225,7 +245,7 @@ impl Producer {
         }
         let mut record = record.to_kafka(topic);
         self.sensors.each(|s| s.send_start(topic));
-        let deadline = Instant::now() + QUEUE_TIMEOUT;
+        let deadline = Some(Instant::now() + QUEUE_TIMEOUT);
         match self.offer(topic, record, deadline)? {
             Offer::Queued(delivery) => return Ok(Delivery::Kafka(delivery)),
             Offer::Full(back) => record = back,
@@ -246,15 +266,21 @@ impl Producer {
     }
 
     /// [`Producer::enqueue`] for async callers: a full queue is waited out without
-    /// blocking the runtime.
-    pub(crate) async fn enqueue_async(&self, topic: &str, record: Record<'_>) -> Result<Delivery> {
+    /// blocking the runtime, for as long as it takes when `patient` (an event's output:
+    /// the broker may be away, and failing would lose it), else up to 30 s.
+    pub(crate) async fn enqueue_async(
+        &self,
+        topic: &str,
+        record: Record<'_>,
+        patient: bool,
+    ) -> Result<Delivery> {
         #[cfg(any(test, feature = "testing"))]
         if let Backend::Memory(log) = &self.backend {
             return Ok(Delivery::Done(log.append(topic, &record)));
         }
         let mut record = record.to_kafka(topic);
         self.sensors.each(|s| s.send_start(topic));
-        let deadline = Instant::now() + QUEUE_TIMEOUT;
+        let deadline = (!patient).then(|| Instant::now() + QUEUE_TIMEOUT);
         loop {
             match self.offer(topic, record, deadline)? {
                 Offer::Queued(delivery) => return Ok(Delivery::Kafka(delivery)),
@@ -272,7 +298,7 @@ impl Producer {
         &self,
         topic: &str,
         record: FutureRecord<'a, [u8], [u8]>,
-        deadline: Instant,
+        deadline: Option<Instant>,
     ) -> Result<Offer<'a>> {
         // A single arm without the `testing` feature, which adds the in-memory one.
         #[allow(clippy::infallible_destructuring_match)]
@@ -286,7 +312,7 @@ impl Producer {
         match inner.send_result(record) {
             Ok(delivery) => Ok(Offer::Queued(delivery)),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
-                if Instant::now() < deadline =>
+                if deadline.is_none_or(|d| Instant::now() < d) =>
             {
                 Ok(Offer::Full(back))
             }

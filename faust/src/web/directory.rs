@@ -22,7 +22,7 @@ use rdkafka::{
     ClientConfig, Offset, TopicPartitionList,
 };
 use serde::{Deserialize, Serialize};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
     tables::TableManager,
@@ -111,6 +111,7 @@ impl DirectoryService {
             producer,
             runtime: tokio::runtime::Handle::current(),
             announced: None,
+            failing: false,
         };
         let thread = {
             let (directory, running) = (directory.clone(), running.clone());
@@ -166,6 +167,8 @@ struct Announcer {
     producer: Producer,
     runtime: tokio::runtime::Handle,
     announced: Option<Announcement>,
+    /// The last send failed: the next failures are not logged again (a broker outage).
+    failing: bool,
 }
 
 impl Announcer {
@@ -198,7 +201,7 @@ impl Announcer {
     }
 
     /// Sends this worker's entry and waits for it; a failure is retried at the next check.
-    fn send(&self, value: Option<&[u8]>) -> bool {
+    fn send(&mut self, value: Option<&[u8]>) -> bool {
         let record = Record {
             key: Some(self.url.as_bytes()),
             value,
@@ -222,9 +225,19 @@ impl Announcer {
         let error = outcome.as_ref().err().map(ToString::to_string);
         self.producer
             .delivered(&self.topic, queued.elapsed(), error.as_deref());
-        if let Some(error) = &error {
-            warn!(%error, "could not announce this worker's table partitions; retrying");
+        match (&error, self.failing) {
+            (Some(error), false) => warn!(
+                %error,
+                "could not announce this worker's table partitions; retrying (repeats of this \
+                 are logged at debug level)"
+            ),
+            (Some(error), true) => {
+                debug!(%error, "could not announce this worker's table partitions; retrying")
+            }
+            (None, true) => info!("announced this worker's table partitions again"),
+            (None, false) => {}
         }
+        self.failing = error.is_some();
         error.is_none()
     }
 }

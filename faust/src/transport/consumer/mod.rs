@@ -373,6 +373,11 @@ impl Poller {
     /// Flushes table changes, then commits; a failed flush commits nothing and stops
     /// the worker, since committing would lose the changes of acknowledged events.
     fn commit(&self) {
+        // librdkafka's synchronous commit waits for a coordinator as long as none answers:
+        // with the broker away, commits wait for it to be back (a later one covers them).
+        if self.health.troubled() {
+            return;
+        }
         let points = self.tracker.commit_points();
         if points.is_empty() {
             return;
@@ -402,6 +407,12 @@ impl Poller {
             info!(
                 unfinished,
                 "events fetched but not processed are left for the next start"
+            );
+        }
+        if self.health.troubled() {
+            warn!(
+                "the broker is not reachable: the final commit is skipped, and the events \
+                 processed since the last commit run again after a restart"
             );
         }
         self.commit();
