@@ -157,7 +157,7 @@ fn the_word_count_example_loses_no_word_when_an_outage_outlasts_the_producer_tim
     needs_broker!();
     let (mut broker, address, _alone) = own_broker();
     let app = unique("outage-words");
-    let posts: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> = (0..10_000)
+    let posts: Vec<common::KeyValue> = (0..10_000)
         .map(|i| {
             let post = format!("\"w{} every post has these words\"", i % 50);
             (None, Some(post.into_bytes()))
