@@ -95,7 +95,10 @@ fn start(app: &str, name: &str, slot: &str, static_member: bool) -> Worker {
         ("FAUST_DATADIR", datadir),
     ];
     if static_member {
+        // A restarted member takes its old place well before the session ends: tansu
+        // 0.6.0 never completes a rebalance whose leader it evicted (README, Brokers).
         env.push(("FAUST_INSTANCE_ID", slot));
+        env.push(("FAUST_SESSION_TIMEOUT", "45s"));
     }
     Worker::start(app, name, &env)
 }
@@ -115,11 +118,11 @@ fn sums_stay_exact_through_crashes_restarts_and_rebalances() {
         );
     };
 
-    // Static member ids let a restarted worker take its place back at once: tansu never
-    // evicts a dead member, and with dynamic members coming and going it was seen to hand
-    // a partition to a new member before the old one had given it up (two owners at
-    // once, which Kafka's generations prevent). The fourth worker is dynamic, so it
-    // leaves the group when stopped.
+    // Static member ids let a restarted worker take its place back at once, without a
+    // rebalance: with dynamic members coming and going tansu was seen to hand a partition
+    // to a new member before the old one had given it up (two owners at once, which
+    // Kafka's generations prevent), and to leave a rebalance without a leader after
+    // evicting one. The fourth worker is dynamic, so it leaves the group when stopped.
     let mut workers: HashMap<&str, Worker> = HashMap::new();
     let mut logs = Vec::new();
     for name in ["w1", "w2", "w3"] {

@@ -96,6 +96,9 @@ struct Settings {
         value_name = "TOPIC"
     )]
     dead_letter_topic: Option<String>,
+    /// The consumer-group session timeout: how soon the group gives a silent worker's partitions to others [default: 10s]
+    #[arg(long, global = true, env = "FAUST_SESSION_TIMEOUT", value_parser = parse_duration)]
+    session_timeout: Option<Duration>,
     /// A stable identity in the consumer group (static membership): a worker restarted with the same id gets its partitions back without a rebalance
     #[arg(long, global = true, env = "FAUST_INSTANCE_ID")]
     instance_id: Option<String>,
@@ -158,6 +161,9 @@ impl Settings {
         }
         if let Some(topic) = self.dead_letter_topic {
             config.dead_letter_topic = Some(topic);
+        }
+        if let Some(timeout) = self.session_timeout {
+            config.session_timeout = timeout;
         }
         if let Some(instance) = self.instance_id {
             config.instance_id = Some(instance);
