@@ -324,3 +324,33 @@ fn an_event_revoked_while_running_does_not_write_into_its_partitions_next_holdin
     drop(member);
     worker.stop();
 }
+
+#[test]
+fn a_rebalance_that_does_not_end_is_reported() {
+    needs_broker!();
+    let app = unique("stuck-rebalance");
+    let (input, out) = track_topics(&app);
+    let elsewhere = format!("{app}-elsewhere");
+    create_topic(&elsewhere, 1);
+    // The group's first member reads another topic; the worker joins after it.
+    let first = common::Member::join(&app, &elsewhere);
+    let mut worker = Worker::start(&app, "w", &[("FAUST_STALL_TIMEOUT", "2s")]);
+    worker.expect_log("worker ready", DONE);
+
+    // The first member stops polling: it takes no part in the next rebalance, which a
+    // newcomer starts, and which cannot end without it.
+    first.hold(true);
+    let newcomer = common::Member::join(&app, &elsewhere);
+    worker.expect_log("gave up its partitions in a rebalance", DONE);
+
+    // Once the member is back, the rebalance ends and the worker processes again.
+    first.hold(false);
+    produce_json(&input, &items(0..1));
+    assert!(
+        wait_until(DONE, || processed(&out).len() == 1),
+        "{}",
+        worker.log()
+    );
+    drop((first, newcomer));
+    worker.stop();
+}

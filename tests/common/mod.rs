@@ -543,9 +543,12 @@ impl Drop for Worker {
 }
 
 /// A plain consumer in `group` reading `topic`, polling on a thread of its own: its
-/// joining makes the group rebalance. It leaves the group when dropped.
+/// joining makes the group rebalance. While held, it stops polling, so it takes no
+/// part in a rebalance (it neither gives up its partitions nor rejoins). It leaves the
+/// group when dropped.
 pub struct Member {
     running: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    held: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -558,16 +561,27 @@ impl Member {
             .unwrap();
         consumer.subscribe(&[topic]).unwrap();
         let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let polling = running.clone();
+        let held = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (polling, holding) = (running.clone(), held.clone());
         let thread = std::thread::spawn(move || {
             while polling.load(Ordering::SeqCst) {
-                let _ = consumer.poll(Duration::from_millis(100));
+                if holding.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(100));
+                } else {
+                    let _ = consumer.poll(Duration::from_millis(100));
+                }
             }
         });
         Member {
             running,
+            held,
             thread: Some(thread),
         }
+    }
+
+    /// Stops (`true`) or resumes its polling.
+    pub fn hold(&self, held: bool) {
+        self.held.store(held, Ordering::SeqCst);
     }
 }
 
