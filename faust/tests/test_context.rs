@@ -149,6 +149,24 @@ async fn wall_clock_windows_close_once_as_the_clock_moves() -> faust::Result<()>
     assert_eq!(closed.len(), 1, "{closed:?}");
     assert_eq!(closed[0].1, 2);
     assert!(PER_MINUTE.windows(&page)?.is_empty());
+    // The round saves the partition's stream time before it deletes a window: a round
+    // stopped between the two would leave closed windows open to late events.
+    let changelog: Vec<(String, bool)> = ctx
+        .sent("test-app-per_minute-changelog")
+        .into_iter()
+        .map(|r| {
+            let key = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
+            (key, r.value.is_none())
+        })
+        .collect();
+    let saved = changelog
+        .iter()
+        .position(|(key, _)| key.contains("__faust_stream_time"));
+    let deleted = changelog.iter().position(|(_, tombstone)| *tombstone);
+    assert!(
+        saved.is_some() && deleted.is_some() && saved < deleted,
+        "{changelog:?}"
+    );
     ctx.advance(Duration::from_secs(600)).await?;
     assert_eq!(ctx.sent("minutes").len(), 1, "closed once");
     Ok(())

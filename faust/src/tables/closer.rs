@@ -67,13 +67,25 @@ pub(crate) async fn close_due(table: &TableState, stop: &tokio::sync::watch::Rec
             caught_up,
             table.clock.now_ms(),
         );
+        if closed.is_empty() {
+            continue;
+        }
+        // The partition's stream time goes with its windows, and before any is deleted: a
+        // new owner, also after a round stopped halfway, then refuses late events for
+        // windows closed here instead of opening them again.
+        if let Some(time) = time {
+            let time = time.to_string().into_bytes();
+            let stored = table.update_in(&held, None, windows::STREAM_TIME_KEY.to_vec(), |_| {
+                Ok((Some(time), ()))
+            });
+            if let Err(e) = stored {
+                warn!(table = table.descriptor.name, error = %e, "could not store the stream time");
+            }
+        }
         // The partition may move, and even come back, during a callback: `held` is this
         // holding of it, told apart from a later one by when it began.
         let holding = held.since;
         drop(held);
-        if closed.is_empty() {
-            continue;
-        }
         for Closed {
             window,
             key,
@@ -128,17 +140,6 @@ pub(crate) async fn close_due(table: &TableState, stop: &tokio::sync::watch::Rec
             }
             if let Err(e) = table.update_in(&held, None, key, |_| Ok((None, ()))) {
                 warn!(table = table.descriptor.name, ?window, error = %e, "could not remove a closed window");
-            }
-        }
-        // The partition's stream time goes with its windows: a new owner then refuses
-        // late events for windows closed here instead of opening them again.
-        if let (Some(time), Ok(held)) = (time, table.held_partition(partition)) {
-            let time = time.to_string().into_bytes();
-            let stored = table.update_in(&held, None, windows::STREAM_TIME_KEY.to_vec(), |_| {
-                Ok((Some(time), ()))
-            });
-            if let Err(e) = stored {
-                warn!(table = table.descriptor.name, error = %e, "could not store the stream time");
             }
         }
     }
