@@ -335,3 +335,38 @@ fn every_worker_reads_the_whole_global_table() {
     a.stop();
     b.stop();
 }
+
+#[test]
+fn changelogs_keep_records_from_compaction_for_a_day_and_an_existing_one_that_does_not_is_named() {
+    needs_broker!();
+    let app = unique("compaction-lag");
+    // An existing changelog, compacted without a lag, and one the worker creates.
+    let existing = format!("{app}-lengths-changelog");
+    common::create_topic_with(
+        &existing,
+        4,
+        &[
+            ("cleanup.policy", "compact"),
+            ("min.compaction.lag.ms", "0"),
+        ],
+    );
+    let mut worker = start(&app, "w", &datadir("compaction-lag-data"), &[]);
+    worker.expect_log("worker ready", READY);
+    assert_eq!(
+        common::topic_setting(&format!("{app}-counts-changelog"), "min.compaction.lag.ms")
+            .as_deref(),
+        Some("86400000")
+    );
+    let log = worker.log();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("min.compaction.lag.ms to 86400000"))
+        .unwrap_or_else(|| panic!("no warning:\n{log}"));
+    assert!(warning.contains(&existing), "{warning}");
+    assert_eq!(
+        log.matches("min.compaction.lag.ms to 86400000").count(),
+        1,
+        "only the changelog without the lag:\n{log}"
+    );
+    worker.stop();
+}

@@ -95,11 +95,19 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 pub fn create_topic(name: &str, partitions: i32) {
+    create_topic_with(name, partitions, &[]);
+}
+
+/// [`create_topic`] with topic settings (`cleanup.policy`, ...).
+pub fn create_topic_with(name: &str, partitions: i32, settings: &[(&str, &str)]) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", broker())
         .create()
         .unwrap();
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let topic = settings.iter().fold(
+        NewTopic::new(name, partitions, TopicReplication::Fixed(1)),
+        |topic, (key, value)| topic.set(key, value),
+    );
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let results = runtime()
         .block_on(admin.create_topics([&topic], &options))
@@ -110,6 +118,24 @@ pub fn create_topic(name: &str, partitions: i32) {
             Err((topic, code)) => panic!("creating {topic}: {code}"),
         }
     }
+}
+
+/// A topic's setting, as the broker describes it.
+pub fn topic_setting(name: &str, setting: &str) -> Option<String> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .create()
+        .unwrap();
+    let described = runtime()
+        .block_on(admin.describe_configs(
+            [&rdkafka::admin::ResourceSpecifier::Topic(name)],
+            &AdminOptions::new(),
+        ))
+        .unwrap_or_else(|e| panic!("describing {name}: {e}"));
+    let resource = described[0]
+        .as_ref()
+        .unwrap_or_else(|e| panic!("describing {name}: {e}"));
+    resource.get(setting).and_then(|entry| entry.value.clone())
 }
 
 /// A record to produce: optional key and value bytes.

@@ -9,17 +9,26 @@ use std::{
 };
 
 use rdkafka::{
-    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    admin::{
+        AdminClient, AdminOptions, NewTopic, OwnedResourceSpecifier, ResourceSpecifier,
+        TopicReplication,
+    },
     mocking::MockCluster,
     producer::DefaultProducerContext,
     types::RDKafkaErrorCode,
     ClientConfig,
 };
 use tokio::sync::oneshot;
-use tracing::info;
+use tracing::{debug, info, warn};
 
 use super::{KafkaHealth, LogContext};
 use crate::{config::Config, Error, Result};
+
+/// How long a changelog's records are kept from compaction (`min.compaction.lag.ms`):
+/// recovery leaves out a record of an event the group had not committed and applies the
+/// key's previous record instead, which compaction must not have deleted yet. A day
+/// covers a worker that crashed between its flush and its commit and stayed down.
+pub(crate) const MIN_COMPACTION_LAG_MS: i64 = 24 * 3600 * 1000;
 
 /// How long start-up waits for the broker to answer before saying it is unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -121,10 +130,9 @@ async fn ensure_on_kafka(
             .map_err(|e| Error::kafka("creating the admin client", e))?,
     );
     let mut partitions = existing_topics(&admin, bootstrap).await?;
-    let missing: Vec<&TopicSpec> = specs
-        .iter()
-        .filter(|s| !partitions.contains_key(&s.name))
-        .collect();
+    let (existing, missing): (Vec<&TopicSpec>, Vec<&TopicSpec>) =
+        specs.iter().partition(|s| partitions.contains_key(&s.name));
+    check_compaction_lag(&admin, &existing).await;
     if missing.is_empty() {
         return Ok(partitions);
     }
@@ -137,11 +145,16 @@ async fn ensure_on_kafka(
         .iter()
         .map(|s| s.retention_ms.map(|ms| ms.to_string()))
         .collect();
+    let lag = MIN_COMPACTION_LAG_MS.to_string();
     let new_topics: Vec<NewTopic<'_>> = missing
         .iter()
         .zip(&retentions)
         .map(|(s, retention)| {
             let topic = NewTopic::new(&s.name, s.partitions, TopicReplication::Fixed(1));
+            let topic = match s.compacted {
+                true => topic.set("min.compaction.lag.ms", &lag),
+                false => topic,
+            };
             match (s.compacted, retention) {
                 (true, Some(ms)) => topic
                     .set("cleanup.policy", "compact,delete")
@@ -177,6 +190,46 @@ async fn ensure_on_kafka(
     }
     partitions.extend(missing.iter().map(|s| (s.name.clone(), s.partitions)));
     Ok(partitions)
+}
+
+/// Warns about existing changelogs whose records compaction may delete too early for
+/// recovery (see [`MIN_COMPACTION_LAG_MS`]); topics created here get the right value.
+async fn check_compaction_lag(admin: &AdminClient<LogContext>, existing: &[&TopicSpec]) {
+    let resources: Vec<ResourceSpecifier<'_>> = existing
+        .iter()
+        .filter(|s| s.compacted)
+        .map(|s| ResourceSpecifier::Topic(&s.name))
+        .collect();
+    if resources.is_empty() {
+        return;
+    }
+    let options = AdminOptions::new().request_timeout(Some(CONNECT_TIMEOUT));
+    let described = match admin.describe_configs(&resources, &options).await {
+        Ok(described) => described,
+        Err(e) => {
+            debug!(error = %e, "could not read the changelogs' settings");
+            return;
+        }
+    };
+    for resource in described.into_iter().flatten() {
+        let lag = resource
+            .get("min.compaction.lag.ms")
+            .and_then(|entry| entry.value.as_deref()?.parse::<i64>().ok())
+            .unwrap_or(0);
+        if lag < MIN_COMPACTION_LAG_MS {
+            let topic = match &resource.specifier {
+                OwnedResourceSpecifier::Topic(topic) => topic.as_str(),
+                _ => "?",
+            };
+            warn!(
+                topic,
+                min_compaction_lag_ms = lag,
+                "this changelog lets compaction delete a record as soon as a newer one of its \
+                 key exists, which recovery after a crash may still need; set its \
+                 min.compaction.lag.ms to {MIN_COMPACTION_LAG_MS} (one day) or more"
+            );
+        }
+    }
 }
 
 /// Names of the topics the broker knows, or a clear error when it does not answer.
