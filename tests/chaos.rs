@@ -34,7 +34,10 @@ fn produce_sequences(topic: String) -> std::thread::JoinHandle<()> {
             .set("bootstrap.servers", broker())
             .set("batch.num.messages", "1")
             .set("linger.ms", "0")
-            .set("queue.buffering.max.messages", "100000")
+            // A short queue: the loop below waits on it, so the final flush is short too,
+            // however slow the broker is on a busy machine.
+            .set("queue.buffering.max.messages", "10000")
+            .set("message.timeout.ms", "0")
             .create()
             .unwrap();
         for value in 0..N {
@@ -56,7 +59,7 @@ fn produce_sequences(topic: String) -> std::thread::JoinHandle<()> {
                 }
             }
         }
-        producer.flush(Duration::from_secs(120)).unwrap();
+        producer.flush(LONG).unwrap();
     })
 }
 
