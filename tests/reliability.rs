@@ -354,3 +354,32 @@ fn a_rebalance_that_does_not_end_is_reported() {
     drop((first, newcomer));
     worker.stop();
 }
+
+#[test]
+fn a_worker_that_stood_still_past_its_session_waits_before_it_commits_again() {
+    needs_broker!();
+    let app = unique("standstill");
+    let (input, out) = track_topics(&app);
+    let env = [("FAUST_SESSION_TIMEOUT", "6s")];
+    let mut worker = Worker::start(&app, "w", &env);
+    worker.expect_log("worker ready", DONE);
+    produce_json(&input, &items(0..10));
+    assert!(wait_until(DONE, || processed(&out).len() == 10));
+
+    // Stopped (as a paused VM or a stopped process is) for longer than its session.
+    worker.signal("STOP");
+    std::thread::sleep(Duration::from_secs(8));
+    worker.signal("CONT");
+    worker.expect_log(
+        "the consumer did not run for longer than the group's session timeout",
+        DONE,
+    );
+    // Then it goes on, losing nothing.
+    produce_json(&input, &items(10..20));
+    assert!(
+        wait_until(DONE, || processed(&out).len() == 20),
+        "{}",
+        worker.log()
+    );
+    worker.stop();
+}

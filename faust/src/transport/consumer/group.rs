@@ -79,6 +79,8 @@ pub(super) struct GroupContext {
     pub(super) rebalance_started: Mutex<Option<Instant>>,
     /// Since when this worker, its revocation done, waits for the group's next assignment.
     pub(super) awaiting_assignment: Mutex<Option<Instant>>,
+    /// Time spent in rebalance callbacks, all told (librdkafka heartbeats meanwhile).
+    pub(super) in_callbacks: Mutex<Duration>,
     /// Holding its one partition makes this worker the leader (see `crate::leader`).
     pub(super) leader_topic: String,
     pub(super) leadership: Leadership,
@@ -262,33 +264,9 @@ impl GroupContext {
     }
 }
 
-impl ClientContext for GroupContext {
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
-        self.health.log(level, fac, message);
-    }
-
-    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        self.health.error(&format!("{error}: {reason}"));
-    }
-
-    fn stats(&self, statistics: rdkafka::Statistics) {
-        if all_brokers_up(&statistics) {
-            self.health.healthy();
-        }
-        let monitor = self.sensors.monitor();
-        for (name, topic) in &statistics.topics {
-            for partition in topic.partitions.values() {
-                // -1 is librdkafka's "unknown"; the internal partition -1 is skipped too.
-                if partition.partition >= 0 && partition.hi_offset >= 0 {
-                    monitor.high_watermark(name, partition.partition, partition.hi_offset);
-                }
-            }
-        }
-    }
-}
-
-impl ConsumerContext for GroupContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+impl GroupContext {
+    /// A rebalance callback: revocation drains and commits, assignment recovers.
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(list) => {
                 self.rebalance_starts();
@@ -319,6 +297,44 @@ impl ConsumerContext for GroupContext {
                 self.listener.revoked(&held);
             }
         }
+    }
+
+    /// Time spent in rebalance callbacks so far.
+    pub(super) fn in_callbacks(&self) -> Duration {
+        *self.in_callbacks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl ClientContext for GroupContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        self.health.log(level, fac, message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.health.error(&format!("{error}: {reason}"));
+    }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        if all_brokers_up(&statistics) {
+            self.health.healthy();
+        }
+        let monitor = self.sensors.monitor();
+        for (name, topic) in &statistics.topics {
+            for partition in topic.partitions.values() {
+                // -1 is librdkafka's "unknown"; the internal partition -1 is skipped too.
+                if partition.partition >= 0 && partition.hi_offset >= 0 {
+                    monitor.high_watermark(name, partition.partition, partition.hi_offset);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let started = Instant::now();
+        self.rebalance(consumer, rebalance);
+        *self.in_callbacks.lock().unwrap_or_else(|e| e.into_inner()) += started.elapsed();
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

@@ -45,6 +45,9 @@ use crate::{
 
 /// How long one poll waits for a message before the loop checks commits and shutdown.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Long enough for librdkafka's next heartbeat (every 3 s) to learn whether the group
+/// still counts this worker in.
+const HEARTBEAT_WAIT: Duration = Duration::from_secs(5);
 /// How often the poll loop looks for partitions that stopped making progress.
 const STALL_CHECK_EVERY: Duration = Duration::from_secs(1);
 
@@ -108,6 +111,7 @@ impl Consumer {
             sensors: sensors.clone(),
             rebalance_started: Mutex::default(),
             awaiting_assignment: Mutex::default(),
+            in_callbacks: Mutex::default(),
             leader_topic: leader_topic.to_owned(),
             leadership: leadership.clone(),
             health: health.clone(),
@@ -157,6 +161,7 @@ impl Consumer {
             commit_interval: config.commit_interval,
             commit_every: config.commit_every,
             stall_timeout: config.stall_timeout,
+            session_timeout: config.session_timeout,
             leadership,
             health,
         };
@@ -204,6 +209,56 @@ impl Consumer {
     }
 }
 
+/// Notices when the poll loop stood still (the process was stopped, the machine paused)
+/// for longer than the group's session, which may have given its partitions to others:
+/// librdkafka learns so from its next heartbeat, and a flush before that would write
+/// stale records into changelogs their new owners write. Commits wait until then.
+struct Standstill {
+    last_loop: Instant,
+    /// Time spent in rebalance callbacks, as last seen, and in the last commit: both may
+    /// take long without the group minding (librdkafka heartbeats meanwhile).
+    callbacks_seen: Duration,
+    committing: Duration,
+    suspect_until: Option<Instant>,
+}
+
+impl Default for Standstill {
+    fn default() -> Self {
+        Standstill {
+            last_loop: Instant::now(),
+            callbacks_seen: Duration::ZERO,
+            committing: Duration::ZERO,
+            suspect_until: None,
+        }
+    }
+}
+
+impl Standstill {
+    /// At the top of each loop, with the time spent in callbacks so far.
+    fn check(&mut self, in_callbacks: Duration, session_timeout: Duration) {
+        let stood_still = self
+            .last_loop
+            .elapsed()
+            .saturating_sub(in_callbacks.saturating_sub(self.callbacks_seen))
+            .saturating_sub(self.committing);
+        self.callbacks_seen = in_callbacks;
+        self.committing = Duration::ZERO;
+        self.last_loop = Instant::now();
+        if stood_still > session_timeout {
+            warn!(
+                ?stood_still,
+                "the consumer did not run for longer than the group's session timeout; commits \
+                 wait until the group confirms this worker still holds its partitions"
+            );
+            self.suspect_until = Some(Instant::now() + HEARTBEAT_WAIT);
+        }
+    }
+
+    fn suspect(&self) -> bool {
+        self.suspect_until.is_some_and(|t| Instant::now() < t)
+    }
+}
+
 struct Poller {
     consumer: BaseConsumer<GroupContext>,
     routes: Routes,
@@ -216,6 +271,7 @@ struct Poller {
     commit_interval: Duration,
     commit_every: u64,
     stall_timeout: Duration,
+    session_timeout: Duration,
     leadership: Leadership,
     health: KafkaHealth,
 }
@@ -226,7 +282,9 @@ impl Poller {
         let mut last_stall_check = Instant::now();
         let mut rebalance_warned = None;
         let mut paused_all = false;
+        let mut standstill = Standstill::default();
         while self.running.load(Ordering::SeqCst) {
+            standstill.check(self.consumer.context().in_callbacks(), self.session_timeout);
             if !self.fetching.load(Ordering::SeqCst) && !paused_all {
                 self.pause_all();
                 paused_all = true;
@@ -239,10 +297,13 @@ impl Poller {
                 Some(Err(e)) => self.health.error(&e.to_string()),
                 None => {}
             }
-            if last_commit.elapsed() >= self.commit_interval
-                || self.tracker.acked_since_commit() >= self.commit_every
+            if !standstill.suspect()
+                && (last_commit.elapsed() >= self.commit_interval
+                    || self.tracker.acked_since_commit() >= self.commit_every)
             {
+                let started = Instant::now();
                 self.commit();
+                standstill.committing = started.elapsed();
                 last_commit = Instant::now();
             }
             if last_stall_check.elapsed() >= STALL_CHECK_EVERY {
@@ -376,6 +437,10 @@ impl Poller {
         // librdkafka's synchronous commit waits for a coordinator as long as none answers:
         // with the broker away, commits wait for it to be back (a later one covers them).
         if self.health.troubled() {
+            return;
+        }
+        // Lost to the group (its session ended): the partitions are someone else's now.
+        if self.consumer.assignment_lost() {
             return;
         }
         let points = self.tracker.commit_points();
