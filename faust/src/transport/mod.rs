@@ -37,6 +37,9 @@ struct Health {
     trouble: Mutex<Option<Trouble>>,
     /// Mirrors `trouble.is_some()`, so the all-is-well path takes no lock.
     troubled: AtomicBool,
+    /// The last message warned about, and when: an error that comes back while the
+    /// brokers stay connected (a refused group join) is not warned about again each time.
+    warned: Mutex<Option<(String, Instant)>>,
 }
 
 struct Trouble {
@@ -51,7 +54,16 @@ impl KafkaHealth {
         let now = Instant::now();
         match &mut *trouble {
             None => {
-                warn!("Kafka: {message} (retrying; repeats of this are logged at debug level)");
+                let mut warned = self.0.warned.lock().unwrap_or_else(|e| e.into_inner());
+                let again = warned
+                    .as_ref()
+                    .is_some_and(|(m, at)| m == message && at.elapsed() < REMINDER_EVERY);
+                if again {
+                    debug!("Kafka: {message}");
+                } else {
+                    warn!("Kafka: {message} (retrying; repeats of this are logged at debug level)");
+                    *warned = Some((message.to_owned(), now));
+                }
                 *trouble = Some(Trouble {
                     since: now,
                     reminded: now,
@@ -127,5 +139,56 @@ impl rdkafka::ClientContext for LogContext {
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         self.0.error(&format!("{error}: {reason}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// The lines logged at WARN while `run` runs.
+    fn warnings(run: impl FnOnce()) -> Vec<String> {
+        #[derive(Clone, Default)]
+        struct Lines(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, run);
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        text.lines().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn an_error_that_keeps_coming_back_between_healthy_spells_is_warned_about_once() {
+        let health = KafkaHealth::default();
+        let logged = warnings(|| {
+            for _ in 0..5 {
+                // A refused group join every 3 s, while the brokers stay connected.
+                health.error("JoinGroup failed: Broker: Inconsistent group protocol");
+                health.healthy();
+            }
+            health.error("Connect to ipv4#127.0.0.1:9092 failed");
+        });
+        assert_eq!(logged.len(), 2, "{logged:#?}");
+        assert!(
+            logged[0].contains("Inconsistent group protocol"),
+            "{logged:#?}"
+        );
+        assert!(logged[1].contains("Connect to"), "{logged:#?}");
     }
 }

@@ -3,6 +3,7 @@
 //! outcomes and client logs; and the commit itself.
 
 use std::{
+    collections::HashMap,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
@@ -157,16 +158,37 @@ impl GroupContext {
         }
     }
 
-    /// Where consumption of a partition with no committed offset starts.
-    fn reset_offset(&self, consumer: &BaseConsumer<Self>, topic: &str, partition: i32) -> i64 {
-        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
-            Ok((low, high)) => match self.offset_reset {
-                OffsetReset::Earliest => low,
-                OffsetReset::Latest => high,
-            },
-            Err(e) => {
-                warn!(topic, partition, error = %e, "could not read the partition's bounds; assuming its start");
-                0
+    /// Where consumption of a partition with no committed offset starts. Its bounds are
+    /// asked for three times; a guess (its start, under `latest`) would reprocess it all.
+    fn reset_offset(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        topic: &str,
+        partition: i32,
+    ) -> Result<i64, Error> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+                Ok((low, high)) => {
+                    return Ok(match self.offset_reset {
+                        OffsetReset::Earliest => low,
+                        OffsetReset::Latest => high,
+                    })
+                }
+                Err(e) if attempt < 3 => {
+                    warn!(topic, partition, error = %e, "could not read the partition's bounds; asking again");
+                }
+                Err(e) => {
+                    return Err(Error::kafka(
+                        format!(
+                            "reading where partition {partition} of '{topic}' begins and ends \
+                             (it has no committed offset, so auto.offset.reset decides where \
+                             to start)"
+                        ),
+                        e,
+                    ))
+                }
             }
         }
     }
@@ -217,33 +239,40 @@ impl GroupContext {
         }
     }
 
-    fn assign(&self, consumer: &BaseConsumer<Self>, assigned: Vec<TopicPartition>) {
+    /// Where each of `assigned` starts: its committed offset, or where auto.offset.reset says.
+    fn start_offsets(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        assigned: &[TopicPartition],
+    ) -> Result<HashMap<TopicPartition, i64>, Error> {
+        if assigned.is_empty() {
+            return Ok(HashMap::new());
+        }
         let mut list = TopicPartitionList::new();
-        for tp in &assigned {
+        for tp in assigned {
             list.add_partition(&tp.topic, tp.partition);
         }
-        let offsets = match assigned.is_empty() {
-            true => Ok(TopicPartitionList::new()),
-            false => consumer.committed_offsets(list, Duration::from_secs(30)),
-        };
-        let committed = match offsets {
-            Ok(committed) => committed
-                .elements()
-                .iter()
-                .map(|e| {
-                    let tp = TopicPartition::of(e);
-                    let offset = match e.offset() {
-                        Offset::Offset(o) => o,
-                        // Nothing committed: consumption starts where auto.offset.reset says.
-                        _ => self.reset_offset(consumer, e.topic(), e.partition()),
-                    };
-                    (tp, offset)
-                })
-                .collect(),
+        let committed = consumer
+            .committed_offsets(list, Duration::from_secs(30))
+            .map_err(|e| Error::kafka("reading the group's committed offsets", e))?;
+        committed
+            .elements()
+            .iter()
+            .map(|e| {
+                let offset = match e.offset() {
+                    Offset::Offset(o) => o,
+                    _ => self.reset_offset(consumer, e.topic(), e.partition())?,
+                };
+                Ok((TopicPartition::of(e), offset))
+            })
+            .collect()
+    }
+
+    fn assign(&self, consumer: &BaseConsumer<Self>, assigned: Vec<TopicPartition>) {
+        let committed = match self.start_offsets(consumer, &assigned) {
+            Ok(committed) => committed,
             Err(e) => {
-                let _ = self
-                    .fatal
-                    .send(Error::kafka("reading the group's committed offsets", e));
+                let _ = self.fatal.send(e);
                 return;
             }
         };
