@@ -26,31 +26,34 @@ use crate::{
     Error,
 };
 
+/// Commits `points`; returns whether the broker took them.
 pub(super) fn commit_points(
     consumer: &BaseConsumer<GroupContext>,
     points: Vec<(TopicPartition, i64)>,
-) {
+) -> bool {
     if points.is_empty() {
-        return;
+        return true;
     }
     let mut list = TopicPartitionList::new();
     for (tp, offset) in &points {
         if let Err(e) = list.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset))
         {
             warn!(error = %e, "could not build the commit request");
-            return;
+            return false;
         }
     }
     // Synchronous: the commit's outcome is known here (rust-rdkafka's BaseConsumer never
     // delivers asynchronous commit results), and a commit a second costs one round trip.
     let started = Instant::now();
     let result = consumer.commit(&list, CommitMode::Sync);
-    if result.is_ok() {
+    let ok = result.is_ok();
+    if ok {
         debug!(partitions = points.len(), "offsets committed");
     }
     consumer
         .context()
         .committed(&list, started.elapsed(), result);
+    ok
 }
 
 fn partitions(list: &TopicPartitionList) -> Vec<TopicPartition> {
@@ -215,7 +218,9 @@ impl GroupContext {
             .collect();
         if !points.is_empty() && !consumer.assignment_lost() {
             match self.listener.flush(&points) {
-                Ok(points) => commit_points(consumer, points),
+                Ok(points) => {
+                    commit_points(consumer, points);
+                }
                 Err(e) => {
                     let _ = self.fatal.send(e);
                 }

@@ -302,7 +302,7 @@ impl Poller {
                     || self.tracker.acked_since_commit() >= self.commit_every)
             {
                 let started = Instant::now();
-                self.commit();
+                let _ = self.commit();
                 standstill.committing = started.elapsed();
                 last_commit = Instant::now();
             }
@@ -433,25 +433,27 @@ impl Poller {
 
     /// Flushes table changes, then commits; a failed flush commits nothing and stops
     /// the worker, since committing would lose the changes of acknowledged events.
-    fn commit(&self) {
+    /// Returns whether the commit went through (or there was nothing to commit).
+    fn commit(&self) -> bool {
         // librdkafka's synchronous commit waits for a coordinator as long as none answers:
         // with the broker away, commits wait for it to be back (a later one covers them).
         if self.health.troubled() {
-            return;
+            return false;
         }
         // Lost to the group (its session ended): the partitions are someone else's now.
         if self.consumer.assignment_lost() {
-            return;
+            return false;
         }
         let points = self.tracker.commit_points();
         if points.is_empty() {
-            return;
+            return true;
         }
         match self.listener.flush(&points) {
             Ok(points) => commit_points(&self.consumer, points),
             Err(e) => {
                 let _ = self.fatal.send(e);
                 self.running.store(false, Ordering::SeqCst);
+                false
             }
         }
     }
@@ -480,7 +482,17 @@ impl Poller {
                  processed since the last commit run again after a restart"
             );
         }
-        self.commit();
+        // A sink's outputs would be sent again after the restart: a failed final commit
+        // is tried twice more.
+        for attempt in 1..=3 {
+            if self.commit() || self.health.troubled() || self.consumer.assignment_lost() {
+                break;
+            }
+            if attempt < 3 {
+                warn!(attempt, "the final commit failed; trying again in 1 s");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
         // Everything is committed: leaving the group must not wait for events again.
         let held = self.tracker.clear();
         self.listener.revoked(&held);
