@@ -39,6 +39,9 @@ use crate::{
 /// commit: well within the consumer's poll interval, whatever the producer's timeout.
 const FLUSH_WAIT: Duration = Duration::from_secs(30);
 
+/// How long a re-assigned partition's store waits for its previous holding to let go.
+const STORE_PATIENCE: Duration = Duration::from_secs(10);
+
 pub(crate) struct TableManager {
     tables: Vec<Arc<TableState>>,
     bootstrap: String,
@@ -433,7 +436,7 @@ fn hold(
         .join(format!("{}-{partition}", table.descriptor.name));
     let held = Arc::new(TablePartition::new(
         partition,
-        store::open(table.memory, &path)?,
+        store::open_when_free(table.memory, &path, STORE_PATIENCE)?,
         since,
     ));
     recovery::recover(bootstrap, table, &held, committed)?;

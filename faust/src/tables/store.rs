@@ -76,6 +76,25 @@ pub(crate) fn open(memory: bool, path: &Path) -> Result<Box<dyn Store>> {
     )))
 }
 
+/// [`open`], waiting up to `patience` while the store is still held open in this
+/// process: by an earlier holding of the partition that is going away (an event or
+/// a window callback of the revoked holding still finishing with it).
+pub(crate) fn open_when_free(
+    memory: bool,
+    path: &Path,
+    patience: std::time::Duration,
+) -> Result<Box<dyn Store>> {
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        match open(memory, path) {
+            Err(Error::StoreLocked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            opened => return opened,
+        }
+    }
+}
+
 /// The keys of the store on disk at `path`, without holding it open (for the CLI).
 pub(crate) fn count_keys(path: &Path) -> Result<usize> {
     #[cfg(feature = "rocksdb")]
@@ -387,6 +406,18 @@ mod tests {
                 "{err}"
             );
         }
+        // A handle still held is waited for, within the patience given.
+        let held = RocksStore::open(&dir).unwrap();
+        let err = open_when_free(false, &dir, std::time::Duration::from_millis(100))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("locked"), "{err}");
+        let dropper = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            drop(held);
+        });
+        drop(open_when_free(false, &dir, std::time::Duration::from_secs(10)).unwrap());
+        dropper.join().unwrap();
         let reopened = RocksStore::open(&dir).unwrap();
         assert_eq!(reopened.get(b"k").unwrap(), Some(b"v".to_vec()));
         assert_eq!(reopened.checkpoint().unwrap().changelog_offset, Some(9));
