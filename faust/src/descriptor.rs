@@ -150,9 +150,12 @@ impl WindowSpec {
         format!("{shape}, expires {}", duration_text(self.expires_ms))
     }
 
-    /// How long the changelog keeps a window's records: until it has surely closed.
+    /// How long the changelog keeps a window's records: until it has surely closed. The
+    /// broker counts retention in wall time, windows close in stream time: a backlog or a
+    /// stopped app delays closing by as long as it lasts, so a day is added (as Kafka
+    /// Streams' `windowstore.changelog.additional.retention.ms` does).
     pub(crate) fn retention_ms(&self) -> i64 {
-        (self.size_ms + self.expires_ms).max(60_000) * 2
+        (self.size_ms + self.expires_ms).max(60_000) * 2 + DAY_MS
     }
 
     /// How often the worker looks for windows to close.
@@ -160,6 +163,8 @@ impl WindowSpec {
         Duration::from_millis((self.step_ms / 4).clamp(100, 1000) as u64)
     }
 }
+
+const DAY_MS: i64 = 24 * 3600 * 1000;
 
 /// `ms` in the largest unit that divides it: `1h`, `90s`, `250ms`.
 fn duration_text(ms: i64) -> String {
@@ -274,6 +279,14 @@ pub(crate) mod tests {
             time: TimeReference::Event,
             on_close: None,
         }
+    }
+
+    #[test]
+    fn a_windowed_changelog_outlives_a_day_of_downtime_after_its_windows_close() {
+        let ten_seconds = spec(10_000, 10_000, 10_000);
+        assert!(ten_seconds.retention_ms() >= 20_000 + DAY_MS);
+        let an_hour = spec(3_600_000, 3_600_000, 0);
+        assert!(an_hour.retention_ms() >= 3_600_000 + DAY_MS);
     }
 
     #[test]
