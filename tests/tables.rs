@@ -370,3 +370,66 @@ fn changelogs_keep_records_from_compaction_for_a_day_and_an_existing_one_that_do
     );
     worker.stop();
 }
+
+#[test]
+fn workers_writing_one_key_of_a_global_table_agree_on_the_changelogs_last_value() {
+    needs_broker!();
+    let app = unique("global-race");
+    let configure = format!("{app}-configure");
+    create_topic(&configure, 4);
+    let mut a = start(&app, "a", &datadir("global-race-a"), &[]);
+    a.expect_log("worker ready", READY);
+    let mut b = start(&app, "b", &datadir("global-race-b"), &[]);
+    b.expect_log("worker ready", READY);
+    a.expect_log("partitions revoked", READY);
+    assert!(wait_until(READY, || a
+        .log()
+        .matches("partitions assigned")
+        .count()
+        >= 2));
+
+    // Partitions 0 and 2 are read by different workers (range assignment of 4 to 2):
+    // both write each key at about the same time.
+    const KEYS: usize = 200;
+    let writes = |side: &str| -> Vec<common::KeyValue> {
+        (0..KEYS)
+            .map(|i| {
+                let setting = json!({ "key": format!("c{i}"), "value": format!("{side}{i}") });
+                (None, Some(serde_json::to_vec(&setting).unwrap()))
+            })
+            .collect()
+    };
+    let (left, right) = (writes("a"), writes("b"));
+    let other = {
+        let configure = configure.clone();
+        std::thread::spawn(move || common::produce_to(&configure, 2, &right))
+    };
+    common::produce_to(&configure, 0, &left);
+    other.join().unwrap();
+
+    // Once every write is in the changelog, both workers hold its last value of each key.
+    let changelog = format!("{app}-settings-changelog");
+    let last = || {
+        let mut last = HashMap::new();
+        for record in read_all(&changelog) {
+            let key: String = serde_json::from_slice(record.key.as_deref().unwrap()).unwrap();
+            last.insert(key, record.json());
+        }
+        last
+    };
+    assert!(wait_until(DONE, || read_all(&changelog).len() == 2 * KEYS));
+    let last = last();
+    let holds = |worker: &Worker| {
+        (0..KEYS).all(|i| {
+            let key = format!("c{i}");
+            let url = format!("{}/tables/settings/{key}", worker.web_url());
+            common::http_get(&url).json() == last[&key]
+        })
+    };
+    assert!(
+        wait_until(DONE, || holds(&a) && holds(&b)),
+        "the workers disagree with the changelog"
+    );
+    a.stop();
+    b.stop();
+}

@@ -160,6 +160,19 @@ pub fn produce(topic: &str, records: &[KeyValue]) {
 
 /// [`produce`] with an optional timestamp (milliseconds since the epoch) per record.
 pub fn produce_timed(topic: &str, records: &[TimedKeyValue]) {
+    produce_into(topic, None, records);
+}
+
+/// [`produce`] into one partition.
+pub fn produce_to(topic: &str, partition: i32, records: &[KeyValue]) {
+    let records: Vec<_> = records
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone(), None))
+        .collect();
+    produce_into(topic, Some(partition), &records);
+}
+
+fn produce_into(topic: &str, partition: Option<i32>, records: &[TimedKeyValue]) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", broker())
         .set("partitioner", "murmur2_random")
@@ -176,6 +189,9 @@ pub fn produce_timed(topic: &str, records: &[TimedKeyValue]) {
         }
         if let Some(timestamp) = timestamp {
             record = record.timestamp(*timestamp);
+        }
+        if let Some(partition) = partition {
+            record = record.partition(partition);
         }
         let mut record = record;
         loop {

@@ -88,21 +88,32 @@ fn follow(consumer: &BaseConsumer, table: &TableState, stop: &AtomicBool, health
             }
         };
         let Some(key) = message.key() else { continue };
-        // This worker's own writes are in its store already; applying their echo
-        // later could roll back a newer local write.
         let own = message.headers().is_some_and(|headers| {
             headers
                 .iter()
                 .any(|h| h.key == WRITER && h.value == Some(table.writer.as_bytes()))
         });
-
         let Ok(held) = table.held_partition(message.partition()) else {
             continue;
         };
-        let writes = if own {
-            Vec::new()
-        } else {
-            vec![(key.to_vec(), message.payload().map(<[u8]>::to_vec))]
+        // Every worker ends on the changelog's last record of a key. While this worker's
+        // own write of the key is on its way there, records before it (its own older
+        // ones, other workers' too) would only roll the newer local value back: skipped.
+        let later_own_write = {
+            let mut unechoed = table.unechoed.lock().unwrap_or_else(|e| e.into_inner());
+            if own {
+                if let Some(count) = unechoed.get_mut(key) {
+                    *count -= 1;
+                    if *count == 0 {
+                        unechoed.remove(key);
+                    }
+                }
+            }
+            unechoed.contains_key(key)
+        };
+        let writes = match later_own_write {
+            true => Vec::new(),
+            false => vec![(key.to_vec(), message.payload().map(<[u8]>::to_vec))],
         };
         let batch = Batch {
             writes,

@@ -105,6 +105,7 @@ impl TableManager {
                     sensors: sensors.clone(),
                     clock: clock.clone(),
                     held: RwLock::default(),
+                    unechoed: Mutex::default(),
                 })
             })
             .collect();

@@ -46,6 +46,9 @@ pub(crate) struct TableState {
     /// The worker's clock (windows' stream time).
     pub(crate) clock: Clock,
     pub(super) held: RwLock<HashMap<i32, Arc<TablePartition>>>,
+    /// A global table's keys this worker wrote whose changelog records its follower has
+    /// not seen yet, with how many (see `global::follow`).
+    pub(super) unechoed: Mutex<HashMap<Vec<u8>, u32>>,
 }
 
 pub(crate) struct TablePartition {
@@ -239,6 +242,12 @@ impl TableState {
             .unwrap_or_default();
         if self.descriptor.global {
             headers.push(Header::new(WRITER, self.writer.as_bytes()));
+            *self
+                .unechoed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(key.clone())
+                .or_default() += 1;
         } else {
             // Cached writes of this key are older: sent at the next commit, they would
             // overwrite this one in the changelog.
