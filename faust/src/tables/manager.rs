@@ -236,14 +236,20 @@ impl TableManager {
                         .and_then(|l| l.get(topic))
                         .is_some_and(|c| offset < *c)
                 };
-                let records = partition
-                    .cache
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .drain(committing);
-                for record in records {
-                    let headers = source_headers(&record.topic, p, record.offset);
-                    table.send(partition, &record.key, record.value.as_deref(), &headers)?;
+                {
+                    // A write sent at once (a window's tombstone, a write outside events)
+                    // goes before or after these records, never between the cache's
+                    // drain and their sending: the changelog must end on the newest value.
+                    let _writing = partition.writing();
+                    let records = partition
+                        .cache
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .drain(committing);
+                    for record in records {
+                        let headers = source_headers(&record.topic, p, record.offset);
+                        table.send(partition, &record.key, record.value.as_deref(), &headers)?;
+                    }
                 }
                 let pending = std::mem::take(
                     &mut *partition.pending.lock().unwrap_or_else(|e| e.into_inner()),

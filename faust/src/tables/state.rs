@@ -69,6 +69,11 @@ pub(crate) struct TablePartition {
 }
 
 impl TablePartition {
+    /// Held across a read-modify-write of the partition, and across a flush's sending.
+    pub(super) fn writing(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.writing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub(super) fn new(partition: i32, store: Box<dyn Store>, since: u64) -> TablePartition {
         TablePartition {
             partition,
@@ -187,7 +192,7 @@ impl TableState {
         key: Vec<u8>,
         change: impl FnOnce(Option<Vec<u8>>) -> Result<(Option<Vec<u8>>, T)>,
     ) -> Result<T> {
-        let _writing = held.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let _writing = held.writing();
         let (value, result) = change(held.store.get(&key)?)?;
         let name = self.descriptor.name;
         match value {
