@@ -99,6 +99,9 @@ struct Settings {
     /// The consumer-group session timeout: how soon the group gives a silent worker's partitions to others [default: 10s]
     #[arg(long, global = true, env = "FAUST_SESSION_TIMEOUT", value_parser = parse_duration)]
     session_timeout: Option<Duration>,
+    /// The longest the consumer may go without polling (a rebalance waiting for events, a commit waiting for its changelog) before it leaves the group; at least the session timeout [default: 5m]
+    #[arg(long, global = true, env = "FAUST_BROKER_MAX_POLL_INTERVAL", value_parser = parse_duration)]
+    broker_max_poll_interval: Option<Duration>,
     /// A stable identity in the consumer group (static membership): a worker restarted with the same id gets its partitions back without a rebalance
     #[arg(long, global = true, env = "FAUST_INSTANCE_ID")]
     instance_id: Option<String>,
@@ -164,6 +167,9 @@ impl Settings {
         }
         if let Some(timeout) = self.session_timeout {
             config.session_timeout = timeout;
+        }
+        if let Some(interval) = self.broker_max_poll_interval {
+            config.broker_max_poll_interval = interval;
         }
         if let Some(instance) = self.instance_id {
             config.instance_id = Some(instance);

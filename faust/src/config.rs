@@ -138,6 +138,10 @@ pub struct Config {
     pub dead_letter_topic: Option<String>,
     /// The consumer-group session timeout: how soon a silent worker's partitions move.
     pub session_timeout: Duration,
+    /// The longest the consumer may go without polling before librdkafka gives up its
+    /// group membership (`max.poll.interval.ms`; Faust's `broker_max_poll_interval`).
+    /// Recovery does not count: it runs while the consumer polls.
+    pub broker_max_poll_interval: Duration,
     /// How long the producer keeps retrying a message (through a broker outage) before
     /// its delivery fails (librdkafka's `message.timeout.ms`; Faust's setting of the
     /// same name). An event whose message fails stops the worker, unacknowledged.
@@ -172,6 +176,7 @@ impl Config {
             stall_timeout: Duration::from_secs(60),
             dead_letter_topic: None,
             session_timeout: Duration::from_secs(10),
+            broker_max_poll_interval: Duration::from_secs(300),
             // Faust's default: outages shorter than this are ridden out.
             producer_request_timeout: Duration::from_secs(20 * 60),
             instance_id: None,

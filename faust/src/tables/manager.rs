@@ -6,7 +6,10 @@
 use std::{
     collections::HashMap,
     path::PathBuf,
-    sync::{Arc, Mutex, RwLock},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, RwLock,
+    },
     time::{Duration, Instant},
 };
 
@@ -49,6 +52,8 @@ pub(crate) struct TableManager {
     runtime: tokio::runtime::Handle,
     followers: Mutex<Vec<Follower>>,
     broken: Broken,
+    /// Set to stop the recovery under way (see `PartitionListener::cancel_recovery`).
+    cancel_recovery: AtomicBool,
 }
 
 /// Takes the datadir for this worker alone (when a table is on disk): the lock is
@@ -116,6 +121,7 @@ impl TableManager {
             runtime,
             followers: Mutex::default(),
             broken,
+            cancel_recovery: AtomicBool::new(false),
         })
     }
 
@@ -123,7 +129,15 @@ impl TableManager {
     pub(crate) fn start_global_tables(&self) -> Result<()> {
         for table in self.tables.iter().filter(|t| t.descriptor.global) {
             for partition in 0..table.partitions {
-                hold(table, &self.bootstrap, partition, &Committed::default(), 0)?;
+                let never = AtomicBool::new(false);
+                hold(
+                    table,
+                    &self.bootstrap,
+                    partition,
+                    &Committed::default(),
+                    0,
+                    &never,
+                )?;
             }
             let follower = Follower::start(&self.bootstrap, table.clone(), self.health.clone())?;
             self.followers
@@ -391,6 +405,7 @@ impl PartitionListener for TableManager {
         committed: &HashMap<TopicPartition, i64>,
         generation: u64,
     ) -> Result<()> {
+        self.cancel_recovery.store(false, Ordering::SeqCst);
         let mut numbers: Vec<i32> = assigned.iter().map(|tp| tp.partition).collect();
         numbers.sort_unstable();
         numbers.dedup();
@@ -403,10 +418,24 @@ impl PartitionListener for TableManager {
                     continue;
                 }
                 let committed = Committed::for_partition(committed, partition);
-                hold(table, &self.bootstrap, partition, &committed, generation)?;
+                let cancel = &self.cancel_recovery;
+                if !hold(
+                    table,
+                    &self.bootstrap,
+                    partition,
+                    &committed,
+                    generation,
+                    cancel,
+                )? {
+                    return Ok(());
+                }
             }
         }
         Ok(())
+    }
+
+    fn cancel_recovery(&self) {
+        self.cancel_recovery.store(true, Ordering::SeqCst);
     }
 
     fn flush(&self, points: &[(TopicPartition, i64)]) -> Result<Vec<(TopicPartition, i64)>> {
@@ -430,14 +459,16 @@ impl PartitionListener for TableManager {
 }
 
 /// Opens the store of one of `table`'s partitions, recovers it from the changelog, and
-/// holds it for the events of consumer generation `since` on.
+/// holds it for the events of consumer generation `since` on; false if `cancelled`
+/// stopped the recovery first (the partition is not held then).
 fn hold(
     table: &TableState,
     bootstrap: &str,
     partition: i32,
     committed: &Committed,
     since: u64,
-) -> Result<()> {
+    cancelled: &AtomicBool,
+) -> Result<bool> {
     let path = table
         .dir
         .join(format!("{}-{partition}", table.descriptor.name));
@@ -446,7 +477,9 @@ fn hold(
         store::open_when_free(table.memory, &path, STORE_PATIENCE)?,
         since,
     ));
-    recovery::recover(bootstrap, table, &held, committed)?;
+    if !recovery::recover(bootstrap, table, &held, committed, cancelled)? {
+        return Ok(false);
+    }
     if table.descriptor.window.is_some() {
         let index = WindowIndex::load(&*held.store, table.clock.now_ms())?;
         *held.windows.lock().unwrap_or_else(|e| e.into_inner()) = index;
@@ -456,5 +489,5 @@ fn hold(
         .write()
         .unwrap_or_else(|e| e.into_inner())
         .insert(partition, held);
-    Ok(())
+    Ok(true)
 }

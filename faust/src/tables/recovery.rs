@@ -9,6 +9,7 @@
 
 use std::{
     collections::HashMap,
+    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
@@ -89,7 +90,10 @@ fn source_in<'a>(
 /// Where recovery of a partition starts reading its changelog.
 #[derive(Debug, PartialEq, Eq)]
 struct Start {
-    from: i64,
+    /// `None`: from the changelog's beginning, wherever the broker has it. (Not from the
+    /// low watermark: tansu answers ListOffsets wrongly, and a start past the real one
+    /// would skip records.)
+    from: Option<i64>,
     /// Why the store must be emptied first and rebuilt, if it must.
     rebuild: Option<Rebuild>,
 }
@@ -103,8 +107,9 @@ enum Rebuild {
 }
 
 /// Where to start, given what the store holds (`checkpoint`), what the group committed
-/// and the changelog's first offset (`low`): where the store stopped, or from the start
-/// (`low`) when the store is empty, ahead of the commits, or older than the changelog.
+/// and the changelog's first offset as the broker reports it (`low`): where the store
+/// stopped, or from the beginning when the store is empty, ahead of the commits, or
+/// older than the changelog (a `low` reported too high costs a rebuild, never records).
 fn where_to_start(checkpoint: &Checkpoint, committed: &Committed, low: i64) -> Start {
     let ahead = checkpoint
         .sources
@@ -113,7 +118,7 @@ fn where_to_start(checkpoint: &Checkpoint, committed: &Committed, low: i64) -> S
         .min();
     if let Some((topic, offset)) = ahead {
         return Start {
-            from: low,
+            from: None,
             rebuild: Some(Rebuild::Uncommitted {
                 topic: topic.clone(),
                 offset: *offset,
@@ -122,26 +127,29 @@ fn where_to_start(checkpoint: &Checkpoint, committed: &Committed, low: i64) -> S
     }
     match checkpoint.changelog_offset {
         Some(stored) if stored < low && stored > 0 => Start {
-            from: low,
+            from: None,
             rebuild: Some(Rebuild::Truncated { stored }),
         },
         Some(stored) => Start {
-            from: stored.max(low),
+            from: Some(stored),
             rebuild: None,
         },
         None => Start {
-            from: low,
+            from: None,
             rebuild: None,
         },
     }
 }
 
+/// Replays the changelog into `held`'s store; returns false if `cancelled` turned true
+/// first (the partition was revoked, or the worker stops).
 pub(crate) fn recover(
     bootstrap: &str,
     table: &TableState,
     held: &TablePartition,
     committed: &Committed,
-) -> Result<()> {
+    cancelled: &AtomicBool,
+) -> Result<bool> {
     let name = table.descriptor.name;
     let partition = held.partition;
     let started = Instant::now();
@@ -181,10 +189,11 @@ pub(crate) fn recover(
         held.store.clear()?;
     }
     // Only an estimate for progress reports: some brokers under-report the end here.
-    let estimated_total = (high - from).max(0);
+    let estimated_total = (high - from.unwrap_or(low)).max(0);
 
     let mut list = TopicPartitionList::new();
-    list.add_partition_offset(&table.changelog, partition, Offset::Offset(from))
+    let offset = from.map_or(Offset::Beginning, Offset::Offset);
+    list.add_partition_offset(&table.changelog, partition, offset)
         .map_err(|e| Error::kafka("preparing recovery", e))?;
     consumer
         .assign(&list)
@@ -206,6 +215,15 @@ pub(crate) fn recover(
     let mut last_progress = Instant::now();
     let mut last_record = Instant::now();
     loop {
+        if cancelled.load(Ordering::SeqCst) {
+            // What was applied stays, with the offset it reached: the next holding goes on.
+            held.store.write(batch)?;
+            info!(
+                table = name,
+                partition, "recovery stopped: the partition was revoked, or the worker stops"
+            );
+            return Ok(false);
+        }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(message)) => {
                 last_record = Instant::now();
@@ -235,7 +253,7 @@ pub(crate) fn recover(
                  (at offset {}); is the broker reachable?",
                 table.changelog,
                 STALL_TIMEOUT,
-                batch.changelog_offset.unwrap_or(from)
+                batch.changelog_offset.or(from).unwrap_or(0)
             )));
         }
         if last_progress.elapsed() >= PROGRESS_EVERY {
@@ -262,11 +280,11 @@ pub(crate) fn recover(
         partition,
         records = applied,
         skipped,
-        from,
+        from = from.unwrap_or(0),
         seconds = format!("{:.3}", started.elapsed().as_secs_f64()),
         "table partition recovered"
     );
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -327,18 +345,18 @@ mod tests {
         // A store behind the commits continues where it stopped.
         assert_eq!(
             where_to_start(&stored(Some(40), &[("words", 99)]), &committed, 0),
-            start(40, None)
+            start(Some(40), None)
         );
         // An empty store reads the whole changelog.
         assert_eq!(
             where_to_start(&stored(None, &[]), &committed, 5),
-            start(5, None)
+            start(None, None)
         );
         // A store holding an uncommitted event's effects is rebuilt from the start.
         assert_eq!(
             where_to_start(&stored(Some(40), &[("words", 100)]), &committed, 3),
             start(
-                3,
+                None,
                 Some(Rebuild::Uncommitted {
                     topic: "words".into(),
                     offset: 100
@@ -348,12 +366,13 @@ mod tests {
         // A changelog compacted or deleted past the store's offset: rebuilt too.
         assert_eq!(
             where_to_start(&stored(Some(40), &[("words", 7)]), &committed, 50),
-            start(50, Some(Rebuild::Truncated { stored: 40 }))
+            start(None, Some(Rebuild::Truncated { stored: 40 }))
         );
-        // Offset 0 stored is the start of an empty changelog, not a truncation.
+        // Offset 0 stored is the start of an empty changelog, not a truncation (reading
+        // before the beginning starts at the beginning: auto.offset.reset=earliest).
         assert_eq!(
             where_to_start(&stored(Some(0), &[]), &committed, 10),
-            start(10, None)
+            start(Some(0), None)
         );
     }
 

@@ -85,6 +85,8 @@ pub(super) struct GroupContext {
     pub(super) awaiting_assignment: Mutex<Option<Instant>>,
     /// Time spent in rebalance callbacks, all told (librdkafka heartbeats meanwhile).
     pub(super) in_callbacks: Mutex<Duration>,
+    /// The recovery of the last assignment's tables, while it runs.
+    pub(super) recovery: Mutex<Option<Recovery>>,
     /// Holding its one partition makes this worker the leader (see `crate::leader`).
     pub(super) leader_topic: String,
     pub(super) leadership: Leadership,
@@ -281,8 +283,64 @@ impl GroupContext {
                 return;
             }
         };
+        // Recovery runs on a thread of its own while the partitions stay paused and the
+        // consumer keeps polling: a long one no longer costs the group membership
+        // (max.poll.interval.ms), and a revocation or a stop can cut it short.
         let generation = self.tracker.next_generation();
-        if let Err(e) = self.listener.assigned(&assigned, &committed, generation) {
+        let listener = self.listener.clone();
+        let (partitions, offsets) = (assigned.clone(), committed.clone());
+        let thread = std::thread::Builder::new()
+            .name("faust-recovery".into())
+            .spawn(move || listener.assigned(&partitions, &offsets, generation));
+        match thread {
+            Ok(thread) => {
+                *self.recovery.lock().unwrap_or_else(|e| e.into_inner()) = Some(Recovery {
+                    thread,
+                    assigned,
+                    committed,
+                });
+            }
+            Err(e) => {
+                let _ = self.fatal.send(Error::Io {
+                    context: "starting the recovery thread".into(),
+                    source: e,
+                });
+            }
+        }
+    }
+
+    /// Whether a recovery is under way.
+    fn recovering(&self) -> bool {
+        self.recovery
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// Once the recovery under way is done, starts its partitions: they are tracked and
+    /// fetched from then on. Called by the poll loop.
+    pub(super) fn start_recovered(&self, consumer: &BaseConsumer<Self>) {
+        let finished = {
+            let mut recovery = self.recovery.lock().unwrap_or_else(|e| e.into_inner());
+            match &*recovery {
+                Some(r) if r.thread.is_finished() => recovery.take(),
+                _ => None,
+            }
+        };
+        let Some(Recovery {
+            thread,
+            assigned,
+            committed,
+        }) = finished
+        else {
+            return;
+        };
+        let outcome = thread.join().unwrap_or_else(|_| {
+            Err(Error::Worker(
+                "table recovery panicked; see the log above".into(),
+            ))
+        });
+        if let Err(e) = outcome {
             let _ = self.fatal.send(e);
             return;
         }
@@ -291,11 +349,39 @@ impl GroupContext {
                 .iter()
                 .map(|(tp, offset)| (tp.topic.to_string(), tp.partition, *offset)),
         );
+        let mut list = TopicPartitionList::new();
         for tp in assigned {
+            list.add_partition(&tp.topic, tp.partition);
             self.tracker.assign(tp);
         }
+        if self.fetching.load(Ordering::SeqCst) {
+            if let Err(e) = consumer.resume(&list) {
+                warn!(error = %e, "could not resume the recovered partitions");
+            }
+        }
+        self.rebalance_ends();
         self.ready.send_replace(true);
     }
+
+    /// Stops the recovery under way, if any, and waits for its thread.
+    pub(super) fn abandon_recovery(&self) {
+        let abandoned = self
+            .recovery
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(recovery) = abandoned {
+            self.listener.cancel_recovery();
+            let _ = recovery.thread.join();
+        }
+    }
+}
+
+/// A recovery of the tables of an assignment, on its own thread.
+pub(super) struct Recovery {
+    thread: std::thread::JoinHandle<crate::Result<()>>,
+    assigned: Vec<TopicPartition>,
+    committed: HashMap<TopicPartition, i64>,
 }
 
 impl GroupContext {
@@ -304,6 +390,7 @@ impl GroupContext {
         match rebalance {
             Rebalance::Revoke(list) => {
                 self.rebalance_starts();
+                self.abandon_recovery();
                 let mut revoked = partitions(list);
                 self.take_leadership(&mut revoked, false);
                 if !revoked.is_empty() {
@@ -319,12 +406,12 @@ impl GroupContext {
                 self.await_assignment(false);
                 self.take_leadership(&mut assigned, true);
                 self.assign(consumer, assigned);
-                self.rebalance_ends();
             }
             Rebalance::Error(e) => {
                 // librdkafka drops the assignment: forget it here too, tables included,
                 // so the next assignment recovers them afresh.
                 warn!(error = %e, "rebalance failed; the partitions will be assigned again");
+                self.abandon_recovery();
                 self.await_assignment(false);
                 self.leadership.set(false);
                 let held = self.tracker.clear();
@@ -375,7 +462,8 @@ impl ConsumerContext for GroupContext {
         // librdkafka keeps an application pause across reassignment: undo a pause for
         // back-pressure from before the rebalance, or pause if the worker is stopping.
         if let Rebalance::Assign(list) = rebalance {
-            let result = if self.fetching.load(Ordering::SeqCst) {
+            // Fetching waits for their recovery (see `start_recovered`).
+            let result = if self.fetching.load(Ordering::SeqCst) && !self.recovering() {
                 consumer.resume(list)
             } else {
                 consumer.pause(list)

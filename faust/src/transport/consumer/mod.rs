@@ -53,8 +53,9 @@ const STALL_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// A component that follows the consumer's partitions (the tables).
 pub(crate) trait PartitionListener: Send + Sync {
-    /// Partitions were assigned; runs before any of their events are fetched, so state
-    /// can be recovered first. `committed` holds the group's committed offsets of the
+    /// Partitions were assigned; runs, on a thread of its own, before any of their
+    /// events are fetched, so state can be recovered first; returns early once
+    /// [`PartitionListener::cancel_recovery`] is called. `committed` holds the group's committed offsets of the
     /// assigned partitions (where nothing was committed: where auto.offset.reset starts).
     /// Events of this assignment carry `generation` or a later one; an event with an
     /// earlier one was fetched before a revocation, and its changes must be refused.
@@ -64,6 +65,9 @@ pub(crate) trait PartitionListener: Send + Sync {
         committed: &HashMap<TopicPartition, i64>,
         generation: u64,
     ) -> Result<()>;
+    /// Stops a recovery under way in [`PartitionListener::assigned`] (which then returns
+    /// early); the next call of `assigned` clears this.
+    fn cancel_recovery(&self);
     /// Makes the effects of the events up to the commit `points` durable; runs before
     /// each commit, and returns the points to commit (lower where not all is durable yet).
     fn flush(&self, points: &[(TopicPartition, i64)]) -> Result<Vec<(TopicPartition, i64)>>;
@@ -112,6 +116,7 @@ impl Consumer {
             rebalance_started: Mutex::default(),
             awaiting_assignment: Mutex::default(),
             in_callbacks: Mutex::default(),
+            recovery: Mutex::default(),
             leader_topic: leader_topic.to_owned(),
             leadership: leadership.clone(),
             health: health.clone(),
@@ -131,6 +136,14 @@ impl Consumer {
             .set(
                 "session.timeout.ms",
                 config.session_timeout.as_millis().to_string(),
+            )
+            .set(
+                "max.poll.interval.ms",
+                config
+                    .broker_max_poll_interval
+                    .max(config.session_timeout)
+                    .as_millis()
+                    .to_string(),
             )
             // For the partitions' high watermarks (consumer lag).
             .set("statistics.interval.ms", "1000")
@@ -292,6 +305,7 @@ impl Poller {
             if !paused_all {
                 self.resume_drained();
             }
+            self.consumer.context().start_recovered(&self.consumer);
             match self.consumer.poll(POLL_INTERVAL) {
                 Some(Ok(message)) => self.dispatch(&message),
                 Some(Err(e)) => self.health.error(&e.to_string()),
@@ -482,6 +496,7 @@ impl Poller {
                  processed since the last commit run again after a restart"
             );
         }
+        self.consumer.context().abandon_recovery();
         // A sink's outputs would be sent again after the restart: a failed final commit
         // is tried twice more.
         for attempt in 1..=3 {
