@@ -309,40 +309,6 @@ impl GroupContext {
         }
     }
 
-    /// Makes fetching start at the offsets recovery was given: librdkafka would ask the
-    /// broker for the committed offsets a second time, and an answer that differs from
-    /// the first (tansu was seen to give one a commit behind) would run an event again
-    /// whose effect the recovered table holds.
-    fn fetch_from_recovered_offsets(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        list: &TopicPartitionList,
-    ) {
-        let explicit = {
-            let recovery = self.recovery.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(recovery) = recovery.as_ref() else {
-                return;
-            };
-            let mut explicit = TopicPartitionList::new();
-            for element in list.elements() {
-                let offset = recovery
-                    .committed
-                    .get(&TopicPartition::of(&element))
-                    .map_or(Offset::Invalid, |o| Offset::Offset(*o));
-                if let Err(e) =
-                    explicit.add_partition_offset(element.topic(), element.partition(), offset)
-                {
-                    warn!(error = %e, "could not set where fetching starts");
-                    return;
-                }
-            }
-            explicit
-        };
-        if let Err(e) = consumer.assign(&explicit) {
-            warn!(error = %e, "could not set where fetching starts");
-        }
-    }
-
     /// Whether a recovery is under way.
     fn recovering(&self) -> bool {
         self.recovery
@@ -386,7 +352,11 @@ impl GroupContext {
         let mut list = TopicPartitionList::new();
         for tp in assigned {
             list.add_partition(&tp.topic, tp.partition);
-            self.tracker.assign(tp);
+            // librdkafka asks the broker for the committed offset a second time, and
+            // tansu was seen to answer one commit behind: an event before the offset
+            // recovery was given has its effect in the table already, and is dropped.
+            let start = committed.get(&tp).copied();
+            self.tracker.assign(tp, start);
         }
         if self.fetching.load(Ordering::SeqCst) {
             if let Err(e) = consumer.resume(&list) {
@@ -496,7 +466,6 @@ impl ConsumerContext for GroupContext {
         // librdkafka keeps an application pause across reassignment: undo a pause for
         // back-pressure from before the rebalance, or pause if the worker is stopping.
         if let Rebalance::Assign(list) = rebalance {
-            self.fetch_from_recovered_offsets(consumer, list);
             // Fetching waits for their recovery (see `start_recovered`).
             let result = if self.fetching.load(Ordering::SeqCst) && !self.recovering() {
                 consumer.resume(list)

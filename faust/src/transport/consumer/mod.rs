@@ -389,6 +389,10 @@ impl Poller {
         let (generation, pause) = match self.tracker.track(&tp, message.offset(), owed) {
             Tracked::Deliver { generation, pause } => (generation, pause),
             Tracked::NotAssigned => return,
+            Tracked::Done => {
+                debug!(topic = %tp.topic, partition = tp.partition, offset, "dropping an event before the start of its assignment, or fetched twice");
+                return;
+            }
         };
         let headers = message
             .headers()

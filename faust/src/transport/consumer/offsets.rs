@@ -43,6 +43,9 @@ struct PartitionState {
     revoking: bool,
     /// One past the highest offset handed out.
     next: Option<i64>,
+    /// Where this assignment starts (the committed offset its tables were recovered for):
+    /// an event before it is done already.
+    start: Option<i64>,
     /// The last offset the broker confirmed as committed.
     committed: Option<i64>,
     paused: bool,
@@ -69,6 +72,9 @@ pub(crate) enum Tracked {
     Deliver { generation: u64, pause: bool },
     /// The partition is not assigned to us (any more): drop the event.
     NotAssigned,
+    /// The event comes before where this assignment starts, or was handed out in it
+    /// already: done (or being done), drop it.
+    Done,
 }
 
 #[derive(Debug)]
@@ -99,7 +105,8 @@ impl OffsetTracker {
         self.lock().next_generation + 1
     }
 
-    pub(crate) fn assign(&self, tp: TopicPartition) {
+    /// Tracks `tp` from `start` on (where known): events before it are dropped.
+    pub(crate) fn assign(&self, tp: TopicPartition, start: Option<i64>) {
         let mut state = self.lock();
         state.next_generation += 1;
         let generation = state.next_generation;
@@ -107,6 +114,7 @@ impl OffsetTracker {
             tp,
             PartitionState {
                 generation,
+                start,
                 ..PartitionState::default()
             },
         );
@@ -134,6 +142,13 @@ impl OffsetTracker {
         let Some(partition) = state.partitions.get_mut(tp) else {
             return Tracked::NotAssigned;
         };
+        // Before the assignment's start, or handed out already in this assignment (a
+        // fetch that went back, after a pause): done, or being done, once.
+        if partition.start.is_some_and(|start| offset < start)
+            || partition.next.is_some_and(|next| offset < next)
+        {
+            return Tracked::Done;
+        }
         partition.in_flight.insert(offset, acks_owed);
         partition.next = Some(partition.next.map_or(offset + 1, |n| n.max(offset + 1)));
         let pause = !partition.paused && partition.in_flight.len() >= self.max_in_flight;
@@ -303,14 +318,14 @@ mod tests {
     fn deliver(tracker: &OffsetTracker, partition: i32, offset: i64, owed: u32) -> u64 {
         match tracker.track(&tp(partition), offset, owed) {
             Tracked::Deliver { generation, .. } => generation,
-            Tracked::NotAssigned => panic!("partition {partition} not assigned"),
+            Tracked::NotAssigned | Tracked::Done => panic!("partition {partition} not tracked"),
         }
     }
 
     #[test]
     fn out_of_order_acks_never_commit_past_an_event_in_flight() {
         let tracker = OffsetTracker::new(100);
-        tracker.assign(tp(0));
+        tracker.assign(tp(0), None);
         // Offsets 10..20 go to two actors; the second actor finishes first.
         let generation = (10..20).map(|o| deliver(&tracker, 0, o, 1)).last().unwrap();
         for offset in (15..20).rev() {
@@ -336,7 +351,7 @@ mod tests {
     #[test]
     fn an_event_for_two_agents_is_done_when_both_acknowledge() {
         let tracker = OffsetTracker::new(100);
-        tracker.assign(tp(0));
+        tracker.assign(tp(0), None);
         let generation = deliver(&tracker, 0, 0, 2);
         tracker.acknowledge(&tp(0).topic, 0, generation, 0);
         assert_eq!(tracker.commit_points(), vec![(tp(0), 0)]);
@@ -347,8 +362,8 @@ mod tests {
     #[test]
     fn partitions_commit_independently_and_only_when_moved() {
         let tracker = OffsetTracker::new(100);
-        tracker.assign(tp(0));
-        tracker.assign(tp(1));
+        tracker.assign(tp(0), None);
+        tracker.assign(tp(1), None);
         let g0 = deliver(&tracker, 0, 5, 1);
         let g1 = deliver(&tracker, 1, 7, 1);
         tracker.acknowledge(&tp(1).topic, 1, g1, 7);
@@ -361,12 +376,30 @@ mod tests {
     }
 
     #[test]
+    fn events_before_the_start_of_an_assignment_are_done_already() {
+        let tracker = OffsetTracker::new(100);
+        tracker.assign(tp(0), Some(10));
+        assert_eq!(tracker.track(&tp(0), 9, 1), Tracked::Done);
+        assert!(matches!(
+            tracker.track(&tp(0), 10, 1),
+            Tracked::Deliver { .. }
+        ));
+        assert_eq!(tracker.commit_points(), vec![(tp(0), 10)]);
+        assert_eq!(
+            tracker.track(&tp(0), 10, 1),
+            Tracked::Done,
+            "handed out already"
+        );
+        assert_eq!(tracker.commit_points(), vec![(tp(0), 10)]);
+    }
+
+    #[test]
     fn acks_from_before_a_revocation_are_ignored() {
         let tracker = OffsetTracker::new(100);
-        tracker.assign(tp(0));
+        tracker.assign(tp(0), None);
         let old = deliver(&tracker, 0, 0, 1);
         assert_eq!(tracker.revoke(&tp(0)), Some(0));
-        tracker.assign(tp(0));
+        tracker.assign(tp(0), None);
         let new = deliver(&tracker, 0, 0, 1);
         assert_ne!(old, new);
         tracker.acknowledge(&tp(0).topic, 0, old, 0);
@@ -379,11 +412,11 @@ mod tests {
     #[test]
     fn a_full_partition_pauses_and_resumes_at_half() {
         let tracker = OffsetTracker::new(4);
-        tracker.assign(tp(0));
+        tracker.assign(tp(0), None);
         let pauses: Vec<bool> = (0..4)
             .map(|o| match tracker.track(&tp(0), o, 1) {
                 Tracked::Deliver { pause, .. } => pause,
-                Tracked::NotAssigned => unreachable!(),
+                Tracked::NotAssigned | Tracked::Done => unreachable!(),
             })
             .collect();
         assert_eq!(pauses, [false, false, false, true]);
@@ -400,7 +433,7 @@ mod tests {
     #[test]
     fn a_revocation_waits_for_started_events_only() {
         let tracker = Arc::new(OffsetTracker::new(100));
-        tracker.assign(tp(0));
+        tracker.assign(tp(0), None);
         let generations: Vec<u64> = (0..5).map(|o| deliver(&tracker, 0, o, 1)).collect();
         let generation = generations[4];
         let topic: Arc<str> = Arc::from("orders");
@@ -429,7 +462,7 @@ mod tests {
     #[test]
     fn waiting_for_started_events_wakes_on_the_last_ack() {
         let tracker = Arc::new(OffsetTracker::new(100));
-        tracker.assign(tp(0));
+        tracker.assign(tp(0), None);
         let generation = deliver(&tracker, 0, 0, 1);
         assert!(Acknowledge::begin(
             &*tracker,
