@@ -34,6 +34,9 @@ fn produce_sequences(topic: String) -> std::thread::JoinHandle<()> {
             .set("bootstrap.servers", broker())
             .set("batch.num.messages", "1")
             .set("linger.ms", "0")
+            // A retried request must not write a value twice (a slow broker under load
+            // times requests out): that would look like the worker processing it twice.
+            .set("enable.idempotence", "true")
             // A short queue: the loop below waits on it, so the final flush is short too,
             // however slow the broker is on a busy machine.
             .set("queue.buffering.max.messages", "10000")
@@ -192,6 +195,16 @@ fn sums_stay_exact_through_crashes_restarts_and_rebalances() {
     assert!(
         recovered > 0,
         "the restarted worker recovered nothing:\n{restarted_log}"
+    );
+
+    // The input holds each value once per partition, so a repeat below is the worker's.
+    let mut seen: HashMap<i32, u64> = HashMap::new();
+    for record in read_all(&input) {
+        *seen.entry(record.partition).or_default() += 1;
+    }
+    assert!(
+        seen.values().all(|&n| n == N),
+        "the input itself holds values twice: {seen:?}"
     );
 
     // No worker saw a value out of order: state and offsets always agreed.
