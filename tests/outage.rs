@@ -188,8 +188,9 @@ fn the_word_count_example_loses_no_word_when_an_outage_outlasts_the_producer_tim
     }));
     broker.stop();
     // Words queued for `count_words` are not delivered: the worker stops with their
-    // posts unacknowledged, rather than count without them.
-    let status = worker.wait_exit(DONE);
+    // posts unacknowledged, rather than count without them. (Its shutdown waits up to
+    // 30 s for each of agents, consumer and producer, which the absent broker can use.)
+    let status = worker.wait_exit(Duration::from_secs(180));
     let log = worker.log();
     assert!(!status.success(), "{log}");
     assert!(log.contains("was not delivered"), "{log}");

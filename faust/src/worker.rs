@@ -234,7 +234,7 @@ async fn shutdown(running: Running) {
             abort.abort();
         }
     }
-    running.consumer.shutdown().await;
+    running.consumer.shutdown(STOP_TIMEOUT).await;
     if let Some(web) = running.web {
         web.stop().await;
     }

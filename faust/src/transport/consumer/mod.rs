@@ -209,15 +209,24 @@ impl Consumer {
 
     /// Commits the acknowledged prefix of every partition, leaves the group and closes
     /// the actors' inboxes. Events never acknowledged are read again after a restart.
-    pub(crate) async fn shutdown(self) {
+    /// Waits at most `patience`: librdkafka's commit waits for a coordinator as long as
+    /// none answers, and a broker that went away during the last commit must not keep the
+    /// worker from exiting (what was not committed runs again after the restart).
+    pub(crate) async fn shutdown(self, patience: Duration) {
         self.fetching.store(false, Ordering::SeqCst);
         self.running.store(false, Ordering::SeqCst);
         let thread = self.thread;
-        if tokio::task::spawn_blocking(move || thread.join())
+        match tokio::time::timeout(patience, tokio::task::spawn_blocking(move || thread.join()))
             .await
-            .is_err()
         {
-            warn!("the consumer thread ended abnormally during shutdown");
+            Ok(Ok(Ok(()))) => {}
+            Ok(_) => warn!("the consumer thread ended abnormally during shutdown"),
+            Err(_) => warn!(
+                ?patience,
+                "the consumer did not stop in time (a commit waiting for the broker?); \
+                 exiting without it: events processed since the last commit run again \
+                 after the restart"
+            ),
         }
     }
 }
