@@ -69,11 +69,14 @@ impl Worker {
     /// Runs until SIGINT/SIGTERM or a fatal error; returns the fatal error, if any. A
     /// second signal during the warm shutdown exits the process at once.
     pub async fn run(self) -> Result<()> {
-        let stop = async {
-            let signal = shutdown_signal().await;
+        // Listening from the start: a signal during start-up (topics, global tables) ends
+        // in a warm shutdown once the worker is up, instead of killing it halfway.
+        let mut signals = Signals::listen();
+        let stop = async move {
+            let signal = signals.next().await;
             info!(signal, "warm shutdown: finishing the events being processed (send the signal again to exit at once)");
-            tokio::spawn(async {
-                let signal = shutdown_signal().await;
+            tokio::spawn(async move {
+                let signal = signals.next().await;
                 error!(signal, "second signal: exiting immediately");
                 std::process::exit(130);
             });
@@ -250,18 +253,35 @@ async fn shutdown(running: Running) {
     drop(running.datadir);
 }
 
-/// Waits for SIGINT or SIGTERM and names it.
-async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        warn!("cannot listen for signals; stop the worker with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = interrupt.recv() => "SIGINT",
-        _ = terminate.recv() => "SIGTERM",
+/// SIGINT and SIGTERM, listened to from when [`Signals::listen`] is called.
+struct Signals {
+    listening: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    fn listen() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        let listening = match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(interrupt), Ok(terminate)) => Some((interrupt, terminate)),
+            _ => {
+                warn!("cannot listen for signals; stop the worker with SIGKILL");
+                None
+            }
+        };
+        Signals { listening }
+    }
+
+    /// Waits for the next signal and names it.
+    async fn next(&mut self) -> &'static str {
+        let Some((interrupt, terminate)) = &mut self.listening else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        }
     }
 }
