@@ -172,11 +172,12 @@ fn a_killed_worker_loses_nothing_and_its_partitions_count_nothing_twice() {
     assert!(b_busy, "B never got going:\n{}", b.log());
     b.signal("KILL");
     b.wait_exit(Duration::from_secs(10));
-    // tansu 0.6.0 never evicts a member that died without leaving the group (it keeps
-    // assigning it partitions), so the killed worker comes back under the same static
-    // group membership (FAUST_INSTANCE_ID) and takes its partitions back, as a restarted
-    // pod would. Its store may hold effects of events the group never committed, which
-    // recovery must not count twice.
+    // The killed worker comes back under the same static group membership
+    // (FAUST_INSTANCE_ID) and takes its partitions back, as a restarted pod would (tansu
+    // 0.6.0 evicts a dead member only when another member's heartbeat notices; if that
+    // happened first, the other worker holds them and this one joins anew). Its store
+    // may hold effects of events the group never committed, which recovery must not
+    // count twice.
     let mut b2 = start(&app, "b2", &b_dir, &b_env);
 
     let done = wait_until(DONE, || all_equal(&reported(&out), 40, 50));
