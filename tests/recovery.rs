@@ -4,38 +4,12 @@
 
 mod common;
 
-use std::{collections::HashMap, path::PathBuf, time::Duration};
+use std::time::Duration;
 
-use common::{count_topics, produce_json, read_all, unique, wait_until, Worker};
+use common::{count_topics, datadir, produce_json, reported, unique, wait_until, Worker};
 use serde_json::json;
 
 const DONE: Duration = Duration::from_secs(120);
-
-fn datadir(name: &str) -> PathBuf {
-    let dir = common::scratch().join(unique(name));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn start(app: &str, name: &str, datadir: &std::path::Path, env: &[(&str, &str)]) -> Worker {
-    let dir = datadir.to_str().unwrap();
-    let mut all = vec![("FAUST_DATADIR", dir)];
-    all.extend_from_slice(env);
-    Worker::start(app, name, &all)
-}
-
-/// The highest count `count` reported per word on `out`.
-fn reported(out: &str) -> HashMap<String, u64> {
-    let mut counts: HashMap<String, u64> = HashMap::new();
-    for record in read_all(out) {
-        let value = record.json();
-        let count = counts
-            .entry(value["word"].as_str().unwrap().to_owned())
-            .or_default();
-        *count = (*count).max(value["count"].as_u64().unwrap());
-    }
-    counts
-}
 
 #[test]
 fn a_recovery_longer_than_the_poll_interval_keeps_the_membership_reports_progress_and_stops_on_sigterm(
@@ -75,7 +49,7 @@ fn a_recovery_longer_than_the_poll_interval_keeps_the_membership_reports_progres
         ("FAUST_SESSION_TIMEOUT", "6s"),
         ("FAUST_BROKER_MAX_POLL_INTERVAL", "6s"),
     ];
-    let mut worker = start(&app, "w", &datadir("long-recovery-data"), &env);
+    let mut worker = Worker::start_on(&app, "w", &datadir("long-recovery-data"), &env);
     worker.expect_log("worker ready", Duration::from_secs(300));
     let log = worker.log();
     let recovered = log
@@ -121,7 +95,7 @@ fn a_recovery_longer_than_the_poll_interval_keeps_the_membership_reports_progres
     worker.stop();
 
     // A worker stopped while it recovers stops the recovery instead of waiting for it.
-    let mut again = start(&app, "again", &datadir("long-recovery-again"), &env);
+    let mut again = Worker::start_on(&app, "again", &datadir("long-recovery-again"), &env);
     again.expect_log("eta_s=", Duration::from_secs(300));
     again.signal("TERM");
     assert!(again.wait_exit(DONE).success(), "{}", again.log());

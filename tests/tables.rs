@@ -3,40 +3,22 @@
 
 mod common;
 
-use std::{collections::HashMap, path::PathBuf, time::Duration};
+use std::{collections::HashMap, time::Duration};
 
 use common::{
-    count_topics, create_topic, produce, produce_json, read_all, unique, wait_until, Worker,
+    count_topics, create_topic, datadir, produce, produce_json, read_all, reported, unique,
+    wait_until, Worker,
 };
 use serde_json::{json, Value};
 
 const READY: Duration = Duration::from_secs(60);
 const DONE: Duration = Duration::from_secs(120);
 
-fn datadir(name: &str) -> PathBuf {
-    let dir = common::scratch().join(unique(name));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// Each word `w{i}` (i < words) `times` times, keyed by the word, interleaved.
 fn words(words: usize, times: usize) -> Vec<(Value, Value)> {
     (0..times)
         .flat_map(|_| (0..words).map(|i| (json!(format!("w{i}")), json!(format!("w{i}")))))
         .collect()
-}
-
-/// The highest count `count` reported per word.
-fn reported(out: &str) -> HashMap<String, u64> {
-    let mut counts: HashMap<String, u64> = HashMap::new();
-    for record in read_all(out) {
-        let value = record.json();
-        let count = counts
-            .entry(value["word"].as_str().unwrap().to_owned())
-            .or_default();
-        *count = (*count).max(value["count"].as_u64().unwrap());
-    }
-    counts
 }
 
 /// The changelog's last value per key, and how many records it holds.
@@ -70,13 +52,6 @@ fn recovered_records(log: &str) -> u64 {
         .sum()
 }
 
-fn start(app: &str, name: &str, datadir: &std::path::Path, env: &[(&str, &str)]) -> Worker {
-    let dir = datadir.to_str().unwrap().to_owned();
-    let mut all = vec![("FAUST_DATADIR", dir.as_str())];
-    all.extend_from_slice(env);
-    Worker::start(app, name, &all)
-}
-
 #[test]
 fn counts_are_exact_and_the_changelog_agrees_with_the_table() {
     needs_broker!();
@@ -85,7 +60,7 @@ fn counts_are_exact_and_the_changelog_agrees_with_the_table() {
     produce_json(&input, &words(20, 10));
     // No commit before the shutdown's: all 200 updates meet in the write cache.
     let once = [("FAUST_COMMIT_INTERVAL", "1h")];
-    let mut worker = start(&app, "w", &datadir("count"), &once);
+    let mut worker = Worker::start_on(&app, "w", &datadir("count"), &once);
     let done = wait_until(DONE, || all_equal(&reported(&out), 20, 10));
     assert!(done, "counts: {:?}\n{}", reported(&out), worker.log());
     worker.stop();
@@ -106,7 +81,7 @@ fn a_restart_recovers_only_the_tail_and_an_empty_datadir_rebuilds_everything() {
     let (input, out) = count_topics(&app);
     let kept = datadir("kept");
     produce_json(&input, &words(10, 10));
-    let mut first = start(&app, "first", &kept, &[]);
+    let mut first = Worker::start_on(&app, "first", &kept, &[]);
     assert!(
         wait_until(DONE, || all_equal(&reported(&out), 10, 10)),
         "{}",
@@ -115,7 +90,7 @@ fn a_restart_recovers_only_the_tail_and_an_empty_datadir_rebuilds_everything() {
     first.stop();
 
     produce_json(&input, &words(10, 5));
-    let mut second = start(&app, "second", &kept, &[]);
+    let mut second = Worker::start_on(&app, "second", &kept, &[]);
     assert!(
         wait_until(DONE, || all_equal(&reported(&out), 10, 15)),
         "{}",
@@ -130,7 +105,7 @@ fn a_restart_recovers_only_the_tail_and_an_empty_datadir_rebuilds_everything() {
 
     produce_json(&input, &words(10, 1));
     let (_, logged) = changelog(&app);
-    let mut fresh = start(&app, "fresh", &datadir("fresh"), &[]);
+    let mut fresh = Worker::start_on(&app, "fresh", &datadir("fresh"), &[]);
     assert!(
         wait_until(DONE, || all_equal(&reported(&out), 10, 16)),
         "{}",
@@ -152,12 +127,12 @@ fn a_killed_worker_loses_nothing_and_its_partitions_count_nothing_twice() {
     let app = unique("kill");
     let (input, out) = count_topics(&app);
     let slow = [("TEST_DELAY_MS", "3"), ("FAUST_COMMIT_INTERVAL", "500ms")];
-    let mut a = start(&app, "a", &datadir("a"), &slow);
+    let mut a = Worker::start_on(&app, "a", &datadir("a"), &slow);
     a.expect_log("worker ready", READY);
     let b_dir = datadir("b");
     let mut b_env = slow.to_vec();
     b_env.push(("FAUST_INSTANCE_ID", "b"));
-    let mut b = start(&app, "b", &b_dir, &b_env);
+    let mut b = Worker::start_on(&app, "b", &b_dir, &b_env);
     b.expect_log("worker ready", READY);
     a.expect_log("partitions revoked", READY);
 
@@ -178,7 +153,7 @@ fn a_killed_worker_loses_nothing_and_its_partitions_count_nothing_twice() {
     // happened first, the other worker holds them and this one joins anew). Its store
     // may hold effects of events the group never committed, which recovery must not
     // count twice.
-    let mut b2 = start(&app, "b2", &b_dir, &b_env);
+    let mut b2 = Worker::start_on(&app, "b2", &b_dir, &b_env);
 
     let done = wait_until(DONE, || all_equal(&reported(&out), 40, 50));
     let counts = reported(&out);
@@ -208,7 +183,7 @@ fn a_table_and_its_source_topic_must_have_the_same_partitions() {
     needs_broker!();
     let app = unique("copart");
     create_topic(&format!("{app}-count"), 2);
-    let mut worker = start(&app, "w", &datadir("copart"), &[]);
+    let mut worker = Worker::start_on(&app, "w", &datadir("copart"), &[]);
     let status = worker.wait_exit(READY);
     assert_eq!(status.code(), Some(1), "{}", worker.log());
     let log = worker.log();
@@ -246,7 +221,7 @@ fn a_changelog_written_by_python_faust_is_recovered() {
             record(r#""pear""#, None),
         ],
     );
-    let mut worker = start(&app, "w", &datadir("python"), &[]);
+    let mut worker = Worker::start_on(&app, "w", &datadir("python"), &[]);
     worker.expect_log("worker ready", READY);
     produce_json(
         &input,
@@ -268,7 +243,7 @@ fn a_write_outside_event_processing_is_refused_with_a_clear_error() {
     needs_broker!();
     let app = unique("outside");
     count_topics(&app);
-    let mut worker = start(
+    let mut worker = Worker::start_on(
         &app,
         "w",
         &datadir("outside"),
@@ -292,9 +267,9 @@ fn every_worker_reads_the_whole_global_table() {
     for topic in ["configure", "lookup", "looked-up"] {
         create_topic(&format!("{app}-{topic}"), 4);
     }
-    let mut a = start(&app, "a", &datadir("global-a"), &[]);
+    let mut a = Worker::start_on(&app, "a", &datadir("global-a"), &[]);
     a.expect_log("worker ready", READY);
-    let mut b = start(&app, "b", &datadir("global-b"), &[]);
+    let mut b = Worker::start_on(&app, "b", &datadir("global-b"), &[]);
     b.expect_log("worker ready", READY);
     a.expect_log("partitions revoked", READY);
 
@@ -351,7 +326,7 @@ fn changelogs_keep_records_from_compaction_for_a_day_and_an_existing_one_that_do
             ("min.compaction.lag.ms", "0"),
         ],
     );
-    let mut worker = start(&app, "w", &datadir("compaction-lag-data"), &[]);
+    let mut worker = Worker::start_on(&app, "w", &datadir("compaction-lag-data"), &[]);
     worker.expect_log("worker ready", READY);
     assert_eq!(
         common::topic_setting(&format!("{app}-counts-changelog"), "min.compaction.lag.ms")
@@ -378,9 +353,9 @@ fn workers_writing_one_key_of_a_global_table_agree_on_the_changelogs_last_value(
     let app = unique("global-race");
     let configure = format!("{app}-configure");
     create_topic(&configure, 4);
-    let mut a = start(&app, "a", &datadir("global-race-a"), &[]);
+    let mut a = Worker::start_on(&app, "a", &datadir("global-race-a"), &[]);
     a.expect_log("worker ready", READY);
-    let mut b = start(&app, "b", &datadir("global-race-b"), &[]);
+    let mut b = Worker::start_on(&app, "b", &datadir("global-race-b"), &[]);
     b.expect_log("worker ready", READY);
     a.expect_log("partitions revoked", READY);
     assert!(wait_until(READY, || a

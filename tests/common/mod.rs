@@ -323,6 +323,26 @@ pub fn read_all(topic: &str) -> Vec<Record> {
     records
 }
 
+/// A fresh directory under [`scratch`], for a worker's datadir.
+pub fn datadir(name: &str) -> PathBuf {
+    let dir = scratch().join(unique(name));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The highest count the test app's `count` agent reported per word on `out`.
+pub fn reported(out: &str) -> HashMap<String, u64> {
+    let mut counts: HashMap<String, u64> = HashMap::new();
+    for record in read_all(out) {
+        let value = record.json();
+        let count = counts
+            .entry(value["word"].as_str().unwrap().to_owned())
+            .or_default();
+        *count = (*count).max(value["count"].as_u64().unwrap());
+    }
+    counts
+}
+
 /// Polls `condition` every 200 ms until it holds or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
@@ -488,6 +508,19 @@ impl Worker {
             &all,
             name,
         )
+    }
+
+    /// [`Worker::start`] with its own `datadir` (kept across restarts by the caller).
+    pub fn start_on(
+        app_id: &str,
+        name: &str,
+        datadir: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> Worker {
+        let dir = datadir.to_str().unwrap();
+        let mut all = vec![("FAUST_DATADIR", dir)];
+        all.extend_from_slice(env);
+        Worker::start(app_id, name, &all)
     }
 
     /// Starts `program`; its web server (if any) listens on a free port of 127.0.0.1
