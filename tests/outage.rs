@@ -180,13 +180,19 @@ fn the_word_count_example_loses_no_word_when_an_outage_outlasts_the_producer_tim
     let mut lowered = env.clone();
     lowered.insert("FAUST_PRODUCER_REQUEST_TIMEOUT", "2s");
     let mut worker = start(&lowered);
-    // Once it counts, the worker has words of its backlog to send when the broker goes
-    // (on this slow broker some may time out even before).
-    assert!(wait_until(DONE, || {
-        let log = worker.log();
-        log.contains("every: 1") || log.contains("was not delivered")
-    }));
+    // The broker must go while `split` still has posts to split: it splits the whole
+    // backlog in seconds, faster than a first count shows. So the worker is frozen as
+    // soon as `split` has handled some posts (it has fetched far more), the broker is
+    // stopped, and the worker thawed: what it sends from then on cannot be delivered.
+    let split_started = wait_until(DONE, || {
+        common::agent(&common::stats(&worker), "split")["events"]
+            .as_u64()
+            .is_some_and(|n| n > 0)
+    });
+    assert!(split_started, "{}", worker.log());
+    worker.signal("STOP");
     broker.stop();
+    worker.signal("CONT");
     // Words queued for `count_words` are not delivered: the worker stops with their
     // posts unacknowledged, rather than count without them. (Its shutdown waits up to
     // 30 s for each of agents, consumer and producer, which the absent broker can use.)
