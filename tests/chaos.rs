@@ -14,9 +14,8 @@ use std::{
 
 use common::{broker, create_topic, read_all, unique, wait_until, Worker};
 use rdkafka::{
-    consumer::{BaseConsumer, Consumer},
     producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer},
-    ClientConfig, Offset, TopicPartitionList,
+    ClientConfig,
 };
 use serde_json::Value;
 
@@ -66,30 +65,6 @@ fn produce_sequences(topic: String) -> std::thread::JoinHandle<()> {
     })
 }
 
-/// Events the group has committed, over all partitions of `topic`.
-fn committed(group: &str, topic: &str) -> i64 {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker())
-        .set("group.id", group)
-        .create()
-        .unwrap();
-    let mut list = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        list.add_partition(topic, p);
-    }
-    match consumer.committed_offsets(list, Duration::from_secs(10)) {
-        Ok(list) => list
-            .elements()
-            .iter()
-            .map(|e| match e.offset() {
-                Offset::Offset(o) => o,
-                _ => 0,
-            })
-            .sum(),
-        Err(_) => 0,
-    }
-}
-
 /// A worker of the app; a restarted one (same `slot`) keeps its datadir, so a killed
 /// worker's store comes back with the effects of events it never committed.
 fn start(app: &str, name: &str, slot: &str, static_member: bool) -> Worker {
@@ -119,7 +94,12 @@ fn sums_stay_exact_through_crashes_restarts_and_rebalances() {
     let progress = |share: f64| {
         let target = (TOTAL as f64 * share) as i64;
         assert!(
-            wait_until(LONG, || committed(&app, &input) >= target),
+            wait_until(LONG, || {
+                common::committed(&app, &input, PARTITIONS)
+                    .iter()
+                    .sum::<i64>()
+                    >= target
+            }),
             "processing stalled below {target} of {TOTAL}"
         );
     };

@@ -4,105 +4,13 @@
 
 mod common;
 
-use std::{
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+use std::time::{Duration, Instant};
+
+use common::{
+    durable::own_broker, items, processed, produce_json, track_topics, unique, wait_until, Worker,
 };
 
-use common::{items, processed, produce_json, track_topics, unique, wait_until, Worker};
-
 const DONE: Duration = Duration::from_secs(90);
-
-/// A tansu broker of this test's own, on its own port, storing in SQLite under `dir`
-/// so that it keeps its topics and offsets across a restart.
-struct DurableBroker {
-    dir: PathBuf,
-    port: u16,
-    child: Option<Child>,
-}
-
-impl DurableBroker {
-    fn start(dir: PathBuf, port: u16) -> DurableBroker {
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut broker = DurableBroker {
-            dir,
-            port,
-            child: None,
-        };
-        broker.restart();
-        broker
-    }
-
-    fn restart(&mut self) {
-        let tansu = std::env::var("FAUST_TEST_TANSU").map_or_else(
-            |_| {
-                PathBuf::from(std::env::var("HOME").unwrap())
-                    .join(".cache/faust-rs/tansu-0.6.0/bin/tansu")
-            },
-            PathBuf::from,
-        );
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let log = std::fs::File::create(self.dir.join("broker.log")).unwrap();
-        let child = Command::new(&tansu)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            // tansu takes the SQLite path relative to its working directory.
-            .args(["--storage-engine", "sqlite://broker.db"])
-            .current_dir(&self.dir)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {} ({e}); run scripts/broker.sh install",
-                    tansu.display()
-                )
-            });
-        self.child = Some(child);
-        let up = wait_until(Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-        });
-        assert!(up, "the durable broker did not open port {}", self.port);
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for DurableBroker {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// The tests here point the helpers at their own broker (`FAUST_TEST_BROKER`): one at a time.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// A durable broker on a free port, with the helpers pointed at it, for the calling test alone.
-fn own_broker() -> (DurableBroker, String, std::sync::MutexGuard<'static, ()>) {
-    let alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
-    let dir = common::scratch().join(unique("durable-broker"));
-    let broker = DurableBroker::start(dir, port);
-    let address = format!("127.0.0.1:{port}");
-    // The helpers talk to this broker, not the shared one.
-    std::env::set_var("FAUST_TEST_BROKER", &address);
-    (broker, address, alone)
-}
 
 #[test]
 fn the_worker_rides_out_a_broker_outage_and_loses_nothing() {

@@ -14,6 +14,10 @@
 //!   `batches` runs filter/map/enumerate/take, `relay` goes `through` another topic.
 //! - `withdrawals` and `country_withdrawals` total withdrawals per user and hour and per
 //!   country and 10 s (windowed tables, Faust's withdrawals example).
+//! - `soak_count` (two actors, with a sink) and `soak_sum` read `{app_id}-soak` and both
+//!   write the table `soak_totals`; `soak_sum` also totals windows of the events' time
+//!   (`soak_windows`, whose `on_window_close` reports to `{app_id}-soak-closed`) and keeps
+//!   each partition's highest number in the global table `soak_last` (the soak test).
 //! - `heartbeat`, a leader-only timer, reports which worker leads; `lead`, a leader-only
 //!   task, reports each worker that became the leader; `minutely`, a crontab, reports
 //!   when it ran.
@@ -317,6 +321,87 @@ async fn country_withdrawals(withdrawals: Stream<Withdrawal>) -> faust::Result<(
             "country": w.country, "date": w.date, "total": total, "counts": windows,
         });
         faust::send(&out, Some(&w.country), &report).await?;
+    }
+    Ok(())
+}
+
+/// A number of the soak test's input, and when it was produced (ms since the epoch).
+#[derive(Debug, Serialize, Deserialize)]
+struct SoakEvent {
+    n: u64,
+    ts: i64,
+}
+
+/// How many numbers, and their sum.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct Tally {
+    count: u64,
+    sum: u64,
+}
+
+impl Tally {
+    fn add(&mut self, n: u64) {
+        self.count += 1;
+        self.sum += n;
+    }
+}
+
+/// `count-{partition}` (by `soak_count`) and `sum-{partition}` (by `soak_sum`): the
+/// numbers of each partition of `{app_id}-soak`, tallied by two agents.
+#[faust::table(name = "soak_totals")]
+static SOAK_TOTALS: Table<String, Tally>;
+
+/// partition -> the numbers of each 10 s window of their time, closed a minute after
+/// the window ends (longer than a worker of the soak test is ever away).
+#[faust::table(
+    name = "soak_windows",
+    tumbling = "10s",
+    expires = "60s",
+    on_window_close = soak_window_closed
+)]
+static SOAK_WINDOWS: WindowedTable<i32, Tally>;
+
+/// partition -> the highest number seen in it, on every worker.
+#[faust::table(name = "soak_last", global = true)]
+static SOAK_LAST: Table<i32, u64>;
+
+/// Reports a closed window's tally to `{app_id}-soak-closed`.
+async fn soak_window_closed(partition: i32, window: Window, tally: Tally) -> faust::Result<()> {
+    let report = serde_json::json!({
+        "partition": partition, "start": window.start, "count": tally.count, "sum": tally.sum,
+    });
+    faust::send(&report_topic("soak-closed"), Some(&partition), &report).await?;
+    Ok(())
+}
+
+/// Tallies each partition's numbers under `count-{partition}` and forwards every number
+/// to its sink (two actors).
+#[faust::agent(topic = "{app_id}-soak", sink = "{app_id}-soak-sunk", concurrency = 2)]
+async fn soak_count(mut events: Stream<SoakEvent>, sunk: Sink<u64>) -> faust::Result<()> {
+    while let Some(event) = events.next_event().await {
+        let n = event.value.n;
+        SOAK_TOTALS.update(&format!("count-{}", event.partition), |t| t.add(n))?;
+        sunk.send(&n).await?;
+    }
+    Ok(())
+}
+
+/// Tallies each partition's numbers under `sum-{partition}`, per window of their time,
+/// and keeps the highest in the global table.
+#[faust::agent(topic = "{app_id}-soak")]
+async fn soak_sum(mut events: Stream<SoakEvent>) -> faust::Result<()> {
+    while let Some(event) = events.next_event().await {
+        let (partition, SoakEvent { n, ts }) = (event.partition, event.value);
+        SOAK_TOTALS.update(&format!("sum-{partition}"), |t| t.add(n))?;
+        if SOAK_WINDOWS
+            .update_at(&partition, ts, |t| t.add(n))?
+            .is_none()
+        {
+            eprintln!("soak: late event {n} at {ts} in partition {partition}");
+        }
+        if SOAK_LAST.try_get(&partition)?.is_none_or(|last| last < n) {
+            SOAK_LAST.insert(&partition, &n)?;
+        }
     }
     Ok(())
 }

@@ -2,6 +2,8 @@
 //! producing and reading back with rdkafka, and worker processes of the test app.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod durable;
+
 use std::{
     collections::{BTreeMap, HashMap},
     fs::File,
@@ -453,6 +455,45 @@ pub fn all_committed(partitions: &[serde_json::Value], total: u64) -> bool {
             == total
 }
 
+/// The offsets `group` has committed in `topic`'s partitions `0..partitions` (0 where
+/// none, or when the broker does not answer).
+pub fn committed(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition(topic, p);
+    }
+    let Ok(list) = consumer.committed_offsets(list, Duration::from_secs(10)) else {
+        return vec![0; partitions as usize];
+    };
+    list.elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        })
+        .collect()
+}
+
+/// The end (high watermark) of `topic`'s partitions `0..partitions`.
+pub fn end_offsets(topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .create()
+        .unwrap();
+    (0..partitions)
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .map_or(-1, |(_, high)| high)
+        })
+        .collect()
+}
+
 /// A worker's `/stats`.
 pub fn stats(worker: &Worker) -> serde_json::Value {
     http_get(&format!("{}/stats", worker.web_url())).json()
@@ -580,6 +621,11 @@ impl Worker {
             .status()
             .unwrap();
         assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Whether the process has exited.
+    pub fn has_exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Waits for the process to exit; panics with the log if it does not in time.
