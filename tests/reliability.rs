@@ -356,6 +356,50 @@ fn a_rebalance_that_does_not_end_is_reported() {
 }
 
 #[test]
+fn a_partition_no_worker_processes_is_reported_by_the_leader() {
+    needs_broker!();
+    let app = unique("unheld");
+    let (input, _out) = track_topics(&app);
+    let mut worker = Worker::start(&app, "w", &[("FAUST_STALL_TIMEOUT", "2s")]);
+    worker.expect_log("worker ready", DONE);
+    // A member that takes half of the input's partitions and never processes them, as
+    // a dead member the broker does not evict does. The worker still leads.
+    let silent = common::Member::join(&app, &input);
+    assert!(
+        wait_until(DONE, || {
+            let log = worker.log();
+            log.matches("partitions assigned").count() >= 2
+        }),
+        "{}",
+        worker.log()
+    );
+    produce_json(&input, &items(0..40));
+    worker.expect_log("in a partition this worker does not hold", DONE);
+    // It names the member's partitions, not its own.
+    let log = worker.log();
+    let own: Vec<String> = log
+        .lines()
+        .rfind(|l| l.contains("partitions assigned"))
+        .unwrap()
+        .split(", ")
+        .filter_map(|tp| tp.rsplit_once(&format!("{input}[")))
+        .map(|(_, p)| format!("partition={}", p.trim_end_matches(']')))
+        .collect();
+    let named: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("in a partition this worker does not hold"))
+        .collect();
+    assert!(!own.is_empty(), "{log}");
+    assert!(
+        named.iter().all(|l| l.contains(&format!("topic={input}"))
+            && !own.iter().any(|p| l.contains(&format!("{p} ")))),
+        "the worker holds {own:?}; named: {named:#?}"
+    );
+    drop(silent);
+    worker.stop();
+}
+
+#[test]
 fn a_worker_that_stood_still_past_its_session_waits_before_it_commits_again() {
     needs_broker!();
     let app = unique("standstill");

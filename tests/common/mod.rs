@@ -679,6 +679,8 @@ impl Member {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", broker())
             .set("group.id", group)
+            // It reads, but never commits: what it holds does not progress.
+            .set("enable.auto.commit", "false")
             .create()
             .unwrap();
         consumer.subscribe(&[topic]).unwrap();

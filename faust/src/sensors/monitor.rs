@@ -126,6 +126,9 @@ pub struct PartitionStats {
     /// When the committed offset last moved (or the partition was assigned).
     #[serde(skip)]
     progressed_at: Option<Instant>,
+    /// The group gave it to this worker, which may still be recovering its tables.
+    #[serde(skip)]
+    given: bool,
 }
 
 /// A partition whose committed offset has not moved for the stall timeout while it has messages waiting.
@@ -246,6 +249,14 @@ impl Monitor {
         }
     }
 
+    /// The group gave this worker `partitions`; their tables are recovered next.
+    pub(crate) fn given(&self, partitions: impl IntoIterator<Item = (String, i32)>) {
+        let mut known = lock(&self.partitions);
+        for (topic, partition) in partitions {
+            partition_entry(&mut known, topic, partition).given = true;
+        }
+    }
+
     /// The consumer now holds `partitions`, to be read from these committed offsets.
     pub(crate) fn assigned(&self, partitions: impl IntoIterator<Item = (String, i32, i64)>) {
         let mut known = lock(&self.partitions);
@@ -264,6 +275,7 @@ impl Monitor {
         for key in partitions {
             if let Some(stats) = known.get_mut(&key.0).and_then(|p| p.get_mut(&key.1)) {
                 stats.assigned = false;
+                stats.given = false;
                 stats.stalled = false;
             }
         }
@@ -303,6 +315,15 @@ impl Monitor {
             stats.stalled = stalled;
         }
         newly
+    }
+
+    /// Whether the group gave this worker the partition (recovering it or processing it).
+    pub(crate) fn holds(&self, topic: &str, partition: i32) -> bool {
+        let known = lock(&self.partitions);
+        known
+            .get(topic)
+            .and_then(|partitions| partitions.get(&partition))
+            .is_some_and(|stats| stats.given || stats.assigned)
     }
 
     /// Whether every assigned topic partition numbered `partition` has all its messages

@@ -287,6 +287,11 @@ impl GroupContext {
         // consumer keeps polling: a long one no longer costs the group membership
         // (max.poll.interval.ms), and a revocation or a stop can cut it short.
         let generation = self.tracker.next_generation();
+        self.sensors.monitor().given(
+            assigned
+                .iter()
+                .map(|tp| (tp.topic.to_string(), tp.partition)),
+        );
         let listener = self.listener.clone();
         let (partitions, offsets) = (assigned.clone(), committed.clone());
         let thread = std::thread::Builder::new()

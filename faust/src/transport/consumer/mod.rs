@@ -10,6 +10,7 @@
 mod group;
 mod offsets;
 mod routes;
+mod watchdog;
 
 use std::{
     collections::HashMap,
@@ -33,6 +34,7 @@ pub(crate) use offsets::{OffsetTracker, TopicPartition, Tracked};
 pub(crate) use routes::Routes;
 
 use group::{commit_points, GroupContext};
+use watchdog::Watchdog;
 
 use super::{broker::Broker, KafkaHealth};
 use crate::{
@@ -162,6 +164,28 @@ impl Consumer {
         info!(topics = ?topics, group = %config.id, "consumer subscribed");
 
         let running = Arc::new(AtomicBool::new(true));
+        let mut watchdog_client = ClientConfig::new();
+        watchdog_client
+            .set("bootstrap.servers", broker.bootstrap())
+            .set("group.id", &config.id)
+            .set("client.id", format!("{}-watchdog", config.id))
+            .set("enable.auto.commit", "false");
+        let watchdog = Watchdog::new(
+            &watchdog_client,
+            routes.topics().into_iter().map(str::to_owned).collect(),
+            config.stall_timeout,
+            leadership.clone(),
+            sensors.monitor().clone(),
+        )
+        .map_err(|e| Error::kafka("creating the group watchdog", e))?;
+        let watching = running.clone();
+        std::thread::Builder::new()
+            .name("faust-watchdog".into())
+            .spawn(move || watchdog.run(&watching))
+            .map_err(|e| Error::Io {
+                context: "starting the group watchdog thread".into(),
+                source: e,
+            })?;
         let poller = Poller {
             consumer,
             routes,
