@@ -14,6 +14,8 @@ const OPTIONS: &[&str] = &[
     "sink",
     "group_by",
     "through",
+    "on_error",
+    "retries",
 ];
 
 pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -42,6 +44,21 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let concurrency = options
         .positive_int("concurrency", &mut errors)
         .unwrap_or(1) as usize;
+    let retries = options.positive_int("retries", &mut errors).unwrap_or(0) as u32;
+    let on_error = match options.string("on_error", &mut errors).as_deref() {
+        None | Some("skip") => quote!(Skip),
+        Some("dead_letter") => quote!(DeadLetter),
+        Some("stop") => quote!(Stop),
+        Some(_) => {
+            if let Some(expr) = options.get("on_error") {
+                errors.at(
+                    expr,
+                    "`on_error` is \"skip\" (the default), \"dead_letter\" or \"stop\"",
+                );
+            }
+            quote!(Skip)
+        }
+    };
     let (codec, codec_name) = codec(options.get("codec"), &mut errors);
     let names = [
         ("topic", &topics[..]),
@@ -119,6 +136,8 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
                         group_by: &[#(#group_by),*],
                         through: &[#(#through),*],
                         concurrency: #concurrency,
+                        on_error: ::faust::__private::OnError::#on_error,
+                        retries: #retries,
                         codec: #codec_name,
                         value_type: #value_type,
                         location: #location,

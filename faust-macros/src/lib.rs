@@ -21,7 +21,12 @@ use proc_macro::TokenStream;
 /// - `sink`: a topic or a list; the fn then takes a second parameter, a `Sink`;
 /// - `group_by`: a name or a list, each a repartition topic the stream may be regrouped
 ///   through (`Stream::group_by`);
-/// - `through`: a topic or a list the stream may be forwarded through (`Stream::through`).
+/// - `through`: a topic or a list the stream may be forwarded through (`Stream::through`);
+/// - `on_error`: what becomes of an event the fn failed on (returned an error or
+///   panicked): `"skip"` (default: acknowledged), `"dead_letter"` (copied to the app's
+///   dead-letter topic, then acknowledged) or `"stop"` (the worker stops, the event
+///   unacknowledged); see `faust::OnError`;
+/// - `retries`: how many times such an event runs again first, default 0.
 ///
 /// Topic names may contain `{app_id}`.
 #[proc_macro_attribute]

@@ -55,7 +55,7 @@ mod transport;
 mod web;
 mod worker;
 
-pub use agents::{Sink, Stream};
+pub use agents::{OnError, Sink, Stream};
 pub use app::{App, AppBuilder};
 pub use config::{BrokerSpec, Config, OffsetReset, RestartLimit};
 pub use context::{config, is_leader, spawn};
@@ -87,7 +87,7 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::{
-        agents::{ActorContext, AgentDescriptor},
+        agents::{ActorContext, AgentDescriptor, OnError},
         app::{App, AppBuilder},
         cli::main as cli_main,
         codec,

@@ -81,6 +81,23 @@ impl Registry {
         }
         Ok(())
     }
+
+    /// An agent that dead-letters the events it fails on needs somewhere to put them.
+    pub(crate) fn check_dead_letters(&self, dead_letter_topic: Option<&str>) -> Result<()> {
+        let needing = self
+            .agents
+            .iter()
+            .find(|a| a.on_error == crate::agents::OnError::DeadLetter);
+        match (needing, dead_letter_topic) {
+            (Some(agent), None) => Err(Error::Registry(format!(
+                "agent '{}' ({}) dead-letters the events it fails on (on_error = \"dead_letter\"), \
+                 but the app has no dead-letter topic: set one (--dead-letter-topic, \
+                 FAUST_DEAD_LETTER_TOPIC, or AppBuilder::dead_letter_topic)",
+                agent.name, agent.location
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
 
 fn reject_duplicates<'a>(

@@ -123,6 +123,7 @@ async fn start(app: &App, monitor: &Arc<Monitor>) -> Result<Running> {
     let config = app.config();
     let registry = app.registry();
     registry.ensure_runnable()?;
+    registry.check_dead_letters(config.dead_letter_topic.as_deref())?;
     // Before anything else: a second worker on this datadir stops here.
     let datadir = tables::lock_datadir(config, &registry.tables)?;
     info!(app = %config.id, agents = registry.agents.len(), "starting worker");

@@ -1,5 +1,5 @@
 use std::{
-    collections::VecDeque,
+    collections::{HashMap, VecDeque},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -13,13 +13,13 @@ use tracing::{error, info, warn};
 use super::{
     dead_letters::DeadLetters,
     outbox::{self, Outbox},
-    panic_message, tasks, ActorContext, AgentDescriptor, SharedInbox,
+    panic_message, tasks, ActorContext, AgentDescriptor, Handback, OnError, SharedInbox,
 };
 use crate::{
     config::{Config, RestartLimit},
     context::WorkerContext,
     descriptor::{TaskDescriptor, TimerDescriptor},
-    event::{self, Slot},
+    event::{self, Message, Slot},
     sensors::Sensors,
     transport::consumer::Routes,
     Error,
@@ -148,6 +148,9 @@ impl Supervisor {
 
     async fn supervise(&self, outbox: &Outbox) {
         let mut failures: VecDeque<Instant> = VecDeque::new();
+        let handback = Arc::new(Handback::default());
+        // Runs so far of each event being retried.
+        let mut runs: HashMap<(Arc<str>, i32, i64), u32> = HashMap::new();
         loop {
             let slot = Slot::default();
             let context = ActorContext {
@@ -160,14 +163,29 @@ impl Supervisor {
                 stopping: self.stopping.clone(),
                 dead_letters: self.dead_letters.clone(),
                 outbox: outbox.clone(),
+                handback: handback.clone(),
             };
             let run = self.worker.spawn(event::scope(
                 slot.clone(),
                 outbox::scope(outbox.clone(), (self.agent.run)(context)),
             ));
-            let failure = match run.await {
-                Ok(Ok(())) if *self.stopping.borrow() => return,
+            let outcome = run.await;
+            let mut ended: Vec<Message> = handback
+                .take_ended()
+                .into_iter()
+                .map(|(message, started)| {
+                    self.sensors
+                        .each(|s| s.event_end(self.agent.name, started.elapsed()));
+                    message
+                })
+                .collect();
+            let failure = match outcome {
+                Ok(Ok(())) if *self.stopping.borrow() => {
+                    outbox.finish(ended);
+                    return;
+                }
                 Ok(Ok(())) => {
+                    outbox.finish(std::mem::take(&mut ended));
                     let inbox = self.inbox.lock().await;
                     if inbox.is_closed() && inbox.is_empty() {
                         return;
@@ -176,6 +194,7 @@ impl Supervisor {
                 }
                 // Not the agent's fault: its event is the next owner's now.
                 Ok(Err(e @ Error::Revoked { .. })) => {
+                    outbox.finish(std::mem::take(&mut ended));
                     warn!(
                         agent = self.agent.name,
                         actor = self.index,
@@ -193,12 +212,12 @@ impl Supervisor {
                 || "before its first event".to_owned(),
                 |p| format!("at {p}"),
             );
-            error!(
-                agent = self.agent.name,
-                actor = self.index,
-                error = %failure,
-                "agent failed {at}; the event is acknowledged and the actor restarted"
-            );
+            if !self
+                .handle_failed(ended, &failure, &at, &mut runs, &handback, outbox)
+                .await
+            {
+                return;
+            }
             let now = Instant::now();
             failures.push_back(now);
             while failures
@@ -215,6 +234,72 @@ impl Supervisor {
                     last_error: failure,
                 });
                 return;
+            }
+        }
+    }
+
+    /// Acts on the events an actor failed on, by the agent's `retries` and `on_error`.
+    /// Returns false if the actor must not restart (the worker stops).
+    async fn handle_failed(
+        &self,
+        ended: Vec<Message>,
+        failure: &str,
+        at: &str,
+        runs: &mut HashMap<(Arc<str>, i32, i64), u32>,
+        handback: &Handback,
+        outbox: &Outbox,
+    ) -> bool {
+        let (agent, actor) = (self.agent.name, self.index);
+        let key = |m: &Message| (m.topic.clone(), m.partition, m.offset);
+        let run = ended
+            .iter()
+            .map(|m| runs.get(&key(m)).copied().unwrap_or(1))
+            .max()
+            .unwrap_or(1);
+        if !ended.is_empty() && run <= self.agent.retries {
+            error!(agent, actor, error = %failure, "agent failed {at}; the event runs again ({run} of {} retries)", self.agent.retries);
+            let mut replay = handback.replay.lock().unwrap_or_else(|e| e.into_inner());
+            for message in ended.into_iter().rev() {
+                runs.insert(key(&message), run + 1);
+                replay.push_front(message);
+            }
+            return true;
+        }
+        for message in &ended {
+            runs.remove(&key(message));
+        }
+        match self.agent.on_error {
+            OnError::Skip => {
+                error!(agent, actor, error = %failure, "agent failed {at}; the event is acknowledged and the actor restarted");
+                outbox.finish(ended);
+                true
+            }
+            OnError::DeadLetter => {
+                error!(agent, actor, error = %failure, "agent failed {at}; the event goes to the dead-letter topic and the actor restarts");
+                let Some(dead) = &self.dead_letters else {
+                    outbox.finish(ended); // refused at start: cannot happen
+                    return true;
+                };
+                let mut stopping = self.stopping.clone();
+                for message in &ended {
+                    let payload = message.payload.as_deref();
+                    if !dead
+                        .bury(agent, message, payload, failure, &mut stopping)
+                        .await
+                    {
+                        return false; // stopping: left unacknowledged, for the next start
+                    }
+                }
+                outbox.finish(ended);
+                true
+            }
+            OnError::Stop => {
+                error!(agent, actor, error = %failure, "agent failed {at}; stopping the worker with the event unacknowledged");
+                let _ = self.fatal.send(Error::Worker(format!(
+                    "agent '{agent}' failed {at} ({failure}), and its on_error is \"stop\": \
+                     the event runs again after a restart"
+                )));
+                false
             }
         }
     }

@@ -23,7 +23,7 @@ use crate::{
     codec::{Decode, Encode},
     context::WorkerContext,
     descriptor::{topic_name, BoxFuture},
-    event::Slot,
+    event::{Message, Slot},
     sensors::Sensors,
     Result,
 };
@@ -46,6 +46,12 @@ pub struct AgentDescriptor {
     pub through: &'static [&'static str],
     /// Actors running the agent's fn.
     pub concurrency: usize,
+    /// What becomes of an event the agent failed on (returned an error or panicked),
+    /// once `retries` are spent.
+    pub on_error: OnError,
+    /// How many times an event the agent failed on is run again (by the restarted
+    /// actor, before any other event) before `on_error` applies.
+    pub retries: u32,
     /// The codec's and the value type's names, for `agents` listings.
     pub codec: &'static str,
     /// The value type's name, for listings.
@@ -57,6 +63,44 @@ pub struct AgentDescriptor {
 }
 
 inventory::collect!(AgentDescriptor);
+
+/// What becomes of an event an agent failed on (`#[faust::agent(on_error = "...")]`).
+/// In every case the failure is logged with the event's position and counted, and the
+/// actor restarts (within the worker's `restart_limit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Acknowledge it and go on (the default, as in Faust): a poison event cannot wedge
+    /// its partition.
+    Skip,
+    /// Copy it to the app's `dead_letter_topic` (with the error in the `faust-error`
+    /// header), then acknowledge it.
+    DeadLetter,
+    /// Stop the worker with the event unacknowledged: it runs again after a restart.
+    Stop,
+}
+
+/// An actor's events, handed from its stream to its supervisor when the actor ends
+/// (on error: to be retried, dead-lettered, skipped or kept, by the agent's policy).
+#[derive(Default)]
+pub(crate) struct Handback {
+    /// The events the actor was processing when it ended.
+    ended: std::sync::Mutex<Vec<(Message, std::time::Instant)>>,
+    /// Events to run again before the inbox's next ones.
+    replay: std::sync::Mutex<std::collections::VecDeque<Message>>,
+}
+
+impl Handback {
+    fn take_ended(&self) -> Vec<(Message, std::time::Instant)> {
+        std::mem::take(&mut *self.ended.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn next_replay(&self) -> Option<Message> {
+        self.replay
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
+    }
+}
 
 impl AgentDescriptor {
     /// The topics this agent consumes in the app `app_id`: its own, then those its
@@ -99,6 +143,7 @@ pub struct ActorContext {
     stopping: watch::Receiver<bool>,
     dead_letters: Option<DeadLetters>,
     outbox: Outbox,
+    handback: Arc<Handback>,
 }
 
 impl ActorContext {

@@ -119,6 +119,7 @@ impl<T: 'static> Stream<T> {
             stopping: self.stopping.clone(),
             dead_letters: self.dead_letters.clone(),
             outbox: self.outbox.clone(),
+            handback: self.handback.clone(),
         }
     }
 }

@@ -12,7 +12,7 @@ use tracing::warn;
 use super::{
     dead_letters::DeadLetters,
     outbox::{Outbox, Pending},
-    ActorContext, AgentDescriptor,
+    ActorContext, AgentDescriptor, Handback, OnError,
 };
 use crate::{
     codec::DecodeError,
@@ -61,6 +61,8 @@ pub struct Stream<T> {
     pub(super) stopping: watch::Receiver<bool>,
     pub(super) dead_letters: Option<DeadLetters>,
     pub(super) outbox: Outbox,
+    /// Where the events being processed go when the actor ends, for its supervisor.
+    pub(super) handback: Arc<Handback>,
 }
 
 /// A topic the stream forwards its source events to, and continues from.
@@ -78,6 +80,12 @@ fn guarded<T>(run: impl FnOnce() -> Result<T, DecodeError>) -> Result<T, DecodeE
         let message = super::panic_text(panic.as_ref());
         Err(DecodeError(format!("an operator panicked: {message}")))
     })
+}
+
+/// Whether an event the agent fails on may be needed whole again (to run it again, or
+/// to dead-letter it), so its key, value and headers are kept.
+fn keeps_events(agent: &AgentDescriptor) -> bool {
+    agent.retries > 0 || agent.on_error == OnError::DeadLetter
 }
 
 /// `text`, cut to at most `max` bytes (on a character boundary) with a note of the cut.
@@ -107,6 +115,7 @@ impl<T: 'static> Stream<T> {
             stopping: actor.stopping.clone(),
             dead_letters: actor.dead_letters.clone(),
             outbox: actor.outbox.clone(),
+            handback: actor.handback.clone(),
         }
     }
 
@@ -160,25 +169,36 @@ impl<T> Stream<T> {
             event::set(&self.slot, None);
         }
         loop {
-            let mut message = {
-                let mut inbox = self.inbox.lock().await;
-                let expired = async {
-                    match deadline {
-                        Some(deadline) => tokio::time::sleep_until(deadline).await,
-                        None => std::future::pending().await,
+            // An event the agent failed on, to run again first: it began already.
+            let replayed = self.handback.next_replay();
+            let mut message = if let Some(message) = replayed {
+                message
+            } else {
+                let message = {
+                    let mut inbox = self.inbox.lock().await;
+                    let expired = async {
+                        match deadline {
+                            Some(deadline) => tokio::time::sleep_until(deadline).await,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    tokio::select! {
+                        biased;
+                        _ = self.stopping.wait_for(|stop| *stop) => return None,
+                        _ = expired => return None,
+                        message = inbox.recv() => message?,
                     }
                 };
-                tokio::select! {
-                    biased;
-                    _ = self.stopping.wait_for(|stop| *stop) => return None,
-                    _ = expired => return None,
-                    message = inbox.recv() => message?,
+                if !message.begin() {
+                    continue; // its partition was revoked: the next owner processes it
                 }
+                message
             };
-            if !message.begin() {
-                continue; // its partition was revoked: the next owner processes it
-            }
-            let payload = message.payload.take();
+            let payload = if keeps_events(self.agent) {
+                message.payload.clone()
+            } else {
+                message.payload.take()
+            };
             let bytes = payload.as_deref().unwrap_or_default();
             let relay = self.relay.as_mut().filter(|r| r.topic != message.topic);
             let parsed = match relay {
@@ -201,14 +221,23 @@ impl<T> Stream<T> {
             match parsed {
                 Ok(Some(value)) => {
                     event::set(&self.slot, Some(message.position()));
+                    let keep = keeps_events(self.agent);
                     let event = Event {
                         value,
-                        key: message.key.take(),
+                        key: if keep {
+                            message.key.clone()
+                        } else {
+                            message.key.take()
+                        },
                         topic: message.topic.clone(),
                         partition: message.partition,
                         offset: message.offset,
                         timestamp: message.timestamp,
-                        headers: std::mem::take(&mut message.headers),
+                        headers: if keep {
+                            message.headers.clone()
+                        } else {
+                            std::mem::take(&mut message.headers)
+                        },
                     };
                     let (agent, topic) = (self.agent.name, &event.topic);
                     self.sensors
@@ -338,9 +367,14 @@ impl<T> Stream<T> {
 }
 
 impl<T> Drop for Stream<T> {
-    /// An actor that returns, fails or panics is done with its event: the failing event is
-    /// acknowledged (and logged by the supervisor), never retried forever.
+    /// An actor that returns, fails or panics leaves its events to its supervisor, which
+    /// acknowledges them, or on a failure acts by the agent's `on_error` and `retries`.
     fn drop(&mut self) {
-        self.finish_current();
+        let mut ended = self
+            .handback
+            .ended
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        ended.append(&mut self.current);
     }
 }
