@@ -356,6 +356,51 @@ fn a_rebalance_that_does_not_end_is_reported() {
 }
 
 #[test]
+fn an_agent_that_stops_on_error_leaves_its_event_for_the_next_start() {
+    needs_broker!();
+    let app = unique("strict");
+    let (input, out) = (format!("{app}-strict"), format!("{app}-strict-out"));
+    create_topic(&input, 4);
+    create_topic(&out, 1);
+    let datadir = common::scratch().join(unique("strict-data"));
+    let mut worker = Worker::start_on(&app, "w", &datadir, &[("TEST_STRICT", "1")]);
+    worker.expect_log("worker ready", DONE);
+    let item = |n: u64, fail: bool| {
+        let value = serde_json::json!({ "n": n, "fail": fail }).to_string();
+        // One key: one partition, in this order.
+        (Some(b"k".to_vec()), Some(value.into_bytes()))
+    };
+    produce(&input, &[item(0, false), item(1, true), item(2, false)]);
+    let status = worker.wait_exit(DONE);
+    let log = worker.log();
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("its on_error is \"stop\""), "{log}");
+    let reported = || -> Vec<u64> {
+        read_all(&out)
+            .iter()
+            .filter_map(|r| r.json().as_u64())
+            .collect()
+    };
+    let before = reported();
+    assert!(
+        !before.contains(&1) && !before.contains(&2),
+        "nothing from the failed item on ran: {before:?}"
+    );
+
+    // Restarted (now accepting it), the worker runs the failed item again, then the rest.
+    let mut again = Worker::start_on(&app, "w2", &datadir, &[]);
+    assert!(
+        wait_until(DONE, || reported().contains(&2)),
+        "{}",
+        again.log()
+    );
+    let after = reported();
+    let first = |n: u64| after.iter().position(|&m| m == n);
+    assert!(first(1).is_some() && first(1) < first(2), "{after:?}");
+    again.stop();
+}
+
+#[test]
 fn a_partition_no_worker_processes_is_reported_by_the_leader() {
     needs_broker!();
     let app = unique("unheld");

@@ -5,6 +5,9 @@
 //! - `track` reads `{app_id}-track` (JSON `Item`s) and reports each one to `{app_id}-out`
 //!   with the name of the worker that processed it (`TEST_WORKER`). An item can ask to
 //!   fail or panic, to exercise supervision. `TEST_DELAY_MS` slows it down.
+//! - `strict` reads `{app_id}-strict` and stops the worker on an item that asks to fail
+//!   while `TEST_STRICT=1` (`on_error = "stop"`); it reports the rest to
+//!   `{app_id}-strict-out`.
 //! - `shout` reads text (the string codec) and reports it upper-cased to `{app_id}-shouted`.
 //! - `configure` and `lookup` write and read the global table `settings`.
 //! - `count` counts words in the table `counts` (and their lengths in `lengths`) and
@@ -108,6 +111,21 @@ async fn track(mut items: Stream<Item>) -> faust::Result<()> {
             offset: event.offset,
         };
         faust::send(&out, Some(&item.n), &processed).await?;
+    }
+    Ok(())
+}
+
+/// Stops the worker on an item that asks to fail while `TEST_STRICT=1`, which leaves
+/// the item unacknowledged for the next start; reports the others.
+#[faust::agent(on_error = "stop")]
+async fn strict(mut items: Stream<Item>) -> faust::Result<()> {
+    let strict = std::env::var("TEST_STRICT").is_ok_and(|v| v == "1");
+    let out = report_topic("strict-out");
+    while let Some(item) = items.next().await {
+        if item.fail && strict {
+            return Err(faust::Error::msg(format!("item {} asked to fail", item.n)));
+        }
+        faust::send(&out, Some(&item.n), &item.n).await?;
     }
     Ok(())
 }
