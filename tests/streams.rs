@@ -250,3 +250,46 @@ fn a_crontab_runs_in_a_worker_at_the_start_of_its_minute() {
         at % 60_000
     );
 }
+
+#[test]
+fn a_take_batch_spanning_partitions_may_not_write_tables() {
+    needs_broker!();
+    let app = unique("tally");
+    let (input, out) = (format!("{app}-tally"), format!("{app}-tallied"));
+    create_topic(&input, 4);
+    create_topic(&out, 1);
+    // 40 numbers over the 4 partitions, there before the worker: a batch of 25 holds
+    // events of several of them.
+    let numbers: Vec<common::KeyValue> = (0..40u64)
+        .map(|n| {
+            (
+                Some(n.to_string().into_bytes()),
+                Some(n.to_string().into_bytes()),
+            )
+        })
+        .collect();
+    common::produce(&input, &numbers);
+    let mut worker = Worker::start(&app, "w", &[]);
+    let reports =
+        || -> Vec<serde_json::Value> { read_all(&out).iter().map(|r| r.json()).collect() };
+    let all = wait_until(DONE, || {
+        reports()
+            .iter()
+            .filter_map(|r| r["size"].as_u64())
+            .sum::<u64>()
+            == 40
+    });
+    assert!(all, "{:?}\n{}", reports(), worker.log());
+    let refused: Vec<String> = reports()
+        .iter()
+        .filter_map(|r| r["refused"].as_str().map(str::to_owned))
+        .collect();
+    assert!(!refused.is_empty(), "no batch was refused: {:?}", reports());
+    assert!(
+        refused
+            .iter()
+            .all(|e| e.contains("take() batch that holds events of partitions")),
+        "{refused:?}"
+    );
+    worker.stop();
+}

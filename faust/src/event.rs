@@ -111,6 +111,7 @@ impl Message {
             key: self.key.as_deref().map(Arc::from),
             timestamp: self.timestamp,
             generation: self.ack.generation,
+            batch_partitions: None,
         }
     }
 
@@ -155,6 +156,9 @@ pub struct Position {
     /// The consumer's assignment of the partition the event was fetched under: a table
     /// partition held since a later one refuses the event's writes (see `TablePartition`).
     pub(crate) generation: u64,
+    /// Set when the event ends a `take()` batch that holds events of several partitions
+    /// (two of them): such a batch may not write to tables.
+    pub(crate) batch_partitions: Option<(i32, i32)>,
 }
 
 impl std::fmt::Display for Position {

@@ -14,7 +14,8 @@
 //!   reports counts to `{app_id}-counted`.
 //! - `sequence` checks and sums per-partition sequences in the table `sums` (chaos test).
 //! - `regroup` counts visits by country through a `group_by` (`visits_by_country`),
-//!   `batches` runs filter/map/enumerate/take, `relay` goes `through` another topic.
+//!   `batches` runs filter/map/enumerate/take, `relay` goes `through` another topic,
+//!   `tally` writes `take()` batches to the table `tallies`.
 //! - `withdrawals` and `country_withdrawals` total withdrawals per user and hour and per
 //!   country and 10 s (windowed tables, Faust's withdrawals example).
 //! - `soak_count` (two actors, with a sink) and `soak_sum` read `{app_id}-soak` and both
@@ -255,6 +256,27 @@ async fn batches(numbers: Stream<u64>) -> faust::Result<()> {
     let mut numbered = numbers.filter(|n| n % 2 == 0).map(|n| n * 10).enumerate();
     while let Some(batch) = numbered.take(5, Duration::from_millis(300)).await {
         faust::send(&out, None::<&str>, &batch).await?;
+    }
+    Ok(())
+}
+
+/// "all" -> numbers tallied by `tally`.
+#[faust::table(name = "tallies")]
+static TALLIES: Table<String, u64>;
+
+/// Tallies `{app_id}-tally` in batches of up to 25 (2 s) in `tallies`, and reports each
+/// batch's outcome (its size, and the total or why the write was refused) to
+/// `{app_id}-tallied`.
+#[faust::agent]
+async fn tally(mut numbers: Stream<u64>) -> faust::Result<()> {
+    let out = report_topic("tallied");
+    while let Some(batch) = numbers.take(25, Duration::from_secs(2)).await {
+        let size = batch.len() as u64;
+        let outcome = match TALLIES.update(&"all".to_owned(), |n| *n += size) {
+            Ok(total) => serde_json::json!({ "size": size, "total": total }),
+            Err(e) => serde_json::json!({ "size": size, "refused": e.to_string() }),
+        };
+        faust::send(&out, None::<&str>, &outcome).await?;
     }
     Ok(())
 }

@@ -140,8 +140,9 @@ impl<T: 'static> Stream<T> {
     /// arrived. `None` once the worker is shutting down. The batch's events are
     /// acknowledged together when the actor asks for the next batch.
     ///
-    /// A batch can hold events of several partitions, and tables see the batch's last
-    /// event as the current one: update tables from `next()` streams, not from batches.
+    /// A batch can hold events of several partitions: tables then refuse its writes
+    /// (with an error saying so), since a write belongs to one event's partition. Update
+    /// tables from `next()` streams, and batch what leaves the app.
     /// A rebalance waits for a batch being gathered (up to the drain timeout), so keep
     /// `within` short of it.
     pub async fn take(&mut self, max: usize, within: Duration) -> Option<Vec<T>> {
@@ -154,6 +155,18 @@ impl<T: 'static> Stream<T> {
                 Some(event) => values.push(event.value),
                 None => break,
             }
+        }
+        // Tables see the batch's last event; one spanning partitions may not write.
+        let first_partition = self.current.first().map(|(m, _)| m.partition);
+        let other = self
+            .current
+            .iter()
+            .map(|(m, _)| m.partition)
+            .find(|p| Some(*p) != first_partition);
+        if let (Some(a), Some(b), Some(mut last)) = (first_partition, other, event::get(&self.slot))
+        {
+            last.batch_partitions = Some((a, b));
+            event::set(&self.slot, Some(last));
         }
         Some(values)
     }

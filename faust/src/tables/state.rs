@@ -107,6 +107,16 @@ impl TableState {
             return Ok((partition_for_key(key, self.partitions), current));
         }
         if let Some(position) = current {
+            if let (true, Some((a, b))) = (writing, position.batch_partitions) {
+                return Err(Error::Table(format!(
+                    "table '{}' was written while processing a take() batch that holds events \
+                     of partitions {a} and {b}: a table write belongs to the partition of one \
+                     event, and committing the batch would commit it for the others too; \
+                     update tables from next() or next_event(), and batch only what leaves \
+                     the app",
+                    self.descriptor.name
+                )));
+            }
             return Ok((position.partition, Some(position)));
         }
         if writing && !self.descriptor.use_partitioner {
