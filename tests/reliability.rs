@@ -292,7 +292,7 @@ fn an_event_revoked_while_running_does_not_write_into_its_partitions_next_holdin
 
     // A member reading another topic joins the group: the worker's partitions are
     // revoked while the word is being counted, and all come back to it.
-    let member = common::Member::join(&app, &elsewhere);
+    let member = common::Member::join(&app, &[&elsewhere]);
     worker.expect_log("still being processed", DONE);
     assert!(
         wait_until(DONE, || worker.log().matches("partitions assigned").count()
@@ -333,14 +333,14 @@ fn a_rebalance_that_does_not_end_is_reported() {
     let elsewhere = format!("{app}-elsewhere");
     create_topic(&elsewhere, 1);
     // The group's first member reads another topic; the worker joins after it.
-    let first = common::Member::join(&app, &elsewhere);
+    let first = common::Member::join(&app, &[&elsewhere]);
     let mut worker = Worker::start(&app, "w", &[("FAUST_STALL_TIMEOUT", "2s")]);
     worker.expect_log("worker ready", DONE);
 
     // The first member stops polling: it takes no part in the next rebalance, which a
     // newcomer starts, and which cannot end without it.
     first.hold(true);
-    let newcomer = common::Member::join(&app, &elsewhere);
+    let newcomer = common::Member::join(&app, &[&elsewhere]);
     worker.expect_log("gave up its partitions in a rebalance", DONE);
 
     // Once the member is back, the rebalance ends and the worker processes again.
@@ -407,9 +407,23 @@ fn a_partition_no_worker_processes_is_reported_by_the_leader() {
     let (input, _out) = track_topics(&app);
     let mut worker = Worker::start(&app, "w", &[("FAUST_STALL_TIMEOUT", "2s")]);
     worker.expect_log("worker ready", DONE);
-    // A member that takes half of the input's partitions and never processes them, as
-    // a dead member the broker does not evict does. The worker still leads.
-    let silent = common::Member::join(&app, &input);
+    // A member that takes half of every partitioned topic's partitions (the worker
+    // keeps the leader's) and never processes them, as a dead member the broker does
+    // not evict does.
+    let log = worker.log();
+    let subscribed = log
+        .lines()
+        .find(|l| l.contains("consumer subscribed"))
+        .and_then(|l| l.split("topics=[").nth(1))
+        .and_then(|l| l.split(']').next())
+        .unwrap()
+        .to_owned();
+    let topics: Vec<&str> = subscribed
+        .split(", ")
+        .map(|t| t.trim_matches('"'))
+        .filter(|t| !t.ends_with("__assignor-__leader"))
+        .collect();
+    let silent = common::Member::join(&app, &topics);
     assert!(
         wait_until(DONE, || {
             let log = worker.log();
@@ -436,12 +450,38 @@ fn a_partition_no_worker_processes_is_reported_by_the_leader() {
         .collect();
     assert!(!own.is_empty(), "{log}");
     assert!(
-        named.iter().all(|l| l.contains(&format!("topic={input}"))
-            && !own.iter().any(|p| l.contains(&format!("{p} ")))),
+        named
+            .iter()
+            .all(|l| !own.iter().any(|p| l.contains(&format!("{p} ")))),
         "the worker holds {own:?}; named: {named:#?}"
+    );
+    assert!(
+        named.iter().any(|l| l.contains(&format!("topic={input} "))),
+        "{named:#?}"
     );
     drop(silent);
     worker.stop();
+}
+
+#[test]
+fn a_worker_refuses_an_assignment_that_splits_a_table_partition() {
+    needs_broker!();
+    let app = unique("split");
+    let (input, _out) = track_topics(&app);
+    let mut worker = Worker::start(&app, "w", &[]);
+    worker.expect_log("worker ready", DONE);
+    // A member of another version: it reads one of the worker's topics only, so the
+    // range assignor gives it some of that topic's partitions, whose numbers the worker
+    // keeps for its other topics (and for the tables they feed).
+    let other = common::Member::join(&app, &[&input]);
+    let status = worker.wait_exit(DONE);
+    let log = worker.log();
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains("the group's workers subscribe to different topics"),
+        "{log}"
+    );
+    drop(other);
 }
 
 #[test]

@@ -675,7 +675,7 @@ pub struct Member {
 }
 
 impl Member {
-    pub fn join(group: &str, topic: &str) -> Member {
+    pub fn join(group: &str, topics: &[&str]) -> Member {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", broker())
             .set("group.id", group)
@@ -683,7 +683,7 @@ impl Member {
             .set("enable.auto.commit", "false")
             .create()
             .unwrap();
-        consumer.subscribe(&[topic]).unwrap();
+        consumer.subscribe(topics).unwrap();
         let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let held = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (polling, holding) = (running.clone(), held.clone());

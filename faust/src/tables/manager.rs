@@ -442,6 +442,10 @@ impl PartitionListener for TableManager {
         self.flush_all(points)
     }
 
+    fn co_partitioned(&self) -> bool {
+        self.tables.iter().any(|t| !t.descriptor.global)
+    }
+
     fn revoked(&self, revoked: &[TopicPartition]) {
         for table in self.tables.iter().filter(|t| !t.descriptor.global) {
             let mut held = table.held.write().unwrap_or_else(|e| e.into_inner());

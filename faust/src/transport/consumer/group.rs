@@ -276,6 +276,26 @@ impl GroupContext {
     }
 
     fn assign(&self, consumer: &BaseConsumer<Self>, assigned: Vec<TopicPartition>) {
+        if self.listener.co_partitioned() {
+            let subscribed: Vec<String> = consumer
+                .subscription()
+                .map(|list| {
+                    list.elements()
+                        .iter()
+                        .map(|e| e.topic().to_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let subscribed: Vec<&str> = subscribed
+                .iter()
+                .map(String::as_str)
+                .filter(|t| *t != self.leader_topic)
+                .collect();
+            if let Some(problem) = split_partition(&subscribed, &assigned) {
+                let _ = self.fatal.send(Error::Worker(problem));
+                return;
+            }
+        }
         let committed = match self.start_offsets(consumer, &assigned) {
             Ok(committed) => committed,
             Err(e) => {
@@ -481,5 +501,64 @@ impl ConsumerContext for GroupContext {
                 warn!(error = %e, "could not set the paused state of assigned partitions");
             }
         }
+    }
+}
+
+/// Why `assigned` splits a table partition, if it does: it holds partition `p` of some
+/// `subscribed` topics but not of others. Under the range assignor that happens only
+/// when the group's members subscribe to different topics (a rolling deploy that adds
+/// or removes a source topic): partition `p` of the new topic then goes to another
+/// worker than partition `p` of the others, and two workers would write table
+/// partition `p`.
+fn split_partition(subscribed: &[&str], assigned: &[TopicPartition]) -> Option<String> {
+    let held: std::collections::BTreeSet<i32> = assigned.iter().map(|tp| tp.partition).collect();
+    for p in held {
+        let (with, without): (Vec<&str>, Vec<&str>) = subscribed.iter().partition(|topic| {
+            assigned
+                .iter()
+                .any(|tp| tp.partition == p && &*tp.topic == **topic)
+        });
+        if !without.is_empty() {
+            return Some(format!(
+                "the group gave this worker partition {p} of {with:?} but not of {without:?}, \
+                 which feed the same table partitions: the group's workers subscribe to \
+                 different topics (a rolling deploy that adds or removes a source topic?), \
+                 and table partition {p} would be written by two workers. Stopping instead. \
+                 Stop the workers of the old version before starting the new one, or give \
+                 the new version its own app id"
+            ));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn tp(topic: &str, partition: i32) -> TopicPartition {
+        TopicPartition {
+            topic: Arc::from(topic),
+            partition,
+        }
+    }
+
+    #[test]
+    fn a_partition_held_for_every_topic_is_not_split() {
+        let assigned = [tp("a", 2), tp("b", 2), tp("a", 3), tp("b", 3)];
+        assert_eq!(split_partition(&["a", "b"], &assigned), None);
+        assert_eq!(split_partition(&["a", "b"], &[]), None);
+    }
+
+    #[test]
+    fn a_partition_held_for_some_topics_only_is_named() {
+        let assigned = [tp("a", 0), tp("b", 0), tp("b", 1)];
+        let problem = split_partition(&["a", "b"], &assigned).unwrap();
+        assert!(
+            problem.contains("partition 1 of [\"b\"] but not of [\"a\"]"),
+            "{problem}"
+        );
     }
 }

@@ -75,6 +75,9 @@ pub(crate) trait PartitionListener: Send + Sync {
     fn flush(&self, points: &[(TopicPartition, i64)]) -> Result<Vec<(TopicPartition, i64)>>;
     /// Partitions were revoked, after their final commit.
     fn revoked(&self, partitions: &[TopicPartition]);
+    /// Whether partition `p` of every source topic must be held by one worker (it feeds
+    /// table partition `p`).
+    fn co_partitioned(&self) -> bool;
 }
 
 /// What the consumer reports to the worker when it cannot go on.
