@@ -4,15 +4,17 @@
 #   scripts/install-deps.sh          what the tests need too (scripts/test.sh runs this)
 #   scripts/install-deps.sh --build  only what building needs (the README's first command)
 #
-# Building needs libclang, for the RocksDB bindings (bindgen). The tests also need
-# chromium and promtool (package prometheus), with which they check the status page and
-# the /metrics text. Everything else comes from crates.io. Run as root or with sudo.
+# Building needs libclang, for the RocksDB bindings (bindgen), and OpenSSL's headers
+# (with pkg-config), for TLS to the brokers. The tests also need chromium and promtool
+# (package prometheus), with which they check the status page and the /metrics text,
+# and openssl and stunnel4, which make certificates and put TLS in front of the test
+# broker. Everything else comes from crates.io. Run as root or with sudo.
 set -euo pipefail
 
-PACKAGES=(libclang-dev)
+PACKAGES=(libclang-dev libssl-dev pkg-config)
 case "${1:-}" in
     --build) ;;
-    "") PACKAGES+=(chromium prometheus) ;;
+    "") PACKAGES+=(chromium prometheus openssl stunnel4) ;;
     *) echo "usage: $0 [--build]" >&2; exit 2 ;;
 esac
 if dpkg -s "${PACKAGES[@]}" >/dev/null 2>&1; then

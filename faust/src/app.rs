@@ -4,7 +4,7 @@
 use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 
 use crate::{
-    config::{BrokerSpec, Config, OffsetReset, RestartLimit},
+    config::{BrokerSpec, ClientSetting, Config, OffsetReset, RestartLimit, Sasl, Tls},
     registry::Registry,
     sensors::Sensor,
     transport::broker::TopicSpec,
@@ -182,6 +182,29 @@ impl AppBuilder {
     pub fn broker(mut self, url: &str) -> Self {
         match BrokerSpec::parse(url) {
             Ok(spec) => self.config.broker = spec,
+            Err(e) => self.errors.push(e),
+        }
+        self
+    }
+
+    /// Connects to the brokers over TLS: `.broker_tls(faust::Tls::ca_file("ca.pem"))`.
+    pub fn broker_tls(mut self, tls: Tls) -> Self {
+        self.config.broker_tls = Some(tls);
+        self
+    }
+
+    /// Authenticates to the brokers with SASL:
+    /// `.broker_sasl(faust::Sasl::scram_sha_512("user", password))`.
+    pub fn broker_sasl(mut self, sasl: Sasl) -> Self {
+        self.config.broker_sasl = Some(sasl);
+        self
+    }
+
+    /// Passes a librdkafka property to the worker's Kafka clients:
+    /// `.kafka("producer.compression.type=lz4")` (see [`ClientSetting::parse`]).
+    pub fn kafka(mut self, setting: &str) -> Self {
+        match ClientSetting::parse(setting) {
+            Ok(setting) => self.config.kafka_settings.push(setting),
             Err(e) => self.errors.push(e),
         }
         self

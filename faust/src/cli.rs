@@ -18,7 +18,10 @@ use tracing_subscriber::EnvFilter;
 
 use crate::{
     app::{App, AppBuilder},
-    config::{parse_app_id, parse_duration, parse_partitions, BrokerSpec, Config, OffsetReset},
+    config::{
+        parse_app_id, parse_duration, parse_partitions, BrokerSpec, ClientSetting, Config,
+        OffsetReset, Sasl, SaslMechanism, Secret, Tls,
+    },
     context::WorkerContext,
     leader::Leadership,
     registry::Registry,
@@ -49,6 +52,60 @@ struct Settings {
     /// Kafka bootstrap brokers, kafka://host:port[,kafka://host:port]; without it the worker runs on an embedded in-process broker
     #[arg(long, short = 'b', global = true, env = "FAUST_BROKER", value_name = "URL", value_parser = BrokerSpec::parse)]
     broker: Option<BrokerSpec>,
+    /// Connect to the brokers over TLS, trusting the system's CA certificates (--broker-ca implies it)
+    #[arg(long, global = true, env = "FAUST_BROKER_TLS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    broker_tls: Option<bool>,
+    /// PEM file of the CA certificates that signed the brokers' certificates; turns TLS on
+    #[arg(long, global = true, env = "FAUST_BROKER_CA", value_name = "FILE")]
+    broker_ca: Option<PathBuf>,
+    /// PEM file of this worker's client certificate, for mutual TLS (with --broker-key)
+    #[arg(
+        long,
+        global = true,
+        env = "FAUST_BROKER_CERT",
+        value_name = "FILE",
+        requires = "broker_key"
+    )]
+    broker_cert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key
+    #[arg(
+        long,
+        global = true,
+        env = "FAUST_BROKER_KEY",
+        value_name = "FILE",
+        requires = "broker_cert"
+    )]
+    broker_key: Option<PathBuf>,
+    /// Password of an encrypted private key
+    #[arg(
+        long,
+        global = true,
+        env = "FAUST_BROKER_KEY_PASSWORD",
+        hide_env_values = true
+    )]
+    broker_key_password: Option<String>,
+    /// SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 [default: PLAIN when a user name is given]
+    #[arg(long, global = true, env = "FAUST_BROKER_SASL", value_name = "MECHANISM", value_parser = SaslMechanism::parse)]
+    broker_sasl: Option<SaslMechanism>,
+    /// SASL user name
+    #[arg(
+        long,
+        global = true,
+        env = "FAUST_BROKER_USERNAME",
+        value_name = "USER"
+    )]
+    broker_username: Option<String>,
+    /// SASL password (prefer the variable: flags show in process lists)
+    #[arg(
+        long,
+        global = true,
+        env = "FAUST_BROKER_PASSWORD",
+        hide_env_values = true
+    )]
+    broker_password: Option<String>,
+    /// A librdkafka property for the worker's Kafka clients: [consumer.|producer.|admin.]property=value; repeat for more; also FAUST_KAFKA_<PROPERTY> with dots as underscores
+    #[arg(long = "kafka", global = true, value_name = "PROPERTY=VALUE", value_parser = ClientSetting::parse)]
+    kafka: Vec<ClientSetting>,
     /// Directory for local state [default: <id>-data]
     #[arg(long, global = true, env = "FAUST_DATADIR")]
     datadir: Option<PathBuf>,
@@ -113,6 +170,7 @@ struct Settings {
 
 impl Settings {
     fn apply(self, mut config: Config) -> Config {
+        self.apply_security(&mut config);
         if let Some(id) = self.id {
             let default_datadir = PathBuf::from(format!("{}-data", config.id));
             if config.datadir == default_datadir {
@@ -174,7 +232,48 @@ impl Settings {
         if let Some(instance) = self.instance_id {
             config.instance_id = Some(instance);
         }
+        config.kafka_settings.extend(self.kafka);
         config
+    }
+
+    fn apply_security(&self, config: &mut Config) {
+        match self.broker_tls {
+            Some(true) => {
+                config.broker_tls.get_or_insert_with(Tls::system_roots);
+            }
+            Some(false) => config.broker_tls = None,
+            None => {}
+        }
+        let tls_file = self.broker_ca.is_some() || self.broker_cert.is_some();
+        if tls_file || self.broker_key_password.is_some() {
+            let tls = config.broker_tls.get_or_insert_with(Tls::system_roots);
+            if let Some(ca) = &self.broker_ca {
+                tls.ca_file = Some(ca.clone());
+            }
+            if let (Some(cert), Some(key)) = (&self.broker_cert, &self.broker_key) {
+                tls.client_cert = Some((cert.clone(), key.clone()));
+            }
+            if let Some(password) = &self.broker_key_password {
+                tls.key_password = Some(Secret::new(password));
+            }
+        }
+        if self.broker_sasl.is_some()
+            || self.broker_username.is_some()
+            || self.broker_password.is_some()
+        {
+            let sasl = config
+                .broker_sasl
+                .get_or_insert_with(|| Sasl::plain("", ""));
+            if let Some(mechanism) = self.broker_sasl {
+                sasl.mechanism = mechanism;
+            }
+            if let Some(username) = &self.broker_username {
+                sasl.username = username.clone();
+            }
+            if let Some(password) = &self.broker_password {
+                sasl.password = Secret::new(password);
+            }
+        }
     }
 }
 
@@ -252,7 +351,13 @@ fn run(builder: AppBuilder, name: &'static str, version: &'static str) -> Result
     init_logging(&matches);
     let settings =
         Settings::from_arg_matches(&matches).map_err(|e| Error::Config(e.to_string()))?;
-    let (config, sensors) = builder.into_parts()?;
+    let (mut config, sensors) = builder.into_parts()?;
+    // FAUST_KAFKA_* variables come after the code's settings and before the flags'.
+    let env = std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)));
+    config
+        .kafka_settings
+        .extend(ClientSetting::from_env(env).map_err(Error::Config)?);
     let app = sensors.into_iter().fold(
         App::new(settings.apply(config), registry)?,
         App::with_sensor,
@@ -500,6 +605,52 @@ mod tests {
         assert_eq!(config.commit_every, 5);
         assert_eq!(config.id, "other");
         assert_eq!(config.datadir, PathBuf::from("other-data"));
+    }
+
+    #[test]
+    fn security_flags_complete_what_the_code_set() {
+        let code = App::builder("orders")
+            .broker_sasl(Sasl::scram_sha_512("alice", "from-code"))
+            .kafka("producer.compression.type=lz4")
+            .config()
+            .unwrap();
+        let matches = command("app", "0", &Registry::default())
+            .try_get_matches_from([
+                "app",
+                "worker",
+                "--broker-ca",
+                "ca.pem",
+                "--broker-password",
+                "from-flag",
+                "--kafka",
+                "consumer.fetch.max.bytes=1024",
+            ])
+            .unwrap();
+        let config = Settings::from_arg_matches(&matches).unwrap().apply(code);
+        let sasl = config.broker_sasl.unwrap();
+        assert_eq!(sasl.mechanism, SaslMechanism::ScramSha512);
+        assert_eq!(sasl.username, "alice");
+        assert_eq!(sasl.password.expose(), "from-flag");
+        assert_eq!(
+            config.broker_tls.unwrap().ca_file,
+            Some(PathBuf::from("ca.pem"))
+        );
+        let keys: Vec<&str> = config
+            .kafka_settings
+            .iter()
+            .map(|s| s.key.as_str())
+            .collect();
+        assert_eq!(keys, ["compression.type", "fetch.max.bytes"]);
+    }
+
+    #[test]
+    fn an_owned_kafka_property_is_refused_with_the_flag_to_use() {
+        let err = command("app", "0", &Registry::default())
+            .try_get_matches_from(["app", "worker", "--kafka", "group.id=x"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("the app id is the consumer group"), "{err}");
     }
 
     #[test]

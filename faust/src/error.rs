@@ -33,6 +33,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// The broker turned the connection away: a wrong credential or an untrusted
+    /// certificate, which retrying cannot mend.
+    #[error("the broker at {broker} refused this worker: {reason}; {fix}")]
+    Refused {
+        /// The bootstrap address.
+        broker: String,
+        /// What librdkafka reported.
+        reason: String,
+        /// Which setting to check.
+        fix: String,
+    },
+
     /// The broker did not answer in time.
     #[error("timed out after {timeout:?} while {context}; is the broker at {broker} running and reachable?")]
     Timeout {

@@ -57,7 +57,10 @@ mod worker;
 
 pub use agents::{OnError, Sink, Stream};
 pub use app::{App, AppBuilder};
-pub use config::{BrokerSpec, Config, OffsetReset, RestartLimit};
+pub use config::{
+    BrokerSpec, ClientSetting, Clients, Config, OffsetReset, RestartLimit, Sasl, SaslMechanism,
+    Secret, Tls,
+};
 pub use context::{config, is_leader, spawn};
 pub use error::{Error, KafkaError, Result};
 pub use event::Event;

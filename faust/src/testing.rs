@@ -69,6 +69,7 @@ use crate::{
     tables::{self, TableManager},
     time::Clock,
     transport::{
+        connection::Connection,
         consumer::Routes,
         memory::MemoryLog,
         partitioner::partition_for_key,
@@ -155,7 +156,7 @@ impl TestContext {
             &app.registry().tables,
             &producer,
             &sensors,
-            "",
+            &Connection::new(String::new(), config, false),
             &clock,
             &Default::default(),
         )?);

@@ -150,7 +150,7 @@ async fn start(app: &App, monitor: &Arc<Monitor>) -> Result<Running> {
         &registry.tables,
         &producer,
         &sensors,
-        broker.bootstrap(),
+        broker.connection(),
         &clock,
         broker.health(),
     )?);
@@ -159,7 +159,7 @@ async fn start(app: &App, monitor: &Arc<Monitor>) -> Result<Running> {
             WebServer::start(
                 config,
                 &registry.agents,
-                broker.bootstrap(),
+                broker.connection(),
                 monitor.clone(),
                 tables.clone(),
                 producer.clone(),

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod durable;
+pub mod secured;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -31,6 +32,18 @@ pub fn broker() -> String {
         let port = std::env::var("FAUST_TEST_BROKER_PORT").unwrap_or_else(|_| "19092".into());
         format!("127.0.0.1:{port}")
     })
+}
+
+/// A client of the test broker ([`broker`]), with the properties of `FAUST_TEST_CLIENT`
+/// (`key=value;key=value`) for a test that points the helpers at a secured broker.
+pub fn client() -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", broker());
+    let settings = std::env::var("FAUST_TEST_CLIENT").unwrap_or_default();
+    for (key, value) in settings.split(';').filter_map(|kv| kv.split_once('=')) {
+        config.set(key, value);
+    }
+    config
 }
 
 /// Whether the broker answers at [`broker`]. A test that needs it returns early
@@ -102,10 +115,7 @@ pub fn create_topic(name: &str, partitions: i32) {
 
 /// [`create_topic`] with topic settings (`cleanup.policy`, ...).
 pub fn create_topic_with(name: &str, partitions: i32, settings: &[(&str, &str)]) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", broker())
-        .create()
-        .unwrap();
+    let admin: AdminClient<DefaultClientContext> = client().create().unwrap();
     let topic = settings.iter().fold(
         NewTopic::new(name, partitions, TopicReplication::Fixed(1)),
         |topic, (key, value)| topic.set(key, value),
@@ -124,10 +134,7 @@ pub fn create_topic_with(name: &str, partitions: i32, settings: &[(&str, &str)])
 
 /// A topic's setting, as the broker describes it.
 pub fn topic_setting(name: &str, setting: &str) -> Option<String> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", broker())
-        .create()
-        .unwrap();
+    let admin: AdminClient<DefaultClientContext> = client().create().unwrap();
     let described = runtime()
         .block_on(admin.describe_configs(
             [&rdkafka::admin::ResourceSpecifier::Topic(name)],
@@ -175,8 +182,7 @@ pub fn produce_to(topic: &str, partition: i32, records: &[KeyValue]) {
 }
 
 fn produce_into(topic: &str, partition: Option<i32>, records: &[TimedKeyValue]) {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", broker())
+    let producer: ThreadedProducer<DefaultProducerContext> = client()
         .set("partitioner", "murmur2_random")
         .set("batch.num.messages", "1")
         .create()
@@ -264,8 +270,7 @@ impl Record {
 /// Every record of `topic`, read to the end each partition had when reached. The end
 /// comes from fetch responses (partition EOF), not ListOffsets, which tansu gets wrong.
 pub fn read_all(topic: &str) -> Vec<Record> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker())
+    let consumer: BaseConsumer = client()
         .set("group.id", unique("reader"))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
@@ -458,11 +463,7 @@ pub fn all_committed(partitions: &[serde_json::Value], total: u64) -> bool {
 /// The offsets `group` has committed in `topic`'s partitions `0..partitions` (0 where
 /// none, or when the broker does not answer).
 pub fn committed(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker())
-        .set("group.id", group)
-        .create()
-        .unwrap();
+    let consumer: BaseConsumer = client().set("group.id", group).create().unwrap();
     let mut list = TopicPartitionList::new();
     for p in 0..partitions {
         list.add_partition(topic, p);
@@ -481,10 +482,7 @@ pub fn committed(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
 
 /// The end (high watermark) of `topic`'s partitions `0..partitions`.
 pub fn end_offsets(topic: &str, partitions: i32) -> Vec<i64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker())
-        .create()
-        .unwrap();
+    let consumer: BaseConsumer = client().create().unwrap();
     (0..partitions)
         .map(|p| {
             consumer
@@ -676,8 +674,7 @@ pub struct Member {
 
 impl Member {
     pub fn join(group: &str, topics: &[&str]) -> Member {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", broker())
+        let consumer: BaseConsumer = client()
             .set("group.id", group)
             // It reads, but never commits: what it holds does not progress.
             .set("enable.auto.commit", "false")

@@ -4,7 +4,11 @@
 //! The parsers here are shared by the code builder and by the CLI, so a wrong value
 //! gets the same one-line explanation wherever it comes from.
 
+mod kafka;
+
 use std::{path::PathBuf, time::Duration};
+
+pub use kafka::{ClientSetting, Clients, Sasl, SaslMechanism, Secret, Tls};
 
 use crate::{Error, Result};
 
@@ -105,6 +109,13 @@ pub struct Config {
     pub id: String,
     /// Where the worker finds Kafka.
     pub broker: BrokerSpec,
+    /// TLS to the brokers (none: plain text).
+    pub broker_tls: Option<Tls>,
+    /// SASL authentication to the brokers.
+    pub broker_sasl: Option<Sasl>,
+    /// librdkafka properties passed through to the worker's Kafka clients, applied
+    /// after faust-rs's own (later ones win).
+    pub kafka_settings: Vec<ClientSetting>,
     /// Local state lives here; defaults to `{id}-data`.
     pub datadir: PathBuf,
     /// Partitions of topics the app creates.
@@ -162,6 +173,9 @@ impl Config {
             datadir: PathBuf::from(format!("{id}-data")),
             id,
             broker: BrokerSpec::Embedded,
+            broker_tls: None,
+            broker_sasl: None,
+            kafka_settings: Vec::new(),
             topic_partitions: 8,
             auto_offset_reset: OffsetReset::Earliest,
             commit_interval: Duration::from_secs(1),
@@ -217,6 +231,43 @@ impl Config {
         }
         if self.datadir.as_os_str().is_empty() {
             return Err(Error::Config("the datadir must not be empty".into()));
+        }
+        self.validate_security()
+    }
+
+    /// Credentials must be complete and their files readable: a typo shows at start, by
+    /// the setting's name, not as a handshake failing again and again.
+    fn validate_security(&self) -> Result<()> {
+        if let Some(sasl) = &self.broker_sasl {
+            if sasl.username.is_empty() {
+                return Err(Error::Config(
+                    "SASL needs a user name: give --broker-username (FAUST_BROKER_USERNAME)".into(),
+                ));
+            }
+            if sasl.password.expose().is_empty() {
+                return Err(Error::Config(
+                    "SASL needs a password: set FAUST_BROKER_PASSWORD (or --broker-password)"
+                        .into(),
+                ));
+            }
+        }
+        let Some(tls) = &self.broker_tls else {
+            return Ok(());
+        };
+        let files = [("--broker-ca (FAUST_BROKER_CA)", tls.ca_file.as_ref())]
+            .into_iter()
+            .chain(tls.client_cert.iter().flat_map(|(cert, key)| {
+                [
+                    ("--broker-cert (FAUST_BROKER_CERT)", Some(cert)),
+                    ("--broker-key (FAUST_BROKER_KEY)", Some(key)),
+                ]
+            }));
+        for (setting, file) in files {
+            if let Some(file) = file {
+                std::fs::metadata(file).map_err(|e| {
+                    Error::Config(format!("{setting}: cannot read '{}': {e}", file.display()))
+                })?;
+            }
         }
         Ok(())
     }

@@ -20,7 +20,13 @@ use rdkafka::{
 use tracing::{info, warn};
 
 use super::{changelog::WRITER, state::TableState, store::Batch};
-use crate::{transport::KafkaHealth, Error, Result};
+use crate::{
+    transport::{
+        connection::{Connection, Role},
+        KafkaHealth,
+    },
+    Error, Result,
+};
 
 /// Applies other workers' changelog records to a global table until stopped.
 pub(crate) struct Follower {
@@ -31,15 +37,18 @@ pub(crate) struct Follower {
 impl Follower {
     /// Starts following every partition of `table` from where its stores are.
     pub(crate) fn start(
-        bootstrap: &str,
+        connection: &Connection,
         table: Arc<TableState>,
         health: KafkaHealth,
     ) -> Result<Follower> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .set("group.id", format!("{}-follower", table.changelog))
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
+        let consumer: BaseConsumer = connection
+            .apply(
+                Role::Consumer,
+                ClientConfig::new()
+                    .set("group.id", format!("{}-follower", table.changelog))
+                    .set("enable.auto.commit", "false")
+                    .set("auto.offset.reset", "earliest"),
+            )
             .create()
             .map_err(|e| Error::kafka("creating the global table follower", e))?;
         let mut list = TopicPartitionList::new();

@@ -30,6 +30,7 @@ use crate::{
     sensors::Sensors,
     time::Clock,
     transport::{
+        connection::Connection,
         consumer::{PartitionListener, TopicPartition},
         partitioner::partition_for_key,
         producer::Producer,
@@ -47,7 +48,7 @@ const STORE_PATIENCE: Duration = Duration::from_secs(10);
 
 pub(crate) struct TableManager {
     tables: Vec<Arc<TableState>>,
-    bootstrap: String,
+    connection: Connection,
     health: KafkaHealth,
     runtime: tokio::runtime::Handle,
     followers: Mutex<Vec<Follower>>,
@@ -80,7 +81,7 @@ impl TableManager {
         descriptors: &[&'static TableDescriptor],
         producer: &Producer,
         sensors: &Sensors,
-        bootstrap: &str,
+        connection: &Connection,
         clock: &Clock,
         health: &KafkaHealth,
     ) -> Result<TableManager> {
@@ -116,7 +117,7 @@ impl TableManager {
             .collect();
         Ok(TableManager {
             tables,
-            bootstrap: bootstrap.to_owned(),
+            connection: connection.clone(),
             health: health.clone(),
             runtime,
             followers: Mutex::default(),
@@ -132,14 +133,14 @@ impl TableManager {
                 let never = AtomicBool::new(false);
                 hold(
                     table,
-                    &self.bootstrap,
+                    &self.connection,
                     partition,
                     &Committed::default(),
                     0,
                     &never,
                 )?;
             }
-            let follower = Follower::start(&self.bootstrap, table.clone(), self.health.clone())?;
+            let follower = Follower::start(&self.connection, table.clone(), self.health.clone())?;
             self.followers
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -421,7 +422,7 @@ impl PartitionListener for TableManager {
                 let cancel = &self.cancel_recovery;
                 if !hold(
                     table,
-                    &self.bootstrap,
+                    &self.connection,
                     partition,
                     &committed,
                     generation,
@@ -467,7 +468,7 @@ impl PartitionListener for TableManager {
 /// stopped the recovery first (the partition is not held then).
 fn hold(
     table: &TableState,
-    bootstrap: &str,
+    connection: &Connection,
     partition: i32,
     committed: &Committed,
     since: u64,
@@ -481,7 +482,7 @@ fn hold(
         store::open_when_free(table.memory, &path, STORE_PATIENCE)?,
         since,
     ));
-    if !recovery::recover(bootstrap, table, &held, committed, cancelled)? {
+    if !recovery::recover(connection, table, &held, committed, cancelled)? {
         return Ok(false);
     }
     if table.descriptor.window.is_some() {

@@ -27,7 +27,10 @@ use super::{
 };
 use crate::{
     event::{SOURCE_OFFSET, SOURCE_TOPIC},
-    transport::consumer::TopicPartition,
+    transport::{
+        connection::{Connection, Role},
+        consumer::TopicPartition,
+    },
     Error, Result,
 };
 
@@ -144,7 +147,7 @@ fn where_to_start(checkpoint: &Checkpoint, committed: &Committed, low: i64) -> S
 /// Replays the changelog into `held`'s store; returns false if `cancelled` turned true
 /// first (the partition was revoked, or the worker stops).
 pub(crate) fn recover(
-    bootstrap: &str,
+    connection: &Connection,
     table: &TableState,
     held: &TablePartition,
     committed: &Committed,
@@ -154,14 +157,16 @@ pub(crate) fn recover(
     let partition = held.partition;
     let started = Instant::now();
     let checkpoint = held.store.checkpoint()?;
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let mut client = ClientConfig::new();
+    client
         .set("group.id", format!("{}-recovery", table.changelog))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "earliest")
         // The end of a partition shows as an empty fetch: don't let each wait long.
-        .set("fetch.wait.max.ms", "10")
+        .set("fetch.wait.max.ms", "10");
+    let consumer: BaseConsumer = connection
+        .apply(Role::Consumer, &mut client)
         .create()
         .map_err(|e| Error::kafka("creating the recovery consumer", e))?;
     let (low, high) = consumer

@@ -14,14 +14,17 @@ use rdkafka::{
         TopicReplication,
     },
     mocking::MockCluster,
-    producer::DefaultProducerContext,
+    producer::{BaseProducer, DefaultProducerContext, Producer as _},
     types::RDKafkaErrorCode,
     ClientConfig,
 };
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
-use super::{KafkaHealth, LogContext};
+use super::{
+    connection::{Connection, Role},
+    KafkaHealth, LogContext,
+};
 use crate::{config::Config, Error, Result};
 
 /// How long a changelog's records are kept from compaction (`min.compaction.lag.ms`):
@@ -46,20 +49,17 @@ pub(crate) struct TopicSpec {
 
 /// The cluster a worker talks to, and how its clients are doing there.
 pub(crate) struct Broker {
-    place: Place,
+    connection: Connection,
+    /// The in-process broker, when no cluster is configured.
+    embedded: Option<EmbeddedBroker>,
     health: KafkaHealth,
-}
-
-enum Place {
-    Kafka { bootstrap: String },
-    Embedded(EmbeddedBroker),
 }
 
 impl Broker {
     /// Connects to the configured broker, or starts the embedded one.
     pub(crate) async fn connect(config: &Config) -> Result<Broker> {
-        match config.bootstrap_servers() {
-            Some(bootstrap) => Ok(Broker::new(Place::Kafka { bootstrap })),
+        let (connection, embedded) = match config.bootstrap_servers() {
+            Some(bootstrap) => (Connection::new(bootstrap, config, true), None),
             None => {
                 let embedded = EmbeddedBroker::start().await?;
                 info!(
@@ -69,23 +69,26 @@ impl Broker {
                      --broker kafka://{})",
                     embedded.bootstrap
                 );
-                Ok(Broker::new(Place::Embedded(embedded)))
+                if config.broker_tls.is_some() || config.broker_sasl.is_some() {
+                    warn!(
+                        "TLS or SASL settings are given but no broker (--broker): the \
+                         embedded broker speaks plain text and ignores them"
+                    );
+                }
+                let connection = Connection::new(embedded.bootstrap.clone(), config, false);
+                (connection, Some(embedded))
             }
-        }
-    }
-
-    fn new(place: Place) -> Broker {
-        Broker {
-            place,
+        };
+        Ok(Broker {
+            connection,
+            embedded,
             health: KafkaHealth::default(),
-        }
+        })
     }
 
-    pub(crate) fn bootstrap(&self) -> &str {
-        match &self.place {
-            Place::Kafka { bootstrap } => bootstrap,
-            Place::Embedded(embedded) => &embedded.bootstrap,
-        }
+    /// How the worker's clients reach this broker.
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.connection
     }
 
     /// How the worker's clients of this broker are doing (they all report to it).
@@ -100,11 +103,9 @@ impl Broker {
         specs: &[TopicSpec],
         create: bool,
     ) -> Result<HashMap<String, i32>> {
-        match &self.place {
-            Place::Kafka { bootstrap } => {
-                ensure_on_kafka(bootstrap, specs, create, &self.health).await
-            }
-            Place::Embedded(embedded) => {
+        match &self.embedded {
+            None => ensure_on_kafka(&self.connection, specs, create, &self.health).await,
+            Some(embedded) => {
                 for spec in specs {
                     embedded.create_topic(spec).await?;
                 }
@@ -118,18 +119,19 @@ impl Broker {
 }
 
 async fn ensure_on_kafka(
-    bootstrap: &str,
+    connection: &Connection,
     specs: &[TopicSpec],
     create: bool,
     health: &KafkaHealth,
 ) -> Result<HashMap<String, i32>> {
+    let bootstrap = connection.bootstrap();
     let admin: Arc<AdminClient<LogContext>> = Arc::new(
-        ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
+        connection
+            .apply(Role::Admin, &mut ClientConfig::new())
             .create_with_context(LogContext(health.clone()))
             .map_err(|e| Error::kafka("creating the admin client", e))?,
     );
-    let mut partitions = existing_topics(&admin, bootstrap).await?;
+    let mut partitions = existing_topics(connection, health).await?;
     let (existing, missing): (Vec<&TopicSpec>, Vec<&TopicSpec>) =
         specs.iter().partition(|s| partitions.contains_key(&s.name));
     check_compaction_lag(&admin, &existing).await;
@@ -232,16 +234,44 @@ async fn check_compaction_lag(admin: &AdminClient<LogContext>, existing: &[&Topi
     }
 }
 
-/// Names of the topics the broker knows, or a clear error when it does not answer.
+/// Names of the topics the broker knows, or a clear error when it does not answer or
+/// turns the worker away. Asked in short rounds by a probe whose callbacks are served
+/// between them (the admin client's never are: rdkafka polls only its admin queue), so
+/// an authentication or TLS failure ends the wait at once.
 async fn existing_topics(
-    admin: &Arc<AdminClient<LogContext>>,
-    bootstrap: &str,
+    connection: &Connection,
+    health: &KafkaHealth,
 ) -> Result<HashMap<String, i32>> {
-    let client = admin.clone();
-    let metadata =
-        tokio::task::spawn_blocking(move || client.inner().fetch_metadata(None, CONNECT_TIMEOUT))
-            .await
-            .map_err(|e| Error::Worker(format!("the metadata request was interrupted: {e}")))?;
+    const ROUND: Duration = Duration::from_millis(500);
+    let bootstrap = connection.bootstrap();
+    let probe: Arc<BaseProducer<LogContext>> = Arc::new(
+        connection
+            .apply(Role::Producer, &mut ClientConfig::new())
+            .create_with_context(LogContext(health.clone()))
+            .map_err(|e| Error::kafka("creating the connection probe", e))?,
+    );
+    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+    let metadata = loop {
+        let client = probe.clone();
+        let metadata = tokio::task::spawn_blocking(move || {
+            let metadata = client.client().fetch_metadata(None, ROUND);
+            client.poll(Duration::ZERO);
+            metadata
+        })
+        .await
+        .map_err(|e| Error::Worker(format!("the metadata request was interrupted: {e}")))?;
+        if let Some(refusal) = health.refusal() {
+            return Err(Error::Refused {
+                broker: bootstrap.into(),
+                fix: refusal.fix().into(),
+                reason: refusal.reason,
+            });
+        }
+        let retry = matches!(metadata, Err(rdkafka::error::KafkaError::MetadataFetch(_)));
+        if !retry || tokio::time::Instant::now() >= deadline {
+            break metadata;
+        }
+    };
     match metadata {
         Ok(metadata) => Ok(metadata
             .topics()

@@ -1,6 +1,7 @@
 //! Kafka transport: the broker connection (real or embedded), the producer and the consumer.
 
 pub(crate) mod broker;
+pub(crate) mod connection;
 pub(crate) mod consumer;
 #[cfg(any(test, feature = "testing"))]
 pub(crate) mod memory;
@@ -16,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::{config::RDKafkaLogLevel, types::RDKafkaErrorCode};
 use tracing::{debug, error, info, trace, warn};
 
 /// While Kafka keeps failing, how often the worker says it still does.
@@ -40,6 +41,37 @@ struct Health {
     /// The last message warned about, and when: an error that comes back while the
     /// brokers stay connected (a refused group join) is not warned about again each time.
     warned: Mutex<Option<(String, Instant)>>,
+    /// The last authentication or TLS failure: start-up stops on it.
+    refused: Mutex<Option<Refusal>>,
+}
+
+/// Why a broker turned a client away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) code: RDKafkaErrorCode,
+    pub(crate) reason: String,
+}
+
+impl Refusal {
+    /// Which setting to check, in the user's words.
+    pub(crate) fn fix(&self) -> &'static str {
+        match self.code {
+            RDKafkaErrorCode::Authentication => {
+                "check the SASL user name and password (--broker-username, FAUST_BROKER_PASSWORD) \
+                 and mechanism (--broker-sasl)"
+            }
+            RDKafkaErrorCode::SSL => {
+                "the broker's certificate is not trusted: give the CA that signed it with \
+                 --broker-ca (FAUST_BROKER_CA), and reach the broker by a name its certificate \
+                 holds"
+            }
+            _ => {
+                "the TLS connection failed: if the broker asks for a client certificate, give \
+                 it with --broker-cert and --broker-key (FAUST_BROKER_CERT, FAUST_BROKER_KEY); \
+                 is --broker-tls right for this listener?"
+            }
+        }
+    }
 }
 
 struct Trouble {
@@ -77,6 +109,21 @@ impl KafkaHealth {
             }
             Some(_) => debug!("Kafka: {message}"),
         }
+    }
+
+    /// Records a refusal (an authentication or TLS failure), and reports it as an error.
+    pub(crate) fn refused(&self, refusal: Refusal) {
+        self.error(&refusal.reason);
+        *self.0.refused.lock().unwrap_or_else(|e| e.into_inner()) = Some(refusal);
+    }
+
+    /// The last refusal, if a broker turned a client away.
+    pub(crate) fn refusal(&self) -> Option<Refusal> {
+        self.0
+            .refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Whether a Kafka error was reported since every known broker was last connected.
@@ -138,8 +185,33 @@ impl rdkafka::ClientContext for LogContext {
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        self.0.error(&format!("{error}: {reason}"));
+        match error.rdkafka_error_code() {
+            Some(code @ (RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL)) => {
+                self.0.refused(Refusal {
+                    code,
+                    reason: reason.to_owned(),
+                })
+            }
+            // A TLS alert from the broker (a client certificate it wanted) arrives as a
+            // transport failure naming SSL.
+            Some(code @ RDKafkaErrorCode::BrokerTransportFailure)
+                if reason.contains("SSL routines") =>
+            {
+                self.0.refused(Refusal {
+                    code,
+                    reason: reason.to_owned(),
+                })
+            }
+            _ => self.0.error(&format!("{error}: {reason}")),
+        }
     }
+}
+
+/// For the start-up probe, a producer that sends nothing.
+impl rdkafka::producer::ProducerContext for LogContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: ()) {}
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use tracing::error;
 #[cfg(any(test, feature = "testing"))]
 use super::memory::MemoryLog;
 pub(crate) use super::record::{Delivered, Record};
-use super::{broker::Broker, LogContext};
+use super::{broker::Broker, connection::Role, LogContext};
 use crate::{event::Header, sensors::Sensors, Error, Result};
 
 /// The outcome of one attempt to queue a record.
@@ -176,8 +176,8 @@ impl Producer {
     ) -> Result<Self> {
         // librdkafka takes a 32-bit count of milliseconds; 0 would mean "forever".
         let timeout_ms = request_timeout.as_millis().clamp(1, i32::MAX as u128);
-        let inner = ClientConfig::new()
-            .set("bootstrap.servers", broker.bootstrap())
+        let mut client = ClientConfig::new();
+        client
             .set("client.id", client_id)
             .set("partitioner", "murmur2_random")
             .set("linger.ms", "5")
@@ -188,7 +188,10 @@ impl Producer {
             // flush before a commit waits a bounded time; see the table manager.)
             .set("message.timeout.ms", timeout_ms.to_string())
             // A send to a missing topic fails within seconds rather than librdkafka's 30 s.
-            .set("topic.metadata.propagation.max.ms", "5000")
+            .set("topic.metadata.propagation.max.ms", "5000");
+        let inner = broker
+            .connection()
+            .apply(Role::Producer, &mut client)
             .create_with_context(LogContext(broker.health().clone()))
             .map_err(|e| Error::kafka("creating the producer", e))?;
         Ok(Producer {

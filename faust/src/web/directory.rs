@@ -26,7 +26,10 @@ use tracing::{debug, info, warn};
 
 use crate::{
     tables::TableManager,
-    transport::producer::{Producer, Record},
+    transport::{
+        connection::{Connection, Role},
+        producer::{Producer, Record},
+    },
     Error, Result,
 };
 
@@ -84,18 +87,21 @@ pub(crate) struct DirectoryService {
 
 impl DirectoryService {
     pub(crate) fn start(
-        bootstrap: &str,
+        connection: &Connection,
         topic: String,
         url: String,
         tables: Arc<TableManager>,
         producer: Producer,
     ) -> Result<DirectoryService> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .set("group.id", format!("{topic}-reader"))
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("fetch.wait.max.ms", "100")
+        let consumer: BaseConsumer = connection
+            .apply(
+                Role::Consumer,
+                ClientConfig::new()
+                    .set("group.id", format!("{topic}-reader"))
+                    .set("enable.auto.commit", "false")
+                    .set("auto.offset.reset", "earliest")
+                    .set("fetch.wait.max.ms", "100"),
+            )
             .create()
             .map_err(|e| Error::kafka("creating the web directory reader", e))?;
         let mut list = TopicPartitionList::new();

@@ -24,7 +24,7 @@ use crate::{
     config::Config,
     sensors::{prometheus_text, Monitor, Phase, Stats},
     tables::{Lookup, TableManager},
-    transport::producer::Producer,
+    transport::{connection::Connection, producer::Producer},
     Error, Result,
 };
 use directory::{Directory, DirectoryService};
@@ -64,7 +64,7 @@ impl WebServer {
     pub(crate) async fn start(
         config: &Config,
         agents: &[&'static AgentDescriptor],
-        bootstrap: &str,
+        connection: &Connection,
         monitor: Arc<Monitor>,
         tables: Arc<TableManager>,
         producer: Producer,
@@ -79,7 +79,7 @@ impl WebServer {
             .port();
         let url = format!("http://{}:{port}", config.web_host);
         let directory = DirectoryService::start(
-            bootstrap,
+            connection,
             directory_topic(&config.id),
             url.clone(),
             tables.clone(),

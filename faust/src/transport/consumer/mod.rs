@@ -36,7 +36,7 @@ pub(crate) use routes::Routes;
 use group::{commit_points, GroupContext};
 use watchdog::Watchdog;
 
-use super::{broker::Broker, KafkaHealth};
+use super::{broker::Broker, connection::Role, KafkaHealth};
 use crate::{
     config::Config,
     event::{Ack, Header, Message},
@@ -131,8 +131,7 @@ impl Consumer {
             // Static membership: a restarted worker takes its old place without a rebalance.
             client.set("group.instance.id", instance);
         }
-        let consumer: BaseConsumer<GroupContext> = client
-            .set("bootstrap.servers", broker.bootstrap())
+        client
             .set("group.id", &config.id)
             .set("client.id", format!("{}-consumer", config.id))
             .set("enable.auto.commit", "false")
@@ -156,7 +155,10 @@ impl Consumer {
             // brokers (tansu) only when the wait is over: keep that short. On tansu 0.6.0
             // a bare consumer reads 2.5 M records/s with 5 ms, 0.43 M with 100 ms
             // (docs/BENCHMARKS.md, "ceiling").
-            .set("fetch.wait.max.ms", "10")
+            .set("fetch.wait.max.ms", "10");
+        let consumer: BaseConsumer<GroupContext> = broker
+            .connection()
+            .apply(Role::Consumer, &mut client)
             .create_with_context(context)
             .map_err(|e| Error::kafka("creating the consumer", e))?;
         let mut topics = routes.topics();
@@ -169,10 +171,12 @@ impl Consumer {
         let running = Arc::new(AtomicBool::new(true));
         let mut watchdog_client = ClientConfig::new();
         watchdog_client
-            .set("bootstrap.servers", broker.bootstrap())
             .set("group.id", &config.id)
             .set("client.id", format!("{}-watchdog", config.id))
             .set("enable.auto.commit", "false");
+        broker
+            .connection()
+            .apply(Role::Consumer, &mut watchdog_client);
         let watchdog = Watchdog::new(
             &watchdog_client,
             routes.topics().into_iter().map(str::to_owned).collect(),

@@ -1,0 +1,216 @@
+//! A broker reached over TLS, with certificates the test makes: tansu 0.6.0 has no TLS
+//! listener of its own, so stunnel (Debian's stunnel4) terminates TLS in front of it and
+//! tansu advertises stunnel's port. With `mutual`, stunnel asks for a client certificate
+//! signed by the test's CA.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::MutexGuard,
+    time::Duration,
+};
+
+use super::wait_until;
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate it signed, and a
+/// second CA that signed neither.
+pub struct Certificates {
+    pub ca: PathBuf,
+    pub other_ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl Certificates {
+    pub fn make(dir: &Path) -> Certificates {
+        std::fs::create_dir_all(dir).unwrap();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .expect("openssl runs (scripts/install-deps.sh installs it)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        for (name, subject) in [("ca", "/CN=faust-test-ca"), ("other-ca", "/CN=other-ca")] {
+            openssl(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "30",
+                "-subj",
+                subject,
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.crt"),
+            ]);
+        }
+        for (name, extensions) in [
+            (
+                "server",
+                "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+            ),
+            ("client", "extendedKeyUsage=clientAuth\n"),
+        ] {
+            std::fs::write(dir.join(format!("{name}.ext")), extensions).unwrap();
+            openssl(&[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                &format!("/CN=faust-{name}"),
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+            ]);
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "30",
+                "-extfile",
+                &format!("{name}.ext"),
+                "-out",
+                &format!("{name}.crt"),
+            ]);
+        }
+        Certificates {
+            ca: dir.join("ca.crt"),
+            other_ca: dir.join("other-ca.crt"),
+            server_cert: dir.join("server.crt"),
+            server_key: dir.join("server.key"),
+            client_cert: dir.join("client.crt"),
+            client_key: dir.join("client.key"),
+        }
+    }
+}
+
+/// tansu behind stunnel; the helpers ([`super::client`]) reach it over TLS while it
+/// lives, and the tests that use one run one at a time.
+pub struct TlsBroker {
+    pub address: String,
+    children: Vec<Child>,
+    _alone: MutexGuard<'static, ()>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+}
+
+fn spawn(program: &str, args: &[&str], dir: &Path, log: &str) -> Child {
+    let log = std::fs::File::create(dir.join(log)).unwrap();
+    Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {program} ({e}); run scripts/install-deps.sh and scripts/broker.sh install"))
+}
+
+fn listening(port: u16) -> bool {
+    wait_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+}
+
+impl TlsBroker {
+    pub fn start(dir: &Path, certs: &Certificates, mutual: bool) -> TlsBroker {
+        static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        std::fs::create_dir_all(dir).unwrap();
+        let (plain, tls) = (free_port(), free_port());
+        let tansu = std::env::var("FAUST_TEST_TANSU").unwrap_or_else(|_| {
+            format!(
+                "{}/.cache/faust-rs/tansu-0.6.0/bin/tansu",
+                std::env::var("HOME").unwrap()
+            )
+        });
+        let broker = spawn(
+            &tansu,
+            &[
+                "broker",
+                "--listener-url",
+                &format!("tcp://127.0.0.1:{plain}"),
+                "--advertised-listener-url",
+                &format!("tcp://127.0.0.1:{tls}"),
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            dir,
+            "broker.log",
+        );
+        let mut config = format!(
+            "foreground = yes\npid =\n[kafka]\naccept = 127.0.0.1:{tls}\nconnect = 127.0.0.1:{plain}\n\
+             cert = {}\nkey = {}\n",
+            certs.server_cert.display(),
+            certs.server_key.display()
+        );
+        if mutual {
+            config += &format!(
+                "CAfile = {}\nverifyChain = yes\nrequireCert = yes\n",
+                certs.ca.display()
+            );
+        }
+        std::fs::write(dir.join("stunnel.conf"), config).unwrap();
+        let stunnel = spawn("stunnel4", &["stunnel.conf"], dir, "stunnel.log");
+        let secured = TlsBroker {
+            address: format!("127.0.0.1:{tls}"),
+            children: vec![broker, stunnel],
+            _alone: alone,
+        };
+        assert!(
+            listening(plain) && listening(tls),
+            "the broker or stunnel did not start; see {}",
+            dir.display()
+        );
+        let mut client = format!(
+            "security.protocol=ssl;ssl.ca.location={}",
+            certs.ca.display()
+        );
+        if mutual {
+            client += &format!(
+                ";ssl.certificate.location={};ssl.key.location={}",
+                certs.client_cert.display(),
+                certs.client_key.display()
+            );
+        }
+        std::env::set_var("FAUST_TEST_BROKER", &secured.address);
+        std::env::set_var("FAUST_TEST_CLIENT", client);
+        secured
+    }
+}
+
+impl Drop for TlsBroker {
+    fn drop(&mut self) {
+        std::env::remove_var("FAUST_TEST_CLIENT");
+        std::env::remove_var("FAUST_TEST_BROKER");
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
