@@ -170,6 +170,25 @@ fn a_warm_shutdown_under_load_commits_exactly_what_was_processed() {
 }
 
 #[test]
+fn a_replication_factor_above_the_broker_count_is_clamped_with_a_warning() {
+    needs_broker!();
+    let app = unique("replicas");
+    let mut worker = Worker::start(&app, "w", &[("FAUST_TOPIC_REPLICATION_FACTOR", "3")]);
+    worker.expect_log("worker ready", READY);
+    worker.stop();
+    let log = worker.log();
+    assert!(
+        log.contains("more than the cluster has brokers: creating topics with 1 replicas"),
+        "{log}"
+    );
+    // The test broker is a single node: the topics the worker created have one replica.
+    assert_eq!(
+        common::replicas(&format!("{app}-sums-changelog")),
+        vec![1; 4]
+    );
+}
+
+#[test]
 fn a_failing_agent_is_logged_with_its_event_and_restarted() {
     needs_broker!();
     let app = unique("failing");

@@ -222,6 +222,13 @@ impl AppBuilder {
         self
     }
 
+    /// Replicas of each topic the app creates (default 1, as in Faust; at most the
+    /// cluster's broker count).
+    pub fn topic_replication_factor(mut self, replicas: i32) -> Self {
+        self.config.topic_replication_factor = replicas;
+        self
+    }
+
     /// Where to start in a partition with no committed offset (default earliest).
     pub fn auto_offset_reset(mut self, reset: OffsetReset) -> Self {
         self.config.auto_offset_reset = reset;

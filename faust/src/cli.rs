@@ -19,8 +19,8 @@ use tracing_subscriber::EnvFilter;
 use crate::{
     app::{App, AppBuilder},
     config::{
-        parse_app_id, parse_duration, parse_partitions, BrokerSpec, ClientSetting, Config,
-        OffsetReset, Sasl, SaslMechanism, Secret, Tls,
+        parse_app_id, parse_duration, parse_partitions, parse_replicas, BrokerSpec, ClientSetting,
+        Config, OffsetReset, Sasl, SaslMechanism, Secret, Tls,
     },
     context::WorkerContext,
     leader::Leadership,
@@ -112,6 +112,9 @@ struct Settings {
     /// Partitions of the topics the app creates [default: 8]
     #[arg(long, global = true, env = "FAUST_TOPIC_PARTITIONS", value_parser = parse_partitions)]
     partitions: Option<i32>,
+    /// Replicas of each topic the app creates, at most the cluster's broker count [default: 1]
+    #[arg(long, global = true, env = "FAUST_TOPIC_REPLICATION_FACTOR", value_parser = parse_replicas, value_name = "N")]
+    topic_replication_factor: Option<i32>,
     /// Where to start in a partition with no committed offset [default: earliest]
     #[arg(long, global = true, env = "FAUST_AUTO_OFFSET_RESET", value_parser = OffsetReset::parse, value_name = "earliest|latest")]
     auto_offset_reset: Option<OffsetReset>,
@@ -186,6 +189,9 @@ impl Settings {
         }
         if let Some(p) = self.partitions {
             config.topic_partitions = p;
+        }
+        if let Some(n) = self.topic_replication_factor {
+            config.topic_replication_factor = n;
         }
         if let Some(r) = self.auto_offset_reset {
             config.auto_offset_reset = r;

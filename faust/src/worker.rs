@@ -134,9 +134,7 @@ async fn start(app: &App, monitor: &Arc<Monitor>) -> Result<Running> {
     );
 
     let broker = Broker::connect(config).await?;
-    let partitions = broker
-        .ensure_topics(&app.topics(), config.create_topics)
-        .await?;
+    let partitions = broker.ensure_topics(&app.topics(), config).await?;
     app.check_copartitioning(&partitions)?;
     let producer = Producer::connect(
         &broker,

@@ -109,6 +109,19 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// How many replicas each partition of `topic` has.
+pub fn replicas(topic: &str) -> Vec<usize> {
+    let consumer: BaseConsumer = client().create().unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| p.replicas().len())
+        .collect()
+}
+
 pub fn create_topic(name: &str, partitions: i32) {
     create_topic_with(name, partitions, &[]);
 }

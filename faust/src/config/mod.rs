@@ -120,6 +120,9 @@ pub struct Config {
     pub datadir: PathBuf,
     /// Partitions of topics the app creates.
     pub topic_partitions: i32,
+    /// Replicas of each topic the app creates (Faust's `topic_replication_factor`), at
+    /// most the cluster's broker count.
+    pub topic_replication_factor: i32,
     /// Where to start in a partition with no committed offset.
     pub auto_offset_reset: OffsetReset,
     /// Commit acknowledged offsets at least this often...
@@ -177,6 +180,7 @@ impl Config {
             broker_sasl: None,
             kafka_settings: Vec::new(),
             topic_partitions: 8,
+            topic_replication_factor: 1,
             auto_offset_reset: OffsetReset::Earliest,
             commit_interval: Duration::from_secs(1),
             commit_every: 10_000,
@@ -205,6 +209,12 @@ impl Config {
             return Err(Error::Config(format!(
                 "topic partitions must be at least 1, got {}",
                 self.topic_partitions
+            )));
+        }
+        if self.topic_replication_factor < 1 {
+            return Err(Error::Config(format!(
+                "the topic replication factor must be at least 1, got {}",
+                self.topic_replication_factor
             )));
         }
         if self.commit_every == 0 {
@@ -337,6 +347,16 @@ pub(crate) fn parse_partitions(text: &str) -> Result<i32, String> {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err(format!(
             "'{text}' is not a partition count; use a whole number of at least 1"
+        )),
+    }
+}
+
+/// A positive replication factor.
+pub(crate) fn parse_replicas(text: &str) -> Result<i32, String> {
+    match text.trim().parse::<i32>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "'{text}' is not a replication factor; use a whole number of at least 1"
         )),
     }
 }

@@ -96,15 +96,15 @@ impl Broker {
         &self.health
     }
 
-    /// Makes sure every topic in `specs` exists, creating missing ones when `create`;
-    /// returns the partition count of each.
+    /// Makes sure every topic in `specs` exists, creating missing ones as `config` says
+    /// (`create_topics`, `topic_replication_factor`); returns the partition count of each.
     pub(crate) async fn ensure_topics(
         &self,
         specs: &[TopicSpec],
-        create: bool,
+        config: &Config,
     ) -> Result<HashMap<String, i32>> {
         match &self.embedded {
-            None => ensure_on_kafka(&self.connection, specs, create, &self.health).await,
+            None => ensure_on_kafka(&self.connection, specs, config, &self.health).await,
             Some(embedded) => {
                 for spec in specs {
                     embedded.create_topic(spec).await?;
@@ -121,7 +121,7 @@ impl Broker {
 async fn ensure_on_kafka(
     connection: &Connection,
     specs: &[TopicSpec],
-    create: bool,
+    config: &Config,
     health: &KafkaHealth,
 ) -> Result<HashMap<String, i32>> {
     let bootstrap = connection.bootstrap();
@@ -131,18 +131,22 @@ async fn ensure_on_kafka(
             .create_with_context(LogContext(health.clone()))
             .map_err(|e| Error::kafka("creating the admin client", e))?,
     );
-    let mut partitions = existing_topics(connection, health).await?;
+    let Cluster {
+        topics: mut partitions,
+        brokers,
+    } = existing_topics(connection, health).await?;
     let (existing, missing): (Vec<&TopicSpec>, Vec<&TopicSpec>) =
         specs.iter().partition(|s| partitions.contains_key(&s.name));
     check_compaction_lag(&admin, &existing).await;
     if missing.is_empty() {
         return Ok(partitions);
     }
-    if !create {
+    if !config.create_topics {
         return Err(Error::MissingTopics {
             topics: missing.iter().map(|s| s.name.clone()).collect(),
         });
     }
+    let replication = replication_factor(config.topic_replication_factor, brokers);
     let retentions: Vec<Option<String>> = missing
         .iter()
         .map(|s| s.retention_ms.map(|ms| ms.to_string()))
@@ -152,7 +156,7 @@ async fn ensure_on_kafka(
         .iter()
         .zip(&retentions)
         .map(|(s, retention)| {
-            let topic = NewTopic::new(&s.name, s.partitions, TopicReplication::Fixed(1));
+            let topic = NewTopic::new(&s.name, s.partitions, TopicReplication::Fixed(replication));
             let topic = match s.compacted {
                 true => topic.set("min.compaction.lag.ms", &lag),
                 false => topic,
@@ -234,14 +238,43 @@ async fn check_compaction_lag(admin: &AdminClient<LogContext>, existing: &[&Topi
     }
 }
 
+/// What the start-up probe learned of the cluster.
+struct Cluster {
+    /// Every topic, with its partition count.
+    topics: HashMap<String, i32>,
+    /// How many brokers it has.
+    brokers: usize,
+}
+
+/// The replication factor for new topics: the one asked for, but no more than the
+/// cluster has brokers (Kafka would refuse the topic).
+fn replication_factor(asked: i32, brokers: usize) -> i32 {
+    let brokers = i32::try_from(brokers).unwrap_or(i32::MAX).max(1);
+    if asked > brokers {
+        warn!(
+            replication_factor = asked,
+            brokers,
+            "the topic replication factor is more than the cluster has brokers: creating \
+             topics with {brokers} replicas"
+        );
+        return brokers;
+    }
+    if asked == 1 && brokers >= 3 {
+        info!(
+            brokers,
+            "creating topics with replication factor 1: one broker's loss loses their data \
+             (table changelogs too); set --topic-replication-factor (Faust's \
+             topic_replication_factor) to 3 for production"
+        );
+    }
+    asked
+}
+
 /// Names of the topics the broker knows, or a clear error when it does not answer or
 /// turns the worker away. Asked in short rounds by a probe whose callbacks are served
 /// between them (the admin client's never are: rdkafka polls only its admin queue), so
 /// an authentication or TLS failure ends the wait at once.
-async fn existing_topics(
-    connection: &Connection,
-    health: &KafkaHealth,
-) -> Result<HashMap<String, i32>> {
+async fn existing_topics(connection: &Connection, health: &KafkaHealth) -> Result<Cluster> {
     const ROUND: Duration = Duration::from_millis(500);
     let bootstrap = connection.bootstrap();
     let probe: Arc<BaseProducer<LogContext>> = Arc::new(
@@ -273,11 +306,14 @@ async fn existing_topics(
         }
     };
     match metadata {
-        Ok(metadata) => Ok(metadata
-            .topics()
-            .iter()
-            .map(|t| (t.name().to_owned(), t.partitions().len() as i32))
-            .collect()),
+        Ok(metadata) => Ok(Cluster {
+            topics: metadata
+                .topics()
+                .iter()
+                .map(|t| (t.name().to_owned(), t.partitions().len() as i32))
+                .collect(),
+            brokers: metadata.brokers().len(),
+        }),
         Err(rdkafka::error::KafkaError::MetadataFetch(code)) => Err(Error::Unreachable {
             broker: bootstrap.into(),
             reason: format!("no metadata within {CONNECT_TIMEOUT:?}: {code}"),
