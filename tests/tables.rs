@@ -316,7 +316,8 @@ fn every_worker_reads_the_whole_global_table() {
 fn changelogs_keep_records_from_compaction_for_a_day_and_an_existing_one_that_does_not_is_named() {
     needs_broker!();
     let app = unique("compaction-lag");
-    // An existing changelog, compacted without a lag, and one the worker creates.
+    // An existing changelog compacted without a lag, one not compacted at all, and one
+    // the worker creates.
     let existing = format!("{app}-lengths-changelog");
     common::create_topic_with(
         &existing,
@@ -326,6 +327,8 @@ fn changelogs_keep_records_from_compaction_for_a_day_and_an_existing_one_that_do
             ("min.compaction.lag.ms", "0"),
         ],
     );
+    let uncompacted = format!("{app}-sums-changelog");
+    common::create_topic_with(&uncompacted, 4, &[("cleanup.policy", "delete")]);
     let mut worker = Worker::start_on(&app, "w", &datadir("compaction-lag-data"), &[]);
     worker.expect_log("worker ready", READY);
     assert_eq!(
@@ -344,6 +347,11 @@ fn changelogs_keep_records_from_compaction_for_a_day_and_an_existing_one_that_do
         1,
         "only the changelog without the lag:\n{log}"
     );
+    let warning = log
+        .lines()
+        .find(|l| l.contains("this changelog is not compacted"))
+        .unwrap_or_else(|| panic!("no warning about the uncompacted changelog:\n{log}"));
+    assert!(warning.contains(&uncompacted), "{warning}");
     worker.stop();
 }
 

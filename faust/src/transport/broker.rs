@@ -137,7 +137,7 @@ async fn ensure_on_kafka(
     } = existing_topics(connection, health).await?;
     let (existing, missing): (Vec<&TopicSpec>, Vec<&TopicSpec>) =
         specs.iter().partition(|s| partitions.contains_key(&s.name));
-    check_compaction_lag(&admin, &existing).await;
+    check_changelogs(&admin, &existing).await;
     if missing.is_empty() {
         return Ok(partitions);
     }
@@ -198,9 +198,10 @@ async fn ensure_on_kafka(
     Ok(partitions)
 }
 
-/// Warns about existing changelogs whose records compaction may delete too early for
-/// recovery (see [`MIN_COMPACTION_LAG_MS`]); topics created here get the right value.
-async fn check_compaction_lag(admin: &AdminClient<LogContext>, existing: &[&TopicSpec]) {
+/// Warns about existing changelogs that are not compacted (they grow without end, or
+/// lose keys to retention), or whose records compaction may delete too early for
+/// recovery (see [`MIN_COMPACTION_LAG_MS`]); topics created here get both right.
+async fn check_changelogs(admin: &AdminClient<LogContext>, existing: &[&TopicSpec]) {
     let resources: Vec<ResourceSpecifier<'_>> = existing
         .iter()
         .filter(|s| s.compacted)
@@ -218,15 +219,29 @@ async fn check_compaction_lag(admin: &AdminClient<LogContext>, existing: &[&Topi
         }
     };
     for resource in described.into_iter().flatten() {
+        let topic = match &resource.specifier {
+            OwnedResourceSpecifier::Topic(topic) => topic.as_str(),
+            _ => "?",
+        };
+        let policy = resource
+            .get("cleanup.policy")
+            .and_then(|entry| entry.value.clone())
+            .unwrap_or_default();
+        if !policy.contains("compact") {
+            warn!(
+                topic,
+                cleanup_policy = %policy,
+                "this changelog is not compacted: it keeps every write (recovery reads them \
+                 all) or retention deletes keys the table still holds; set its \
+                 cleanup.policy to compact"
+            );
+            continue;
+        }
         let lag = resource
             .get("min.compaction.lag.ms")
             .and_then(|entry| entry.value.as_deref()?.parse::<i64>().ok())
             .unwrap_or(0);
         if lag < MIN_COMPACTION_LAG_MS {
-            let topic = match &resource.specifier {
-                OwnedResourceSpecifier::Topic(topic) => topic.as_str(),
-                _ => "?",
-            };
             warn!(
                 topic,
                 min_compaction_lag_ms = lag,
