@@ -126,7 +126,10 @@ fn a_killed_worker_loses_nothing_and_its_partitions_count_nothing_twice() {
     needs_broker!();
     let app = unique("kill");
     let (input, out) = count_topics(&app);
-    let slow = [("TEST_DELAY_MS", "3"), ("FAUST_COMMIT_INTERVAL", "500ms")];
+    // Slow enough that B is still busy when the test, reading its output, kills it: on a
+    // busy machine at 3 ms an event B had finished its share by then, its store flushed
+    // at its last commit, and there was nothing left to recover.
+    let slow = [("TEST_DELAY_MS", "30"), ("FAUST_COMMIT_INTERVAL", "500ms")];
     let mut a = Worker::start_on(&app, "a", &datadir("a"), &slow);
     a.expect_log("worker ready", READY);
     let b_dir = datadir("b");

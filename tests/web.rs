@@ -133,6 +133,79 @@ fn counters_show_what_was_processed_and_lag_drops_to_zero() {
 }
 
 #[test]
+fn only_declared_tables_are_served_and_a_token_guards_all_but_health_and_metrics() {
+    needs_broker!();
+    let app = unique("web-token");
+    let (input, _) = count_topics(&app);
+    produce_json(&input, &words(3, 2));
+    let mut worker = Worker::start(&app, "w", &[("FAUST_WEB_TOKEN", "s3cret")]);
+    let url = worker.web_url();
+    let with = |path: &str, token: &str| {
+        let bearer = format!("Bearer {token}");
+        common::http_get_with(&format!("{url}{path}"), &[("Authorization", &bearer)])
+    };
+    assert!(
+        wait_until(DONE, || with("/tables/counts/w2", "s3cret").body == "2"),
+        "{}",
+        worker.log()
+    );
+
+    // Probes and scrapers need no token; everything else does.
+    assert_ne!(http_get(&format!("{url}/health")).status, 401);
+    assert_eq!(http_get(&format!("{url}/metrics")).status, 200);
+    for path in ["/", "/stats", "/assignment", "/tables/counts/w2"] {
+        let refused = http_get(&format!("{url}{path}"));
+        assert_eq!(refused.status, 401, "{path}: {refused:?}");
+        assert_eq!(refused.headers["www-authenticate"], "Bearer");
+        assert!(
+            !refused.body.contains('2'),
+            "{path} gave data away: {refused:?}"
+        );
+        assert_eq!(with(path, "wrong").status, 401, "{path}");
+        assert_eq!(with(path, "s3cret").status, 200, "{path}");
+    }
+
+    // `sums` exists but is not declared with `web = true`: answered like a table that
+    // does not exist.
+    let hidden = with("/tables/sums/0", "s3cret");
+    let absent = with("/tables/nothing/0", "s3cret");
+    assert_eq!((hidden.status, absent.status), (404, 404));
+    assert_eq!(
+        hidden.body.replace("sums", "nothing"),
+        absent.body,
+        "the answers must not tell which table exists"
+    );
+    let long_key = "k".repeat(5000);
+    assert_eq!(
+        with(&format!("/tables/counts/{long_key}"), "s3cret").status,
+        414
+    );
+    worker.stop();
+
+    // A table listed in --web-tables is served too; a name that is no table stops the worker.
+    let mut listed = Worker::start(&app, "w2", &[("FAUST_WEB_TABLES", "sums")]);
+    let url = listed.web_url();
+    assert!(
+        wait_until(DONE, || {
+            let answer = http_get(&format!("{url}/tables/sums/0"));
+            answer.status != 503 && !answer.body.contains("served here")
+        }),
+        "{}",
+        listed.log()
+    );
+    listed.stop();
+    let mut wrong = Worker::start(&app, "w3", &[("FAUST_WEB_TABLES", "nothing")]);
+    assert!(!wrong.wait_exit(DONE).success());
+    assert!(
+        wrong
+            .log()
+            .contains("name 'nothing', which is not a table of this app"),
+        "{}",
+        wrong.log()
+    );
+}
+
+#[test]
 fn health_is_unavailable_until_the_worker_has_recovered_its_partitions() {
     needs_broker!();
     let app = unique("web-health");

@@ -17,6 +17,7 @@ const OPTIONS: &[&str] = &[
     "global",
     "store",
     "use_partitioner",
+    "web",
     "tumbling",
     "hopping",
     "step",
@@ -87,6 +88,7 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let use_partitioner = options
         .bool("use_partitioner", &mut errors)
         .unwrap_or(false);
+    let web = options.bool("web", &mut errors).unwrap_or(false);
     let store = options.string("store", &mut errors).unwrap_or_default();
     if !store.is_empty() && store != "memory" && store != "rocksdb" {
         errors.at(
@@ -134,6 +136,7 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
                     global: #global,
                     store: #store,
                     use_partitioner: #use_partitioner,
+                    web: #web,
                     location: #location,
                     key_from_text: <#ty>::key_from_text,
                     window: #window,

@@ -265,6 +265,19 @@ impl AppBuilder {
         self
     }
 
+    /// Serves this table's values at `/tables/{table}/{key}`, like `web = true` on it.
+    pub fn web_table(mut self, table: &str) -> Self {
+        self.config.web_tables.push(table.to_owned());
+        self
+    }
+
+    /// Requires `Authorization: Bearer {token}` for everything the web server serves
+    /// but `/health` and `/metrics`.
+    pub fn web_token(mut self, token: impl Into<String>) -> Self {
+        self.config.web_token = Some(crate::config::Secret::new(token));
+        self
+    }
+
     /// Runs the worker with (true, the default) or without its web server.
     pub fn web_enabled(mut self, enabled: bool) -> Self {
         self.config.web_enabled = enabled;

@@ -133,6 +133,18 @@ struct Settings {
     /// Host name clients and other workers reach this worker's web server by [default: the machine's host name]
     #[arg(long, global = true, env = "FAUST_WEB_HOST", value_name = "HOST")]
     web_host: Option<String>,
+    /// Tables to serve at /tables/{table}/{key} besides those declared with web = true, comma-separated
+    #[arg(
+        long,
+        global = true,
+        env = "FAUST_WEB_TABLES",
+        value_name = "TABLE,...",
+        value_delimiter = ','
+    )]
+    web_tables: Vec<String>,
+    /// Answer only requests with "Authorization: Bearer TOKEN" (all but /health and /metrics); prefer the variable
+    #[arg(long, global = true, env = "FAUST_WEB_TOKEN", hide_env_values = true)]
+    web_token: Option<String>,
     /// Run without the web server (no /health, /metrics, /stats, table lookups or status page)
     #[arg(long, global = true, env = "FAUST_WITHOUT_WEB", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     without_web: Option<bool>,
@@ -210,6 +222,10 @@ impl Settings {
         }
         if let Some(host) = self.web_host {
             config.web_host = host;
+        }
+        config.web_tables.extend(self.web_tables);
+        if let Some(token) = self.web_token {
+            config.web_token = Some(Secret::new(token));
         }
         if let Some(without) = self.without_web {
             config.web_enabled = !without;

@@ -37,6 +37,9 @@ pub struct TableDescriptor {
     /// Writes outside event processing go to the key's partition (murmur2, as Kafka's
     /// default partitioner) instead of being refused.
     pub use_partitioner: bool,
+    /// Its values are served at `/tables/{name}/{key}` (also when the app lists it in
+    /// `web_tables`).
+    pub web: bool,
     /// Where it is declared (`file:line`).
     pub location: &'static str,
     /// A key given as text (web lookups) in its stored form; see `Table::key_from_text`.
@@ -57,6 +60,7 @@ pub const INVALID_TABLE: TableDescriptor = TableDescriptor {
     global: false,
     store: "memory",
     use_partitioner: false,
+    web: false,
     location: "",
     key_from_text: |_| Err(String::new()),
     window: None,

@@ -142,7 +142,7 @@ async fn shout(mut lines: Stream<String>) -> faust::Result<()> {
 }
 
 /// word -> occurrences, kept by `count`.
-#[faust::table(name = "counts")]
+#[faust::table(name = "counts", web = true)]
 static COUNTS: Table<String, u64>;
 
 #[derive(Debug, Serialize)]
@@ -176,7 +176,7 @@ async fn count(mut words: Stream<String>) -> faust::Result<()> {
 }
 
 /// word length -> words counted (by `count`): a table with numeric keys.
-#[faust::table(name = "lengths")]
+#[faust::table(name = "lengths", web = true)]
 static LENGTHS: Table<u64, u64>;
 
 /// How far `sequence` got in one partition: the next value it expects, and the sum.
@@ -323,6 +323,7 @@ async fn withdrawals(mut withdrawals: Stream<Withdrawal>) -> faust::Result<()> {
 /// country -> total per 10 s at the withdrawal's `date`, kept 10 s after each window.
 #[faust::table(
     name = "country_totals",
+    web = true,
     default = 0,
     tumbling = "10s",
     expires = "10s",
@@ -447,7 +448,7 @@ async fn soak_sum(mut events: Stream<SoakEvent>) -> faust::Result<()> {
 }
 
 /// Settings every worker holds whole.
-#[faust::table(name = "settings", global = true)]
+#[faust::table(name = "settings", global = true, web = true)]
 static SETTINGS: Table<String, String>;
 
 #[derive(Debug, Deserialize)]

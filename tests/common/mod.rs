@@ -403,6 +403,11 @@ impl Response {
 
 /// A plain HTTP/1.1 GET of `url` (`http://host:port/path`), without following redirects.
 pub fn http_get(url: &str) -> Response {
+    http_get_with(url, &[])
+}
+
+/// [`http_get`] with extra request headers.
+pub fn http_get_with(url: &str, headers: &[(&str, &str)]) -> Response {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").expect("an http:// URL");
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
@@ -412,9 +417,13 @@ pub fn http_get(url: &str) -> Response {
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut raw = String::new();

@@ -138,6 +138,11 @@ pub struct Config {
     /// Host name other workers and clients reach this worker's web server by; table
     /// lookups for keys another worker holds are redirected to `http://{web_host}:{port}`.
     pub web_host: String,
+    /// Tables served at `/tables/{table}/{key}` besides those declared with `web = true`.
+    pub web_tables: Vec<String>,
+    /// When set, `/tables`, `/stats`, `/assignment` and the status page answer only
+    /// requests with `Authorization: Bearer {token}`; `/health` and `/metrics` stay open.
+    pub web_token: Option<Secret>,
     /// Create missing source and sink topics (true) or refuse to start (false).
     pub create_topics: bool,
     /// A partition with this many events in flight is paused until half have been acknowledged.
@@ -188,6 +193,8 @@ impl Config {
             web_port: 6066,
             web_bind: "0.0.0.0".into(),
             web_host: default_web_host(),
+            web_tables: Vec::new(),
+            web_token: None,
             create_topics: true,
             max_buffered_per_partition: 10_000,
             drain_timeout: Duration::from_secs(30),

@@ -2,15 +2,22 @@
 //! `/tables/{table}/{key}`, `/assignment` and a status page at `/`.
 //!
 //! A table lookup is answered by the worker that holds the key's partition; any other
-//! worker redirects (307) to it, found through the [`directory`] of announcements.
+//! worker redirects (307) to it, found through the [`directory`] of announcements. Only
+//! tables declared with `web = true` or listed in `web_tables` are served, and with a
+//! `web_token` everything but `/health` and `/metrics` wants it as a bearer token.
 
 mod directory;
 
-use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashSet},
+    net::SocketAddr,
+    sync::Arc,
+};
 
 use axum::{
-    extract::{Path, Query, State},
-    http::{header, StatusCode, Uri},
+    extract::{Path, Query, Request, State},
+    http::{header, HeaderMap, StatusCode, Uri},
+    middleware::{self, Next},
     response::{Html, IntoResponse, Response},
     routing::get,
     Json, Router,
@@ -21,7 +28,7 @@ use tracing::{info, warn};
 
 use crate::{
     agents::AgentDescriptor,
-    config::Config,
+    config::{Config, Secret},
     sensors::{prometheus_text, Monitor, Phase, Stats},
     tables::{Lookup, TableManager},
     transport::{connection::Connection, producer::Producer},
@@ -36,7 +43,13 @@ pub(crate) fn directory_topic(app_id: &str) -> String {
     format!("{app_id}-__web-directory")
 }
 
+/// The longest key a table lookup takes, in bytes.
+const MAX_KEY_BYTES: usize = 4096;
+
 struct Shared {
+    /// Tables served besides those declared with `web = true`.
+    web_tables: HashSet<String>,
+    token: Option<Secret>,
     app_id: String,
     url: String,
     agents: Vec<AgentInfo>,
@@ -69,6 +82,14 @@ impl WebServer {
         tables: Arc<TableManager>,
         producer: Producer,
     ) -> Result<WebServer> {
+        for table in &config.web_tables {
+            if tables.table(table).is_err() {
+                return Err(Error::Config(format!(
+                    "the web tables (--web-tables, FAUST_WEB_TABLES) name '{table}', which is \
+                     not a table of this app"
+                )));
+            }
+        }
         let listener = bind(config).await?;
         let port = listener
             .local_addr()
@@ -86,6 +107,8 @@ impl WebServer {
             producer,
         )?;
         let shared = Arc::new(Shared {
+            web_tables: config.web_tables.iter().cloned().collect(),
+            token: config.web_token.clone(),
             app_id: config.id.clone(),
             url: url.clone(),
             agents: agents
@@ -100,13 +123,20 @@ impl WebServer {
             tables,
             directory: directory.directory.clone(),
         });
-        let router = Router::new()
+        let guarded = Router::new()
             .route("/", get(status_page))
-            .route("/health", get(health))
-            .route("/metrics", get(metrics))
             .route("/stats", get(stats))
             .route("/assignment", get(assignment))
             .route("/tables/{table}/{key}", get(table_lookup))
+            .route_layer(middleware::from_fn_with_state(
+                shared.clone(),
+                require_token,
+            ));
+        // Probes and scrapers need no token.
+        let router = Router::new()
+            .route("/health", get(health))
+            .route("/metrics", get(metrics))
+            .merge(guarded)
             .with_state(shared);
         let (stop, stopped) = oneshot::channel();
         let server = tokio::spawn(async move {
@@ -223,6 +253,42 @@ async fn assignment(State(shared): State<Arc<Shared>>) -> Json<AssignmentBody> {
     })
 }
 
+/// Lets a request through when no token is set or it carries `Bearer {token}`.
+async fn require_token(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(token) = &shared.token else {
+        return next.run(request).await;
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if same_secret(given.as_bytes(), token.expose().as_bytes()) {
+        return next.run(request).await;
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        Json(serde_json::json!({ "error": "this worker wants a bearer token (Authorization: Bearer ...)" })),
+    )
+        .into_response()
+}
+
+/// Compares in time that depends on the lengths only, not on where they differ.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |differ, (a, b)| differ | (a ^ b))
+            == 0
+}
+
 #[derive(Deserialize)]
 struct LookupQuery {
     /// Set on redirects: the receiver answers itself rather than redirect again.
@@ -239,10 +305,21 @@ async fn table_lookup(
     let error = |code: StatusCode, message: String| {
         (code, Json(serde_json::json!({ "error": message }))).into_response()
     };
-    if shared.tables.table(&table).is_err() {
+    // A table that exists but is not served looks like one that does not exist.
+    let served = shared
+        .tables
+        .table(&table)
+        .is_ok_and(|t| t.descriptor.web || shared.web_tables.contains(&table));
+    if !served {
         return error(
             StatusCode::NOT_FOUND,
-            format!("there is no table named '{table}'"),
+            format!("no table named '{table}' is served here"),
+        );
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return error(
+            StatusCode::URI_TOO_LONG,
+            format!("the key is longer than {MAX_KEY_BYTES} bytes"),
         );
     }
     let tables = shared.tables.clone();
