@@ -140,12 +140,31 @@ impl Cluster {
                 ("FAUST_SESSION_TIMEOUT", "45s"),
             ]);
         }
-        let worker = Worker::start_on(&self.app, &name, &datadir, &env);
-        // In the group before the next fault: tansu 0.6.0 keeps a static member killed
-        // while it joins as a ghost that holds partitions for good (seen here: a partition
-        // no live worker was assigned for minutes).
-        worker.expect_log("partitions assigned", LONG);
-        self.running.insert(slot.to_owned(), worker);
+        // A worker that finds the broker unreachable at start exits with an error (in
+        // 10 s); like a supervisor, start it again. Seen: a just-restarted SQLite broker
+        // on a machine with load 6 did not answer within those 10 s.
+        for attempt in 1.. {
+            let mut worker = Worker::start_on(&self.app, &name, &datadir, &env);
+            // In the group before the next fault: tansu 0.6.0 keeps a static member
+            // killed while it joins as a ghost that holds partitions for good (seen
+            // here: a partition no live worker was assigned for minutes).
+            let settled = wait_until(LONG, || {
+                worker.log().contains("partitions assigned") || worker.has_exited()
+            });
+            let log = worker.log();
+            if settled && log.contains("partitions assigned") {
+                self.running.insert(slot.to_owned(), worker);
+                return;
+            }
+            let unreachable = worker.has_exited() && log.contains("could not reach the broker");
+            assert!(
+                unreachable && attempt < 5,
+                "{name} never joined the group (start {attempt}):\n{log}"
+            );
+            println!("soak: {name} found the broker unreachable at start; starting it again");
+            self.logs.push((slot.to_owned(), log));
+            std::thread::sleep(Duration::from_secs(2));
+        }
     }
 
     fn stop(&mut self, slot: &str, signal: &str) {
