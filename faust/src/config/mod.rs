@@ -350,20 +350,20 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// A positive partition count.
 pub(crate) fn parse_partitions(text: &str) -> Result<i32, String> {
-    match text.trim().parse::<i32>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err(format!(
-            "'{text}' is not a partition count; use a whole number of at least 1"
-        )),
-    }
+    parse_positive(text, "a partition count")
 }
 
 /// A positive replication factor.
 pub(crate) fn parse_replicas(text: &str) -> Result<i32, String> {
+    parse_positive(text, "a replication factor")
+}
+
+/// A whole number of at least 1, or an error saying `text` is not `what`.
+fn parse_positive(text: &str, what: &str) -> Result<i32, String> {
     match text.trim().parse::<i32>() {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err(format!(
-            "'{text}' is not a replication factor; use a whole number of at least 1"
+            "'{text}' is not {what}; use a whole number of at least 1"
         )),
     }
 }

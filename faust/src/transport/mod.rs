@@ -185,23 +185,18 @@ impl rdkafka::ClientContext for LogContext {
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        // A TLS alert from the broker (a client certificate it wanted) arrives as a
+        // transport failure naming SSL.
+        let refused = |code| match code {
+            RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL => true,
+            RDKafkaErrorCode::BrokerTransportFailure => reason.contains("SSL routines"),
+            _ => false,
+        };
         match error.rdkafka_error_code() {
-            Some(code @ (RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL)) => {
-                self.0.refused(Refusal {
-                    code,
-                    reason: reason.to_owned(),
-                })
-            }
-            // A TLS alert from the broker (a client certificate it wanted) arrives as a
-            // transport failure naming SSL.
-            Some(code @ RDKafkaErrorCode::BrokerTransportFailure)
-                if reason.contains("SSL routines") =>
-            {
-                self.0.refused(Refusal {
-                    code,
-                    reason: reason.to_owned(),
-                })
-            }
+            Some(code) if refused(code) => self.0.refused(Refusal {
+                code,
+                reason: reason.to_owned(),
+            }),
             _ => self.0.error(&format!("{error}: {reason}")),
         }
     }
