@@ -81,13 +81,9 @@ impl Drop for DurableBroker {
     }
 }
 
-/// Tests of one binary that point the helpers at their own broker (`FAUST_TEST_BROKER`)
-/// run one at a time.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 /// A durable broker on a free port, with the helpers pointed at it, for the calling test alone.
 pub fn own_broker() -> (DurableBroker, String, std::sync::MutexGuard<'static, ()>) {
-    let alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let alone = super::own_broker_turn();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .unwrap()

@@ -34,6 +34,13 @@ pub fn broker() -> String {
     })
 }
 
+/// Tests of one binary that point the helpers at a broker of their own
+/// (`FAUST_TEST_BROKER`) take turns: the guard is their turn.
+pub fn own_broker_turn() -> std::sync::MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A client of the test broker ([`broker`]), with the properties of `FAUST_TEST_CLIENT`
 /// (`key=value;key=value`) for a test that points the helpers at a secured broker.
 pub fn client() -> ClientConfig {
