@@ -6,8 +6,8 @@ mod common;
 use std::{collections::HashMap, time::Duration};
 
 use common::{
-    count_topics, create_topic, datadir, produce, produce_json, read_all, reported, unique,
-    wait_until, Worker,
+    count_topics, create_topic, datadir, produce, produce_json, produce_to, read_all, reported,
+    unique, wait_until, Worker,
 };
 use serde_json::{json, Value};
 
@@ -205,40 +205,48 @@ fn a_changelog_written_by_python_faust_is_recovered() {
     needs_broker!();
     let app = unique("python");
     let (input, out) = count_topics(&app);
-    // Python Faust's changelog: JSON key, JSON value, a delete as a null value, no
-    // faust-rs headers; keyed records land in the key's partition (murmur2).
+    // As Python Faust writes them (docs/FAUST-FORMATS.md): the input's keys raw UTF-8
+    // (its default key_serializer), so a word's events land in murmur2(word)'s partition;
+    // the table's changelog keyed by the word as JSON, non-ASCII escaped (Python's
+    // ensure_ascii), in the partition of the event that wrote it, no faust-rs headers,
+    // a delete as a null value.
+    let words = ["apple", "pear", "café"];
+    produce(
+        &input,
+        &words.map(|w| {
+            (
+                Some(w.as_bytes().to_vec()),
+                Some(serde_json::to_vec(w).unwrap()),
+            )
+        }),
+    );
+    let partition: HashMap<String, i32> = read_all(&input)
+        .into_iter()
+        .map(|r| (String::from_utf8(r.key.unwrap()).unwrap(), r.partition))
+        .collect();
     let changelog = format!("{app}-counts-changelog");
     create_topic(&changelog, 4);
-    let record = |key: &str, value: Option<&str>| {
-        (
+    let faust_wrote = |word: &str, key: &str, value: Option<&str>| {
+        let record = (
             Some(key.as_bytes().to_vec()),
             value.map(|v| v.as_bytes().to_vec()),
-        )
+        );
+        produce_to(&changelog, partition[word], &[record]);
     };
-    produce(
-        &changelog,
-        &[
-            record(r#""apple""#, Some("5")),
-            record(r#""pear""#, Some("3")),
-            record(r#""apple""#, Some("7")),
-            record(r#""pear""#, None),
-        ],
-    );
+    faust_wrote("apple", r#""apple""#, Some("5"));
+    faust_wrote("pear", r#""pear""#, Some("3"));
+    faust_wrote("café", r#""caf\u00e9""#, Some("4"));
+    faust_wrote("apple", r#""apple""#, Some("7"));
+    faust_wrote("pear", r#""pear""#, None);
+
     let mut worker = Worker::start_on(&app, "w", &datadir("python"), &[]);
-    worker.expect_log("worker ready", READY);
-    produce_json(
-        &input,
-        &[
-            (json!("apple"), json!("apple")),
-            (json!("pear"), json!("pear")),
-        ],
-    );
-    let done = wait_until(DONE, || reported(&out).len() == 2);
+    let done = wait_until(DONE, || reported(&out).len() == 3);
     assert!(done, "{}", worker.log());
     worker.stop();
     let counts = reported(&out);
     assert_eq!(counts["apple"], 8, "recovered 7, then one more");
     assert_eq!(counts["pear"], 1, "the delete was applied");
+    assert_eq!(counts["café"], 5, "\"caf\\u00e9\" is the key \"café\"");
 }
 
 #[test]

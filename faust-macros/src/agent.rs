@@ -11,6 +11,7 @@ const OPTIONS: &[&str] = &[
     "name",
     "concurrency",
     "codec",
+    "key_codec",
     "sink",
     "group_by",
     "through",
@@ -45,21 +46,26 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         .positive_int("concurrency", &mut errors)
         .unwrap_or(1) as usize;
     let retries = options.positive_int("retries", &mut errors).unwrap_or(0) as u32;
-    let on_error = match options.string("on_error", &mut errors).as_deref() {
-        None | Some("skip") => quote!(Skip),
-        Some("dead_letter") => quote!(DeadLetter),
-        Some("stop") => quote!(Stop),
-        Some(_) => {
-            if let Some(expr) = options.get("on_error") {
-                errors.at(
-                    expr,
-                    "`on_error` is \"skip\" (the default), \"dead_letter\" or \"stop\"",
-                );
-            }
-            quote!(Skip)
-        }
+    let on_error = match options.choice(
+        "on_error",
+        &["skip", "dead_letter", "stop"],
+        "`on_error` is \"skip\" (the default), \"dead_letter\" or \"stop\"",
+        &mut errors,
+    ) {
+        "dead_letter" => quote!(DeadLetter),
+        "stop" => quote!(Stop),
+        _ => quote!(Skip),
     };
     let (codec, codec_name) = codec(options.get("codec"), &mut errors);
+    let key_codec = match options.choice(
+        "key_codec",
+        &["raw", "json"],
+        "`key_codec` is \"raw\" (the default: a string key as its UTF-8 bytes, as Python Faust writes it) or \"json\"",
+        &mut errors,
+    ) {
+        "json" => quote!(Json),
+        _ => quote!(Raw),
+    };
     let names = [
         ("topic", &topics[..]),
         ("sink", &sinks[..]),
@@ -139,6 +145,7 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
                         on_error: ::faust::__private::OnError::#on_error,
                         retries: #retries,
                         codec: #codec_name,
+                        key_codec: ::faust::__private::codec::KeyCodec::#key_codec,
                         value_type: #value_type,
                         location: #location,
                         run: __faust_run,

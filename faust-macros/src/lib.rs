@@ -18,6 +18,8 @@ use proc_macro::TokenStream;
 /// - `concurrency`: actors running the fn, default 1;
 /// - `codec`: `json` (default), `raw`, `string`, or a path to a type implementing
 ///   `faust::codec::{Decode, Encode}`;
+/// - `key_codec`: how `group_by` writes its keys: `"raw"` (default: a string key as its
+///   UTF-8 bytes, as Python Faust writes it; other keys as JSON) or `"json"`;
 /// - `sink`: a topic or a list; the fn then takes a second parameter, a `Sink`;
 /// - `group_by`: a name or a list, each a repartition topic the stream may be regrouped
 ///   through (`Stream::group_by`);

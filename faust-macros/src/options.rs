@@ -99,6 +99,27 @@ impl Options {
         }
     }
 
+    /// A string that must be one of `choices` (the first is the default); on another,
+    /// `help` is the error.
+    pub fn choice<'c>(
+        &self,
+        name: &str,
+        choices: &[&'c str],
+        help: &str,
+        errors: &mut Errors,
+    ) -> &'c str {
+        let given = self.string(name, errors);
+        match choices.iter().find(|c| Some(**c) == given.as_deref()) {
+            Some(choice) => choice,
+            None => {
+                if let (Some(_), Some(expr)) = (given, self.get(name)) {
+                    errors.at(expr, help);
+                }
+                choices[0]
+            }
+        }
+    }
+
     /// A string or a list of strings.
     pub fn strings(&self, name: &str, errors: &mut Errors) -> Vec<String> {
         let Some(expr) = self.get(name) else {

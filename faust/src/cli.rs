@@ -306,8 +306,9 @@ enum Builtin {
     Worker,
     /// Send a value to a topic, or to an agent by name, and print where it landed.
     ///
-    /// KEY and VALUE are sent as given (bytes): pass JSON for JSON agents, e.g.
-    /// send orders '{"amount": 3}' --key '"alice"'. Without VALUE a tombstone (null) is sent.
+    /// KEY and VALUE are sent as given (bytes): pass JSON values for JSON agents, and
+    /// keys as text, as faust::send and Python Faust write string keys, e.g.
+    /// send orders '{"amount": 3}' --key alice. Without VALUE a tombstone (null) is sent.
     Send {
         /// A topic name, or an agent name (sends to the topic it consumes)
         target: String,

@@ -47,7 +47,8 @@ pub(crate) fn source_headers(topic: &str, partition: i32, offset: i64) -> Vec<He
 pub struct Event<T> {
     /// The decoded value.
     pub value: T,
-    /// The message key, as bytes (JSON for keys sent by faust-rs or Python Faust).
+    /// The message key, as bytes: for a string key sent by faust-rs or Python Faust its
+    /// UTF-8 text, for other keys JSON ([`Event::decode_key`] reads either).
     pub key: Option<Vec<u8>>,
     /// The topic it was read from.
     pub topic: Arc<str>,
@@ -62,13 +63,19 @@ pub struct Event<T> {
 }
 
 impl<T> Event<T> {
-    /// Decodes the key as JSON, the format `faust::send` and Python Faust write.
-    pub fn key_json<K: serde::de::DeserializeOwned>(&self) -> crate::Result<Option<K>> {
+    /// Decodes the key as `faust::send` and Python Faust write keys: a string as its
+    /// text, anything else as JSON (see [`crate::codec::decode_key`]).
+    pub fn decode_key<K: serde::de::DeserializeOwned>(&self) -> crate::Result<Option<K>> {
         self.key
             .as_deref()
-            .map(serde_json::from_slice)
+            .map(crate::codec::decode_key)
             .transpose()
-            .map_err(crate::Error::from)
+            .map_err(|e| {
+                crate::Error::msg(format!(
+                    "the key of {}[{}]@{} cannot be decoded: {e}",
+                    self.topic, self.partition, self.offset
+                ))
+            })
     }
 }
 

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::{
     agents::outbox,
+    codec::KeyCodec,
     context,
     transport::producer::{Delivered, Delivery, Record},
     Error, Result,
@@ -44,9 +45,14 @@ impl std::fmt::Debug for Sent {
     }
 }
 
-/// Sends `value` (as JSON) with an optional `key` (as JSON) to a topic, or to an agent
-/// by its name. It returns once the message is queued, like Python Faust's
-/// `await topic.send(...)`, without waiting a round trip to the broker.
+/// Sends `value` (as JSON) with an optional `key` to a topic, or to an agent by its name.
+/// It returns once the message is queued, like Python Faust's `await topic.send(...)`,
+/// without waiting a round trip to the broker.
+///
+/// Keys are written as Python Faust writes them ([`KeyCodec::Raw`]): a string key as its
+/// UTF-8 bytes, so it lands in the partition Faust or a Java producer would send it to;
+/// any other key as JSON. For other key bytes, encode them yourself and use
+/// [`send_bytes`].
 ///
 /// Inside an agent the event being processed is acknowledged (and its offset
 /// committed) only after the broker has every message it sent; a message that cannot be
@@ -67,15 +73,15 @@ where
     K: Serialize + ?Sized,
     V: Serialize + ?Sized,
 {
-    let encode = |what: &str, e: serde_json::Error| Error::Encode {
+    let encode = |what: &str, e: String| Error::Encode {
         target: target.to_owned(),
         message: format!("{what}: {e}"),
     };
     let key = key
-        .map(serde_json::to_vec)
+        .map(|key| KeyCodec::Raw.encode(key))
         .transpose()
         .map_err(|e| encode("key", e))?;
-    let value = serde_json::to_vec(value).map_err(|e| encode("value", e))?;
+    let value = serde_json::to_vec(value).map_err(|e| encode("value", e.to_string()))?;
     send_bytes(target, key.as_deref(), Some(&value), None).await
 }
 

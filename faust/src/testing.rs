@@ -60,6 +60,7 @@ pub use crate::transport::memory::SentRecord;
 use crate::{
     agents::AgentManager,
     app::{App, AppBuilder},
+    codec::KeyCodec,
     context::{Entered, WorkerContext},
     descriptor::TimerDescriptor,
     event::{Ack, Acknowledge, Message},
@@ -202,7 +203,7 @@ impl TestContext {
         })
     }
 
-    /// Sends `value` (as JSON) with `key` (as JSON) to a topic, or to an agent by its
+    /// Sends `value` (as JSON) with `key` (written as [`crate::send`] writes it) to a topic, or to an agent by its
     /// name, stamped with the clock's now, and waits until the agents are done with it.
     pub async fn send<K, V>(&mut self, target: &str, key: Option<&K>, value: &V) -> Result<()>
     where
@@ -226,7 +227,13 @@ impl TestContext {
         K: Serialize + ?Sized,
         V: Serialize + ?Sized,
     {
-        let key = key.map(serde_json::to_vec).transpose()?;
+        let key = key
+            .map(|key| KeyCodec::Raw.encode(key))
+            .transpose()
+            .map_err(|message| Error::Encode {
+                target: target.to_owned(),
+                message: format!("key: {message}"),
+            })?;
         let value = serde_json::to_vec(value)?;
         self.send_bytes(target, key.as_deref(), Some(&value), Some(timestamp_ms))
             .await

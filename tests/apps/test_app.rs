@@ -233,7 +233,7 @@ async fn regroup(visits: Stream<Visit>) -> faust::Result<()> {
     let out = report_topic("regrouped");
     let mut by_country = visits.group_by("country", |visit| visit.country.clone())?;
     while let Some(event) = by_country.next_event().await {
-        let key = event.key_json::<String>()?;
+        let key = event.decode_key::<String>()?;
         let visit = event.value;
         let count = VISITS.update(&visit.country, |n| *n += 1)?;
         let report = serde_json::json!({

@@ -242,13 +242,22 @@ fn produce_into(topic: &str, partition: Option<i32>, records: &[TimedKeyValue]) 
     );
 }
 
-/// JSON values with JSON keys, each with a timestamp.
+/// A key as `faust::send`, Python Faust and Java's `StringSerializer` write it: a string
+/// as its UTF-8 text, anything else as JSON.
+pub fn key_bytes(key: &serde_json::Value) -> Vec<u8> {
+    match key {
+        serde_json::Value::String(text) => text.as_bytes().to_vec(),
+        other => serde_json::to_vec(other).unwrap(),
+    }
+}
+
+/// JSON values with keys as [`key_bytes`] writes them, each with a timestamp.
 pub fn produce_json_at(topic: &str, records: &[(serde_json::Value, serde_json::Value, i64)]) {
     let bytes: Vec<_> = records
         .iter()
         .map(|(k, v, t)| {
             (
-                Some(serde_json::to_vec(k).unwrap()),
+                Some(key_bytes(k)),
                 Some(serde_json::to_vec(v).unwrap()),
                 Some(*t),
             )
@@ -257,16 +266,11 @@ pub fn produce_json_at(topic: &str, records: &[(serde_json::Value, serde_json::V
     produce_timed(topic, &bytes);
 }
 
-/// JSON values with JSON keys.
+/// JSON values with keys as [`key_bytes`] writes them.
 pub fn produce_json(topic: &str, records: &[(serde_json::Value, serde_json::Value)]) {
     let bytes: Vec<_> = records
         .iter()
-        .map(|(k, v)| {
-            (
-                Some(serde_json::to_vec(k).unwrap()),
-                Some(serde_json::to_vec(v).unwrap()),
-            )
-        })
+        .map(|(k, v)| (Some(key_bytes(k)), Some(serde_json::to_vec(v).unwrap())))
         .collect();
     produce(topic, &bytes);
 }
@@ -318,12 +322,26 @@ pub fn read_all(topic: &str) -> Vec<Record> {
     // A slow read is fine (a busy machine, a broker on SQLite); one that stops is not.
     let (started, mut moved) = (Instant::now(), Instant::now());
     while at_end.iter().any(|e| !e) {
-        assert!(
-            moved.elapsed() < Duration::from_secs(30) && started.elapsed() < LONG_READ,
-            "reading {topic}: nothing new for 30 s, or not at its end after {LONG_READ:?} \
-             ({} records read)",
-            records.len()
-        );
+        if moved.elapsed() > Duration::from_secs(30) || started.elapsed() > LONG_READ {
+            // Where each partition stands, to tell a stopped fetch from a slow one.
+            let stand: Vec<String> = (0..partitions)
+                .map(|p| {
+                    let read = records.iter().filter(|r: &&Record| r.partition == p);
+                    let (count, last) = read.fold((0, -1), |(n, _), r| (n + 1, r.offset));
+                    let marks = consumer.fetch_watermarks(topic, p, Duration::from_secs(5));
+                    format!(
+                        "p{p}: {count} read, last offset {last}, at end {}, watermarks {marks:?}",
+                        at_end[p as usize]
+                    )
+                })
+                .collect();
+            panic!(
+                "reading {topic}: nothing new for 30 s, or not at its end after {LONG_READ:?} \
+                 ({} records read; {})",
+                records.len(),
+                stand.join("; ")
+            );
+        }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
                 moved = Instant::now();

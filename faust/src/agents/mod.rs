@@ -20,7 +20,7 @@ pub use sink::Sink;
 pub use stream::Stream;
 
 use crate::{
-    codec::{Decode, Encode},
+    codec::{Decode, Encode, KeyCodec},
     context::WorkerContext,
     descriptor::{topic_name, BoxFuture},
     event::{Message, Slot},
@@ -54,6 +54,8 @@ pub struct AgentDescriptor {
     pub retries: u32,
     /// The codec's and the value type's names, for `agents` listings.
     pub codec: &'static str,
+    /// How `group_by` writes the keys it repartitions by.
+    pub key_codec: KeyCodec,
     /// The value type's name, for listings.
     pub value_type: &'static str,
     /// Where it is declared (`file:line`).

@@ -31,7 +31,8 @@ impl<T: 'static> Stream<T> {
     }
 
     /// Repartitions the stream by a new key: each event of the agent's topics is sent,
-    /// keyed by `key(&value)` (as JSON, like `faust::send`), to the internal topic
+    /// keyed by `key(&value)` (written as `faust::send` writes keys, or as the agent's
+    /// `key_codec` says), to the internal topic
     /// `{app_id}-{agent}-{name}-repartition`, and the stream continues with the events of
     /// that topic. A table keyed by the new key and written from this stream is then
     /// co-partitioned with it. The agent declares the name:
@@ -56,8 +57,10 @@ impl<T: 'static> Stream<T> {
                 self.agent.name,
             )));
         }
+        let codec = self.agent.key_codec;
         let key = move |bytes: &[u8]| {
-            serde_json::to_vec(&key(&decode(bytes)?))
+            codec
+                .encode(&key(&decode(bytes)?))
                 .map_err(|e| DecodeError(format!("the group_by key cannot be encoded: {e}")))
         };
         self.relay_through(topic, Some(Box::new(key)))

@@ -21,6 +21,7 @@ use tracing::{info, warn};
 
 use super::{changelog::WRITER, state::TableState, store::Batch};
 use crate::{
+    codec::canonical_json,
     transport::{
         connection::{Connection, Role},
         KafkaHealth,
@@ -97,6 +98,8 @@ fn follow(consumer: &BaseConsumer, table: &TableState, stop: &AtomicBool, health
             }
         };
         let Some(key) = message.key() else { continue };
+        // Python Faust's `"caf\u00e9"` is stored as the `"café"` lookups use.
+        let key = &*canonical_json(key);
         let own = message.headers().is_some_and(|headers| {
             headers
                 .iter()

@@ -18,6 +18,7 @@ use tracing::{debug, info};
 use super::{
     cache::{self, WriteCache},
     global::Follower,
+    key_partition,
     recovery::{self, Committed},
     state::{Broken, TablePartition, TableState},
     store::{self, Batch},
@@ -32,7 +33,6 @@ use crate::{
     transport::{
         connection::Connection,
         consumer::{PartitionListener, TopicPartition},
-        partitioner::partition_for_key,
         producer::Producer,
         KafkaHealth,
     },
@@ -360,7 +360,7 @@ impl TableManager {
     pub(crate) fn lookup(&self, table: &str, key: &str) -> Result<Lookup> {
         let table = self.table(table)?;
         let key = (table.descriptor.key_from_text)(key).map_err(Error::Config)?;
-        let partition = partition_for_key(&key, table.partitions);
+        let partition = key_partition(&key, table.partitions);
         let Some(held) = table.held().get(&partition).cloned() else {
             return Ok(Lookup::Elsewhere { partition });
         };

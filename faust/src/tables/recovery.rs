@@ -26,6 +26,7 @@ use super::{
     store::{Batch, Checkpoint},
 };
 use crate::{
+    codec::canonical_json,
     event::{SOURCE_OFFSET, SOURCE_TOPIC},
     transport::{
         connection::{Connection, Role},
@@ -235,9 +236,11 @@ pub(crate) fn recover(
                 let keep = source_of(&message)
                     .is_none_or(|(topic, offset)| committed.includes(&topic, offset));
                 if let (true, Some(key)) = (keep, message.key()) {
+                    // Python Faust's `"caf\u00e9"` is stored as the `"café"` lookups use.
+                    let key = canonical_json(key).into_owned();
                     batch
                         .writes
-                        .push((key.to_vec(), message.payload().map(<[u8]>::to_vec)));
+                        .push((key, message.payload().map(<[u8]>::to_vec)));
                     applied += 1;
                 } else {
                     skipped += 1;

@@ -12,6 +12,7 @@ use std::{
 use super::{
     cache::WriteCache,
     changelog::WRITER,
+    key_partition,
     store::{Batch, Store},
     windows::WindowIndex,
 };
@@ -20,10 +21,7 @@ use crate::{
     event::{self, source_headers, Header},
     sensors::Sensors,
     time::Clock,
-    transport::{
-        partitioner::partition_for_key,
-        producer::{Delivery, Producer, Record},
-    },
+    transport::producer::{Delivery, Producer, Record},
     Error, Result,
 };
 
@@ -104,7 +102,7 @@ impl TableState {
     ) -> Result<(i32, Option<event::Position>)> {
         let current = event::current();
         if self.descriptor.global {
-            return Ok((partition_for_key(key, self.partitions), current));
+            return Ok((key_partition(key, self.partitions), current));
         }
         if let Some(position) = current {
             if let (true, Some((a, b))) = (writing, position.batch_partitions) {
@@ -127,7 +125,7 @@ impl TableState {
                 self.descriptor.name
             )));
         }
-        Ok((partition_for_key(key, self.partitions), None))
+        Ok((key_partition(key, self.partitions), None))
     }
 
     pub(crate) fn held_partition(&self, partition: i32) -> Result<Arc<TablePartition>> {

@@ -13,3 +13,9 @@ async fn names(mut stream: Stream<String>) -> faust::Result<()> {
     while stream.next().await.is_some() {}
     Ok(())
 }
+
+#[faust::agent(topic = "orders", key_codec = "yaml")]
+async fn keys(mut stream: Stream<String>) -> faust::Result<()> {
+    while stream.next().await.is_some() {}
+    Ok(())
+}

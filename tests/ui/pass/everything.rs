@@ -28,7 +28,7 @@ static SETTINGS: Table<String, String>;
 #[faust::agent(topic = ["orders", "more-orders"], name = "orders", concurrency = 4, sink = "large")]
 async fn process(mut orders: Stream<Order>, large: Sink<Order>) -> faust::Result<()> {
     while let Some(event) = orders.next_event().await {
-        let _key: Option<String> = event.key_json()?;
+        let _key: Option<String> = event.decode_key()?;
         if event.value.amount > 100 {
             large.send(&event.value).await?;
         }
