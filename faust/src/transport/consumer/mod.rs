@@ -181,7 +181,6 @@ impl Consumer {
             &watchdog_client,
             routes.topics().into_iter().map(str::to_owned).collect(),
             config.stall_timeout,
-            leadership.clone(),
             sensors.monitor().clone(),
         )
         .map_err(|e| Error::kafka("creating the group watchdog", e))?;

@@ -1,11 +1,12 @@
-//! The group's watchdog, run by the leader: names a source partition that has messages
+//! The group's watchdog, run by every worker: names a source partition that has messages
 //! waiting and whose committed offset has not moved for `stall_timeout`, when this worker
 //! does not hold it.
 //!
 //! Each worker names its own stalled partitions (the poll loop's stall warning). No live
-//! worker names a partition that the group gave to a member that is gone but was never
-//! evicted (seen on tansu 0.6.0, for minutes), or to nobody: the leader does, so that
-//! a partition never stops silently.
+//! worker holds a partition that the group gave to a member that is gone but was never
+//! evicted (seen on tansu 0.6.0, for minutes), or to nobody, so every worker watches the
+//! others' partitions: not only the leader, since the member that is gone may hold the
+//! leader's partition too (a soak run showed that, and nobody reported the stop).
 
 use std::{
     collections::HashMap,
@@ -22,7 +23,7 @@ use rdkafka::{
 };
 use tracing::{debug, warn};
 
-use crate::{leader::Leadership, sensors::Monitor};
+use crate::sensors::Monitor;
 
 /// How long one question to the broker may take.
 const ASK: Duration = Duration::from_secs(5);
@@ -40,7 +41,6 @@ pub(crate) struct Watchdog {
     consumer: BaseConsumer,
     topics: Vec<String>,
     timeout: Duration,
-    leadership: Leadership,
     monitor: Arc<Monitor>,
     seen: HashMap<(String, i32), Seen>,
 }
@@ -50,20 +50,18 @@ impl Watchdog {
         client: &ClientConfig,
         topics: Vec<String>,
         timeout: Duration,
-        leadership: Leadership,
         monitor: Arc<Monitor>,
     ) -> rdkafka::error::KafkaResult<Watchdog> {
         Ok(Watchdog {
             consumer: client.create()?,
             topics,
             timeout,
-            leadership,
             monitor,
             seen: HashMap::new(),
         })
     }
 
-    /// Checks every `timeout / 4` while `running`, when this worker leads.
+    /// Checks every `timeout / 4` while `running`.
     pub(crate) fn run(mut self, running: &AtomicBool) {
         let every = (self.timeout / 4).max(Duration::from_millis(250));
         let mut last = Instant::now();
@@ -73,11 +71,7 @@ impl Watchdog {
                 continue;
             }
             last = Instant::now();
-            if self.leadership.is_leader() {
-                self.check();
-            } else {
-                self.seen.clear();
-            }
+            self.check();
         }
     }
 
