@@ -18,9 +18,8 @@ use tracing::{debug, info};
 use super::{
     cache::{self, WriteCache},
     global::Follower,
-    key_partition,
     recovery::{self, Committed},
-    state::{Broken, TablePartition, TableState},
+    state::{key_partition, Broken, TablePartition, TableState},
     store::{self, Batch},
     windows::{self, WindowIndex},
 };

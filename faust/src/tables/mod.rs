@@ -49,17 +49,7 @@ pub(crate) use store::count_keys;
 pub use table::Table;
 pub use windowed::WindowedTable;
 
-use crate::{
-    codec::raw_key, context, descriptor::TableDescriptor,
-    transport::partitioner::partition_for_key, Error, Result,
-};
-
-/// The partition of a table key (in its stored JSON form) by Kafka's default partitioner,
-/// hashing the key as `faust::send` writes it: where a table keyed like its source topic
-/// holds it (Faust's rule), so lookups and writes outside events find it there.
-fn key_partition(key: &[u8], partitions: i32) -> i32 {
-    partition_for_key(&raw_key(key), partitions)
-}
+use crate::{context, descriptor::TableDescriptor, Error, Result};
 
 fn decode_value<V: DeserializeOwned>(descriptor: &TableDescriptor, bytes: &[u8]) -> Result<V> {
     serde_json::from_slice(bytes).map_err(|e| {

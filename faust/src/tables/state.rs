@@ -12,18 +12,28 @@ use std::{
 use super::{
     cache::WriteCache,
     changelog::WRITER,
-    key_partition,
     store::{Batch, Store},
     windows::WindowIndex,
 };
 use crate::{
+    codec::raw_key,
     descriptor::TableDescriptor,
     event::{self, source_headers, Header},
     sensors::Sensors,
     time::Clock,
-    transport::producer::{Delivery, Producer, Record},
+    transport::{
+        partitioner::partition_for_key,
+        producer::{Delivery, Producer, Record},
+    },
     Error, Result,
 };
+
+/// The partition of a table key (in its stored JSON form) by Kafka's default partitioner,
+/// hashing the key as `faust::send` writes it: where a table keyed like its source topic
+/// holds it (Faust's rule), so lookups and writes outside events find it there.
+pub(crate) fn key_partition(key: &[u8], partitions: i32) -> i32 {
+    partition_for_key(&raw_key(key), partitions)
+}
 
 /// The first table write that failed, if any. Once set, no flush succeeds, so the
 /// consumer never commits an event whose table change is not in the changelog.
