@@ -265,6 +265,24 @@ fn an_agent_that_keeps_failing_stops_the_worker_with_a_clear_error() {
 }
 
 #[test]
+fn the_hello_world_example_prints_the_greetings_its_timer_sends() {
+    let example = common::example("hello_world");
+    let datadir = common::scratch().join(unique("hello-world-data"));
+    let datadir = datadir.to_str().unwrap();
+    let env = std::collections::HashMap::from([("FAUST_DATADIR", datadir)]);
+    let mut worker = Worker::spawn(example, &["worker"], &env, "hello-world");
+    let all_printed = wait_until(DONE, || {
+        let log = worker.log();
+        let printed: std::collections::HashSet<&str> = log.lines().collect();
+        (0..100).all(|i| printed.contains(format!("hello {i}").as_str()))
+    });
+    assert!(all_printed, "{}", worker.log());
+    worker.signal("INT");
+    let status = worker.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "{status}:\n{}", worker.log());
+}
+
+#[test]
 fn the_word_count_example_runs_on_the_embedded_broker() {
     let example = common::example("word_count");
     let datadir = common::scratch().join(unique("word-count-data"));
