@@ -69,8 +69,9 @@ pub fn timer(args: TokenStream, item: TokenStream) -> TokenStream {
     task::expand_scheduled(args.into(), item.into(), task::Kind::Timer).into()
 }
 
-/// Runs an `async fn() -> faust::Result<()>` on a crontab schedule, in UTC:
-/// `#[faust::crontab("*/5 * * * *", on_leader = true)]`. Options: `on_leader`, `name`.
+/// Runs an `async fn() -> faust::Result<()>` on a crontab schedule, in UTC or a time zone:
+/// `#[faust::crontab("16 20 * * *", timezone = "America/Los_Angeles", on_leader = true)]`.
+/// Options: `on_leader`, `name`, `timezone` (an IANA name; checked when the worker starts).
 #[proc_macro_attribute]
 pub fn crontab(args: TokenStream, item: TokenStream) -> TokenStream {
     task::expand_scheduled(args.into(), item.into(), task::Kind::Crontab).into()

@@ -49,10 +49,17 @@ pub fn expand(input: TokenStream) -> TokenStream {
     };
     errors.finish(TokenStream::new(), || {
         quote! {
+            fn __faust_main_app() -> ::faust::__private::AppBuilder {
+                ::faust::__private::App::builder(#id) #(#setters)*
+            }
+            // The test context tests the app as its worker runs it.
+            ::faust::__private::inventory::submit! {
+                ::faust::__private::MainApp(__faust_main_app)
+            }
             fn main() -> ::std::process::ExitCode {
                 let name = ::core::option_env!("CARGO_BIN_NAME").unwrap_or(::core::env!("CARGO_PKG_NAME"));
                 ::faust::__private::cli_main(
-                    ::faust::__private::App::builder(#id) #(#setters)*,
+                    __faust_main_app(),
                     name,
                     ::core::env!("CARGO_PKG_VERSION"),
                 )

@@ -22,7 +22,7 @@ pub fn expand_scheduled(args: TokenStream, item: TokenStream, kind: Kind) -> Tok
     let (what, known): (&str, &[&str]) = match kind {
         Kind::Task => ("task", &["name", "on_leader"]),
         Kind::Timer => ("timer", &["interval", "name", "on_leader"]),
-        Kind::Crontab => ("crontab", &["name", "on_leader"]),
+        Kind::Crontab => ("crontab", &["name", "on_leader", "timezone"]),
     };
     let Some(function) = parse_fn(&item, &format!("#[faust::{what}]"), &mut errors) else {
         return errors.finish(item, TokenStream::new);
@@ -45,7 +45,14 @@ pub fn expand_scheduled(args: TokenStream, item: TokenStream, kind: Kind) -> Tok
         Kind::Task => None,
         Kind::Crontab => {
             let expression = expression.unwrap_or_default();
-            Some(quote!(::faust::__private::Schedule::Cron(#expression)))
+            let timezone = match options.string("timezone", &mut errors) {
+                Some(zone) => quote!(::core::option::Option::Some(#zone)),
+                None => quote!(::core::option::Option::None),
+            };
+            Some(quote!(::faust::__private::Schedule::Cron {
+                expression: #expression,
+                timezone: #timezone,
+            }))
         }
         Kind::Timer => {
             let millis = match options.get("interval") {

@@ -169,6 +169,20 @@ impl App {
     }
 }
 
+/// The app `faust::main!` configures, registered so the test context tests the app with
+/// the id and settings its worker runs with.
+#[doc(hidden)]
+pub struct MainApp(pub fn() -> AppBuilder);
+
+inventory::collect!(MainApp);
+
+impl MainApp {
+    /// The app of this binary's `faust::main!`, if it has one.
+    pub(crate) fn builder() -> Option<AppBuilder> {
+        inventory::iter::<MainApp>().next().map(|main| (main.0)())
+    }
+}
+
 /// Settings given in code; `FAUST_*` variables and CLI flags override them.
 #[derive(Clone)]
 pub struct AppBuilder {

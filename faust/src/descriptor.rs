@@ -7,9 +7,7 @@ use std::{future::Future, pin::Pin, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-use faust_grammar::Cron;
-
-use crate::Result;
+use crate::{time::Crontab, Result};
 
 /// A boxed, sendable future: what registered functions return.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -206,8 +204,14 @@ inventory::collect!(TaskDescriptor);
 pub enum Schedule {
     /// Every interval, the first one interval after the worker is ready.
     Every(Duration),
-    /// A crontab expression, in UTC: minute, hour, day of month, month, day of week.
-    Cron(&'static str),
+    /// A crontab expression (minute, hour, day of month, month, day of week) read in a
+    /// time zone (an IANA name; UTC when none).
+    Cron {
+        /// The five fields.
+        expression: &'static str,
+        /// The time zone, e.g. `America/Los_Angeles`.
+        timezone: Option<&'static str>,
+    },
 }
 
 /// What `#[faust::timer]` and `#[faust::crontab]` register.
@@ -231,7 +235,10 @@ impl TimerDescriptor {
     /// Refuses a crontab expression that does not parse, naming the timer.
     pub(crate) fn check(&self) -> std::result::Result<(), String> {
         match self.schedule {
-            Schedule::Cron(expression) => Cron::parse(expression)
+            Schedule::Cron {
+                expression,
+                timezone,
+            } => Crontab::new(expression, timezone)
                 .map(drop)
                 .map_err(|e| format!("crontab '{}' ({}): {e}", self.name, self.location)),
             Schedule::Every(interval) if interval.is_zero() => Err(format!(
@@ -247,7 +254,10 @@ impl TimerDescriptor {
     pub(crate) fn next_due(&self, now: i64) -> Option<i64> {
         match self.schedule {
             Schedule::Every(interval) => Some(now + interval.as_millis() as i64),
-            Schedule::Cron(expression) => Cron::parse(expression).ok()?.next_after(now),
+            Schedule::Cron {
+                expression,
+                timezone,
+            } => Crontab::new(expression, timezone).ok()?.next_after(now),
         }
     }
 }

@@ -91,7 +91,7 @@ pub mod prelude {
 pub mod __private {
     pub use crate::{
         agents::{ActorContext, AgentDescriptor, OnError},
-        app::{App, AppBuilder},
+        app::{App, AppBuilder, MainApp},
         cli::main as cli_main,
         codec,
         descriptor::{

@@ -59,7 +59,7 @@ use tokio::sync::{mpsc, Notify};
 pub use crate::transport::memory::SentRecord;
 use crate::{
     agents::AgentManager,
-    app::{App, AppBuilder},
+    app::{App, AppBuilder, MainApp},
     codec::KeyCodec,
     context::{Entered, WorkerContext},
     descriptor::TimerDescriptor,
@@ -130,9 +130,12 @@ impl Sensor for Failures {
 }
 
 impl TestContext {
-    /// The app registered in this test binary, with the id `test-app` and defaults.
+    /// The app registered in this test binary, with the id and settings its
+    /// `faust::main!` gives (an example's tests see its real topic names), or, in a test
+    /// without one, the id `test-app` and defaults.
     pub async fn new() -> Result<TestContext> {
-        TestContext::with_app(App::builder("test-app")).await
+        let builder = MainApp::builder().unwrap_or_else(|| App::builder("test-app"));
+        TestContext::with_app(builder).await
     }
 
     /// The app registered in this test binary, configured by `builder` (partitions,

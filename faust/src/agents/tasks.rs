@@ -11,12 +11,11 @@ use std::{sync::Arc, time::Duration};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use faust_grammar::Cron;
-
 use super::panic_message;
 use crate::{
     context::WorkerContext,
     descriptor::{BoxFuture, Schedule, TaskDescriptor, TimerDescriptor},
+    time::Crontab,
     Result,
 };
 
@@ -56,8 +55,11 @@ pub(crate) fn start(
 
 async fn run_timer(timer: &'static TimerDescriptor, worker: Arc<WorkerContext>) {
     let mut schedule = match timer.schedule {
-        Schedule::Cron(expression) => match Cron::parse(expression) {
-            Ok(cron) => Ticks::Cron(CronTicks::new(cron)),
+        Schedule::Cron {
+            expression,
+            timezone,
+        } => match Crontab::new(expression, timezone) {
+            Ok(crontab) => Ticks::Cron(CronTicks::new(crontab)),
             Err(e) => return error!(timer = timer.name, error = %e, "timer not started"),
         },
         Schedule::Every(interval) => Ticks::Every {
@@ -104,7 +106,7 @@ enum Ticks {
 
 /// A crontab's progress on the wall clock: the time it waits for, and the last it ran at.
 struct CronTicks {
-    cron: Cron,
+    cron: Crontab,
     due: Option<i64>,
     last_run: i64,
 }
@@ -117,7 +119,7 @@ enum CronStep {
 }
 
 impl CronTicks {
-    fn new(cron: Cron) -> CronTicks {
+    fn new(cron: Crontab) -> CronTicks {
         CronTicks {
             cron,
             due: None,
@@ -174,7 +176,7 @@ mod tests {
 
     #[test]
     fn a_crontab_runs_each_matching_minute_once_and_never_early() {
-        let mut ticks = CronTicks::new(Cron::parse("*/5 * * * *").unwrap());
+        let mut ticks = CronTicks::new(Crontab::new("*/5 * * * *", None).unwrap());
         let minute = 60_000;
         // 00:03: wait two minutes for 00:05.
         assert_eq!(
@@ -195,7 +197,7 @@ mod tests {
             )))
         );
         // A clock that stepped back to before 00:05 does not run 00:05 again.
-        let mut late = CronTicks::new(Cron::parse("*/5 * * * *").unwrap());
+        let mut late = CronTicks::new(Crontab::new("*/5 * * * *", None).unwrap());
         assert_eq!(
             late.step(5 * minute),
             Some(CronStep::Sleep(Duration::from_millis(5 * minute as u64)))
@@ -203,7 +205,7 @@ mod tests {
         assert_eq!(late.step(10 * minute), Some(CronStep::Run));
         assert!(matches!(late.step(9 * minute), Some(CronStep::Sleep(_))));
         assert_eq!(late.due, Some(15 * minute));
-        let never = CronTicks::new(Cron::parse("0 0 31 2 *").unwrap()).step(0);
+        let never = CronTicks::new(Crontab::new("0 0 31 2 *", None).unwrap()).step(0);
         assert_eq!(never, None);
     }
 }
