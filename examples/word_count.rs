@@ -83,10 +83,10 @@ mod tests {
         assert_eq!(WORD_COUNTS.get(&"cat".to_owned())?, 0);
         // `split` sent each word to `count_words`, keyed by the word as Python Faust
         // keys it: its UTF-8 bytes, so it hashes to the partition Faust would use.
-        let words: Vec<String> = ctx.sent_json("test-app-count_words")?;
+        let words: Vec<String> = ctx.sent_json("word-count-count_words")?;
         assert_eq!(words, ["the", "fox", "and", "the", "dog", "the", "end"]);
         let keys: Vec<Vec<u8>> = ctx
-            .sent("test-app-count_words")
+            .sent("word-count-count_words")
             .into_iter()
             .filter_map(|r| r.key)
             .collect();
