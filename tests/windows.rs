@@ -9,7 +9,9 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use common::{create_topic, produce_json_at, read_all, unique, wait_until, Worker};
+use common::{
+    create_topic, datadir, produce_json_at, produce_to, read_all, unique, wait_until, Worker,
+};
 use serde_json::{json, Value};
 
 const DONE: Duration = Duration::from_secs(120);
@@ -261,4 +263,47 @@ fn a_window_still_open_when_its_worker_stops_closes_once_where_it_is_recovered()
         "{}",
         second.log()
     );
+}
+
+#[test]
+fn a_windowed_changelog_written_by_python_faust_is_recovered_and_continued() {
+    needs_broker!();
+    let app = unique("python-windows");
+    let users_in = format!("{app}-withdrawals");
+    let user_totals = format!("{app}-user-totals");
+    create_topic(&users_in, 4);
+    create_topic(&user_totals, 1);
+    let now = now_ms();
+    produce_json_at(
+        &users_in,
+        &[(json!("café"), withdrawal("café", "no", 5, now), now)],
+    );
+    let partition = read_all(&users_in)[0].partition;
+    // user_totals (tumbling 1 h) as Python Faust writes a window (docs/FAUST-FORMATS.md,
+    // faust-streaming 0.15.3): `[key,[start,end]]` in seconds, end = start + 3600 - 0.1,
+    // the key JSON with the é escaped, in the partition of the event that wrote it.
+    let hour = now / HOUR * HOUR / 1000;
+    let python_key = format!(r#"["caf\u00e9",[{hour}.0,{}.9]]"#, hour + 3599);
+    let changelog = format!("{app}-user_totals-changelog");
+    create_topic(&changelog, 4);
+    let record = (Some(python_key.into_bytes()), Some(b"30".to_vec()));
+    produce_to(&changelog, partition, &[record]);
+
+    let mut worker = Worker::start_on(&app, "w", &datadir("python-windows"), &[]);
+    let done = wait_until(DONE, || reports(&user_totals).len() == 1);
+    assert!(done, "{}", worker.log());
+    assert_eq!(
+        reports(&user_totals)[0]["total"],
+        35,
+        "recovered 30, then 5"
+    );
+    // The worker's own record of the window has the key Faust writes (unescaped).
+    let ours = format!(r#"["café",[{hour}.0,{}.9]]"#, hour + 3599);
+    let written = wait_until(DONE, || {
+        read_all(&changelog)
+            .iter()
+            .any(|r| r.key.as_deref() == Some(ours.as_bytes()) && r.json() == 35)
+    });
+    worker.stop();
+    assert!(written, "{:?}", read_all(&changelog));
 }

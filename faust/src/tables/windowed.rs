@@ -116,7 +116,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> WindowedT
                 );
                 continue;
             }
-            let store_key = windows::store_key(&key, window.start);
+            let store_key = windows::store_key(&key, window);
             let value = state.update_in(&held, source.clone(), store_key.clone(), |current| {
                 apply(self.descriptor, self.default, current, &mut change)
             })?;
@@ -159,7 +159,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> WindowedT
         let key = encode(self.descriptor, "key", key)?;
         let (partition, _) = state.partition_of(&key, false)?;
         state
-            .read_in(partition, &windows::store_key(&key, window.start))?
+            .read_in(partition, &windows::store_key(&key, window))?
             .map(|bytes| self.decode(&bytes))
             .transpose()
     }

@@ -1,5 +1,6 @@
 //! The live windows of windowed tables' partitions and their stream time: which windows
-//! are open, which are due to close, and the store keys (`[key, start]`) they live under.
+//! are open, which are due to close, and the store keys (`[key,[start,end]]`, as Python
+//! Faust writes them) they live under.
 //! `closer` closes them; `windowed` is the table users write to.
 //!
 //! **Time.** Each table partition has a stream time: the newest event time seen, moving
@@ -29,7 +30,7 @@ const MAX_AHEAD_MS: i64 = 3_600_000;
 
 /// The store key under which a partition keeps its stream time, so that a late event
 /// cannot reopen a closed window after a restart or a rebalance. Not a window key (a
-/// JSON string, not `[key, start]`), so windows never collide with it.
+/// JSON string, not `[key,[start,end]]`), so windows never collide with it.
 pub(super) const STREAM_TIME_KEY: &[u8] = b"\"__faust_stream_time\"";
 
 /// A table partition's stream time: the newest event time seen; while the partition is
@@ -192,26 +193,36 @@ impl WindowIndex {
     }
 }
 
-/// The store key of `key`'s window starting at `start`: `[key, start]` in JSON.
-pub(super) fn store_key(key: &[u8], start: i64) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(key.len() + 24);
+/// The store (and changelog) key of `key`'s `window`, as Python Faust writes it: the
+/// JSON `[key,[start,end]]` in seconds, `end = start + size - 0.1`, floats spelled as
+/// Python's `repr` spells them (`["café",[1700000000.0,1700000009.9]]`), so a
+/// faust-rs table and a Faust one continue each other's changelog.
+pub(super) fn store_key(key: &[u8], window: Window) -> Vec<u8> {
+    let start = window.start as f64 / 1000.0;
+    let size = (window.end - window.start) as f64 / 1000.0;
+    // Python's `start + size - 0.1`, in the same order, so the same double.
+    let end = start + size - 0.1;
+    let mut bytes = Vec::with_capacity(key.len() + 32);
     bytes.push(b'[');
     bytes.extend_from_slice(key);
-    bytes.push(b',');
-    bytes.extend_from_slice(start.to_string().as_bytes());
-    bytes.push(b']');
+    // `{:?}` is the shortest text that reads back as the same double, as Python's repr,
+    // and like it ends whole numbers in `.0` (the two spell exponents differently, but
+    // only from 1e16 s on).
+    bytes.extend_from_slice(format!(",[{start:?},{end:?}]]").as_bytes());
     bytes
 }
 
-/// `(key, start)` of a store key made by [`store_key`].
+/// `(key, start in milliseconds)` of a window's store key (see [`store_key`]), written
+/// by faust-rs or Python Faust.
 pub(super) fn split_key(bytes: &[u8]) -> Option<(&[u8], i64)> {
     let inner = bytes.strip_prefix(b"[")?.strip_suffix(b"]")?;
-    let comma = inner.iter().rposition(|b| *b == b',')?;
-    let start = std::str::from_utf8(&inner[comma + 1..])
-        .ok()?
-        .parse()
-        .ok()?;
-    Some((&inner[..comma], start))
+    // The window is the last `[start,end]`: numbers hold no `[`.
+    let open = inner.iter().rposition(|b| *b == b'[')?;
+    let key = inner[..open].strip_suffix(b",")?;
+    let window = std::str::from_utf8(inner[open + 1..].strip_suffix(b"]")?).ok()?;
+    let (start, _end) = window.split_once(',')?;
+    let start: f64 = start.trim().parse().ok()?;
+    Some((key, (start * 1000.0).round() as i64))
 }
 
 /// `key`'s live windows in `held` as JSON, `[{"start", "end", "value"}, ...]` oldest
@@ -245,13 +256,13 @@ pub(super) fn live_windows(
         index
             .starts
             .iter()
-            .filter(|(start, keys)| keys.contains(&store_key(key, **start)))
+            .filter(|(start, keys)| keys.contains(&store_key(key, spec.window(**start))))
             .map(|(start, _)| *start)
             .collect()
     };
     let mut windows = Vec::new();
     for start in starts {
-        if let Some(bytes) = store.get(&store_key(key, start))? {
+        if let Some(bytes) = store.get(&store_key(key, spec.window(start)))? {
             windows.push((spec.window(start), bytes));
         }
     }
@@ -304,25 +315,57 @@ mod tests {
     use crate::descriptor::tests::spec;
 
     #[test]
-    fn store_keys_split_back() {
-        let key = store_key(br#"["a,b",1]"#, -42);
-        assert_eq!(key, br#"[["a,b",1],-42]"#);
-        assert_eq!(split_key(&key), Some((&br#"["a,b",1]"#[..], -42)));
+    fn store_keys_are_spelled_as_python_faust_spells_them_and_split_back() {
+        // What faust-streaming 0.15.3 serializes for a table keyed "café" (tumbling 10 s
+        // and hopping 10 s every 5 s, an event at 1700000003.25), after
+        // `codec::canonical_json` (Python escapes the é).
+        let tumbling = Window {
+            start: 1_700_000_000_000,
+            end: 1_700_000_010_000,
+        };
+        let key = store_key("\"café\"".as_bytes(), tumbling);
+        assert_eq!(key, "[\"café\",[1700000000.0,1700000009.9]]".as_bytes());
+        let hopping = Window {
+            start: 1_699_999_995_000,
+            end: 1_700_000_005_000,
+        };
+        let key = store_key("\"café\"".as_bytes(), hopping);
+        assert_eq!(key, "[\"café\",[1699999995.0,1700000004.9]]".as_bytes());
+        assert_eq!(
+            split_key(&key),
+            Some(("\"café\"".as_bytes(), 1_699_999_995_000))
+        );
+        // Keys that are JSON arrays, or hold brackets and commas, split back whole.
+        let key = store_key(br#"["a,[b",1]"#, tumbling);
+        assert_eq!(
+            split_key(&key),
+            Some((&br#"["a,[b",1]"#[..], 1_700_000_000_000))
+        );
         assert_eq!(split_key(b"\"plain\""), None);
+        assert_eq!(split_key(br#"["a",17]"#), None);
     }
 
     #[test]
     fn windows_close_when_stream_time_passes_their_end_and_expiry() {
         let spec = spec(10, 10, 5);
-        let mut index =
-            WindowIndex::rebuild([store_key(b"\"a\"", 0), store_key(b"\"b\"", 10)], None, 0);
+        let mut index = WindowIndex::rebuild(
+            [
+                store_key(b"\"a\"", spec.window(0)),
+                store_key(b"\"b\"", spec.window(10)),
+            ],
+            None,
+            0,
+        );
         // The stream time restarts at the newest recovered window (10): none is due yet.
         assert!(index.take_closed(&spec, false, 0).is_empty());
         index.time.observe(15, TimeReference::Event, 0);
         let closed = index.take_closed(&spec, false, 0);
         assert_eq!(
             closed,
-            [(Window { start: 0, end: 10 }, store_key(b"\"a\"", 0))]
+            [(
+                Window { start: 0, end: 10 },
+                store_key(b"\"a\"", spec.window(0))
+            )]
         );
         // An older event does not move time back.
         index.time.observe(3, TimeReference::Event, 0);
