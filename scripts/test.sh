@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test (unit, macro UI, integration, doc) against a real tansu broker:
-# installs tansu into ~/.cache on first use, starts it on 127.0.0.1, runs
+# installs tansu (and a Python Faust for the interop tests) into ~/.cache on first use,
+# starts it on 127.0.0.1, runs
 # `cargo test --workspace` and `cargo test --examples` (extra arguments are passed on),
 # and stops the broker.
 set -euo pipefail
@@ -12,6 +13,10 @@ scripts/broker.sh start
 trap 'scripts/broker.sh stop' EXIT
 # Here a broker test without its broker fails (plain `cargo test` skips those tests).
 export FAUST_TEST_REQUIRE_BROKER=1
+# The interop tests run a real Python Faust worker (faust-streaming, pinned in
+# bench/python/requirements.txt) from a virtualenv under ~/.cache, made on first use.
+FAUST_TEST_PYTHON="$(bench/python/setup.sh | tail -n 1)"
+export FAUST_TEST_PYTHON
 # The tests' worker logs and datadirs, from the previous run.
 rm -rf "${TMPDIR:-/tmp}/faust-rs-tests"
 cargo test --workspace --no-fail-fast "$@"

@@ -192,6 +192,13 @@ pub struct AppBuilder {
 }
 
 impl AppBuilder {
+    /// The consumer group, when it is not the app id (to take over from a Python Faust
+    /// app: see `copy-offsets` in the README).
+    pub fn group_id(mut self, group: &str) -> Self {
+        self.config.group_id = Some(group.to_owned());
+        self
+    }
+
     /// `kafka://host:port[,...]`; without it the worker runs on an embedded broker.
     pub fn broker(mut self, url: &str) -> Self {
         match BrokerSpec::parse(url) {

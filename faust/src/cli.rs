@@ -29,7 +29,7 @@ use crate::{
     sensors::Sensors,
     tables::{count_keys, lock_datadir, tables_dir},
     time::Clock,
-    transport::{broker::Broker, producer::Producer},
+    transport::{broker::Broker, consumer, producer::Producer},
     worker::Worker,
     Error, Result,
 };
@@ -174,6 +174,9 @@ struct Settings {
     /// The longest the consumer may go without polling (a rebalance waiting for events, a commit waiting for its changelog) before it leaves the group; at least the session timeout [default: 5m]
     #[arg(long, global = true, env = "FAUST_BROKER_MAX_POLL_INTERVAL", value_parser = parse_duration)]
     broker_max_poll_interval: Option<Duration>,
+    /// The consumer group, when it is not the app id (taking over from a Python Faust app; see copy-offsets)
+    #[arg(long, global = true, env = "FAUST_GROUP_ID", value_name = "GROUP")]
+    group_id: Option<String>,
     /// A stable identity in the consumer group (static membership): a worker restarted with the same id gets its partitions back without a rebalance
     #[arg(long, global = true, env = "FAUST_INSTANCE_ID")]
     instance_id: Option<String>,
@@ -250,6 +253,9 @@ impl Settings {
         }
         if let Some(interval) = self.broker_max_poll_interval {
             config.broker_max_poll_interval = interval;
+        }
+        if let Some(group) = self.group_id {
+            config.group_id = Some(group);
         }
         if let Some(instance) = self.instance_id {
             config.instance_id = Some(instance);
@@ -329,6 +335,17 @@ enum Builtin {
     /// List the declared tables: changelog, partitions, and the keys held in this
     /// worker's datadir.
     Tables,
+    /// Start the app's consumer group where another group stopped: commit, for the
+    /// app's group, the offsets GROUP committed on the topics the agents read.
+    ///
+    /// The takeover path from a Python Faust app on a broker that keeps Faust's group
+    /// for its assignor protocol (tansu): run faust-rs with a group of its own
+    /// (--group-id), copy Faust's offsets into it once, then start the worker.
+    CopyOffsets {
+        /// The group to copy from (a Faust app's group is its app id)
+        #[arg(long, value_name = "GROUP")]
+        from: String,
+    },
     /// Delete this app's local table state (the datadir's tables); the next worker
     /// rebuilds it from the changelogs.
     Reset {
@@ -414,6 +431,7 @@ fn run(builder: AppBuilder, name: &'static str, version: &'static str) -> Result
         }
         Builtin::Tables => print_tables(&app),
         Builtin::Reset { yes } => reset(&app, yes),
+        Builtin::CopyOffsets { from } => runtime.block_on(copy_offsets(&app, &from)),
         Builtin::Send {
             target,
             value,
@@ -444,6 +462,34 @@ fn run(builder: AppBuilder, name: &'static str, version: &'static str) -> Result
             Ok(())
         })),
     }
+}
+
+/// `copy-offsets --from GROUP` (see `transport::consumer::copy_offsets`).
+async fn copy_offsets(app: &App, from: &str) -> Result<()> {
+    if app.config().bootstrap_servers().is_none() {
+        return Err(Error::Config(
+            "copy-offsets needs the app's broker: give --broker (FAUST_BROKER)".into(),
+        ));
+    }
+    let broker = Broker::connect(app.config()).await?;
+    let mut topics: Vec<String> = app
+        .registry()
+        .agents
+        .iter()
+        .flat_map(|a| a.source_topics(&app.config().id))
+        .collect();
+    topics.sort();
+    topics.dedup();
+    let copied = consumer::copy_offsets(&broker, app.config(), from, &topics)?;
+    for c in &copied {
+        println!("{}[{}] at {}", c.topic, c.partition, c.offset);
+    }
+    println!(
+        "group '{}' starts where '{from}' stopped ({} partitions)",
+        app.config().group(),
+        copied.len()
+    );
+    Ok(())
 }
 
 /// Runs a command inside a worker context with a producer connected to the configured
@@ -673,7 +719,10 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(err.contains("the app id is the consumer group"), "{err}");
+        assert!(
+            err.contains("the consumer group is the app id (--id), or --group-id"),
+            "{err}"
+        );
     }
 
     #[test]

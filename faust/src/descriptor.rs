@@ -263,8 +263,15 @@ impl TimerDescriptor {
 }
 
 /// Names the app's own commands may not take.
-pub(crate) const BUILTIN_COMMANDS: &[&str] =
-    &["worker", "send", "agents", "tables", "reset", "help"];
+pub(crate) const BUILTIN_COMMANDS: &[&str] = &[
+    "worker",
+    "send",
+    "agents",
+    "tables",
+    "reset",
+    "copy-offsets",
+    "help",
+];
 
 /// What `#[faust::command]` registers: an async fn run by `<binary> <name> [args...]`.
 #[derive(Debug)]

@@ -22,6 +22,10 @@
 //!   write the table `soak_totals`; `soak_sum` also totals windows of the events' time
 //!   (`soak_windows`, whose `on_window_close` reports to `{app_id}-soak-closed`) and keeps
 //!   each partition's highest number in the global table `soak_last` (the soak test).
+//! - `greet` forwards greetings to a Python Faust app as its Record, and `answers`
+//!   counts its replies in the table `answers` (the interop test); `shuffle_words` and
+//!   `count_words` are Faust's word_count example under its Python names (the
+//!   migration test).
 //! - `heartbeat`, a leader-only timer, reports which worker leads; `lead`, a leader-only
 //!   task, reports each worker that became the leader; `minutely`, a crontab, reports
 //!   when it ran.
@@ -362,6 +366,73 @@ async fn country_withdrawals(withdrawals: Stream<Withdrawal>) -> faust::Result<(
             "country": w.country, "date": w.date, "total": total, "counts": windows,
         });
         faust::send(&out, Some(&w.country), &report).await?;
+    }
+    Ok(())
+}
+
+/// A greeting, as the interop test's Python Faust app declares it (`interop.Greeting`).
+#[derive(Debug, Serialize, Deserialize)]
+struct Greeting {
+    name: String,
+    n: i64,
+}
+
+/// Forwards each greeting of `{app_id}-greet` (keyed by name) to `{app_id}-to-python`
+/// under the same key, as the Python app's Record (its namespace), for its untyped agent.
+#[faust::agent]
+async fn greet(mut greetings: Stream<Greeting>) -> faust::Result<()> {
+    let to_python = report_topic("to-python");
+    while let Some(event) = greetings.next_event().await {
+        let name: Option<String> = event.decode_key()?;
+        let greeting = faust::codec::Namespaced::new("interop.Greeting", event.value);
+        faust::send(&to_python, name.as_ref(), &greeting).await?;
+    }
+    Ok(())
+}
+
+/// name -> answers from Python Faust, kept by `answers`.
+#[faust::table(name = "answers")]
+static ANSWERS: Table<String, u64>;
+
+/// Counts the answers the Python app sends to `{app_id}-from-python` by their key, and
+/// reports each, with the partition it came from, to `{app_id}-answers`.
+#[faust::agent(topic = "{app_id}-from-python")]
+async fn answers(mut answers: Stream<Greeting>) -> faust::Result<()> {
+    let out = report_topic("answers");
+    while let Some(event) = answers.next_event().await {
+        let key: String = event.decode_key()?.unwrap_or_default();
+        let count = ANSWERS.update(&key, |n| *n += 1)?;
+        let report = serde_json::json!({
+            "key": key, "name": event.value.name, "n": event.value.n,
+            "count": count, "partition": event.partition,
+        });
+        faust::send(&out, Some(&key), &report).await?;
+    }
+    Ok(())
+}
+
+/// Faust's word_count example with the names its Python original gets when run as a
+/// script (the migration test): `shuffle_words` splits the posts of `{app_id}-posts`
+/// and sends each word, keyed by itself, to `count_words`, which counts it in the table
+/// `word_counts`.
+#[faust::agent(topic = "{app_id}-posts")]
+async fn shuffle_words(mut posts: Stream<String>) -> faust::Result<()> {
+    while let Some(post) = posts.next().await {
+        for word in post.split_whitespace() {
+            faust::send("count_words", Some(word), &word).await?;
+        }
+    }
+    Ok(())
+}
+
+/// word -> count, kept by `count_words` (Faust's `word_counts`).
+#[faust::table(name = "word_counts")]
+static WORD_COUNTS: Table<String, u64>;
+
+#[faust::agent(topic = "{app_id}-__main__.count_words")]
+async fn count_words(mut words: Stream<String>) -> faust::Result<()> {
+    while let Some(word) = words.next().await {
+        WORD_COUNTS.update(&word, |n| *n += 1)?;
     }
     Ok(())
 }

@@ -76,6 +76,26 @@ pub fn broker_available(test: &str) -> bool {
     false
 }
 
+/// The python of a virtualenv with faust-streaming (`FAUST_TEST_PYTHON`, which
+/// `scripts/test.sh` sets from `bench/python/setup.sh`), for tests that run a real
+/// Python Faust worker. Without it such a test is skipped, saying how to run it, or
+/// fails where `scripts/test.sh` requires everything.
+pub fn python_faust(test: &str) -> Option<PathBuf> {
+    if let Some(python) = std::env::var_os("FAUST_TEST_PYTHON") {
+        return Some(PathBuf::from(python));
+    }
+    if std::env::var_os("FAUST_TEST_REQUIRE_BROKER").is_some() {
+        panic!(
+            "{test}: FAUST_TEST_PYTHON is not set; scripts/test.sh sets it (bench/python/setup.sh)"
+        );
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped {test}: no Python Faust; run it with scripts/test.sh, which installs one"
+    );
+    None
+}
+
 /// Returns from the calling test when no broker runs (see [`broker_available`]).
 #[macro_export]
 macro_rules! needs_broker {

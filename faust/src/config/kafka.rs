@@ -242,7 +242,7 @@ fn owned(property: &str) -> Option<&'static str> {
         "bootstrap.servers" | "metadata.broker.list" => {
             "give the brokers with --broker (FAUST_BROKER)"
         }
-        "group.id" => "the app id is the consumer group (--id)",
+        "group.id" => "the consumer group is the app id (--id), or --group-id",
         "group.instance.id" => "use --instance-id (FAUST_INSTANCE_ID)",
         "enable.auto.commit" | "enable.auto.offset.store" | "auto.commit.interval.ms" => {
             "faust-rs commits only what its agents processed; see --commit-interval"

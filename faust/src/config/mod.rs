@@ -105,8 +105,12 @@ impl OffsetReset {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
-    /// The app id: consumer group id and prefix of internal topics.
+    /// The app id: prefix of internal topics, and the consumer group id unless
+    /// `group_id` says otherwise.
     pub id: String,
+    /// The consumer group, when it is not the app id: to take over from a Python Faust
+    /// app whose group the broker keeps for Faust's protocol (see `copy-offsets`).
+    pub group_id: Option<String>,
     /// Where the worker finds Kafka.
     pub broker: BrokerSpec,
     /// TLS to the brokers (none: plain text).
@@ -180,6 +184,7 @@ impl Config {
         Config {
             datadir: PathBuf::from(format!("{id}-data")),
             id,
+            group_id: None,
             broker: BrokerSpec::Embedded,
             broker_tls: None,
             broker_sasl: None,
@@ -209,9 +214,17 @@ impl Config {
         }
     }
 
+    /// The consumer group the worker joins: `group_id`, else the app id.
+    pub fn group(&self) -> &str {
+        self.group_id.as_deref().unwrap_or(&self.id)
+    }
+
     /// Checks what the parsers cannot see alone.
     pub fn validate(&self) -> Result<()> {
         parse_app_id(&self.id).map_err(Error::Config)?;
+        if let Some(group) = &self.group_id {
+            parse_app_id(group).map_err(|e| Error::Config(format!("the group id: {e}")))?;
+        }
         if self.topic_partitions < 1 {
             return Err(Error::Config(format!(
                 "topic partitions must be at least 1, got {}",

@@ -1,4 +1,5 @@
-//! The Kafka consumer: one consumer-group member per worker (group id = app id).
+//! The Kafka consumer: one consumer-group member per worker (group id = app id, or
+//! `group_id`).
 //!
 //! A dedicated thread polls librdkafka, routes each message to the actors of the agents
 //! subscribed to its topic (one actor per partition, so order within a partition holds),
@@ -10,6 +11,7 @@
 mod group;
 mod offsets;
 mod routes;
+mod takeover;
 mod watchdog;
 
 use std::{
@@ -32,6 +34,7 @@ use tracing::{debug, info, warn};
 
 pub(crate) use offsets::{OffsetTracker, TopicPartition, Tracked};
 pub(crate) use routes::Routes;
+pub(crate) use takeover::copy_offsets;
 
 use group::{commit_points, GroupContext};
 use watchdog::Watchdog;
@@ -132,7 +135,7 @@ impl Consumer {
             client.set("group.instance.id", instance);
         }
         client
-            .set("group.id", &config.id)
+            .set("group.id", config.group())
             .set("client.id", format!("{}-consumer", config.id))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -166,12 +169,12 @@ impl Consumer {
         consumer
             .subscribe(&topics)
             .map_err(|e| Error::kafka(format!("subscribing to {topics:?}"), e))?;
-        info!(topics = ?topics, group = %config.id, "consumer subscribed");
+        info!(topics = ?topics, group = config.group(), "consumer subscribed");
 
         let running = Arc::new(AtomicBool::new(true));
         let mut watchdog_client = ClientConfig::new();
         watchdog_client
-            .set("group.id", &config.id)
+            .set("group.id", config.group())
             .set("client.id", format!("{}-watchdog", config.id))
             .set("enable.auto.commit", "false");
         broker
