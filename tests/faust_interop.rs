@@ -176,8 +176,9 @@ fn copy_offsets_starts_the_apps_group_where_another_stopped_and_only_once() {
     produce_json(&input, &words.map(|w| (json!(w), json!(w))));
     // Another group (Faust's, say) read all of these and committed.
     let faust_group = format!("{app}-faust");
+    let records = read_all(&input);
     let ends: Vec<i64> = (0..4)
-        .map(|p| read_all(&input).iter().filter(|r| r.partition == p).count() as i64)
+        .map(|p| records.iter().filter(|r| r.partition == p).count() as i64)
         .collect();
     let theirs: BaseConsumer = client().set("group.id", &faust_group).create().unwrap();
     let mut list = TopicPartitionList::new();

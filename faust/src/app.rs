@@ -70,20 +70,25 @@ impl App {
         &self.registry
     }
 
+    /// The topics the agents read (sources, repartition and `through` topics), sorted,
+    /// each once.
+    pub(crate) fn source_topics(&self) -> Vec<String> {
+        let id = &self.config.id;
+        let mut names: Vec<String> = (self.registry.agents.iter())
+            .flat_map(|a| a.source_topics(id))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// Topics the app reads and writes: every agent's sources and sinks, every table's
     /// compacted changelog, the web directory and the leader topic.
     pub(crate) fn topics(&self) -> Vec<TopicSpec> {
-        let mut names: Vec<String> = self
-            .registry
-            .agents
-            .iter()
-            .flat_map(|a| {
-                let mut topics = a.source_topics(&self.config.id);
-                topics.extend(a.sink_topics(&self.config.id));
-                topics
-            })
-            .chain(self.config.dead_letter_topic.clone())
-            .collect();
+        let id = &self.config.id;
+        let mut names = self.source_topics();
+        names.extend(self.registry.agents.iter().flat_map(|a| a.sink_topics(id)));
+        names.extend(self.config.dead_letter_topic.clone());
         names.sort();
         names.dedup();
         let streams = names.into_iter().map(|name| TopicSpec {

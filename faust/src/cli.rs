@@ -472,15 +472,7 @@ async fn copy_offsets(app: &App, from: &str) -> Result<()> {
         ));
     }
     let broker = Broker::connect(app.config()).await?;
-    let mut topics: Vec<String> = app
-        .registry()
-        .agents
-        .iter()
-        .flat_map(|a| a.source_topics(&app.config().id))
-        .collect();
-    topics.sort();
-    topics.dedup();
-    let copied = consumer::copy_offsets(&broker, app.config(), from, &topics)?;
+    let copied = consumer::copy_offsets(&broker, app.config(), from, &app.source_topics())?;
     for c in &copied {
         println!("{}[{}] at {}", c.topic, c.partition, c.offset);
     }
