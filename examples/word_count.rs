@@ -2,7 +2,7 @@
 //!
 //! ```sh
 //! cargo run --example word_count -- worker                    # embedded broker
-//! cargo run --example word_count -- worker --broker kafka://localhost:9092 --datadir /tmp/wc
+//! cargo run --example word_count -- worker --broker kafka://localhost:9092 --datadir /tmp/wc --create-topics all
 //! cargo run --example word_count -- send posts '"the fox and the dog"' --broker kafka://localhost:9092
 //! ```
 //!
@@ -12,7 +12,9 @@
 //! names are stable: tools and operators rely on them.
 //!
 //! On the embedded broker a task sends three sample posts at start, so a newcomer sees
-//! counts printed; on a real broker it sends nothing (`posts` is yours).
+//! counts printed; on a real broker it sends nothing (`posts` is yours: without
+//! `--create-topics all` the worker creates only its internal topics, and says so if
+//! `posts` is missing).
 
 use faust::prelude::*;
 

@@ -102,7 +102,7 @@ fn a_missing_topic_stops_the_worker_when_topic_creation_is_off() {
     let output = app(&[
         "worker",
         "--create-topics",
-        "false",
+        "none",
         "--id",
         &id,
         "--broker",
@@ -110,11 +110,16 @@ fn a_missing_topic_stops_the_worker_when_topic_creation_is_off() {
     ]);
     assert_eq!(output.status.code(), Some(1));
     let message = stderr(&output);
-    assert!(message.contains("topic creation is off"), "{message}");
+    assert!(message.contains("these topics do not exist"), "{message}");
+    // Internal topics too: an agent's own, a changelog.
     assert!(
-        message.contains(&format!("{id}-double")) && message.contains(&format!("{id}-track")),
+        message.contains(&format!("{id}-track (read by agent 'track')"))
+            && message.contains(&format!(
+                "{id}-counts-changelog (the changelog of table 'counts')"
+            )),
         "{message}"
     );
+    assert!(message.contains("it creates none now"), "{message}");
 }
 
 #[test]

@@ -191,6 +191,72 @@ fn a_replication_factor_above_the_broker_count_is_clamped_with_a_warning() {
 }
 
 #[test]
+fn a_declared_topic_is_created_as_declared_and_an_existing_one_that_differs_is_reported() {
+    needs_broker!();
+    let app = unique("declared");
+    let declared = format!("{app}-declared");
+    let mut worker = Worker::start(&app, "w", &[]);
+    worker.expect_log("worker ready", READY);
+    worker.stop();
+    // Declared: 3 partitions, 3 replicas (clamped to the one broker), an hour's
+    // retention, a larger message size.
+    assert_eq!(common::replicas(&declared), vec![1; 3]);
+    let setting = |name| common::topic_setting(&declared, name);
+    assert_eq!(setting("retention.ms").as_deref(), Some("3600000"));
+    assert_eq!(setting("max.message.bytes").as_deref(), Some("2000000"));
+    let log = worker.log();
+    assert!(
+        log.contains("more than the cluster has brokers: creating topics with 1 replicas"),
+        "{log}"
+    );
+
+    // The same declaration, meeting a topic made otherwise: used, and reported.
+    let app = unique("declared-differs");
+    let declared = format!("{app}-declared");
+    common::create_topic_with(&declared, 2, &[("retention.ms", "60000")]);
+    let mut worker = Worker::start(&app, "w", &[]);
+    worker.expect_log("worker ready", READY);
+    worker.stop();
+    let log = worker.log();
+    let warnings: Vec<&str> = (log.lines())
+        .filter(|l| l.contains(" WARN ") && l.contains(&declared))
+        .collect();
+    assert_eq!(warnings.len(), 3, "{log}");
+    assert!(warnings
+        .iter()
+        .any(|l| l.contains("has 2 partitions where the app declares 3")));
+    assert!(warnings
+        .iter()
+        .any(|l| l.contains("retention.ms=60000 where the app declares retention.ms=3600000")));
+    assert!(warnings.iter().any(|l| l.contains("max.message.bytes=")));
+    assert_eq!(common::replicas(&declared).len(), 2, "used as it is");
+}
+
+#[test]
+fn by_default_a_missing_source_topic_stops_the_worker_with_its_name_and_nothing_is_created() {
+    needs_broker!();
+    let app = unique("sources");
+    let posts = format!("{app}-posts");
+    create_topic(&posts, 4);
+    let mut worker = Worker::start(&app, "w", &[("FAUST_CREATE_TOPICS", "internal")]);
+    let status = worker.wait_exit(DONE);
+    assert_eq!(status.code(), Some(1), "{}", worker.log());
+    let log = worker.log();
+    let last = log.lines().last().unwrap_or_default();
+    assert!(last.contains("these topics do not exist"), "{log}");
+    // Each missing source names its reader; neither an existing source nor an internal
+    // topic (an agent's own, which would be created) is named.
+    let missing = format!("{app}-from-python (read by agent 'answers')");
+    assert!(last.contains(&missing), "{last}");
+    assert!(last.contains("--create-topics all"), "{last}");
+    assert!(!last.contains(&format!("{posts} ")), "{last}");
+    assert!(!last.contains(&format!("{app}-count ")), "{last}");
+    // Refused before anything was created, internal topics included.
+    assert!(!common::topic_exists(&format!("{app}-count")));
+    assert!(!common::topic_exists(&format!("{app}-declared")));
+}
+
+#[test]
 fn a_failing_agent_is_logged_with_its_event_and_restarted() {
     needs_broker!();
     let app = unique("failing");

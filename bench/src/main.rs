@@ -194,7 +194,7 @@ impl Bench {
         };
         let group = self.unique("words");
         let input = format!("{group}-{agent}");
-        self.ensure_topics(&[&input])?;
+        self.ensure_topics(&[&input, "bench-out"])?;
         preload(&self.broker, &input, n, word)?;
         let faust = self.run_worker(&group, &input, n)?;
         let python = match self.python.clone() {

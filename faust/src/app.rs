@@ -4,10 +4,14 @@
 use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 
 use crate::{
-    config::{BrokerSpec, ClientSetting, Config, OffsetReset, RestartLimit, Sasl, Tls},
+    config::{
+        BrokerSpec, ClientSetting, Config, CreateTopics, OffsetReset, RestartLimit, Sasl, Tls,
+        Topic,
+    },
+    descriptor::topic_name,
     registry::Registry,
     sensors::Sensor,
-    transport::broker::TopicSpec,
+    transport::broker::{TopicSpec, MIN_COMPACTION_LAG_MS},
     Error, Result,
 };
 
@@ -82,44 +86,72 @@ impl App {
         names
     }
 
-    /// Topics the app reads and writes: every agent's sources and sinks, every table's
-    /// compacted changelog, the web directory and the leader topic.
+    /// Topics the app reads and writes, each once: every agent's sources and sinks, every
+    /// table's changelog, the web directory and the leader topic, and those declared in
+    /// code, with what the declarations say.
     pub(crate) fn topics(&self) -> Vec<TopicSpec> {
-        let id = &self.config.id;
-        let mut names = self.source_topics();
-        names.extend(self.registry.agents.iter().flat_map(|a| a.sink_topics(id)));
-        names.extend(self.config.dead_letter_topic.clone());
-        names.sort();
-        names.dedup();
-        let streams = names.into_iter().map(|name| TopicSpec {
-            name,
-            partitions: self.config.topic_partitions,
-            compacted: false,
-            retention_ms: None,
-        });
-        let changelogs = self.registry.tables.iter().map(|t| TopicSpec {
-            name: t.changelog_topic(&self.config.id),
-            partitions: t.partitions_or(self.config.topic_partitions),
-            compacted: true,
-            retention_ms: t.window.as_ref().map(|w| w.retention_ms()),
-        });
-        let directory = self.config.web_enabled.then(|| TopicSpec {
-            name: crate::web::directory_topic(&self.config.id),
-            partitions: 1,
-            compacted: true,
-            retention_ms: None,
-        });
-        let leader = TopicSpec {
-            name: crate::leader::topic(&self.config.id),
-            partitions: 1,
-            compacted: false,
-            retention_ms: None,
+        let config = &self.config;
+        let id = &config.id;
+        let mut specs = TopicSpecs {
+            specs: Vec::new(),
+            partitions: config.topic_partitions,
         };
-        streams
-            .chain(changelogs)
-            .chain(directory)
-            .chain([leader])
-            .collect()
+        for agent in &self.registry.agents {
+            let used_by = format!("read by agent '{}'", agent.name);
+            if agent.topics.is_empty() {
+                specs.internal(format!("{id}-{}", agent.name), &used_by);
+            }
+            for topic in agent.topics {
+                specs.external(topic_name(topic, id), &used_by);
+            }
+            for name in agent.group_by {
+                specs.internal(agent.repartition_topic(id, name), &used_by);
+            }
+            for through in agent.through {
+                specs.internal(topic_name(through, id), &used_by);
+            }
+            let written_by = format!("written by agent '{}'", agent.name);
+            for sink in agent.sink_topics(id) {
+                specs.external(sink, &written_by);
+            }
+        }
+        if let Some(topic) = &config.dead_letter_topic {
+            specs.external(topic.clone(), "the dead-letter topic");
+        }
+        for table in &self.registry.tables {
+            let changelog = specs.internal(
+                table.changelog_topic(id),
+                &format!("the changelog of table '{}'", table.name),
+            );
+            changelog.partitions = table.partitions_or(config.topic_partitions);
+            changelog.changelog = true;
+            let lag = MIN_COMPACTION_LAG_MS.to_string();
+            changelog.settings = match &table.window {
+                // Windows expire: their keys are deleted with the window's retention.
+                Some(window) => vec![
+                    ("cleanup.policy".into(), "compact,delete".into()),
+                    ("retention.ms".into(), window.retention_ms().to_string()),
+                    ("min.compaction.lag.ms".into(), lag),
+                ],
+                None => vec![
+                    ("cleanup.policy".into(), "compact".into()),
+                    ("min.compaction.lag.ms".into(), lag),
+                ],
+            };
+        }
+        if config.web_enabled {
+            let directory = crate::web::directory_topic(id);
+            let directory = specs.internal(directory, "the web directory");
+            directory.partitions = 1;
+            directory.settings = vec![("cleanup.policy".into(), "compact".into())];
+        }
+        specs
+            .internal(crate::leader::topic(id), "the leader election")
+            .partitions = 1;
+        for declared in &config.topics {
+            specs.declare(topic_name(&declared.name, id), declared);
+        }
+        specs.specs
     }
 
     /// Refuses to start when a table and a topic that feeds the app disagree on partitions.
@@ -183,6 +215,7 @@ inventory::collect!(MainApp);
 
 impl MainApp {
     /// The app of this binary's `faust::main!`, if it has one.
+    #[cfg(feature = "testing")]
     pub(crate) fn builder() -> Option<AppBuilder> {
         inventory::iter::<MainApp>().next().map(|main| (main.0)())
     }
@@ -310,9 +343,19 @@ impl AppBuilder {
         self
     }
 
-    /// Create missing topics the app reads or writes (true, the default), or refuse to start.
-    pub fn create_topics(mut self, create: bool) -> Self {
+    /// Which missing topics the worker creates: the app's internal ones (the default),
+    /// all it reads and writes, or none.
+    pub fn create_topics(mut self, create: CreateTopics) -> Self {
         self.config.create_topics = create;
+        self
+    }
+
+    /// Declares a topic: its partitions, replicas and settings, and whether the worker
+    /// creates it (`topic = faust::Topic::new("posts").partitions(12)` in `faust::main!`).
+    /// Declaring a topic again replaces the earlier declaration.
+    pub fn topic(mut self, topic: Topic) -> Self {
+        self.config.topics.retain(|t| t.name != topic.name);
+        self.config.topics.push(topic);
         self
     }
 
@@ -386,5 +429,165 @@ impl AppBuilder {
         let mut app = App::new(config, Registry::collect()?)?;
         app.sensors = sensors;
         Ok(app)
+    }
+}
+
+/// The topics of an app as [`App::topics`] collects them, each once, in order of
+/// first mention.
+struct TopicSpecs {
+    specs: Vec<TopicSpec>,
+    /// The app's default partition count.
+    partitions: i32,
+}
+
+impl TopicSpecs {
+    fn entry(&mut self, name: String, used_by: &str) -> &mut TopicSpec {
+        let index = match self.specs.iter().position(|s| s.name == name) {
+            Some(index) => index,
+            None => {
+                let spec = TopicSpec::new(name, self.partitions, used_by);
+                self.specs.push(spec);
+                self.specs.len() - 1
+            }
+        };
+        &mut self.specs[index]
+    }
+
+    /// A topic the app owns: created when missing, its partitions the app's.
+    fn internal(&mut self, name: String, used_by: &str) -> &mut TopicSpec {
+        let spec = self.entry(name, used_by);
+        spec.internal = true;
+        spec.partitions_declared = true;
+        spec
+    }
+
+    /// A topic others own too (a source, a sink): created only when asked.
+    fn external(&mut self, name: String, used_by: &str) {
+        self.entry(name, used_by);
+    }
+
+    /// What code declares about a topic, over what the app knows of it.
+    fn declare(&mut self, name: String, declared: &Topic) {
+        let spec = self.entry(name, "declared in code");
+        spec.internal |= declared.create;
+        if let Some(partitions) = declared.partitions {
+            spec.partitions = partitions;
+            spec.partitions_declared = true;
+        }
+        spec.replicas = declared.replicas.or(spec.replicas);
+        for (key, value) in declared.effective_settings() {
+            spec.settings.retain(|(k, _)| *k != key);
+            spec.settings.push((key, value));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        agents::{AgentDescriptor, OnError},
+        codec::KeyCodec,
+        descriptor::TableDescriptor,
+    };
+
+    static SPLIT: AgentDescriptor = AgentDescriptor {
+        name: "split",
+        topics: &["posts"],
+        sinks: &["{app_id}-lines"],
+        group_by: &["word"],
+        through: &[],
+        concurrency: 1,
+        on_error: OnError::Skip,
+        retries: 0,
+        codec: "json",
+        key_codec: KeyCodec::Raw,
+        value_type: "String",
+        location: "app.rs:1",
+        run: |_| Box::pin(async { Ok(()) }),
+    };
+
+    static COUNT: AgentDescriptor = AgentDescriptor {
+        name: "count",
+        topics: &[],
+        ..SPLIT
+    };
+
+    static COUNTS: TableDescriptor = TableDescriptor {
+        name: "counts",
+        partitions: Some(2),
+        ..crate::descriptor::INVALID_TABLE
+    };
+
+    fn topics(builder: AppBuilder) -> Vec<TopicSpec> {
+        let config = builder.config().unwrap();
+        let registry =
+            Registry::from_parts(vec![&SPLIT, &COUNT], vec![&COUNTS], vec![], vec![], vec![]);
+        App::new(config, registry.unwrap()).unwrap().topics()
+    }
+
+    fn find<'a>(specs: &'a [TopicSpec], name: &str) -> &'a TopicSpec {
+        let found = specs.iter().find(|s| s.name == name);
+        found.unwrap_or_else(|| panic!("no topic {name} in {specs:#?}"))
+    }
+
+    #[test]
+    fn sources_and_sinks_are_external_and_what_the_app_names_is_internal() {
+        let specs = topics(App::builder("wc").partitions(4));
+        let posts = find(&specs, "posts");
+        assert!(!posts.internal);
+        assert_eq!(posts.used_by, "read by agent 'split'");
+        assert!(!find(&specs, "wc-lines").internal, "a sink");
+        for internal in [
+            "wc-count",
+            "wc-split-word-repartition",
+            "wc-counts-changelog",
+        ] {
+            assert!(find(&specs, internal).internal, "{internal}");
+        }
+        let changelog = find(&specs, "wc-counts-changelog");
+        assert_eq!(changelog.partitions, 2, "the table's own count");
+        assert!(changelog.changelog);
+        assert!(changelog
+            .settings
+            .contains(&("cleanup.policy".into(), "compact".into())));
+        assert_eq!(find(&specs, "wc-count").partitions, 4);
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        let mut unique = names.clone();
+        unique.dedup();
+        assert_eq!(names.len(), unique.len(), "each once: {names:?}");
+    }
+
+    #[test]
+    fn a_declaration_sets_partitions_replicas_settings_and_creation() {
+        let posts = crate::Topic::new("posts")
+            .partitions(12)
+            .replicas(3)
+            .retention(Duration::from_secs(3600))
+            .create(true);
+        let changelog =
+            crate::Topic::new("{app_id}-counts-changelog").config("segment.ms", "60000");
+        let specs = topics(App::builder("wc").topic(posts).topic(changelog));
+        let posts = find(&specs, "posts");
+        assert!(posts.internal && posts.partitions_declared);
+        assert_eq!((posts.partitions, posts.replicas), (12, Some(3)));
+        assert_eq!(
+            posts.settings,
+            vec![("retention.ms".into(), "3600000".into())]
+        );
+        assert_eq!(posts.used_by, "read by agent 'split'");
+        let changelog = find(&specs, "wc-counts-changelog");
+        assert!(changelog
+            .settings
+            .contains(&("segment.ms".into(), "60000".into())));
+        assert!(
+            changelog
+                .settings
+                .contains(&("cleanup.policy".into(), "compact".into())),
+            "added to the changelog's own settings"
+        );
+        // A declared topic no agent uses is still the app's to check or create.
+        let specs = topics(App::builder("wc").topic(crate::Topic::new("greetings")));
+        assert_eq!(find(&specs, "greetings").used_by, "declared in code");
     }
 }

@@ -20,7 +20,7 @@ use crate::{
     app::{App, AppBuilder},
     config::{
         parse_app_id, parse_duration, parse_partitions, parse_replicas, BrokerSpec, ClientSetting,
-        Config, OffsetReset, Sasl, SaslMechanism, Secret, Tls,
+        Config, CreateTopics, OffsetReset, Sasl, SaslMechanism, Secret, Tls,
     },
     context::WorkerContext,
     leader::Leadership,
@@ -148,9 +148,9 @@ struct Settings {
     /// Run without the web server (no /health, /metrics, /stats, table lookups or status page)
     #[arg(long, global = true, env = "FAUST_WITHOUT_WEB", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     without_web: Option<bool>,
-    /// Create missing topics the app reads or writes (true), or refuse to start (false) [default: true]
-    #[arg(long, global = true, env = "FAUST_CREATE_TOPICS", value_name = "BOOL")]
-    create_topics: Option<bool>,
+    /// Which missing topics to create: internal (the app's own: agents' own topics, repartition, changelogs), all (also source and sink topics), or none [default: internal]
+    #[arg(long, global = true, env = "FAUST_CREATE_TOPICS", value_parser = CreateTopics::parse, value_name = "internal|all|none")]
+    create_topics: Option<CreateTopics>,
     /// Warn when a partition with messages waiting has not committed progress for this long [default: 60s]
     #[arg(long, global = true, env = "FAUST_STALL_TIMEOUT", value_parser = parse_duration)]
     stall_timeout: Option<Duration>,

@@ -56,11 +56,13 @@ pub enum Error {
         timeout: Duration,
     },
 
-    /// Topics the app reads or writes do not exist and topic creation is turned off.
-    #[error("topic creation is off (create_topics = false) and these topics do not exist: {}; create them, or turn creation on with --create-topics true / FAUST_CREATE_TOPICS=true", topics.join(", "))]
+    /// Topics the app reads or writes do not exist, and the policy says not to create them.
+    #[error("these topics do not exist: {}; create them as their producers need them, or declare them in code to be created (faust::Topic::new(name).create(true)), or let the worker create every topic it uses with --create-topics all (FAUST_CREATE_TOPICS=all; it creates {})", topics.join(", "), match policy { crate::CreateTopics::Internal => "only the app's internal topics now", crate::CreateTopics::All => "all", crate::CreateTopics::None => "none now" })]
     MissingTopics {
-        /// The missing topics.
+        /// The missing topics, each with what uses it.
         topics: Vec<String>,
+        /// The creation policy in force.
+        policy: crate::CreateTopics,
     },
 
     /// A value could not be encoded for sending.

@@ -58,8 +58,8 @@ mod worker;
 pub use agents::{OnError, Sink, Stream};
 pub use app::{App, AppBuilder};
 pub use config::{
-    BrokerSpec, ClientSetting, Clients, Config, OffsetReset, RestartLimit, Sasl, SaslMechanism,
-    Secret, Tls,
+    BrokerSpec, ClientSetting, Clients, Config, CreateTopics, OffsetReset, RestartLimit, Sasl,
+    SaslMechanism, Secret, Tls, Topic,
 };
 pub use context::{config, is_leader, spawn};
 pub use error::{Error, KafkaError, Result};

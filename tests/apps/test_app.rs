@@ -609,10 +609,20 @@ impl faust::sensors::Sensor for DecodeErrorPrinter {
     }
 }
 
-// A small buffer, so that back-pressure (pause and resume) happens in every test.
+// A small buffer, so that back-pressure (pause and resume) happens in every test. Each
+// test creates the topics it writes; the worker creates the rest of the many topics its
+// agents read (a test overrides that with FAUST_CREATE_TOPICS). `{app_id}-declared` is
+// how a user declares a topic's settings (tests/worker.rs describes it).
 faust::main!(
     id = "faust-test-app",
     partitions = 4,
     max_buffered_per_partition = 64,
-    sensor = DecodeErrorPrinter
+    sensor = DecodeErrorPrinter,
+    create_topics = faust::CreateTopics::All,
+    topic = faust::Topic::new("{app_id}-declared")
+        .partitions(3)
+        .replicas(3)
+        .retention(std::time::Duration::from_secs(3600))
+        .config("max.message.bytes", "2000000")
+        .create(true)
 );

@@ -149,6 +149,15 @@ pub fn replicas(topic: &str) -> Vec<usize> {
         .collect()
 }
 
+/// Whether the broker knows the topic.
+pub fn topic_exists(topic: &str) -> bool {
+    let consumer: BaseConsumer = client().create().unwrap();
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(10))
+        .unwrap();
+    metadata.topics().iter().any(|t| t.name() == topic)
+}
+
 pub fn create_topic(name: &str, partitions: i32) {
     create_topic_with(name, partitions, &[]);
 }

@@ -5,10 +5,12 @@
 //! gets the same one-line explanation wherever it comes from.
 
 mod kafka;
+mod topic;
 
 use std::{path::PathBuf, time::Duration};
 
 pub use kafka::{ClientSetting, Clients, Sasl, SaslMechanism, Secret, Tls};
+pub use topic::{CreateTopics, Topic};
 
 use crate::{Error, Result};
 
@@ -147,8 +149,10 @@ pub struct Config {
     /// When set, `/tables`, `/stats`, `/assignment` and the status page answer only
     /// requests with `Authorization: Bearer {token}`; `/health` and `/metrics` stay open.
     pub web_token: Option<Secret>,
-    /// Create missing source and sink topics (true) or refuse to start (false).
-    pub create_topics: bool,
+    /// Which missing topics the worker creates (default: the app's internal ones).
+    pub create_topics: CreateTopics,
+    /// Topics declared in code: partitions, replicas and settings of each.
+    pub topics: Vec<Topic>,
     /// A partition with this many events in flight is paused until half have been acknowledged.
     pub max_buffered_per_partition: usize,
     /// How long a revocation waits for the events actors already started.
@@ -200,7 +204,8 @@ impl Config {
             web_host: default_web_host(),
             web_tables: Vec::new(),
             web_token: None,
-            create_topics: true,
+            create_topics: CreateTopics::Internal,
+            topics: Vec::new(),
             max_buffered_per_partition: 10_000,
             drain_timeout: Duration::from_secs(30),
             stall_timeout: Duration::from_secs(60),
@@ -261,6 +266,9 @@ impl Config {
         }
         if self.datadir.as_os_str().is_empty() {
             return Err(Error::Config("the datadir must not be empty".into()));
+        }
+        for topic in &self.topics {
+            topic.validate().map_err(Error::Config)?;
         }
         self.validate_security()
     }

@@ -36,15 +36,39 @@ pub(crate) const MIN_COMPACTION_LAG_MS: i64 = 24 * 3600 * 1000;
 /// How long start-up waits for the broker to answer before saying it is unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A topic the app needs.
+/// A topic the app needs, and how it wants it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TopicSpec {
     pub(crate) name: String,
     pub(crate) partitions: i32,
-    pub(crate) compacted: bool,
-    /// For a compacted topic, also delete records older than this (`compact,delete`):
-    /// windowed tables' changelogs, whose keys expire.
-    pub(crate) retention_ms: Option<i64>,
+    /// Whether the partition count is the app's to say (an internal or declared topic):
+    /// an existing topic with another count is reported.
+    pub(crate) partitions_declared: bool,
+    /// Its replication factor; `None`: the app's.
+    pub(crate) replicas: Option<i32>,
+    /// Settings it is created with; an existing topic that disagrees is reported.
+    pub(crate) settings: Vec<(String, String)>,
+    /// The app owns it (or its declaration asks for it to be created).
+    pub(crate) internal: bool,
+    /// A table's changelog: its settings are what recovery relies on.
+    pub(crate) changelog: bool,
+    /// Who uses it, for messages ("read by agent 'split'").
+    pub(crate) used_by: String,
+}
+
+impl TopicSpec {
+    pub(crate) fn new(name: String, partitions: i32, used_by: &str) -> TopicSpec {
+        TopicSpec {
+            name,
+            partitions,
+            partitions_declared: false,
+            replicas: None,
+            settings: Vec::new(),
+            internal: false,
+            changelog: false,
+            used_by: used_by.to_owned(),
+        }
+    }
 }
 
 /// The cluster a worker talks to, and how its clients are doing there.
@@ -97,7 +121,9 @@ impl Broker {
     }
 
     /// Makes sure every topic in `specs` exists, creating missing ones as `config` says
-    /// (`create_topics`, `topic_replication_factor`); returns the partition count of each.
+    /// (`create_topics`, `topic_replication_factor`) and reporting existing ones that
+    /// disagree with their spec; returns the partition count of each. The embedded
+    /// broker starts empty: there every topic is created.
     pub(crate) async fn ensure_topics(
         &self,
         specs: &[TopicSpec],
@@ -137,37 +163,27 @@ async fn ensure_on_kafka(
     } = existing_topics(connection, health).await?;
     let (existing, missing): (Vec<&TopicSpec>, Vec<&TopicSpec>) =
         specs.iter().partition(|s| partitions.contains_key(&s.name));
-    check_changelogs(&admin, &existing).await;
+    report_disagreements(&admin, &existing, &partitions).await;
     if missing.is_empty() {
         return Ok(partitions);
     }
-    if !config.create_topics {
+    let refused: Vec<String> = (missing.iter())
+        .filter(|s| !config.create_topics.creates(s.internal))
+        .map(|s| format!("{} ({})", s.name, s.used_by))
+        .collect();
+    if !refused.is_empty() {
         return Err(Error::MissingTopics {
-            topics: missing.iter().map(|s| s.name.clone()).collect(),
+            topics: refused,
+            policy: config.create_topics,
         });
     }
-    let replication = replication_factor(config.topic_replication_factor, brokers);
-    let retentions: Vec<Option<String>> = missing
-        .iter()
-        .map(|s| s.retention_ms.map(|ms| ms.to_string()))
-        .collect();
-    let lag = MIN_COMPACTION_LAG_MS.to_string();
     let new_topics: Vec<NewTopic<'_>> = missing
         .iter()
-        .zip(&retentions)
-        .map(|(s, retention)| {
-            let topic = NewTopic::new(&s.name, s.partitions, TopicReplication::Fixed(replication));
-            let topic = match s.compacted {
-                true => topic.set("min.compaction.lag.ms", &lag),
-                false => topic,
-            };
-            match (s.compacted, retention) {
-                (true, Some(ms)) => topic
-                    .set("cleanup.policy", "compact,delete")
-                    .set("retention.ms", ms),
-                (true, None) => topic.set("cleanup.policy", "compact"),
-                (false, _) => topic,
-            }
+        .map(|s| {
+            let asked = s.replicas.unwrap_or(config.topic_replication_factor);
+            let replicas = TopicReplication::Fixed(replication_factor(asked, brokers));
+            let topic = NewTopic::new(&s.name, s.partitions, replicas);
+            (s.settings.iter()).fold(topic, |topic, (key, value)| topic.set(key, value))
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(CONNECT_TIMEOUT));
@@ -198,13 +214,34 @@ async fn ensure_on_kafka(
     Ok(partitions)
 }
 
-/// Warns about existing changelogs that are not compacted (they grow without end, or
-/// lose keys to retention), or whose records compaction may delete too early for
-/// recovery (see [`MIN_COMPACTION_LAG_MS`]); topics created here get both right.
-async fn check_changelogs(admin: &AdminClient<LogContext>, existing: &[&TopicSpec]) {
-    let resources: Vec<ResourceSpecifier<'_>> = existing
-        .iter()
-        .filter(|s| s.compacted)
+/// Warns about existing topics that disagree with what the app declares of them
+/// (partitions, settings). They are used as they are: changing a topic is its owner's
+/// decision.
+async fn report_disagreements(
+    admin: &AdminClient<LogContext>,
+    existing: &[&TopicSpec],
+    partitions: &HashMap<String, i32>,
+) {
+    for spec in existing {
+        let actual = partitions
+            .get(&spec.name)
+            .copied()
+            .unwrap_or(spec.partitions);
+        if spec.partitions_declared && actual != spec.partitions && !spec.changelog {
+            warn!(
+                topic = %spec.name,
+                partitions = actual,
+                declared = spec.partitions,
+                "this topic has {actual} partitions where the app declares {}: it is used as \
+                 it is; to change it, recreate the topic, or declare what it has",
+                spec.partitions
+            );
+        }
+    }
+    let with_settings: Vec<&TopicSpec> = (existing.iter().copied())
+        .filter(|s| !s.settings.is_empty())
+        .collect();
+    let resources: Vec<ResourceSpecifier<'_>> = (with_settings.iter())
         .map(|s| ResourceSpecifier::Topic(&s.name))
         .collect();
     if resources.is_empty() {
@@ -214,43 +251,74 @@ async fn check_changelogs(admin: &AdminClient<LogContext>, existing: &[&TopicSpe
     let described = match admin.describe_configs(&resources, &options).await {
         Ok(described) => described,
         Err(e) => {
-            debug!(error = %e, "could not read the changelogs' settings");
+            debug!(error = %e, "could not read the topics' settings");
             return;
         }
     };
     for resource in described.into_iter().flatten() {
-        let topic = match &resource.specifier {
-            OwnedResourceSpecifier::Topic(topic) => topic.as_str(),
-            _ => "?",
-        };
-        let policy = resource
-            .get("cleanup.policy")
-            .and_then(|entry| entry.value.clone())
-            .unwrap_or_default();
-        if !policy.contains("compact") {
-            warn!(
-                topic,
-                cleanup_policy = %policy,
-                "this changelog is not compacted: it keeps every write (recovery reads them \
-                 all) or retention deletes keys the table still holds; set its \
-                 cleanup.policy to compact"
-            );
+        let OwnedResourceSpecifier::Topic(topic) = &resource.specifier else {
             continue;
-        }
-        let lag = resource
-            .get("min.compaction.lag.ms")
-            .and_then(|entry| entry.value.as_deref()?.parse::<i64>().ok())
-            .unwrap_or(0);
-        if lag < MIN_COMPACTION_LAG_MS {
-            warn!(
-                topic,
-                min_compaction_lag_ms = lag,
-                "this changelog lets compaction delete a record as soon as a newer one of its \
-                 key exists, which recovery after a crash may still need; set its \
-                 min.compaction.lag.ms to {MIN_COMPACTION_LAG_MS} (one day) or more"
-            );
+        };
+        let Some(spec) = with_settings.iter().find(|s| s.name == *topic) else {
+            continue;
+        };
+        let actual = |key: &str| resource.get(key).and_then(|entry| entry.value.clone());
+        for warning in disagreements(spec, actual) {
+            warn!(topic = %spec.name, "{warning}");
         }
     }
+}
+
+/// How an existing topic's settings (`actual`) disagree with `spec`'s, one sentence each.
+fn disagreements(spec: &TopicSpec, actual: impl Fn(&str) -> Option<String>) -> Vec<String> {
+    let mut found = Vec::new();
+    // The lag is compaction's: without compaction it does not matter.
+    let compacted = actual("cleanup.policy").is_some_and(|p| p.contains("compact"));
+    for (key, wanted) in &spec.settings {
+        let value = actual(key).unwrap_or_default();
+        match key.as_str() {
+            "cleanup.policy" if spec.changelog && !value.contains("compact") => {
+                found.push(format!(
+                    "this changelog is not compacted (cleanup.policy={value}): it keeps every \
+                 write (recovery reads them all) or retention deletes keys the table still \
+                 holds; set its cleanup.policy to {wanted}"
+                ))
+            }
+            "cleanup.policy" if same_policy(&value, wanted) => {}
+            "min.compaction.lag.ms" if !compacted => {}
+            "min.compaction.lag.ms" => {
+                let lag = value.parse::<i64>().unwrap_or(0);
+                let least = wanted.parse::<i64>().unwrap_or(0);
+                if lag < least {
+                    found.push(format!(
+                        "this changelog lets compaction delete a record as soon as a newer \
+                         one of its key exists (min.compaction.lag.ms={lag}), which recovery \
+                         after a crash may still need; set its min.compaction.lag.ms to \
+                         {least} (one day) or more"
+                    ));
+                }
+            }
+            _ if value == *wanted => {}
+            _ => found.push(format!(
+                "this topic has {key}={value} where the app declares {key}={wanted}: it is \
+                 used as it is; to change it, alter the topic's config (kafka-configs \
+                 --alter --entity-type topics --entity-name {} --add-config \
+                 {key}={wanted}), or declare what it has",
+                spec.name
+            )),
+        }
+    }
+    found
+}
+
+/// Whether two `cleanup.policy` values name the same policies, in any order.
+fn same_policy(a: &str, b: &str) -> bool {
+    let set = |s: &str| -> std::collections::BTreeSet<String> {
+        s.split(',')
+            .map(|p| p.trim().to_ascii_lowercase())
+            .collect()
+    };
+    set(a) == set(b)
 }
 
 /// What the start-up probe learned of the cluster.
@@ -399,5 +467,78 @@ impl EmbeddedBroker {
             .send((spec.clone(), reply))
             .map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn changelog() -> TopicSpec {
+        let mut spec = TopicSpec::new("c".into(), 4, "the changelog of table 't'");
+        spec.changelog = true;
+        spec.settings = vec![
+            ("cleanup.policy".into(), "compact,delete".into()),
+            ("retention.ms".into(), "1000".into()),
+            (
+                "min.compaction.lag.ms".into(),
+                MIN_COMPACTION_LAG_MS.to_string(),
+            ),
+        ];
+        spec
+    }
+
+    fn described<'a>(settings: &'a [(&str, &str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        |key| {
+            let mut settings = settings.iter();
+            settings
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn a_topic_as_declared_has_no_disagreement() {
+        let lag = MIN_COMPACTION_LAG_MS.to_string();
+        let topic = [
+            ("cleanup.policy", "delete,compact"),
+            ("retention.ms", "1000"),
+            ("min.compaction.lag.ms", lag.as_str()),
+        ];
+        assert_eq!(
+            disagreements(&changelog(), described(&topic)),
+            Vec::<String>::new()
+        );
+        // A longer lag than needed is fine.
+        let topic = [
+            ("cleanup.policy", "compact,delete"),
+            ("retention.ms", "1000"),
+            ("min.compaction.lag.ms", "999999999999"),
+        ];
+        assert!(disagreements(&changelog(), described(&topic)).is_empty());
+    }
+
+    #[test]
+    fn each_disagreement_is_named_with_what_to_set() {
+        let topic = [("cleanup.policy", "compact,delete"), ("retention.ms", "5")];
+        let found = disagreements(&changelog(), described(&topic));
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert!(found[0].contains("retention.ms=5 where the app declares retention.ms=1000"));
+        assert!(found[1].contains("min.compaction.lag.ms to 86400000"));
+        // Not compacted: that is what to fix (the lag is compaction's).
+        let topic = [("cleanup.policy", "delete"), ("retention.ms", "1000")];
+        let found = disagreements(&changelog(), described(&topic));
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(found[0].contains("not compacted (cleanup.policy=delete)"));
+        assert!(found[0].contains("set its cleanup.policy to compact,delete"));
+        // A compacted changelog without the deletion its windows need is named too.
+        let topic = [("cleanup.policy", "compact"), ("retention.ms", "1000")];
+        let found = disagreements(&changelog(), described(&topic));
+        assert!(
+            found[0].contains(
+                "cleanup.policy=compact where the app declares cleanup.policy=compact,delete"
+            ),
+            "{found:#?}"
+        );
     }
 }
