@@ -7,14 +7,14 @@
 # Building needs libclang, for the RocksDB bindings (bindgen), and OpenSSL's headers
 # (with pkg-config), for TLS to the brokers. The tests also need chromium and promtool
 # (package prometheus), with which they check the status page and the /metrics text,
-# and openssl and stunnel4, which make certificates and put TLS in front of the test
-# broker. Everything else comes from crates.io. Run as root or with sudo.
+# openssl and stunnel4, which make certificates and put TLS in front of the test
+# broker, and curl, which asks the web server over HTTPS with a client certificate. Everything else comes from crates.io. Run as root or with sudo.
 set -euo pipefail
 
 PACKAGES=(libclang-dev libssl-dev pkg-config)
 case "${1:-}" in
     --build) ;;
-    "") PACKAGES+=(chromium prometheus openssl stunnel4) ;;
+    "") PACKAGES+=(chromium prometheus openssl stunnel4 curl) ;;
     *) echo "usage: $0 [--build]" >&2; exit 2 ;;
 esac
 if dpkg -s "${PACKAGES[@]}" >/dev/null 2>&1; then

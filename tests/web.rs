@@ -1,20 +1,21 @@
 //! The worker's web server against the real broker: counters and lag after real
 //! processing, Prometheus text checked by `promtool`, `/health` before and after the
-//! worker has its partitions, table lookups across two workers, and the status page
-//! rendered by headless Chromium.
+//! worker has its partitions, table lookups across two workers (over HTTPS with client
+//! certificates too), and the status page rendered by headless Chromium.
 
 mod common;
 
 use std::{
     collections::HashMap,
     io::Write as _,
+    path::Path,
     process::{Command, Stdio},
     time::Duration,
 };
 
 use common::{
-    agent, all_committed, count_topics, http_get, partitions, produce_json, stats, unique,
-    wait_until, Worker,
+    agent, all_committed, count_topics, http_get, partitions, produce_json, secured::Certificates,
+    stats, unique, wait_until, Worker,
 };
 use serde_json::{json, Value};
 
@@ -299,6 +300,110 @@ fn a_table_lookup_sent_to_the_wrong_worker_is_redirected_to_the_owner() {
         redirects, 12,
         "each word is held by exactly one of the two workers"
     );
+    b.stop();
+    a.stop();
+}
+
+/// `curl` over HTTPS trusting `ca`, with a client certificate when given: the status
+/// code (0 when no HTTP answer came), the body and the redirect's target.
+fn curl(url: &str, ca: &Path, client: Option<(&Path, &Path)>) -> (u16, String, String) {
+    let mut command = Command::new("curl");
+    command.args([
+        "-s",
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code} %{redirect_url}",
+        "--cacert",
+    ]);
+    command.arg(ca);
+    if let Some((cert, key)) = client {
+        command.arg("--cert").arg(cert).arg("--key").arg(key);
+    }
+    let output = command
+        .arg(url)
+        .output()
+        .expect("curl is missing: run scripts/install-deps.sh");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, last) = text.rsplit_once('\n').unwrap_or_default();
+    let (code, redirect) = last.split_once(' ').unwrap_or((last, ""));
+    (
+        code.parse().unwrap_or(0),
+        body.to_owned(),
+        redirect.to_owned(),
+    )
+}
+
+#[test]
+fn over_tls_with_a_client_ca_probes_pass_and_the_rest_wants_a_certificate() {
+    needs_broker!();
+    let certs = Certificates::make(&common::scratch().join(unique("web-certs")));
+    let app = unique("web-tls");
+    let (input, _) = count_topics(&app);
+    let env = [
+        ("FAUST_WEB_CERT", certs.server_cert.to_str().unwrap()),
+        ("FAUST_WEB_KEY", certs.server_key.to_str().unwrap()),
+        ("FAUST_WEB_CLIENT_CA", certs.ca.to_str().unwrap()),
+    ];
+    let mut a = Worker::start(&app, "a", &env);
+    let mut b = Worker::start(&app, "b", &env);
+    let (url_a, url_b) = (a.web_url(), b.web_url());
+    assert!(url_a.starts_with("https://127.0.0.1:"), "{url_a}");
+    let client = Some((certs.client_cert.as_path(), certs.client_key.as_path()));
+    let get = |url: &str| curl(url, &certs.ca, client);
+    let anonymous = |url: &str| curl(url, &certs.ca, None);
+
+    // Probes and scrapers need no certificate; everything else does.
+    assert!([200, 503].contains(&anonymous(&format!("{url_a}/health")).0));
+    assert_eq!(anonymous(&format!("{url_a}/metrics")).0, 200);
+    for path in ["/", "/stats", "/assignment", "/tables/counts/w0"] {
+        let (code, body, _) = anonymous(&format!("{url_a}{path}"));
+        assert_eq!(code, 403, "{path}: {body}");
+        assert!(body.contains("client certificate"), "{path}: {body}");
+        // With it: answered (a lookup may say the table is not ready yet).
+        let (code, body, _) = get(&format!("{url_a}{path}"));
+        assert!(![0, 403].contains(&code), "{path}: {code} {body}");
+    }
+    // Plain HTTP gets no answer from the TLS port.
+    let plain = url_a.replacen("https://", "http://", 1);
+    assert_eq!(curl(&format!("{plain}/health"), &certs.ca, None).0, 0);
+
+    // Lookups of keys the other worker holds are redirected to its https:// address,
+    // where the certificate is wanted too.
+    let holds = |url: &str| {
+        let (_, body, _) = get(&format!("{url}/assignment"));
+        let assignment: Value = serde_json::from_str(&body).unwrap_or_default();
+        assignment["tables"]["counts"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty())
+    };
+    assert!(
+        wait_until(DONE, || holds(&url_a) && holds(&url_b)),
+        "the two workers never shared the partitions\n{}\n{}",
+        a.log(),
+        b.log()
+    );
+    produce_json(&input, &words(12, 2));
+    let mut redirects = 0;
+    let all_answered = wait_until(DONE, || {
+        redirects = 0;
+        (0..12).all(|i| {
+            let (code, body, location) = get(&format!("{url_a}/tables/counts/w{i}"));
+            let (code, body) = match code {
+                307 => {
+                    redirects += 1;
+                    assert!(location.starts_with(&url_b), "{location}");
+                    assert_eq!(anonymous(&location).0, 403);
+                    let (code, body, _) = get(&location);
+                    (code, body)
+                }
+                _ => (code, body),
+            };
+            code == 200 && body == "2"
+        })
+    });
+    assert!(all_answered, "{}\n{}", a.log(), b.log());
+    assert!(redirects > 0, "worker b holds some words");
     b.stop();
     a.stop();
 }

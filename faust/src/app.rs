@@ -6,7 +6,7 @@ use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 use crate::{
     config::{
         BrokerSpec, ClientSetting, Config, CreateTopics, OffsetReset, RestartLimit, Sasl, Tls,
-        Topic,
+        Topic, WebTls,
     },
     descriptor::topic_name,
     registry::Registry,
@@ -334,6 +334,13 @@ impl AppBuilder {
     /// but `/health` and `/metrics`.
     pub fn web_token(mut self, token: impl Into<String>) -> Self {
         self.config.web_token = Some(crate::config::Secret::new(token));
+        self
+    }
+
+    /// Serves the web port over TLS, and with [`WebTls::client_ca`] requires client
+    /// certificates for all but `/health` and `/metrics`.
+    pub fn web_tls(mut self, tls: WebTls) -> Self {
+        self.config.web_tls = Some(tls);
         self
     }
 

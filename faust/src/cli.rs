@@ -20,7 +20,7 @@ use crate::{
     app::{App, AppBuilder},
     config::{
         parse_app_id, parse_duration, parse_partitions, parse_replicas, BrokerSpec, ClientSetting,
-        Config, CreateTopics, OffsetReset, Sasl, SaslMechanism, Secret, Tls,
+        Config, CreateTopics, OffsetReset, Sasl, SaslMechanism, Secret, Tls, WebTls,
     },
     context::WorkerContext,
     leader::Leadership,
@@ -145,6 +145,33 @@ struct Settings {
     /// Answer only requests with "Authorization: Bearer TOKEN" (all but /health and /metrics); prefer the variable
     #[arg(long, global = true, env = "FAUST_WEB_TOKEN", hide_env_values = true)]
     web_token: Option<String>,
+    /// PEM file of the web server's certificate chain: serve the web port over TLS (with --web-key)
+    #[arg(
+        long,
+        global = true,
+        env = "FAUST_WEB_CERT",
+        value_name = "FILE",
+        requires = "web_key"
+    )]
+    web_cert: Option<PathBuf>,
+    /// PEM file of the web server certificate's private key
+    #[arg(
+        long,
+        global = true,
+        env = "FAUST_WEB_KEY",
+        value_name = "FILE",
+        requires = "web_cert"
+    )]
+    web_key: Option<PathBuf>,
+    /// PEM file of the CA whose client certificates the web server requires (all but /health and /metrics)
+    #[arg(
+        long,
+        global = true,
+        env = "FAUST_WEB_CLIENT_CA",
+        value_name = "FILE",
+        requires = "web_cert"
+    )]
+    web_client_ca: Option<PathBuf>,
     /// Run without the web server (no /health, /metrics, /stats, table lookups or status page)
     #[arg(long, global = true, env = "FAUST_WITHOUT_WEB", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     without_web: Option<bool>,
@@ -229,6 +256,12 @@ impl Settings {
         config.web_tables.extend(self.web_tables);
         if let Some(token) = self.web_token {
             config.web_token = Some(Secret::new(token));
+        }
+        if let (Some(cert), Some(key)) = (self.web_cert, self.web_key) {
+            config.web_tls = Some(WebTls::new(cert, key));
+        }
+        if let (Some(tls), Some(ca)) = (&mut config.web_tls, self.web_client_ca) {
+            tls.client_ca = Some(ca);
         }
         if let Some(without) = self.without_web {
             config.web_enabled = !without;

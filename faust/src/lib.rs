@@ -59,7 +59,7 @@ pub use agents::{OnError, Sink, Stream};
 pub use app::{App, AppBuilder};
 pub use config::{
     BrokerSpec, ClientSetting, Clients, Config, CreateTopics, OffsetReset, RestartLimit, Sasl,
-    SaslMechanism, Secret, Tls, Topic,
+    SaslMechanism, Secret, Tls, Topic, WebTls,
 };
 pub use context::{config, is_leader, spawn};
 pub use error::{Error, KafkaError, Result};

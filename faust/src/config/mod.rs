@@ -6,11 +6,13 @@
 
 mod kafka;
 mod topic;
+mod web;
 
 use std::{path::PathBuf, time::Duration};
 
 pub use kafka::{ClientSetting, Clients, Sasl, SaslMechanism, Secret, Tls};
 pub use topic::{CreateTopics, Topic};
+pub use web::WebTls;
 
 use crate::{Error, Result};
 
@@ -149,6 +151,8 @@ pub struct Config {
     /// When set, `/tables`, `/stats`, `/assignment` and the status page answer only
     /// requests with `Authorization: Bearer {token}`; `/health` and `/metrics` stay open.
     pub web_token: Option<Secret>,
+    /// TLS on the web port, and the CA of the client certificates it requires.
+    pub web_tls: Option<WebTls>,
     /// Which missing topics the worker creates (default: the app's internal ones).
     pub create_topics: CreateTopics,
     /// Topics declared in code: partitions, replicas and settings of each.
@@ -204,6 +208,7 @@ impl Config {
             web_host: default_web_host(),
             web_tables: Vec::new(),
             web_token: None,
+            web_tls: None,
             create_topics: CreateTopics::Internal,
             topics: Vec::new(),
             max_buffered_per_partition: 10_000,
@@ -288,6 +293,11 @@ impl Config {
                         .into(),
                 ));
             }
+        }
+        for (setting, file) in self.web_tls.iter().flat_map(WebTls::files) {
+            std::fs::metadata(file).map_err(|e| {
+                Error::Config(format!("{setting}: cannot read '{}': {e}", file.display()))
+            })?;
         }
         let Some(tls) = &self.broker_tls else {
             return Ok(());

@@ -4,9 +4,12 @@
 //! A table lookup is answered by the worker that holds the key's partition; any other
 //! worker redirects (307) to it, found through the [`directory`] of announcements. Only
 //! tables declared with `web = true` or listed in `web_tables` are served, and with a
-//! `web_token` everything but `/health` and `/metrics` wants it as a bearer token.
+//! `web_token` everything but `/health` and `/metrics` wants it as a bearer token. With
+//! `web_tls` it serves HTTPS, and with a client CA it wants a client certificate for
+//! all but those two as well.
 
 mod directory;
+mod tls;
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -15,7 +18,7 @@ use std::{
 };
 
 use axum::{
-    extract::{Path, Query, Request, State},
+    extract::{ConnectInfo, Path, Query, Request, State},
     http::{header, HeaderMap, StatusCode, Uri},
     middleware::{self, Next},
     response::{Html, IntoResponse, Response},
@@ -35,6 +38,7 @@ use crate::{
     Error, Result,
 };
 use directory::{Directory, DirectoryService};
+use tls::{Peer, TlsListener};
 
 const STATUS_PAGE: &str = include_str!("status.html");
 
@@ -50,6 +54,9 @@ struct Shared {
     /// Tables served besides those declared with `web = true`.
     web_tables: HashSet<String>,
     token: Option<Secret>,
+    /// Requests other than probes' must come over a connection with a client
+    /// certificate the web CA signed.
+    certificate_required: bool,
     app_id: String,
     url: String,
     agents: Vec<AgentInfo>,
@@ -91,6 +98,7 @@ impl WebServer {
             }
         }
         let listener = bind(config).await?;
+        let acceptor = config.web_tls.as_ref().map(tls::acceptor).transpose()?;
         let port = listener
             .local_addr()
             .map_err(|e| Error::Io {
@@ -98,7 +106,12 @@ impl WebServer {
                 source: e,
             })?
             .port();
-        let url = format!("http://{}:{port}", config.web_host);
+        let scheme = if config.web_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let url = format!("{scheme}://{}:{port}", config.web_host);
         let directory = DirectoryService::start(
             connection,
             directory_topic(&config.id),
@@ -109,6 +122,10 @@ impl WebServer {
         let shared = Arc::new(Shared {
             web_tables: config.web_tables.iter().cloned().collect(),
             token: config.web_token.clone(),
+            certificate_required: config
+                .web_tls
+                .as_ref()
+                .is_some_and(|t| t.client_ca.is_some()),
             app_id: config.id.clone(),
             url: url.clone(),
             agents: agents
@@ -130,7 +147,7 @@ impl WebServer {
             .route("/tables/{table}/{key}", get(table_lookup))
             .route_layer(middleware::from_fn_with_state(
                 shared.clone(),
-                require_token,
+                require_credentials,
             ));
         // Probes and scrapers need no token.
         let router = Router::new()
@@ -138,15 +155,24 @@ impl WebServer {
             .route("/metrics", get(metrics))
             .merge(guarded)
             .with_state(shared);
+        let router = router.into_make_service_with_connect_info::<Peer>();
         let (stop, stopped) = oneshot::channel();
-        let server = tokio::spawn(async move {
-            let serve = axum::serve(listener, router).with_graceful_shutdown(async {
-                let _ = stopped.await;
-            });
-            if let Err(e) = serve.await {
-                warn!(error = %e, "the web server stopped");
+        let stopped = async {
+            let _ = stopped.await;
+        };
+        let server = match acceptor {
+            None => tokio::spawn(async move {
+                let serve = axum::serve(listener, router).with_graceful_shutdown(stopped);
+                report_stop(serve.await);
+            }),
+            Some(acceptor) => {
+                let listener = TlsListener::new(listener, acceptor)?;
+                tokio::spawn(async move {
+                    let serve = axum::serve(listener, router).with_graceful_shutdown(stopped);
+                    report_stop(serve.await);
+                })
             }
-        });
+        };
         info!(%url, bind = %config.web_bind, "web server listening");
         Ok(WebServer {
             stop,
@@ -160,6 +186,12 @@ impl WebServer {
         let _ = self.server.await;
         let directory = self.directory;
         let _ = tokio::task::spawn_blocking(move || directory.stop()).await;
+    }
+}
+
+fn report_stop(served: std::io::Result<()>) {
+    if let Err(e) = served {
+        warn!(error = %e, "the web server stopped");
     }
 }
 
@@ -254,12 +286,23 @@ async fn assignment(State(shared): State<Arc<Shared>>) -> Json<AssignmentBody> {
 }
 
 /// Lets a request through when no token is set or it carries `Bearer {token}`.
-async fn require_token(
+/// Lets through requests that bring what this server wants: a client certificate (on
+/// the connection) and a bearer token, when it wants them.
+async fn require_credentials(
     State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
     request: Request,
     next: Next,
 ) -> Response {
+    if shared.certificate_required && !peer.certified {
+        let error = "this worker wants a client certificate signed by its web CA";
+        return (
+            StatusCode::FORBIDDEN,
+            Json(serde_json::json!({ "error": error })),
+        )
+            .into_response();
+    }
     let Some(token) = &shared.token else {
         return next.run(request).await;
     };
