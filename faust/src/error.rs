@@ -57,12 +57,12 @@ pub enum Error {
     },
 
     /// Topics the app reads or writes do not exist, and the policy says not to create them.
-    #[error("these topics do not exist: {}; create them as their producers need them, or declare them in code to be created (faust::Topic::new(name).create(true)), or let the worker create every topic it uses with --create-topics all (FAUST_CREATE_TOPICS=all; it creates {})", topics.join(", "), match policy { crate::CreateTopics::Internal => "only the app's internal topics now", crate::CreateTopics::All => "all", crate::CreateTopics::None => "none now" })]
+    #[error("these topics do not exist: {}; create them as their producers need them, or declare them in code to be created (faust::Topic::new(name).create(true)), or let the worker create every topic it uses with --create-topics all (FAUST_CREATE_TOPICS=all; it creates {creating} now)", topics.join(", "))]
     MissingTopics {
         /// The missing topics, each with what uses it.
         topics: Vec<String>,
-        /// The creation policy in force.
-        policy: crate::CreateTopics,
+        /// What the creation policy in force creates.
+        creating: &'static str,
     },
 
     /// A value could not be encoded for sending.

@@ -140,9 +140,18 @@ impl CreateTopics {
             "all" => Ok(CreateTopics::All),
             "none" => Ok(CreateTopics::None),
             _ => Err(format!(
-                "'{text}' is not a topic creation policy; use internal (the app's own \
+                "'{text}' is not a topic creation policy: give internal (the app's own \
                  topics, the default), all, or none"
             )),
+        }
+    }
+
+    /// What it creates, for messages.
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            CreateTopics::Internal => "only the app's internal topics",
+            CreateTopics::All => "every topic",
+            CreateTopics::None => "none",
         }
     }
 

@@ -174,7 +174,7 @@ async fn ensure_on_kafka(
     if !refused.is_empty() {
         return Err(Error::MissingTopics {
             topics: refused,
-            policy: config.create_topics,
+            creating: config.create_topics.describe(),
         });
     }
     let new_topics: Vec<NewTopic<'_>> = missing
