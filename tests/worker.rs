@@ -3,7 +3,7 @@
 mod common;
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     time::Duration,
 };
 
@@ -363,4 +363,97 @@ fn the_word_count_example_runs_on_the_embedded_broker() {
     let status = worker.wait_exit(Duration::from_secs(60));
     assert!(status.success(), "{status}:\n{}", worker.log());
     assert!(worker.log().contains("worker stopped"));
+}
+
+/// `env` as [`Worker::spawn`] takes it.
+fn borrowed<'a>(env: &'a HashMap<&'static str, String>) -> HashMap<&'static str, &'a str> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// The last changelog record of each of `keys` in `changelog` (`None`: a tombstone or
+/// no record), as JSON text.
+fn last_records(changelog: &str, keys: &[String]) -> Vec<Option<String>> {
+    let records = read_all(changelog);
+    keys.iter()
+        .map(|key| {
+            let key = serde_json::to_vec(key).unwrap();
+            let last = records
+                .iter()
+                .rev()
+                .find(|r| r.key.as_deref() == Some(&key));
+            let value = last.and_then(|r| r.value.as_deref());
+            value.map(|v| String::from_utf8_lossy(v).into_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn the_tableofset_example_keeps_its_sets_across_two_workers_and_a_takeover() {
+    needs_broker!();
+    let example = common::example("tableofset");
+    let app = unique("tableofset");
+    // The example's topics are fixed names: this run's places are its own.
+    let nonce = unique("place");
+    let places: Vec<String> = (0..8).map(|i| format!("{nonce}-{i}")).collect();
+    let (joining, leaving) = ("people_joining2", "people_leaving2");
+    create_topic(joining, 4);
+    create_topic(leaving, 4);
+    let broker = common::broker();
+    let data = |name: &str| common::scratch().join(unique(name));
+    let (data_a, data_b) = (data("tableofset-a"), data("tableofset-b"));
+    let env = |datadir: &std::path::Path| {
+        HashMap::from([
+            ("FAUST_BROKER", broker.clone()),
+            ("FAUST_ID", app.clone()),
+            ("FAUST_DATADIR", datadir.to_str().unwrap().to_owned()),
+        ])
+    };
+    let (env_a, env_b) = (env(&data_a), env(&data_b));
+    let mut a = Worker::spawn(example.clone(), &["worker"], &borrowed(&env_a), "a");
+    let mut b = Worker::spawn(example, &["worker"], &borrowed(&env_b), "b");
+    a.expect_log("worker ready", READY);
+    b.expect_log("worker ready", READY);
+
+    let record = |place: &String, name: &str| {
+        let value = serde_json::to_vec(name).unwrap();
+        (Some(place.as_bytes().to_vec()), Some(value))
+    };
+    let joins: Vec<_> = (places.iter())
+        .flat_map(|p| ["alice", "bob", "carol"].map(|n| record(p, n)))
+        .collect();
+    common::produce(joining, &joins);
+    let changelog = format!("{app}-people-changelog");
+    let expect = |members: &str| vec![Some(members.to_owned()); places.len()];
+    assert!(
+        wait_until(DONE, || last_records(&changelog, &places)
+            == expect(r#"["alice","bob","carol"]"#)),
+        "{:?}\n{}\n{}",
+        last_records(&changelog, &places),
+        a.log(),
+        b.log()
+    );
+    let bob_leaves: Vec<_> = places.iter().map(|p| record(p, "bob")).collect();
+    common::produce(leaving, &bob_leaves);
+    assert!(
+        wait_until(DONE, || last_records(&changelog, &places)
+            == expect(r#"["alice","carol"]"#)),
+        "{:?}",
+        last_records(&changelog, &places)
+    );
+    // Both held places: each printed some of them.
+    assert!(a.log().contains("TABLE CUR") && b.log().contains("TABLE CUR"));
+
+    // b leaves; a takes its partitions over and recovers their sets from the changelog
+    // (discarding from a set it had not recovered would leave nothing, a tombstone).
+    b.stop();
+    let alice_leaves: Vec<_> = places.iter().map(|p| record(p, "alice")).collect();
+    common::produce(leaving, &alice_leaves);
+    assert!(
+        wait_until(DONE, || last_records(&changelog, &places)
+            == expect(r#"["carol"]"#)),
+        "{:?}\n{}",
+        last_records(&changelog, &places),
+        a.log()
+    );
+    a.stop();
 }

@@ -1,5 +1,5 @@
-//! `#[faust::table]` on `static NAME: Table<K, V>;`: fills in the static and registers a
-//! `TableDescriptor`.
+//! `#[faust::table]` on `static NAME: Table<K, V>;` (or `SetTable<K, T>`, `WindowedTable<K, V>`):
+//! fills in the static and registers a `TableDescriptor`.
 
 use proc_macro2::TokenStream;
 use quote::{quote, ToTokens};
@@ -96,7 +96,10 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             "`store` is \"rocksdb\" (the default) or \"memory\"",
         );
     }
-    let (key_type, value_type) = key_value_types(&table.ty);
+    let (key_type, mut value_type) = key_value_types(&table.ty);
+    if type_name(&table.ty).as_deref() == Some("SetTable") {
+        value_type = format!("BTreeSet<{value_type}>");
+    }
     if key_value_types_missing(&table.ty) {
         errors.at(
             &table.ty,
@@ -156,11 +159,7 @@ fn window_spec(
     global: bool,
     errors: &mut Errors,
 ) -> TokenStream {
-    let type_name = match ty {
-        Type::Path(path) => path.path.segments.last().map(|s| s.ident.to_string()),
-        _ => None,
-    };
-    let windowed_type = type_name.as_deref() == Some("WindowedTable");
+    let windowed_type = type_name(ty).as_deref() == Some("WindowedTable");
     let size = match (options.get("tumbling"), options.get("hopping")) {
         (Some(_), Some(hopping)) => {
             errors.at(
@@ -243,6 +242,14 @@ fn window_spec(
             time: #time,
             on_close: #on_close,
         })
+    }
+}
+
+/// The last segment of a path type: `WindowedTable` of `faust::WindowedTable<K, V>`.
+fn type_name(ty: &Type) -> Option<String> {
+    match ty {
+        Type::Path(path) => path.path.segments.last().map(|s| s.ident.to_string()),
+        _ => None,
     }
 }
 

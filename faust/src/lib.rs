@@ -66,7 +66,7 @@ pub use error::{Error, KafkaError, Result};
 pub use event::Event;
 pub use faust_macros::{agent, command, crontab, main, table, task, timer};
 pub use send::{send, send_bytes, Sent};
-pub use tables::{Table, WindowedTable};
+pub use tables::{SetTable, Table, WindowedTable};
 pub use transport::record::Delivered;
 pub use worker::Worker;
 
@@ -80,7 +80,7 @@ pub mod prelude {
     pub use crate::{
         agents::{Sink, Stream},
         event::Event,
-        tables::{Table, WindowedTable},
+        tables::{SetTable, Table, WindowedTable},
         Error, Result,
     };
     pub use serde::{Deserialize, Serialize};

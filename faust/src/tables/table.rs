@@ -31,6 +31,10 @@ impl<K, V> Table<K, V> {
         self.descriptor.name
     }
 
+    pub(super) fn descriptor(&self) -> &'static TableDescriptor {
+        self.descriptor
+    }
+
     /// The value a missing key reads as.
     pub fn default_value(&self) -> V {
         (self.default)()
