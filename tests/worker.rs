@@ -455,5 +455,22 @@ fn the_tableofset_example_keeps_its_sets_across_two_workers_and_a_takeover() {
         last_records(&changelog, &places),
         a.log()
     );
+    // The example's own command sends a join as the agent reads it.
+    let joined = std::process::Command::new(common::example("tableofset"))
+        .args(["joining", &places[0], "dave"])
+        .env("FAUST_BROKER", &broker)
+        .env("FAUST_ID", &app)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&joined.stderr);
+    assert!(joined.status.success(), "{stderr}");
+    let first = std::slice::from_ref(&places[0]);
+    let dave = [Some(r#"["carol","dave"]"#.to_owned())];
+    assert!(
+        wait_until(DONE, || last_records(&changelog, first) == dave),
+        "{:?}\n{}",
+        last_records(&changelog, first),
+        a.log()
+    );
     a.stop();
 }
