@@ -14,7 +14,7 @@
 //! the consumer group and the changelog's name (not its records: Faust's are single
 //! operations, see [`faust::SetTable`]).
 
-use faust::prelude::*;
+use faust::{clap, prelude::*};
 
 /// place -> the people there.
 #[faust::table(name = "people")]
@@ -48,19 +48,27 @@ async fn leave(mut leaves: Stream<String>) -> faust::Result<()> {
     Ok(())
 }
 
-/// `joining PLACE NAME`: sends a join.
+/// Who came or went where: the commands' arguments (Faust's `argument('location')`,
+/// `argument('name')`).
+#[derive(clap::Args)]
+struct Visit {
+    /// The place
+    place: String,
+    /// Who
+    name: String,
+}
+
+/// Sends a join: `joining PLACE NAME`.
 #[faust::command]
-async fn joining(args: Vec<String>) -> faust::Result<()> {
-    let (place, name) = place_and_name(&args, "joining")?;
-    faust::send("people_joining2", Some(place), name).await?;
+async fn joining(visit: Visit) -> faust::Result<()> {
+    faust::send("people_joining2", Some(&visit.place), &visit.name).await?;
     Ok(())
 }
 
-/// `leaving PLACE NAME`: sends a leave.
+/// Sends a leave: `leaving PLACE NAME`.
 #[faust::command]
-async fn leaving(args: Vec<String>) -> faust::Result<()> {
-    let (place, name) = place_and_name(&args, "leaving")?;
-    faust::send("people_leaving2", Some(place), name).await?;
+async fn leaving(visit: Visit) -> faust::Result<()> {
+    faust::send("people_leaving2", Some(&visit.place), &visit.name).await?;
     Ok(())
 }
 
@@ -74,19 +82,6 @@ async fn dump() -> faust::Result<()> {
         println!("  {place}: {:?}", PEOPLE.get(&place)?);
     }
     Ok(())
-}
-
-fn place_and_name<'a>(
-    args: &'a [String],
-    command: &str,
-) -> faust::Result<(&'a String, &'a String)> {
-    match args {
-        [place, name] => Ok((place, name)),
-        _ => Err(faust::Error::msg(format!(
-            "usage: {command} PLACE NAME (got {} arguments)",
-            args.len()
-        ))),
-    }
 }
 
 fn capitalized(name: &str) -> String {
@@ -141,12 +136,5 @@ mod tests {
         ctx.send("people_joining2", Some("office"), &"erin").await?;
         assert_eq!(PEOPLE.local_keys()?, ["office"]);
         Ok(())
-    }
-
-    #[test]
-    fn commands_want_a_place_and_a_name() {
-        let args = ["office".to_owned()];
-        let error = place_and_name(&args, "joining").unwrap_err().to_string();
-        assert!(error.contains("usage: joining PLACE NAME"), "{error}");
     }
 }

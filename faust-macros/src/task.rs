@@ -3,7 +3,7 @@
 
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
-use syn::ItemFn;
+use syn::{spanned::Spanned, ItemFn};
 
 use crate::options::{self, Errors};
 
@@ -128,7 +128,8 @@ pub fn expand_command(args: TokenStream, item: TokenStream) -> TokenStream {
     if let Some(extra) = inputs.iter().nth(1) {
         errors.at(
             extra,
-            "a command takes at most one parameter, its arguments: `args: Vec<String>`",
+            "a command takes at most one parameter, its arguments: `args: Vec<String>`, or a \
+             type that derives `clap::Args`",
         );
     }
     let fn_name = &function.sig.ident;
@@ -138,14 +139,30 @@ pub fn expand_command(args: TokenStream, item: TokenStream) -> TokenStream {
     let about = options
         .string("about", &mut errors)
         .unwrap_or_else(|| options::doc_comment(&function.attrs));
-    let takes_args = !inputs.is_empty();
+    let parameter = match inputs.first() {
+        Some(syn::FnArg::Typed(typed)) => Some((*typed.ty).clone()),
+        _ => None,
+    };
     errors.finish(item, || {
         let location = options::location(fn_name.span());
         let boxed = quote_spanned! {fn_name.span()=> ::faust::__private::boxed };
-        let call = if takes_args {
-            quote!(#fn_name(__faust_args))
-        } else {
-            quote!({ let _ = __faust_args; #fn_name() })
+        // No parameter: no arguments. `Vec<String>`: whatever follows the name. Any
+        // other type: its `clap::Args`.
+        let (arguments, run) = match &parameter {
+            None => (quote!(|command| command), quote!(|_| #boxed(#fn_name()))),
+            Some(ty) if is_vec(ty) => (
+                quote!(::faust::__private::free_arguments),
+                quote!(|matches| #boxed(#fn_name(::faust::__private::free_arguments_of(matches)))),
+            ),
+            Some(ty) => (
+                quote_spanned!(ty.span()=> <#ty as ::faust::clap::Args>::augment_args),
+                quote! {
+                    |matches| match ::faust::__private::typed_arguments::<#ty>(matches) {
+                        ::core::result::Result::Ok(args) => #boxed(#fn_name(args)),
+                        ::core::result::Result::Err(failed) => failed,
+                    }
+                },
+            ),
         };
         quote! {
             #function
@@ -155,11 +172,20 @@ pub fn expand_command(args: TokenStream, item: TokenStream) -> TokenStream {
                     name: #name,
                     about: #about,
                     location: #location,
-                    run: |__faust_args: ::std::vec::Vec<::std::string::String>| #boxed(#call),
+                    arguments: #arguments,
+                    run: #run,
                 }
             }
         }
     })
+}
+
+/// Whether `ty` is a `Vec` (a command's free arguments).
+fn is_vec(ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::Path(path) => path.path.segments.last().is_some_and(|s| s.ident == "Vec"),
+        _ => false,
+    }
 }
 
 fn parse_fn(item: &TokenStream, what: &str, errors: &mut Errors) -> Option<ItemFn> {

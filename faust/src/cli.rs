@@ -406,14 +406,13 @@ fn command(name: &'static str, version: &'static str, registry: &Registry) -> cl
         .version(version)
         .about(format!("{name}: a faust-rs stream processing app"));
     for user in &registry.commands {
-        command = command.subcommand(
-            clap::Command::new(user.name).about(user.about).arg(
-                clap::Arg::new("args")
-                    .num_args(0..)
-                    .trailing_var_arg(true)
-                    .allow_hyphen_values(true),
-            ),
-        );
+        // The fn's doc, over that of its arguments' type.
+        let subcommand = (user.arguments)(clap::Command::new(user.name));
+        let subcommand = match user.about.is_empty() {
+            true => subcommand,
+            false => subcommand.about(user.about).long_about(None),
+        };
+        command = command.subcommand(subcommand);
     }
     command
 }
@@ -446,13 +445,7 @@ fn run(builder: AppBuilder, name: &'static str, version: &'static str) -> Result
 
     if let Some((name, sub)) = matches.subcommand() {
         if let Some(user) = app.registry().commands.iter().find(|c| c.name == name) {
-            let args = sub
-                .get_many::<String>("args")
-                .into_iter()
-                .flatten()
-                .cloned()
-                .collect();
-            return runtime.block_on(with_producer(&app, (user.run)(args)));
+            return runtime.block_on(with_producer(&app, (user.run)(sub)));
         }
     }
     let cli = Cli::from_arg_matches(&matches).map_err(|e| Error::Config(e.to_string()))?;

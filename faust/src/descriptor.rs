@@ -282,8 +282,37 @@ pub struct CommandDescriptor {
     pub about: &'static str,
     /// Where it is declared (`file:line`).
     pub location: &'static str,
-    /// Runs it with the command line's remaining arguments.
-    pub run: fn(Vec<String>) -> BoxFuture<Result<()>>,
+    /// Adds its arguments to its subcommand: a `clap::Args` type's, or free ones.
+    pub arguments: fn(clap::Command) -> clap::Command,
+    /// Runs it with its parsed arguments.
+    pub run: fn(&clap::ArgMatches) -> BoxFuture<Result<()>>,
+}
+
+/// The arguments of a command that takes `args: Vec<String>`: whatever follows its name.
+pub fn free_arguments(command: clap::Command) -> clap::Command {
+    command.arg(
+        clap::Arg::new("args")
+            .num_args(0..)
+            .trailing_var_arg(true)
+            .allow_hyphen_values(true),
+    )
+}
+
+/// The values of [`free_arguments`].
+pub fn free_arguments_of(matches: &clap::ArgMatches) -> Vec<String> {
+    let values = matches.get_many::<String>("args");
+    values.into_iter().flatten().cloned().collect()
+}
+
+/// A command's typed arguments (`A: clap::Args`), or a future of the error that says
+/// why they do not parse.
+pub fn typed_arguments<A: clap::FromArgMatches>(
+    matches: &clap::ArgMatches,
+) -> std::result::Result<A, BoxFuture<Result<()>>> {
+    A::from_arg_matches(matches).map_err(|e| {
+        let error = crate::Error::Config(e.to_string());
+        Box::pin(async move { Err(error) }) as BoxFuture<Result<()>>
+    })
 }
 
 inventory::collect!(CommandDescriptor);

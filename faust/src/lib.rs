@@ -57,6 +57,9 @@ mod worker;
 
 pub use agents::{OnError, Sink, Stream};
 pub use app::{App, AppBuilder};
+/// The clap faust's command line is built with: a command's typed arguments derive its
+/// `Args` (`use faust::clap; #[derive(clap::Args)]`).
+pub use clap;
 pub use config::{
     BrokerSpec, ClientSetting, Clients, Config, CreateTopics, OffsetReset, RestartLimit, Sasl,
     SaslMechanism, Secret, Tls, Topic, WebTls,
@@ -95,8 +98,9 @@ pub mod __private {
         cli::main as cli_main,
         codec,
         descriptor::{
-            BoxFuture, CommandDescriptor, Schedule, TableDescriptor, TaskDescriptor, TimeReference,
-            TimerDescriptor, WindowSpec, INVALID_TABLE,
+            free_arguments, free_arguments_of, typed_arguments, BoxFuture, CommandDescriptor,
+            Schedule, TableDescriptor, TaskDescriptor, TimeReference, TimerDescriptor, WindowSpec,
+            INVALID_TABLE,
         },
         Result,
     };

@@ -97,6 +97,27 @@ async fn say(args: Vec<String>) -> faust::Result<()> {
     Ok(())
 }
 
+use faust::clap;
+
+/// A command's typed arguments (`clap` is faust's).
+#[derive(clap::Args)]
+struct Greeting {
+    /// Whom to greet
+    name: String,
+    /// How often
+    #[arg(long, default_value_t = 1)]
+    times: u32,
+}
+
+/// Greets someone.
+#[faust::command]
+async fn greet(greeting: Greeting) -> faust::Result<()> {
+    for _ in 0..greeting.times {
+        println!("hello {}", greeting.name);
+    }
+    Ok(())
+}
+
 // The generated main would print the CLI's help and exit 2 when trybuild runs it, so it
 // lives in a module here and the test's own main only checks that it exists.
 #[allow(dead_code)]
