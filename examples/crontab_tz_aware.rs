@@ -39,7 +39,10 @@ async fn publish_at_8_20_pm_pacific() -> faust::Result<()> {
     Ok(())
 }
 
-faust::main!(id = "tz_aware");
+faust::main!(
+    id = "tz_aware",
+    topic = faust::Topic::new("tz_aware_topic").create(true)
+);
 
 /// The crontab and the agent, run in-process by faust's test context (the leader).
 #[cfg(test)]

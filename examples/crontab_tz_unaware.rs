@@ -37,7 +37,10 @@ async fn publish_every_minute() -> faust::Result<()> {
     Ok(())
 }
 
-faust::main!(id = "tz_unaware");
+faust::main!(
+    id = "tz_unaware",
+    topic = faust::Topic::new("tz_unaware_topic").create(true)
+);
 
 /// The crontab and the agent, run in-process by faust's test context (the leader).
 #[cfg(test)]

@@ -29,7 +29,12 @@ async fn produce() -> faust::Result<()> {
     Ok(())
 }
 
-faust::main!(id = "hello-world");
+faust::main!(
+    id = "hello-world",
+    // Faust relies on the broker creating a topic at its first message; faust-rs creates
+    // the topics the app owns, and this one it declares its own.
+    topic = faust::Topic::new("greetings").create(true)
+);
 
 /// The agent and the timer, run in-process by faust's test context: no broker needed.
 #[cfg(test)]

@@ -56,7 +56,11 @@ async fn publish_every_2secs() -> faust::Result<()> {
 // One partition, so the one counter sees every event: the timer's events have no key
 // and would spread over partitions, each counting its share apart (as in Faust, whose
 // example leaves its eight partitions).
-faust::main!(id = "windowing", partitions = 1);
+faust::main!(
+    id = "windowing",
+    partitions = 1,
+    topic = faust::Topic::new("hopping_topic").create(true)
+);
 
 /// The timer, the agent and the table, run in-process by faust's test context.
 #[cfg(test)]

@@ -73,7 +73,11 @@ async fn produce() -> faust::Result<()> {
     Ok(())
 }
 
-faust::main!(id = "windowed-hopping", partitions = 1);
+faust::main!(
+    id = "windowed-hopping",
+    partitions = 1,
+    topic = faust::Topic::new("raw-event").create(true)
+);
 
 /// The timer, the agent and the table, run in-process by faust's test context.
 #[cfg(test)]

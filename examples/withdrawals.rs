@@ -106,7 +106,13 @@ async fn generate_withdrawals() -> faust::Result<()> {
     Ok(())
 }
 
-faust::main!(id = "withdrawals", partitions = 4);
+faust::main!(
+    id = "withdrawals",
+    partitions = 4,
+    // Its timer makes up the withdrawals, and its agents report to country-totals.
+    topic = faust::Topic::new("withdrawals").create(true),
+    topic = faust::Topic::new("country-totals").create(true)
+);
 
 /// The agents, tables and timer, run in-process by faust's test context.
 #[cfg(test)]
