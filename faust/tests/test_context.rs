@@ -43,6 +43,23 @@ async fn batch_numbers(numbers: Stream<u64>, out: Sink<Vec<u64>>) -> faust::Resu
     Ok(())
 }
 
+/// Batches of letters, reported with each one's key and offset.
+#[faust::agent(topic = "letters", sink = "letter_batches")]
+async fn batch_letters(
+    mut letters: Stream<String>,
+    out: Sink<Vec<(String, String, i64)>>,
+) -> faust::Result<()> {
+    while let Some(batch) = letters.take_events(2, Duration::from_secs(30)).await {
+        let mut report = Vec::new();
+        for event in &batch {
+            let key: String = event.decode_key()?.unwrap_or_default();
+            report.push((key, event.value.clone(), event.offset));
+        }
+        out.send(&report).await?;
+    }
+    Ok(())
+}
+
 static TICKS: AtomicUsize = AtomicUsize::new(0);
 static CRON_RUNS: AtomicUsize = AtomicUsize::new(0);
 
@@ -110,6 +127,23 @@ async fn a_panicking_operator_skips_its_event_and_batches_go_on() -> faust::Resu
         "13 was skipped: {batches:?}"
     );
     assert!(batches.iter().all(|b| b.len() <= 3));
+    Ok(())
+}
+
+#[tokio::test]
+async fn batches_of_events_keep_their_keys_and_offsets() -> faust::Result<()> {
+    let mut ctx = TestContext::new().await?;
+    for letter in ["a", "b", "c", "d"] {
+        ctx.send("letters", Some("k"), &letter).await?;
+    }
+    let batches: Vec<Vec<(String, String, i64)>> = ctx.sent_json("letter_batches")?;
+    let event = |letter: &str, offset| ("k".to_owned(), letter.to_owned(), offset);
+    // The test context runs each send to its end: a batch holds what had arrived.
+    assert!(batches.iter().all(|b| !b.is_empty() && b.len() <= 2));
+    assert_eq!(
+        batches.concat(),
+        [event("a", 0), event("b", 1), event("c", 2), event("d", 3)]
+    );
     Ok(())
 }
 

@@ -146,13 +146,20 @@ impl<T: 'static> Stream<T> {
     /// A rebalance waits for a batch being gathered (up to the drain timeout), so keep
     /// `within` short of it.
     pub async fn take(&mut self, max: usize, within: Duration) -> Option<Vec<T>> {
+        let events = self.take_events(max, within).await?;
+        Some(events.into_iter().map(|event| event.value).collect())
+    }
+
+    /// [`take`](Stream::take) with each value's key and metadata (Faust's
+    /// `stream.take_events`).
+    pub async fn take_events(&mut self, max: usize, within: Duration) -> Option<Vec<Event<T>>> {
         self.finish_current();
         let first = self.receive(None).await?;
         let deadline = tokio::time::Instant::now() + self.worker.clock.wait_for_more(within);
-        let mut values = vec![first.value];
-        while values.len() < max.max(1) {
+        let mut events = vec![first];
+        while events.len() < max.max(1) {
             match self.receive(Some(deadline)).await {
-                Some(event) => values.push(event.value),
+                Some(event) => events.push(event),
                 None => break,
             }
         }
@@ -168,7 +175,7 @@ impl<T: 'static> Stream<T> {
             last.batch_partitions = Some((a, b));
             event::set(&self.slot, Some(last));
         }
-        Some(values)
+        Some(events)
     }
 }
 
