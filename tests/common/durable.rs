@@ -47,8 +47,10 @@ impl DurableBroker {
                 "--advertised-listener-url",
                 &url,
             ])
-            // tansu takes the SQLite path relative to its working directory.
-            .args(["--storage-engine", "sqlite://broker.db"])
+            // tansu takes the SQLite path relative to its working directory. A test may
+            // ask for another engine (`FAUST_TEST_DURABLE_STORAGE=memory://tansu/`: not
+            // durable, for runs without broker restarts).
+            .args(["--storage-engine", &storage()])
             .current_dir(&self.dir)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -79,6 +81,10 @@ impl Drop for DurableBroker {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+fn storage() -> String {
+    std::env::var("FAUST_TEST_DURABLE_STORAGE").unwrap_or_else(|_| "sqlite://broker.db".into())
 }
 
 /// A durable broker on a free port, with the helpers pointed at it, for the calling test alone.
