@@ -1,5 +1,6 @@
-//! A tansu broker of a test's own, with durable (SQLite) storage so that topics and
-//! offsets survive its restart: for tests that stop and restart the broker.
+//! A broker of a test's own: tansu with durable (SQLite) storage, so that topics and
+//! offsets survive its restart, for tests that stop and restart the broker; or another
+//! program and engine ([`Engine`]).
 
 use std::{
     path::PathBuf,
@@ -9,20 +10,56 @@ use std::{
 
 use super::wait_until;
 
-/// A tansu broker of this test's own, on its own port, storing in SQLite under `dir`
-/// so that it keeps its topics and offsets across a restart.
+/// Which broker program, on which storage engine.
+#[derive(Clone)]
+pub struct Engine {
+    pub program: PathBuf,
+    pub storage: String,
+}
+
+impl Engine {
+    /// tansu 0.6.0 on SQLite (or `FAUST_TEST_TANSU`, `FAUST_TEST_DURABLE_STORAGE`).
+    pub fn durable() -> Engine {
+        let program = std::env::var("FAUST_TEST_TANSU")
+            .map_or_else(|_| cached("tansu-0.6.0/bin/tansu"), PathBuf::from);
+        // tansu takes the SQLite path relative to its working directory.
+        let storage = std::env::var("FAUST_TEST_DURABLE_STORAGE")
+            .unwrap_or_else(|_| "sqlite://broker.db".into());
+        Engine { program, storage }
+    }
+
+    /// nisshi 0.8.1 in memory (or `FAUST_TEST_NISSHI`): not durable, so no restarts.
+    pub fn nisshi_in_memory() -> Engine {
+        let program = std::env::var("FAUST_TEST_NISSHI")
+            .map_or_else(|_| cached("nisshi-0.8.1/bin/nisshi"), PathBuf::from);
+        Engine {
+            program,
+            storage: "memory://nisshi/".into(),
+        }
+    }
+}
+
+fn cached(path: &str) -> PathBuf {
+    PathBuf::from(std::env::var("HOME").unwrap())
+        .join(".cache/faust-rs")
+        .join(path)
+}
+
+/// A broker of this test's own, on its own port, under `dir`.
 pub struct DurableBroker {
     dir: PathBuf,
     port: u16,
+    engine: Engine,
     child: Option<Child>,
 }
 
 impl DurableBroker {
-    pub fn start(dir: PathBuf, port: u16) -> DurableBroker {
+    pub fn start(dir: PathBuf, port: u16, engine: Engine) -> DurableBroker {
         std::fs::create_dir_all(&dir).unwrap();
         let mut broker = DurableBroker {
             dir,
             port,
+            engine,
             child: None,
         };
         broker.restart();
@@ -30,16 +67,10 @@ impl DurableBroker {
     }
 
     pub fn restart(&mut self) {
-        let tansu = std::env::var("FAUST_TEST_TANSU").map_or_else(
-            |_| {
-                PathBuf::from(std::env::var("HOME").unwrap())
-                    .join(".cache/faust-rs/tansu-0.6.0/bin/tansu")
-            },
-            PathBuf::from,
-        );
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let log = std::fs::File::create(self.dir.join("broker.log")).unwrap();
-        let child = Command::new(&tansu)
+        let program = &self.engine.program;
+        let child = Command::new(program)
             .args([
                 "broker",
                 "--listener-url",
@@ -47,10 +78,7 @@ impl DurableBroker {
                 "--advertised-listener-url",
                 &url,
             ])
-            // tansu takes the SQLite path relative to its working directory. A test may
-            // ask for another engine (`FAUST_TEST_DURABLE_STORAGE=memory://tansu/`: not
-            // durable, for runs without broker restarts).
-            .args(["--storage-engine", &storage()])
+            .args(["--storage-engine", &self.engine.storage])
             .current_dir(&self.dir)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -59,7 +87,7 @@ impl DurableBroker {
             .unwrap_or_else(|e| {
                 panic!(
                     "cannot start {} ({e}); run scripts/broker.sh install",
-                    tansu.display()
+                    program.display()
                 )
             });
         self.child = Some(child);
@@ -83,19 +111,22 @@ impl Drop for DurableBroker {
     }
 }
 
-fn storage() -> String {
-    std::env::var("FAUST_TEST_DURABLE_STORAGE").unwrap_or_else(|_| "sqlite://broker.db".into())
-}
-
 /// A durable broker on a free port, with the helpers pointed at it, for the calling test alone.
 pub fn own_broker() -> (DurableBroker, String, std::sync::MutexGuard<'static, ()>) {
+    own_broker_on(Engine::durable())
+}
+
+/// [`own_broker`] of the given program and engine.
+pub fn own_broker_on(
+    engine: Engine,
+) -> (DurableBroker, String, std::sync::MutexGuard<'static, ()>) {
     let alone = super::own_broker_turn();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .unwrap()
         .port();
     let dir = super::scratch().join(super::unique("durable-broker"));
-    let broker = DurableBroker::start(dir, port);
+    let broker = DurableBroker::start(dir, port, engine);
     let address = format!("127.0.0.1:{port}");
     // The helpers talk to this broker, not the shared one.
     std::env::set_var("FAUST_TEST_BROKER", &address);
