@@ -21,15 +21,17 @@ fn words(words: usize, times: usize) -> Vec<(Value, Value)> {
         .collect()
 }
 
+/// Each string key's last value (null for a tombstone) among a changelog's records.
+fn latest_json(records: &[common::Record]) -> HashMap<String, Value> {
+    (common::last_per_key(records).into_iter())
+        .map(|(key, record)| (serde_json::from_slice(&key).unwrap(), record.json()))
+        .collect()
+}
+
 /// The changelog's last value per key, and how many records it holds.
 fn changelog(app: &str) -> (HashMap<String, Value>, usize) {
     let records = read_all(&format!("{app}-counts-changelog"));
-    let mut last = HashMap::new();
-    for record in &records {
-        let key: String = serde_json::from_slice(record.key.as_deref().unwrap()).unwrap();
-        last.insert(key, record.json());
-    }
-    (last, records.len())
+    (latest_json(&records), records.len())
 }
 
 fn all_equal(counts: &HashMap<String, u64>, words: usize, expected: u64) -> bool {
@@ -404,14 +406,7 @@ fn workers_writing_one_key_of_a_global_table_agree_on_the_changelogs_last_value(
 
     // Once every write is in the changelog, both workers hold its last value of each key.
     let changelog = format!("{app}-settings-changelog");
-    let last = || {
-        let mut last = HashMap::new();
-        for record in read_all(&changelog) {
-            let key: String = serde_json::from_slice(record.key.as_deref().unwrap()).unwrap();
-            last.insert(key, record.json());
-        }
-        last
-    };
+    let last = || latest_json(&read_all(&changelog));
     assert!(wait_until(DONE, || read_all(&changelog).len() == 2 * KEYS));
     let last = last();
     let holds = |worker: &Worker| {

@@ -186,10 +186,10 @@ fn withdrawals_are_totalled_per_user_hour_and_per_country_window_with_expiry() {
 
     // A closed window leaves the changelog's view: its key's last record is a tombstone.
     worker.stop();
-    let mut last: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
-    for record in read_all(&format!("{app}-country_totals-changelog")) {
-        last.insert(record.key.clone().unwrap(), record.value.clone());
-    }
+    let records = read_all(&format!("{app}-country_totals-changelog"));
+    let mut last: BTreeMap<Vec<u8>, Option<Vec<u8>>> = (common::last_per_key(&records).into_iter())
+        .map(|(key, record)| (key, record.value.clone()))
+        .collect();
     // Besides the windows, the changelog keeps the stream time of partitions that closed
     // windows (one key, in each such partition).
     let stream_times = last

@@ -374,15 +374,12 @@ fn borrowed<'a>(env: &'a HashMap<&'static str, String>) -> HashMap<&'static str,
 /// no record), as JSON text.
 fn last_records(changelog: &str, keys: &[String]) -> Vec<Option<String>> {
     let records = read_all(changelog);
+    let last = common::last_per_key(&records);
     keys.iter()
         .map(|key| {
-            let key = serde_json::to_vec(key).unwrap();
-            let last = records
-                .iter()
-                .rev()
-                .find(|r| r.key.as_deref() == Some(&key));
-            let value = last.and_then(|r| r.value.as_deref());
-            value.map(|v| String::from_utf8_lossy(v).into_owned())
+            let record = last.get(&serde_json::to_vec(key).unwrap())?;
+            let value = record.value.as_deref()?;
+            Some(String::from_utf8_lossy(value).into_owned())
         })
         .collect()
 }

@@ -20,29 +20,22 @@ pub struct Engine {
 impl Engine {
     /// tansu 0.6.0 on SQLite (or `FAUST_TEST_TANSU`, `FAUST_TEST_DURABLE_STORAGE`).
     pub fn durable() -> Engine {
-        let program = std::env::var("FAUST_TEST_TANSU")
-            .map_or_else(|_| cached("tansu-0.6.0/bin/tansu"), PathBuf::from);
         // tansu takes the SQLite path relative to its working directory.
         let storage = std::env::var("FAUST_TEST_DURABLE_STORAGE")
             .unwrap_or_else(|_| "sqlite://broker.db".into());
-        Engine { program, storage }
+        Engine {
+            program: super::tansu_program(),
+            storage,
+        }
     }
 
     /// nisshi 0.8.1 in memory (or `FAUST_TEST_NISSHI`): not durable, so no restarts.
     pub fn nisshi_in_memory() -> Engine {
-        let program = std::env::var("FAUST_TEST_NISSHI")
-            .map_or_else(|_| cached("nisshi-0.8.1/bin/nisshi"), PathBuf::from);
         Engine {
-            program,
+            program: super::nisshi_program(),
             storage: "memory://nisshi/".into(),
         }
     }
-}
-
-fn cached(path: &str) -> PathBuf {
-    PathBuf::from(std::env::var("HOME").unwrap())
-        .join(".cache/faust-rs")
-        .join(path)
 }
 
 /// A broker of this test's own, on its own port, under `dir`.

@@ -34,6 +34,27 @@ pub fn broker() -> String {
     })
 }
 
+/// The tansu binary `scripts/broker.sh install` builds (or `FAUST_TEST_TANSU`).
+pub fn tansu_program() -> PathBuf {
+    program("FAUST_TEST_TANSU", "tansu-0.6.0/bin/tansu")
+}
+
+/// The nisshi binary `scripts/broker.sh install` builds (or `FAUST_TEST_NISSHI`).
+pub fn nisshi_program() -> PathBuf {
+    program("FAUST_TEST_NISSHI", "nisshi-0.8.1/bin/nisshi")
+}
+
+fn program(variable: &str, cached: &str) -> PathBuf {
+    std::env::var(variable).map_or_else(
+        |_| {
+            PathBuf::from(std::env::var("HOME").unwrap())
+                .join(".cache/faust-rs")
+                .join(cached)
+        },
+        PathBuf::from,
+    )
+}
+
 /// Tests of one binary that point the helpers at a broker of their own
 /// (`FAUST_TEST_BROKER`) take turns: the guard is their turn.
 pub fn own_broker_turn() -> std::sync::MutexGuard<'static, ()> {
@@ -318,6 +339,16 @@ impl Record {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(self.value.as_deref().unwrap_or(b"null")).unwrap()
     }
+}
+
+/// Each key's last record among `records`: a changelog's view of its table (a tombstone
+/// is a record without a value).
+pub fn last_per_key(records: &[Record]) -> BTreeMap<Vec<u8>, &Record> {
+    let keyed = records.iter().map(|r| {
+        let key = r.key.clone().expect("a changelog record has a key");
+        (key, r)
+    });
+    keyed.collect()
 }
 
 /// The longest [`read_all`] reads one topic.

@@ -120,7 +120,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn spawn(program: &str, args: &[&str], dir: &Path, log: &str) -> Child {
+fn spawn(program: &Path, args: &[&str], dir: &Path, log: &str) -> Child {
     let log = std::fs::File::create(dir.join(log)).unwrap();
     Command::new(program)
         .args(args)
@@ -129,7 +129,12 @@ fn spawn(program: &str, args: &[&str], dir: &Path, log: &str) -> Child {
         .stderr(log)
         .stdin(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {program} ({e}); run scripts/install-deps.sh and scripts/broker.sh install"))
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {} ({e}); run scripts/install-deps.sh and scripts/broker.sh install",
+                program.display()
+            )
+        })
 }
 
 fn listening(port: u16) -> bool {
@@ -143,12 +148,7 @@ impl TlsBroker {
         let alone = super::own_broker_turn();
         std::fs::create_dir_all(dir).unwrap();
         let (plain, tls) = (free_port(), free_port());
-        let tansu = std::env::var("FAUST_TEST_TANSU").unwrap_or_else(|_| {
-            format!(
-                "{}/.cache/faust-rs/tansu-0.6.0/bin/tansu",
-                std::env::var("HOME").unwrap()
-            )
-        });
+        let tansu = super::tansu_program();
         let broker = spawn(
             &tansu,
             &[
@@ -176,7 +176,7 @@ impl TlsBroker {
             );
         }
         std::fs::write(dir.join("stunnel.conf"), config).unwrap();
-        let stunnel = spawn("stunnel4", &["stunnel.conf"], dir, "stunnel.log");
+        let stunnel = spawn(Path::new("stunnel4"), &["stunnel.conf"], dir, "stunnel.log");
         let secured = TlsBroker {
             address: format!("127.0.0.1:{tls}"),
             children: vec![broker, stunnel],
@@ -229,12 +229,7 @@ impl SaslBroker {
     pub fn start(dir: &Path, users: &[(&str, &str, &str)], tls: Option<&Certificates>) -> Self {
         let alone = super::own_broker_turn();
         std::fs::create_dir_all(dir).unwrap();
-        let nisshi = std::env::var("FAUST_TEST_NISSHI").unwrap_or_else(|_| {
-            format!(
-                "{}/.cache/faust-rs/nisshi-0.8.1/bin/nisshi",
-                std::env::var("HOME").unwrap()
-            )
-        });
+        let nisshi = super::nisshi_program();
         let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         // A path relative to the broker's directory: nisshi 0.8.1 takes an absolute one

@@ -294,28 +294,21 @@ impl Config {
                 ));
             }
         }
-        for (setting, file) in self.web_tls.iter().flat_map(WebTls::files) {
+        let broker_files = self.broker_tls.iter().flat_map(|tls| {
+            let ca = (tls.ca_file.iter()).map(|ca| ("--broker-ca (FAUST_BROKER_CA)", ca));
+            let client = tls.client_cert.iter().flat_map(|(cert, key)| {
+                [
+                    ("--broker-cert (FAUST_BROKER_CERT)", cert),
+                    ("--broker-key (FAUST_BROKER_KEY)", key),
+                ]
+            });
+            ca.chain(client)
+        });
+        let web_files = self.web_tls.iter().flat_map(WebTls::files);
+        for (setting, file) in web_files.chain(broker_files) {
             std::fs::metadata(file).map_err(|e| {
                 Error::Config(format!("{setting}: cannot read '{}': {e}", file.display()))
             })?;
-        }
-        let Some(tls) = &self.broker_tls else {
-            return Ok(());
-        };
-        let files = [("--broker-ca (FAUST_BROKER_CA)", tls.ca_file.as_ref())]
-            .into_iter()
-            .chain(tls.client_cert.iter().flat_map(|(cert, key)| {
-                [
-                    ("--broker-cert (FAUST_BROKER_CERT)", Some(cert)),
-                    ("--broker-key (FAUST_BROKER_KEY)", Some(key)),
-                ]
-            }));
-        for (setting, file) in files {
-            if let Some(file) = file {
-                std::fs::metadata(file).map_err(|e| {
-                    Error::Config(format!("{setting}: cannot read '{}': {e}", file.display()))
-                })?;
-            }
         }
         Ok(())
     }
@@ -402,6 +395,30 @@ fn parse_positive(text: &str, what: &str) -> Result<i32, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreadable_tls_file_is_named_with_its_flag() {
+        let mut config = Config::new("app");
+        config.broker_tls = Some(Tls::ca_file("/nonexistent/ca.pem").client_cert("/c", "/k"));
+        let error = config.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("--broker-ca (FAUST_BROKER_CA): cannot read '/nonexistent/ca.pem'"),
+            "{error}"
+        );
+        config.broker_tls = Some(Tls::system_roots().client_cert("/nonexistent/c.pem", "/k"));
+        let error = config.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("--broker-cert (FAUST_BROKER_CERT)"),
+            "{error}"
+        );
+        // The web port's files are checked too, first.
+        config.web_tls = Some(WebTls::new("/nonexistent/web.crt", "/nonexistent/web.key"));
+        let error = config.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("--web-cert (FAUST_WEB_CERT): cannot read '/nonexistent/web.crt'"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn broker_urls() {
