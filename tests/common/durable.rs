@@ -39,17 +39,17 @@ impl Engine {
 }
 
 /// A broker of this test's own, on its own port, under `dir`.
-pub struct DurableBroker {
+pub struct OwnBroker {
     dir: PathBuf,
     port: u16,
     engine: Engine,
     child: Option<Child>,
 }
 
-impl DurableBroker {
-    pub fn start(dir: PathBuf, port: u16, engine: Engine) -> DurableBroker {
+impl OwnBroker {
+    pub fn start(dir: PathBuf, port: u16, engine: Engine) -> OwnBroker {
         std::fs::create_dir_all(&dir).unwrap();
-        let mut broker = DurableBroker {
+        let mut broker = OwnBroker {
             dir,
             port,
             engine,
@@ -98,28 +98,27 @@ impl DurableBroker {
     }
 }
 
-impl Drop for DurableBroker {
+impl Drop for OwnBroker {
     fn drop(&mut self) {
         self.stop();
     }
 }
 
-/// A durable broker on a free port, with the helpers pointed at it, for the calling test alone.
-pub fn own_broker() -> (DurableBroker, String, std::sync::MutexGuard<'static, ()>) {
+/// A durable broker ([`Engine::durable`]) on a free port, with the helpers pointed at it,
+/// for the calling test alone.
+pub fn own_broker() -> (OwnBroker, String, std::sync::MutexGuard<'static, ()>) {
     own_broker_on(Engine::durable())
 }
 
 /// [`own_broker`] of the given program and engine.
-pub fn own_broker_on(
-    engine: Engine,
-) -> (DurableBroker, String, std::sync::MutexGuard<'static, ()>) {
+pub fn own_broker_on(engine: Engine) -> (OwnBroker, String, std::sync::MutexGuard<'static, ()>) {
     let alone = super::own_broker_turn();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .unwrap()
         .port();
     let dir = super::scratch().join(super::unique("durable-broker"));
-    let broker = DurableBroker::start(dir, port, engine);
+    let broker = OwnBroker::start(dir, port, engine);
     let address = format!("127.0.0.1:{port}");
     // The helpers talk to this broker, not the shared one.
     std::env::set_var("FAUST_TEST_BROKER", &address);

@@ -114,7 +114,7 @@ where
         state.update(key, |current| {
             let mut set: BTreeSet<T> = match &current {
                 Some(bytes) => decode_value(descriptor, bytes)?,
-                None => BTreeSet::new(),
+                None => self.table.default_value(),
             };
             let result = change(&mut set);
             let value = match set.is_empty() {
