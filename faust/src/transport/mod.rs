@@ -52,19 +52,24 @@ pub(crate) struct Refusal {
     pub(crate) reason: String,
 }
 
+/// The fix for a broker certificate this client does not trust.
+const UNTRUSTED: &str = "the broker's certificate is not trusted: give the CA that signed it \
+                         with --broker-ca (FAUST_BROKER_CA), and reach the broker by a name \
+                         its certificate holds";
+
 impl Refusal {
     /// Which setting to check, in the user's words.
     pub(crate) fn fix(&self) -> &'static str {
+        // OpenSSL's own words for a server chain this client does not trust; librdkafka
+        // reports it under the SSL code, or at times as a transport failure.
+        let untrusted = self.reason.contains("certificate verify failed");
         match self.code {
             RDKafkaErrorCode::Authentication => {
                 "check the SASL user name and password (--broker-username, FAUST_BROKER_PASSWORD) \
                  and mechanism (--broker-sasl)"
             }
-            RDKafkaErrorCode::SSL => {
-                "the broker's certificate is not trusted: give the CA that signed it with \
-                 --broker-ca (FAUST_BROKER_CA), and reach the broker by a name its certificate \
-                 holds"
-            }
+            RDKafkaErrorCode::SSL => UNTRUSTED,
+            _ if untrusted => UNTRUSTED,
             _ => {
                 "the TLS connection failed: if the broker asks for a client certificate, give \
                  it with --broker-cert and --broker-key (FAUST_BROKER_CERT, FAUST_BROKER_KEY); \
@@ -214,6 +219,28 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
+
+    #[test]
+    fn an_untrusted_broker_certificate_is_named_whatever_code_librdkafka_gives_it() {
+        let verify = "ssl://127.0.0.1:1/bootstrap: error:0A000086:SSL routines::certificate \
+                      verify failed (after 7ms in state SSL_HANDSHAKE)";
+        for code in [
+            RDKafkaErrorCode::SSL,
+            RDKafkaErrorCode::BrokerTransportFailure,
+        ] {
+            let refusal = Refusal {
+                code,
+                reason: verify.into(),
+            };
+            assert!(refusal.fix().contains("not trusted"), "{code:?}");
+        }
+        // A client certificate the broker wanted: an alert, no verify failure.
+        let alert = Refusal {
+            code: RDKafkaErrorCode::BrokerTransportFailure,
+            reason: "SSL routines::tlsv13 alert certificate required".into(),
+        };
+        assert!(alert.fix().contains("--broker-cert"));
+    }
 
     /// The lines logged at WARN while `run` runs.
     fn warnings(run: impl FnOnce()) -> Vec<String> {
