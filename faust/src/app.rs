@@ -378,6 +378,26 @@ impl AppBuilder {
         self
     }
 
+    /// How long an ask waits for its reply, and a `join` or `map` for each next
+    /// one, before failing with [`Error::NoReply`](crate::Error::NoReply) (default 60 s).
+    pub fn reply_timeout(mut self, timeout: Duration) -> Self {
+        self.config.reply_timeout = timeout;
+        self
+    }
+
+    /// The topic this worker's asks get their replies on (default: `f-reply-{uuid}`,
+    /// new for each run, as in Faust).
+    pub fn reply_to(mut self, topic: &str) -> Self {
+        self.config.reply_to = Some(topic.to_owned());
+        self
+    }
+
+    /// How long replies stay in the reply topic (default one day, as in Faust).
+    pub fn reply_expires(mut self, expires: Duration) -> Self {
+        self.config.reply_expires = expires;
+        self
+    }
+
     /// Warn about a partition whose committed offset has not moved for this long while
     /// it has messages waiting (default 60 s).
     pub fn stall_timeout(mut self, timeout: Duration) -> Self {

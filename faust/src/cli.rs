@@ -29,7 +29,7 @@ use crate::{
     sensors::Sensors,
     tables::{count_keys, lock_datadir, tables_dir},
     time::Clock,
-    transport::{broker::Broker, consumer, producer::Producer},
+    transport::{broker::Broker, consumer, producer::Producer, replies::ReplyTopic},
     worker::Worker,
     Error, Result,
 };
@@ -184,6 +184,12 @@ struct Settings {
     /// How long a rebalance waits for the events of revoked partitions that agents already started [default: 30s]
     #[arg(long, global = true, env = "FAUST_DRAIN_TIMEOUT", value_parser = parse_duration)]
     drain_timeout: Option<Duration>,
+    /// How long an agent ask waits for its reply (and a join or map for each next one) before it fails [default: 60s]
+    #[arg(long, global = true, env = "FAUST_REPLY_TIMEOUT", value_parser = parse_duration)]
+    reply_timeout: Option<Duration>,
+    /// The topic this worker's asks get their replies on [default: f-reply-UUID, new each run]
+    #[arg(long, global = true, env = "FAUST_REPLY_TO", value_name = "TOPIC")]
+    reply_to: Option<String>,
     /// How long the producer retries a message through a broker outage before its delivery fails; an event whose message fails stops the worker, unacknowledged [default: 20m]
     #[arg(long, global = true, env = "FAUST_PRODUCER_REQUEST_TIMEOUT", value_parser = parse_duration)]
     producer_request_timeout: Option<Duration>,
@@ -274,6 +280,12 @@ impl Settings {
         }
         if let Some(timeout) = self.drain_timeout {
             config.drain_timeout = timeout;
+        }
+        if let Some(timeout) = self.reply_timeout {
+            config.reply_timeout = timeout;
+        }
+        if let Some(topic) = self.reply_to {
+            config.reply_to = Some(topic);
         }
         if let Some(timeout) = self.producer_request_timeout {
             config.producer_request_timeout = timeout;
@@ -526,8 +538,10 @@ async fn with_producer(
         app.config().producer_request_timeout,
         Sensors::new(Default::default(), app.sensors()),
     )?;
+    let config = Arc::new(app.config().clone());
     let worker = Arc::new(WorkerContext {
-        config: Arc::new(app.config().clone()),
+        replies: ReplyTopic::kafka(broker.clone(), config.clone()),
+        config,
         producer: producer.clone(),
         agents: app.agent_targets(),
         tables: None,
@@ -535,6 +549,7 @@ async fn with_producer(
         leader: Leadership::default(),
     });
     let outcome = worker.scope(command).await;
+    worker.replies.stop();
     let flushed = producer.flush(Duration::from_secs(30)).await;
     outcome.and(flushed)
 }

@@ -14,7 +14,7 @@ use crate::{
     leader::Leadership,
     tables::manager::TableManager,
     time::{self, Clock},
-    transport::producer::Producer,
+    transport::{producer::Producer, replies::ReplyTopic},
 };
 
 /// Everything a running worker lends to the code it runs.
@@ -28,6 +28,8 @@ pub(crate) struct WorkerContext {
     pub(crate) tables: Option<Arc<TableManager>>,
     pub(crate) clock: Clock,
     pub(crate) leader: Leadership,
+    /// The reply topic of the agents this worker asks (agent RPC).
+    pub(crate) replies: Arc<ReplyTopic>,
 }
 
 tokio::task_local! {
@@ -153,6 +155,7 @@ mod tests {
             producer: Producer::in_memory(log, sensors),
             agents: HashMap::new(),
             tables: None,
+            replies: ReplyTopic::handed(&Config::new("app")),
             clock,
             leader: Leadership::default(),
         })

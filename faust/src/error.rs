@@ -78,6 +78,23 @@ pub enum Error {
     #[error("{0}")]
     Send(String),
 
+    /// An ask (or a `join`/`map`) got no reply in time.
+    #[error("agent '{agent}' sent no reply within {waited:?} ({missing} of {asked} replies missing; asked on topic '{topic}', replies expected on '{reply_to}'); is a worker running the agent, and does it answer with stream.reply()? Wait longer with .timeout() or --reply-timeout (FAUST_REPLY_TIMEOUT)")]
+    NoReply {
+        /// The agent (or topic) asked.
+        agent: String,
+        /// The topic the requests went to.
+        topic: String,
+        /// The topic replies were expected on.
+        reply_to: String,
+        /// How long the last reply was waited for.
+        waited: std::time::Duration,
+        /// Requests still without a reply.
+        missing: usize,
+        /// Requests sent.
+        asked: usize,
+    },
+
     /// A table write from an event whose partition was revoked while it ran (the drain
     /// timeout passed): the write is refused, since the partition's next owner, maybe
     /// this worker again, processes the event anew from the committed offset.

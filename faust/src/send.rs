@@ -15,6 +15,12 @@ use crate::{
     Error, Result,
 };
 
+/// Why a send (or an ask) outside a worker cannot go anywhere.
+pub(crate) const NO_WORKER: &str =
+    "send needs a broker: it works inside a running worker (agents, tasks, \
+     timers; a task you spawn yourself keeps the worker with faust::spawn), and in commands \
+     given --broker kafka://host:port (or FAUST_BROKER)";
+
 /// A message [`send`] queued. Await [`Sent::delivered`] to learn where it landed, or
 /// drop it: inside an agent, the event being processed is acknowledged only once the
 /// broker has every message it sent; elsewhere a failed delivery is logged and counted.
@@ -93,14 +99,7 @@ pub async fn send_bytes(
     value: Option<&[u8]>,
     partition: Option<i32>,
 ) -> Result<Sent> {
-    let worker = context::current().ok_or_else(|| {
-        Error::Send(
-            "send needs a broker: it works inside a running worker (agents, tasks, timers; \
-             a task you spawn yourself keeps the worker with faust::spawn), and in commands \
-             given --broker kafka://host:port (or FAUST_BROKER)"
-                .into(),
-        )
-    })?;
+    let worker = context::current().ok_or_else(|| Error::Send(NO_WORKER.into()))?;
     let topic = worker.topic(target);
     let record = Record {
         key,

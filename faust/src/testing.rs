@@ -75,6 +75,7 @@ use crate::{
         memory::MemoryLog,
         partitioner::partition_for_key,
         producer::{Producer, Record},
+        replies::ReplyTopic,
     },
     Error, Result,
 };
@@ -172,6 +173,7 @@ impl TestContext {
             producer,
             agents: app.agent_targets(),
             tables: Some(tables.clone()),
+            replies: ReplyTopic::handed(config),
             clock,
             leader,
         });
@@ -310,7 +312,8 @@ impl TestContext {
                 if at != due {
                     continue;
                 }
-                self.worker.scope((timer.run)()).await?;
+                // Routed while it runs: a timer may ask agents and wait for replies.
+                self.run((timer.run)()).await??;
                 self.timers[index].1 = timer.next_due(due).unwrap_or(i64::MAX);
             }
             self.close_windows_and_settle().await?;
@@ -328,16 +331,53 @@ impl TestContext {
         self.settle().await
     }
 
-    /// Hands every new record to the agents that read its topic and waits until they
-    /// acknowledged everything, again while they send more.
+    /// Runs `future` (a call of the app's own code: `Agent::named("mul").ask(..)`, a
+    /// command's or task's fn) inside this worker while the agents process what it
+    /// sends, and returns its output once it is done and the agents settled.
+    ///
+    /// ```no_run
+    /// # async fn demo(ctx: &mut faust::testing::TestContext) -> faust::Result<()> {
+    /// let product: f64 = ctx.run(faust::Agent::named("mul").ask(&3.0)).await??;
+    /// # Ok(()) }
+    /// ```
+    pub async fn run<F: std::future::Future>(&mut self, future: F) -> Result<F::Output> {
+        let worker = self.worker.clone();
+        let mut future = std::pin::pin!(worker.scope(future));
+        let output = loop {
+            tokio::select! {
+                output = &mut future => break output,
+                routed = self.settle() => {
+                    routed?;
+                    // Settled while the future still runs: wait for what it sends next.
+                    let appended = self.log.appended.notified();
+                    if self.log.len() <= self.routed {
+                        tokio::select! {
+                            output = &mut future => break output,
+                            _ = appended => {}
+                        }
+                    }
+                }
+            }
+        };
+        self.settle().await?;
+        Ok(output)
+    }
+
+    /// Hands every new record to the agents that read its topic (and replies to the
+    /// asks waiting for them) and waits until the agents acknowledged everything, again
+    /// while they send more.
     async fn settle(&mut self) -> Result<()> {
         loop {
             let new = self.log.since(self.routed);
-            if new.is_empty() {
-                return self.check();
-            }
             self.routed += new.len();
+            let reply_topic = self.worker.replies.topic().clone();
             for record in new {
+                if *record.topic == *reply_topic {
+                    self.worker
+                        .replies
+                        .deliver(record.value.as_deref().unwrap_or_default());
+                    continue;
+                }
                 let Some(readers) = self.routes.readers(&record.topic) else {
                     continue;
                 };
@@ -357,36 +397,51 @@ impl TestContext {
                         },
                     });
             }
-            let acks = self.acks.clone();
-            let done = async move {
+            // Done once everything is acknowledged and nothing new was sent; an agent
+            // waiting for a reply sends first, so new records are routed as they come.
+            let (acks, log) = (self.acks.clone(), self.log.clone());
+            let routed = self.routed;
+            let progress = async move {
                 loop {
                     let changed = acks.changed.notified();
-                    if acks.owed.load(Ordering::SeqCst) == 0 {
-                        return None;
+                    let appended = log.appended.notified();
+                    let mut changed = std::pin::pin!(changed);
+                    let mut appended = std::pin::pin!(appended);
+                    changed.as_mut().enable();
+                    appended.as_mut().enable();
+                    if log.len() > routed {
+                        return false; // more to route
                     }
-                    changed.await;
+                    if acks.owed.load(Ordering::SeqCst) == 0 {
+                        return true;
+                    }
+                    tokio::select! {
+                        _ = changed => {}
+                        _ = appended => {}
+                    }
                 }
             };
             // An agent past its restart limit is fatal: say so at once.
             let fatal = &mut self.fatal;
             let waited = tokio::time::timeout(SETTLE_TIMEOUT, async {
                 tokio::select! {
-                    none = done => none,
-                    Some(e) = fatal.recv() => Some(e),
+                    done = progress => Ok(done),
+                    Some(e) = fatal.recv() => Err(e),
                 }
             })
             .await;
-            if let Ok(Some(fatal)) = waited {
-                return Err(fatal);
+            match waited {
+                Ok(Ok(true)) => return self.check(),
+                Ok(Ok(false)) => self.check()?,
+                Ok(Err(fatal)) => return Err(fatal),
+                Err(_) => {
+                    self.check()?;
+                    return Err(Error::msg(format!(
+                        "the agents did not finish their events within {SETTLE_TIMEOUT:?}; \
+                         one may be stuck (waiting on something that never comes?)"
+                    )));
+                }
             }
-            if waited.is_err() {
-                self.check()?;
-                return Err(Error::msg(format!(
-                    "the agents did not finish their events within {SETTLE_TIMEOUT:?}; \
-                     one may be stuck (waiting on something that never comes?)"
-                )));
-            }
-            self.check()?;
         }
     }
 

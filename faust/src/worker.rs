@@ -23,7 +23,7 @@ use crate::{
     sensors::{Monitor, Phase, Sensors},
     tables::{self, TableManager},
     time::Clock,
-    transport::{broker::Broker, consumer::Consumer, producer::Producer},
+    transport::{broker::Broker, consumer::Consumer, producer::Producer, replies::ReplyTopic},
     web::WebServer,
     Error, Result,
 };
@@ -43,6 +43,7 @@ struct Running {
     /// Held until shutdown ends: a second worker on this datadir stops at start.
     datadir: Option<std::fs::File>,
     broker: Broker,
+    replies: Arc<ReplyTopic>,
     producer: Producer,
     tables: Arc<TableManager>,
     web: Option<WebServer>,
@@ -180,6 +181,7 @@ async fn start(app: &App, monitor: &Arc<Monitor>) -> Result<Running> {
         tables: Some(tables.clone()),
         clock,
         leader: leadership.clone(),
+        replies: ReplyTopic::kafka(broker.clone(), Arc::new(config.clone())),
     });
     let closer = start_window_closer(&tables, &worker);
     let (fatal_sender, fatal) = mpsc::unbounded_channel();
@@ -196,6 +198,7 @@ async fn start(app: &App, monitor: &Arc<Monitor>) -> Result<Running> {
     )?;
     Ok(Running {
         datadir,
+        replies: worker.replies.clone(),
         broker,
         producer,
         tables,
@@ -241,6 +244,7 @@ async fn shutdown(running: Running) {
         web.stop().await;
     }
     running.tables.stop_global_tables();
+    running.replies.stop();
     if let Err(e) = running.producer.flush(STOP_TIMEOUT).await {
         warn!(error = %e, "some sent messages may not have been delivered");
     }

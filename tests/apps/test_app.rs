@@ -26,6 +26,9 @@
 //!   counts its replies in the table `answers` (the interop test); `shuffle_words` and
 //!   `count_words` are Faust's word_count example under its Python names (the
 //!   migration test).
+//! - `times100` answers asks on `{app_id}-times100` with the value times 100, and the
+//!   command `ask AGENT VALUE` asks any agent (or topic) and prints the reply (the RPC
+//!   tests, with Python Faust asking and answering too).
 //! - `heartbeat`, a leader-only timer, reports which worker leads; `lead`, a leader-only
 //!   task, reports each worker that became the leader; `minutely`, a crontab, reports
 //!   when it ran.
@@ -34,6 +37,7 @@
 use std::time::Duration;
 
 use faust::{
+    clap,
     prelude::*,
     tables::{Window, WindowedTable},
 };
@@ -590,6 +594,32 @@ async fn minutely() -> faust::Result<()> {
         let report = serde_json::json!({ "at": faust::clock::now_ms() });
         faust::send(&report_topic("minutely"), None::<&str>, &report).await?;
     }
+    Ok(())
+}
+
+/// Answers each ask with its value times 100 (agent RPC).
+#[faust::agent(topic = "{app_id}-times100")]
+async fn times100(mut stream: Stream<f64>) -> faust::Result<()> {
+    while let Some(value) = stream.next().await {
+        stream.reply(&(value * 100.0)).await?;
+    }
+    Ok(())
+}
+
+/// `ask AGENT VALUE`: the arguments.
+#[derive(clap::Args)]
+struct Ask {
+    /// An agent's name, or the topic an agent (here or in Python Faust) reads
+    agent: String,
+    /// A number to send
+    value: f64,
+}
+
+/// Asks an agent about a number and prints its reply.
+#[faust::command]
+async fn ask(ask: Ask) -> faust::Result<()> {
+    let reply: serde_json::Value = faust::Agent::named(&ask.agent).ask(&ask.value).await?;
+    println!("reply: {reply}");
     Ok(())
 }
 

@@ -123,6 +123,7 @@ impl<T: 'static> Stream<T> {
             dead_letters: self.dead_letters.clone(),
             outbox: self.outbox.clone(),
             handback: self.handback.clone(),
+            request: self.request.take(),
         }
     }
 }

@@ -18,9 +18,10 @@ use crate::{
     codec::DecodeError,
     context::WorkerContext,
     event::{self, Event, Message, Slot},
+    request::{self, ReplyAddress},
     sensors::Sensors,
     transport::producer::Record,
-    Result,
+    Error, Result,
 };
 
 /// An actor's inbox. It outlives the actor's runs so a restarted actor continues
@@ -63,6 +64,9 @@ pub struct Stream<T> {
     pub(super) outbox: Outbox,
     /// Where the events being processed go when the actor ends, for its supervisor.
     pub(super) handback: Arc<Handback>,
+    /// Where the reply to the event being processed goes, if it is a request (agent
+    /// RPC), with the event's key.
+    pub(super) request: Option<(ReplyAddress, Option<Vec<u8>>)>,
 }
 
 /// A topic the stream forwards its source events to, and continues from.
@@ -116,6 +120,7 @@ impl<T: 'static> Stream<T> {
             dead_letters: actor.dead_letters.clone(),
             outbox: actor.outbox.clone(),
             handback: actor.handback.clone(),
+            request: None,
         }
     }
 
@@ -177,6 +182,29 @@ impl<T: 'static> Stream<T> {
         }
         Some(events)
     }
+
+    /// Answers the event `next()` returned, if it is a request (an
+    /// [`Agent::ask`](crate::Agent::ask), `join` or `map` from faust-rs or Python
+    /// Faust): `value` goes (as JSON) to the asker's reply topic. For any other event it
+    /// does nothing, as a Faust agent's `yield` without a requester. Queued like
+    /// [`crate::send`]: the event is acknowledged once the broker has the reply. After a
+    /// `take` batch it answers the batch's last event.
+    pub async fn reply<R: serde::Serialize + ?Sized>(&mut self, value: &R) -> Result<()> {
+        let Some((address, key)) = &self.request else {
+            return Ok(());
+        };
+        let value = serde_json::value::to_raw_value(value).map_err(|e| Error::Encode {
+            target: format!("the reply of agent '{}'", self.agent.name),
+            message: e.to_string(),
+        })?;
+        let payload = request::response(key.as_deref(), &value, &address.correlation_id);
+        let record = Record {
+            value: Some(&payload),
+            ..Record::default()
+        };
+        let topic: Arc<str> = Arc::from(address.reply_to.as_str());
+        super::outbox::queue(&self.worker.producer, &topic, record).await
+    }
 }
 
 impl<T> Stream<T> {
@@ -187,6 +215,7 @@ impl<T> Stream<T> {
         // than tagged with an event already acknowledged.
         if self.current.is_empty() {
             event::set(&self.slot, None);
+            self.request = None;
         }
         loop {
             // An event the agent failed on, to run again first: it began already.
@@ -220,12 +249,18 @@ impl<T> Stream<T> {
                 message.payload.take()
             };
             let bytes = payload.as_deref().unwrap_or_default();
+            // A request (agent RPC) wrapped in Faust's record is decoded from inside it;
+            // forwarded, it stays whole, so the agent downstream can reply.
+            let (address, body) = match request::request(&message.headers, bytes) {
+                Some(found) => (Some(found.address), found.unwrapped.unwrap_or(bytes)),
+                None => (None, bytes),
+            };
             let relay = self.relay.as_mut().filter(|r| r.topic != message.topic);
             let parsed = match relay {
                 Some(relay) => match relay
                     .key
                     .as_mut()
-                    .map(|key| guarded(|| key(bytes)))
+                    .map(|key| guarded(|| key(body)))
                     .transpose()
                 {
                     Ok(key) => {
@@ -236,11 +271,12 @@ impl<T> Stream<T> {
                     }
                     Err(error) => Err(error),
                 },
-                None => guarded(|| (self.parse)(bytes)),
+                None => guarded(|| (self.parse)(body)),
             };
             match parsed {
                 Ok(Some(value)) => {
                     event::set(&self.slot, Some(message.position()));
+                    self.request = address.map(|address| (address, message.key.clone()));
                     let keep = keeps_events(self.agent);
                     let event = Event {
                         value,

@@ -183,6 +183,15 @@ pub struct Config {
     pub instance_id: Option<String>,
     /// How often an agent actor may fail before the worker stops.
     pub restart_limit: RestartLimit,
+    /// The topic this worker's asks get their replies on (Faust's `reply_to`);
+    /// `None`: `f-reply-{uuid}`, new for each run, as in Faust.
+    pub reply_to: Option<String>,
+    /// How long replies stay in the reply topic (its `retention.ms`; Faust's
+    /// `reply_expires`).
+    pub reply_expires: Duration,
+    /// How long an ask (or each reply of a `join`/`map`) is waited for before it fails
+    /// with [`crate::Error::NoReply`].
+    pub reply_timeout: Duration,
 }
 
 impl Config {
@@ -221,6 +230,9 @@ impl Config {
             producer_request_timeout: Duration::from_secs(20 * 60),
             instance_id: None,
             restart_limit: RestartLimit::default(),
+            reply_to: None,
+            reply_expires: Duration::from_secs(24 * 3600),
+            reply_timeout: Duration::from_secs(60),
         }
     }
 

@@ -71,11 +71,13 @@ impl TopicSpec {
     }
 }
 
-/// The cluster a worker talks to, and how its clients are doing there.
+/// The cluster a worker talks to, and how its clients are doing there. Clones share
+/// the embedded broker, which lives until the last one is dropped.
+#[derive(Clone)]
 pub(crate) struct Broker {
     connection: Connection,
     /// The in-process broker, when no cluster is configured.
-    embedded: Option<EmbeddedBroker>,
+    embedded: Option<Arc<EmbeddedBroker>>,
     health: KafkaHealth,
 }
 
@@ -100,7 +102,7 @@ impl Broker {
                     );
                 }
                 let connection = Connection::new(embedded.bootstrap.clone(), config, false);
-                (connection, Some(embedded))
+                (connection, Some(Arc::new(embedded)))
             }
         };
         Ok(Broker {

@@ -3,6 +3,8 @@
 
 use std::{collections::HashMap, sync::Mutex};
 
+use tokio::sync::Notify;
+
 use super::{
     partitioner::partition_for_key,
     record::{Delivered, Record},
@@ -37,6 +39,8 @@ pub(crate) struct MemoryLog {
     records: Mutex<Vec<SentRecord>>,
     /// The next offset of each topic partition.
     ends: Mutex<HashMap<(String, i32), i64>>,
+    /// Wakes whoever routes the log when a record is appended.
+    pub(crate) appended: Notify,
 }
 
 impl MemoryLog {
@@ -46,6 +50,7 @@ impl MemoryLog {
             clock,
             records: Mutex::default(),
             ends: Mutex::default(),
+            appended: Notify::new(),
         }
     }
 
@@ -53,6 +58,11 @@ impl MemoryLog {
     pub(crate) fn since(&self, from: usize) -> Vec<SentRecord> {
         let records = self.records.lock().unwrap_or_else(|e| e.into_inner());
         records.get(from..).unwrap_or_default().to_vec()
+    }
+
+    /// How many records it holds.
+    pub(crate) fn len(&self) -> usize {
+        self.records.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// Keeps `record`, stamped with its timestamp or the clock's now.
@@ -78,6 +88,7 @@ impl MemoryLog {
             headers: record.headers.to_vec(),
             timestamp: Some(record.timestamp.unwrap_or_else(|| self.clock.now_ms())),
         });
+        self.appended.notify_waiters();
         Delivered { partition, offset }
     }
 }

@@ -8,6 +8,7 @@ pub(crate) mod memory;
 pub(crate) mod partitioner;
 pub(crate) mod producer;
 pub(crate) mod record;
+pub(crate) mod replies;
 
 use std::{
     sync::{

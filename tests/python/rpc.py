@@ -1,0 +1,50 @@
+#!/usr/bin/env python
+"""A Python Faust (faust-streaming) app for faust-rs's RPC interop test
+(tests/faust_interop.rs), shaped as Faust's examples/advanced/rpc.py.
+
+``mul`` reads RPC_PY_MUL and answers each ask with the value times 100 (a yield), as
+rpc.py's ``mul`` does, printing what it was asked. A task then asks a faust-rs agent
+reading RPC_RS_AGENT twice: with Faust's default reply headers and with the request
+wrapped in Faust's ``ReqRepRequest`` record (``use_reply_headers=False``), and prints
+each reply. Settings: faust_test_app's, with ``reply_create_topic=True`` as rpc.py.
+"""
+import os
+
+import faust
+from faust.agents import Agent
+
+import faust_test_app
+
+app = faust_test_app.app(reply_create_topic=True)
+
+
+@app.agent(app.topic(os.environ["RPC_PY_MUL"], value_type=float))
+async def mul(stream):
+    async for value in stream:
+        print(f"PY MUL ASKED: {value!r}", flush=True)
+        yield value * 100.0
+
+
+async def _served_elsewhere(stream):  # pragma: no cover - never started here
+    async for _ in stream:
+        pass
+
+
+# An agent object for a topic another app serves: asked, never run by this worker.
+rust_agent = Agent(_served_elsewhere, name="rust_agent", app=app,
+                   channel=app.topic(os.environ["RPC_RS_AGENT"]))
+rust_agent_wrapped = Agent(_served_elsewhere, name="rust_agent_wrapped", app=app,
+                           channel=app.topic(os.environ["RPC_RS_AGENT"]),
+                           use_reply_headers=False)
+
+
+@app.task
+async def ask_rust() -> None:
+    by_headers = await rust_agent.ask(value=2.5)
+    print(f"PY GOT BY HEADERS: {by_headers!r}", flush=True)
+    wrapped = await rust_agent_wrapped.ask(value=3.5)
+    print(f"PY GOT WRAPPED: {wrapped!r}", flush=True)
+
+
+if __name__ == "__main__":
+    app.main()
