@@ -323,3 +323,56 @@ fn a_python_faust_word_count_is_taken_over_mid_stream_with_every_count_exact() {
         worker.log()
     );
 }
+
+#[test]
+fn faust_rs_and_python_faust_agents_ask_each_other() {
+    needs_broker!();
+    let here = "faust_rs_and_python_faust_agents_ask_each_other";
+    let Some(python) = python_faust(here) else {
+        return;
+    };
+    let app = unique("rpc-interop");
+    // Python's `mul`, faust-rs's `times100` (the test app's, on `{app_id}-times100`), and
+    // Python's reply topic, which tansu would not create for Faust.
+    let (py_mul, rs_agent, py_replies) = (
+        format!("{app}-py-mul"),
+        format!("{app}-times100"),
+        format!("{app}-py-replies"),
+    );
+    create_topic(&py_mul, 4);
+    create_topic(&rs_agent, 4);
+    create_topic_with(&py_replies, 1, &[("cleanup.policy", "delete")]);
+
+    let mut rust = Worker::start(&app, "rust", &[]);
+    rust.expect_log("worker ready", DONE);
+    let env = [
+        ("RPC_PY_MUL", py_mul.as_str()),
+        ("RPC_RS_AGENT", rs_agent.as_str()),
+        ("RPC_PY_REPLY_TO", py_replies.as_str()),
+    ];
+    let mut faust = python_worker(python, "rpc.py", &format!("{app}-py"), &env);
+
+    // Python Faust asks the faust-rs agent, with its reply headers and with the request
+    // wrapped in its ReqRepRequest record; faust-rs answers both as Faust's reply record.
+    faust.expect_log("PY GOT BY HEADERS: 250.0", DONE);
+    faust.expect_log("PY GOT WRAPPED: 350.0", DONE);
+
+    // faust-rs asks the Python Faust agent (a command of the test app).
+    let asked = Command::new(env!("CARGO_BIN_EXE_faust-test-app"))
+        .args(["ask", &py_mul, "4.5"])
+        .env("FAUST_ID", &app)
+        .env("FAUST_BROKER", broker())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&asked.stdout);
+    let stderr = String::from_utf8_lossy(&asked.stderr);
+    assert!(
+        asked.status.success(),
+        "{stdout}\n{stderr}\n{}",
+        faust.log()
+    );
+    assert!(stdout.contains("reply: 450.0"), "{stdout}\n{stderr}");
+    assert!(faust.log().contains("PY MUL ASKED: 4.5"), "{}", faust.log());
+    faust.stop();
+    rust.stop();
+}

@@ -471,3 +471,74 @@ fn the_tableofset_example_keeps_its_sets_across_two_workers_and_a_takeover() {
     );
     a.stop();
 }
+
+#[test]
+fn the_rpc_example_answers_its_timers_and_its_command_across_two_workers() {
+    needs_broker!();
+    let (app, reply_to) = (unique("rpc"), unique("rpc-replies"));
+    let broker = common::broker();
+    let env = |name: &str| {
+        let datadir = common::scratch().join(unique(name));
+        HashMap::from([
+            ("FAUST_BROKER", broker.clone()),
+            ("FAUST_ID", app.clone()),
+            ("FAUST_DATADIR", datadir.to_str().unwrap().to_owned()),
+        ])
+    };
+    let (env_a, env_b) = (env("rpc-a"), env("rpc-b"));
+    let example = common::example("rpc");
+    let mut a = Worker::spawn(example.clone(), &["worker"], &borrowed(&env_a), "a");
+    let mut b = Worker::spawn(example, &["worker"], &borrowed(&env_b), "b");
+    a.expect_log("worker ready", READY);
+    b.expect_log("worker ready", READY);
+
+    // The command asks `mul` through a reply topic of its own, created at the ask.
+    let asked = std::process::Command::new(common::example("rpc"))
+        .args(["x100", "4.5"])
+        .env("FAUST_BROKER", &broker)
+        .env("FAUST_ID", &app)
+        .env("FAUST_REPLY_TO", &reply_to)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&asked.stdout),
+        String::from_utf8_lossy(&asked.stderr),
+    );
+    assert!(asked.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("4.5 * 100 = 450"), "{stdout}\n{stderr}");
+    assert_eq!(
+        common::topic_setting(&reply_to, "cleanup.policy").as_deref(),
+        Some("delete")
+    );
+    let reply = read_all(&reply_to);
+    assert_eq!(reply.len(), 1, "one reply: {reply:?}");
+    assert_eq!(reply[0].json()["__faust"]["ns"], "@ReqRepResponse");
+
+    // Each worker's timer asks `pow` (which asks `mul`) for seven values, in order with
+    // `join`, then as they come with `map`. The partitions are split between the two, so
+    // requests and the asks they make cross between workers; each reply finds its way
+    // to the reply topic of the worker that asked.
+    let values = [30.3, 40.4, 50.5, 60.6, 70.7, 80.8, 90.9_f64];
+    let joined = format!("JOINED: {:?}", values.map(|v| v * v * 100.0));
+    let mapped = |log: &str| -> Vec<String> {
+        let mut replies: Vec<String> = (log.lines())
+            .filter_map(|l| l.split("RECEIVED REPLY: ").nth(1).map(str::to_owned))
+            .take(values.len())
+            .collect();
+        replies.sort();
+        replies
+    };
+    let mut expected: Vec<String> = values.iter().map(|v| (v * v * 100.0).to_string()).collect();
+    expected.sort();
+    for worker in [&a, &b] {
+        worker.expect_log(&joined, DONE);
+        assert!(
+            wait_until(DONE, || mapped(&worker.log()) == expected),
+            "{:?}\n{}",
+            mapped(&worker.log()),
+            worker.log()
+        );
+    }
+    a.stop();
+    b.stop();
+}

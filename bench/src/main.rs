@@ -61,6 +61,7 @@ fn main() {
             "idle",
             "monitor",
             "ceiling",
+            "rpc",
         ]
     } else {
         args.iter().map(String::as_str).collect()
@@ -82,8 +83,9 @@ fn main() {
             "idle" => bench.idle(),
             "monitor" => Ok(monitor_overhead()),
             "ceiling" => bench.ceiling(),
+            "rpc" => bench.rpc(),
             other => Err(format!(
-                "unknown scenario '{other}'; use passthrough, word_count, windowed_count, recovery, latency, idle, monitor or ceiling"
+                "unknown scenario '{other}'; use passthrough, word_count, windowed_count, recovery, latency, idle, monitor, ceiling or rpc"
             )),
         };
         match outcome {
@@ -289,6 +291,45 @@ impl Bench {
             "p50_ms": faust.0, "p99_ms": faust.1, "p999_ms": faust.2, "peak_rss_mb": peak_rss_mb,
             "raw_p50_ms": raw.0, "raw_p99_ms": raw.1, "raw_p999_ms": raw.2,
         }))
+    }
+
+    /// Agent RPC on one worker: the bench app's `rpc` command asks its `times100` agent
+    /// (sequential asks, then joins of 100) and reports rates and round trips.
+    fn rpc(&mut self) -> Result<Value> {
+        let group = self.unique("rpc");
+        let mut worker = self.spawn_worker(&self.app, &group)?;
+        worker.wait_for("worker ready", Duration::from_secs(120))?;
+        let cpu_before = worker.cpu_seconds();
+        let output = Command::new(&self.app)
+            .arg("rpc")
+            .env("FAUST_ID", &group)
+            .env("FAUST_BROKER", &self.broker)
+            .output()
+            .map_err(|e| format!("running the rpc command: {e}"))?;
+        let worker_cpu = worker.cpu_seconds() - cpu_before;
+        let peak_rss_mb = worker.peak_rss_mb();
+        worker.stop();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let line = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("RPC "))
+            .ok_or_else(|| {
+                format!(
+                    "the rpc command printed no figures: {}\n{}",
+                    stdout,
+                    String::from_utf8_lossy(&output.stderr)
+                )
+            })?;
+        let mut figures: Value =
+            serde_json::from_str(line).map_err(|e| format!("the rpc figures: {e}"))?;
+        let requests = figures["asks"].as_f64().unwrap_or(0.0)
+            + figures["joins"].as_f64().unwrap_or(0.0)
+                * figures["join_batch"].as_f64().unwrap_or(0.0);
+        figures["scenario"] = json!("rpc");
+        figures["broker"] = json!(self.broker_name());
+        figures["worker_cpu_s_per_1000"] = json!(worker_cpu / requests * 1000.0);
+        figures["worker_peak_rss_mb"] = json!(peak_rss_mb);
+        Ok(figures)
     }
 
     fn idle(&mut self) -> Result<Value> {

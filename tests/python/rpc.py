@@ -6,7 +6,9 @@
 rpc.py's ``mul`` does, printing what it was asked. A task then asks a faust-rs agent
 reading RPC_RS_AGENT twice: with Faust's default reply headers and with the request
 wrapped in Faust's ``ReqRepRequest`` record (``use_reply_headers=False``), and prints
-each reply. Settings: faust_test_app's, with ``reply_create_topic=True`` as rpc.py.
+each reply. Settings: faust_test_app's, with ``reply_create_topic=True`` as rpc.py
+and the reply topic named by RPC_PY_REPLY_TO (tansu 0.6.0 does not create the topics
+Faust declares, so the test creates it first).
 """
 import os
 
@@ -15,7 +17,7 @@ from faust.agents import Agent
 
 import faust_test_app
 
-app = faust_test_app.app(reply_create_topic=True)
+app = faust_test_app.app(reply_create_topic=True, reply_to=os.environ["RPC_PY_REPLY_TO"])
 
 
 @app.agent(app.topic(os.environ["RPC_PY_MUL"], value_type=float))

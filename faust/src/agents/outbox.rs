@@ -14,7 +14,7 @@ use std::{
 };
 
 use tokio::{sync::mpsc, task::JoinHandle};
-use tracing::error;
+use tracing::{error, warn};
 
 use crate::{
     event::{self, Message},
@@ -40,7 +40,23 @@ pub(crate) async fn queue(producer: &Producer, topic: &Arc<str>, record: Record<
     let delivery = producer
         .enqueue_async(topic, record, event::in_event())
         .await?;
-    owe(producer, topic, queued, delivery);
+    owe(producer, topic, queued, delivery, true);
+    Ok(())
+}
+
+/// [`queue`] for a reply to an ask: the event still waits for its delivery, but a reply
+/// that cannot be delivered (the asker's reply topic is gone) is logged, not fatal, so
+/// one asker cannot stop the agents it asks.
+pub(crate) async fn queue_reply(
+    producer: &Producer,
+    topic: &Arc<str>,
+    record: Record<'_>,
+) -> Result<()> {
+    let queued = Instant::now();
+    let delivery = producer
+        .enqueue_async(topic, record, event::in_event())
+        .await?;
+    owe(producer, topic, queued, delivery, false);
     Ok(())
 }
 
@@ -55,16 +71,23 @@ pub(crate) async fn queue_kept(
         .enqueue_async(topic, record, event::in_event())
         .await?
         .share();
-    owe(producer, topic, queued, owed);
+    owe(producer, topic, queued, owed, true);
     Ok(kept)
 }
 
 /// Hands a delivery to the event being processed, or else to the producer's watcher.
-fn owe(producer: &Producer, topic: &Arc<str>, queued: Instant, delivery: Delivery) {
+fn owe(
+    producer: &Producer,
+    topic: &Arc<str>,
+    queued: Instant,
+    delivery: Delivery,
+    essential: bool,
+) {
     let mut pending = Some(Pending {
         topic: topic.clone(),
         queued,
         delivery,
+        essential,
     });
     if event::in_event() {
         let _ = OUTBOX.try_with(|outbox| pending.take().map(|p| outbox.add(p)));
@@ -73,6 +96,7 @@ fn owe(producer: &Producer, topic: &Arc<str>, queued: Instant, delivery: Deliver
         topic,
         queued,
         delivery,
+        ..
     }) = pending
     {
         producer.watch(topic, queued, delivery);
@@ -84,6 +108,8 @@ pub(crate) struct Pending {
     pub(crate) topic: Arc<str>,
     pub(crate) queued: Instant,
     pub(crate) delivery: Delivery,
+    /// Whether its failure stops the worker (everything but replies to asks).
+    pub(crate) essential: bool,
 }
 
 /// Shared by an actor's stream and sinks: the sinks add, the stream hands over.
@@ -145,9 +171,14 @@ async fn acknowledge(
             topic,
             queued,
             delivery,
+            essential,
         } in pending
         {
             let outcome = producer.settle(&topic, queued, delivery).await;
+            if let (Err(error), false) = (&outcome, essential) {
+                warn!(%topic, event = %message.position(), %error, "a reply to an ask was not delivered (is the asker's reply topic gone?); the event is acknowledged");
+                continue;
+            }
             if let (Err(error), false) = (outcome, failed) {
                 failed = true;
                 error!(%topic, event = %message.position(), %error, "a message this event sent was not delivered");

@@ -203,7 +203,7 @@ impl<T: 'static> Stream<T> {
             ..Record::default()
         };
         let topic: Arc<str> = Arc::from(address.reply_to.as_str());
-        super::outbox::queue(&self.worker.producer, &topic, record).await
+        super::outbox::queue_reply(&self.worker.producer, &topic, record).await
     }
 }
 
@@ -365,6 +365,7 @@ impl<T> Stream<T> {
                         topic,
                         queued,
                         delivery,
+                        essential: true,
                     });
                     self.outbox.finish(vec![message]);
                     return true;
