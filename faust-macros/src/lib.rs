@@ -5,6 +5,7 @@
 mod agent;
 mod main_macro;
 mod options;
+mod page;
 mod table;
 mod task;
 
@@ -82,6 +83,17 @@ pub fn crontab(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn command(args: TokenStream, item: TokenStream) -> TokenStream {
     task::expand_command(args.into(), item.into()).into()
+}
+
+/// Serves an axum handler on the worker's web server, as Python Faust's `@app.page`:
+/// `#[faust::page("/count/{partition}")]` on an `async fn` taking axum extractors
+/// (`axum::extract::Path`, `Query`, `Json`, ...) and returning a response. It runs inside
+/// the worker (tables, `faust::send`, agent asks work), behind the same token and client
+/// certificate as `/stats`. Options: `method` (`"get"`, the default, `"post"`, `"put"`,
+/// `"delete"`, `"patch"`).
+#[proc_macro_attribute]
+pub fn page(args: TokenStream, item: TokenStream) -> TokenStream {
+    page::expand(args.into(), item.into()).into()
 }
 
 /// Generates `main`: `faust::main!(id = "orders-app", partitions = 4);`. Every option

@@ -285,3 +285,22 @@ pub fn topic_name_problem(name: &str) -> Option<String> {
             )
         })
 }
+
+/// A string literal first (a crontab's schedule, a page's path) and the options after
+/// it; `usage` is the error when the literal is missing.
+pub fn leading_literal(
+    args: TokenStream,
+    usage: &str,
+    errors: &mut Errors,
+) -> (Option<syn::LitStr>, TokenStream) {
+    let mut tokens = args.clone().into_iter();
+    let literal = tokens
+        .next()
+        .and_then(|t| syn::parse2::<syn::LitStr>(t.into()).ok());
+    if literal.is_none() {
+        errors.at(&args, usage);
+        return (None, TokenStream::new());
+    }
+    // Skip the comma after the literal; the rest are options.
+    (literal, tokens.skip(1).collect())
+}

@@ -96,24 +96,15 @@ pub fn expand_scheduled(args: TokenStream, item: TokenStream, kind: Kind) -> Tok
 
 /// The crontab expression (a string literal first) and the options after it.
 fn split_expression(args: TokenStream, errors: &mut Errors) -> (Option<String>, TokenStream) {
-    let mut tokens = args.clone().into_iter();
-    let first = tokens.next();
-    let expression = first
-        .as_ref()
-        .and_then(|t| syn::parse2::<syn::LitStr>(t.clone().into()).ok());
+    let usage = "a crontab takes its schedule first: #[faust::crontab(\"*/5 * * * *\")]";
+    let (expression, rest) = options::leading_literal(args, usage, errors);
     let Some(expression) = expression else {
-        errors.at(
-            &args,
-            "a crontab takes its schedule first: #[faust::crontab(\"*/5 * * * *\")]",
-        );
-        return (None, TokenStream::new());
+        return (None, rest);
     };
     // The runtime's own grammar: a crontab that compiles is one the worker runs.
     if let Err(problem) = faust_grammar::Cron::parse(&expression.value()) {
         errors.at(&expression, problem);
     }
-    // Skip the comma after the expression; the rest are options.
-    let rest: TokenStream = tokens.skip(1).collect();
     (Some(expression.value()), rest)
 }
 
@@ -188,7 +179,7 @@ fn is_vec(ty: &syn::Type) -> bool {
     }
 }
 
-fn parse_fn(item: &TokenStream, what: &str, errors: &mut Errors) -> Option<ItemFn> {
+pub fn parse_fn(item: &TokenStream, what: &str, errors: &mut Errors) -> Option<ItemFn> {
     match syn::parse2(item.clone()) {
         Ok(f) => Some(f),
         Err(_) => {

@@ -273,6 +273,21 @@ pub(crate) const BUILTIN_COMMANDS: &[&str] = &[
     "help",
 ];
 
+/// What `#[faust::page]` registers: a route of the worker's web server.
+#[derive(Debug)]
+pub struct PageDescriptor {
+    /// Its path, in axum's syntax (`/count/{partition}`).
+    pub path: &'static str,
+    /// The HTTP method it answers (`get`, `post`, ...).
+    pub method: &'static str,
+    /// Where it is declared (`file:line`).
+    pub location: &'static str,
+    /// Adds it to a router.
+    pub route: fn(axum::Router) -> axum::Router,
+}
+
+inventory::collect!(PageDescriptor);
+
 /// What `#[faust::command]` registers: an async fn run by `<binary> <name> [args...]`.
 #[derive(Debug)]
 pub struct CommandDescriptor {

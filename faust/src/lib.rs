@@ -54,11 +54,14 @@ pub mod tables;
 pub mod testing;
 mod time;
 mod transport;
-mod web;
+pub mod web;
 mod worker;
 
 pub use agents::{OnError, Sink, Stream};
 pub use app::{App, AppBuilder};
+/// The axum the worker's web server is built with: `#[faust::page]` handlers take its
+/// extractors and return its responses (`use faust::axum;`).
+pub use axum;
 /// The clap faust's command line is built with: a command's typed arguments derive its
 /// `Args` (`use faust::clap; #[derive(clap::Args)]`).
 pub use clap;
@@ -69,7 +72,7 @@ pub use config::{
 pub use context::{config, is_leader, spawn};
 pub use error::{Error, KafkaError, Result};
 pub use event::Event;
-pub use faust_macros::{agent, command, crontab, main, table, task, timer};
+pub use faust_macros::{agent, command, crontab, main, page, table, task, timer};
 pub use rpc::{Agent, Replies};
 pub use send::{send, send_bytes, Sent};
 pub use tables::{SetTable, Table, WindowedTable};
@@ -102,11 +105,12 @@ pub mod __private {
         codec,
         descriptor::{
             free_arguments, free_arguments_of, typed_arguments, BoxFuture, CommandDescriptor,
-            Schedule, TableDescriptor, TaskDescriptor, TimeReference, TimerDescriptor, WindowSpec,
-            INVALID_TABLE,
+            PageDescriptor, Schedule, TableDescriptor, TaskDescriptor, TimeReference,
+            TimerDescriptor, WindowSpec, INVALID_TABLE,
         },
         Result,
     };
+    pub use axum;
     pub use inventory;
 
     /// Boxes a registered function's future.

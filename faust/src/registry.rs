@@ -5,7 +5,8 @@
 use crate::{
     agents::AgentDescriptor,
     descriptor::{
-        CommandDescriptor, TableDescriptor, TaskDescriptor, TimerDescriptor, BUILTIN_COMMANDS,
+        CommandDescriptor, PageDescriptor, TableDescriptor, TaskDescriptor, TimerDescriptor,
+        BUILTIN_COMMANDS,
     },
     Error, Result,
 };
@@ -18,18 +19,22 @@ pub(crate) struct Registry {
     pub(crate) tasks: Vec<&'static TaskDescriptor>,
     pub(crate) timers: Vec<&'static TimerDescriptor>,
     pub(crate) commands: Vec<&'static CommandDescriptor>,
+    pub(crate) pages: Vec<&'static PageDescriptor>,
 }
 
 impl Registry {
     /// Collects what the macros submitted in this binary.
     pub(crate) fn collect() -> Result<Registry> {
-        Registry::from_parts(
+        let mut registry = Registry::from_parts(
             inventory::iter::<AgentDescriptor>().collect(),
             inventory::iter::<TableDescriptor>().collect(),
             inventory::iter::<TaskDescriptor>().collect(),
             inventory::iter::<TimerDescriptor>().collect(),
             inventory::iter::<CommandDescriptor>().collect(),
-        )
+        )?;
+        registry.pages = inventory::iter::<PageDescriptor>().collect();
+        registry.pages.sort_by_key(|p| (p.path, p.method));
+        Ok(registry)
     }
 
     /// Sorts each kind by name, rejects duplicate names and invalid timer schedules.
@@ -65,6 +70,7 @@ impl Registry {
             tasks,
             timers,
             commands,
+            pages: Vec::new(),
         })
     }
 

@@ -153,15 +153,32 @@ async fn start(app: &App, monitor: &Arc<Monitor>) -> Result<Running> {
         &clock,
         broker.health(),
     )?);
+    let leadership = Leadership::default();
+    let shared_config = Arc::new(config.clone());
+    let worker = Arc::new(WorkerContext {
+        replies: ReplyTopic::kafka(broker.clone(), shared_config.clone()),
+        config: shared_config,
+        producer: producer.clone(),
+        agents: app.agent_targets(),
+        tables: Some(tables.clone()),
+        clock,
+        leader: leadership.clone(),
+    });
+    if !config.web_enabled && !registry.pages.is_empty() {
+        warn!(
+            pages = registry.pages.len(),
+            "the web server is off (--without-web), so the app's pages are not served"
+        );
+    }
     let web = match config.web_enabled {
         true => Some(
             WebServer::start(
                 config,
-                &registry.agents,
+                (&registry.agents, &registry.pages),
                 broker.connection(),
                 monitor.clone(),
+                worker.clone(),
                 tables.clone(),
-                producer.clone(),
             )
             .await?,
         ),
@@ -173,16 +190,6 @@ async fn start(app: &App, monitor: &Arc<Monitor>) -> Result<Running> {
         .await
         .map_err(|e| Error::Worker(format!("global table recovery stopped: {e}")))??;
 
-    let leadership = Leadership::default();
-    let worker = Arc::new(WorkerContext {
-        config: Arc::new(config.clone()),
-        producer: producer.clone(),
-        agents: app.agent_targets(),
-        tables: Some(tables.clone()),
-        clock,
-        leader: leadership.clone(),
-        replies: ReplyTopic::kafka(broker.clone(), Arc::new(config.clone())),
-    });
     let closer = start_window_closer(&tables, &worker);
     let (fatal_sender, fatal) = mpsc::unbounded_channel();
     let (agents, routes) =

@@ -378,6 +378,15 @@ impl TableManager {
         })
     }
 
+    /// The partition of `key` (a table key: JSON) in `table`, and whether this worker
+    /// holds it (a global table's every partition is held).
+    pub(crate) fn partition_of(&self, table: &str, key: &[u8]) -> Result<(i32, bool)> {
+        let table = self.table(table)?;
+        let partition = key_partition(key, table.partitions);
+        let held = table.descriptor.global || table.held().contains_key(&partition);
+        Ok((partition, held))
+    }
+
     /// Table name -> the partitions this worker holds, sorted.
     pub(crate) fn assignment(&self) -> std::collections::BTreeMap<&'static str, Vec<i32>> {
         self.tables

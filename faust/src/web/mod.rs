@@ -6,10 +6,14 @@
 //! tables declared with `web = true` or listed in `web_tables` are served, and with a
 //! `web_token` everything but `/health` and `/metrics` wants it as a bearer token. With
 //! `web_tls` it serves HTTPS, and with a client CA it wants a client certificate for
-//! all but those two as well.
+//! all but those two as well. The app's own pages (`#[faust::page]`) are served beside
+//! these, under the same rules, with [`table_route`] for those answering about a table.
 
 mod directory;
+mod pages;
 mod tls;
+
+pub use pages::table_route;
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -32,9 +36,11 @@ use tracing::{info, warn};
 use crate::{
     agents::AgentDescriptor,
     config::{Config, Secret},
+    context::WorkerContext,
+    descriptor::PageDescriptor,
     sensors::{prometheus_text, Monitor, Phase, Stats},
     tables::{Lookup, TableManager},
-    transport::{connection::Connection, producer::Producer},
+    transport::connection::Connection,
     Error, Result,
 };
 use directory::{Directory, DirectoryService};
@@ -83,11 +89,11 @@ impl WebServer {
     /// Binds `web_bind:web_port` (failing at once if it cannot) and starts serving.
     pub(crate) async fn start(
         config: &Config,
-        agents: &[&'static AgentDescriptor],
+        (agents, pages): (&[&'static AgentDescriptor], &[&'static PageDescriptor]),
         connection: &Connection,
         monitor: Arc<Monitor>,
+        worker: Arc<WorkerContext>,
         tables: Arc<TableManager>,
-        producer: Producer,
     ) -> Result<WebServer> {
         for table in &config.web_tables {
             if tables.table(table).is_err() {
@@ -117,7 +123,7 @@ impl WebServer {
             directory_topic(&config.id),
             url.clone(),
             tables.clone(),
-            producer,
+            worker.producer.clone(),
         )?;
         let shared = Arc::new(Shared {
             web_tables: config.web_tables.iter().cloned().collect(),
@@ -140,11 +146,14 @@ impl WebServer {
             tables,
             directory: directory.directory.clone(),
         });
+        let own_pages = pages::router(pages, worker, shared.clone())?;
         let guarded = Router::new()
             .route("/", get(status_page))
             .route("/stats", get(stats))
             .route("/assignment", get(assignment))
             .route("/tables/{table}/{key}", get(table_lookup))
+            .with_state(shared.clone())
+            .merge(own_pages)
             .route_layer(middleware::from_fn_with_state(
                 shared.clone(),
                 require_credentials,
@@ -153,8 +162,8 @@ impl WebServer {
         let router = Router::new()
             .route("/health", get(health))
             .route("/metrics", get(metrics))
-            .merge(guarded)
-            .with_state(shared);
+            .with_state(shared)
+            .merge(guarded);
         let router = router.into_make_service_with_connect_info::<Peer>();
         let (stop, stopped) = oneshot::channel();
         let stopped = async {
@@ -339,6 +348,37 @@ struct LookupQuery {
     forwarded: bool,
 }
 
+/// The answer for a request about `partition` of `table`, which this worker does not
+/// hold: a redirect (307) to the same path and query on the worker that holds it, or,
+/// when none is known or the request was redirected here already, 503.
+fn to_owner(shared: &Shared, table: &str, partition: i32, uri: &Uri, forwarded: bool) -> Response {
+    let owner = shared
+        .directory
+        .owner(table, partition)
+        .filter(|owner| *owner != shared.url);
+    let problem = match owner {
+        Some(owner) if !forwarded => {
+            let query = uri.query().map_or(String::new(), |q| format!("{q}&"));
+            let location = format!("{owner}{}?{query}forwarded=true", uri.path());
+            return (
+                StatusCode::TEMPORARY_REDIRECT,
+                [(header::LOCATION, location)],
+            )
+                .into_response();
+        }
+        Some(_) => format!(
+            "partition {partition} of table '{table}' is moving between workers \
+             (this request was redirected here); retry shortly"
+        ),
+        None => format!(
+            "partition {partition} of table '{table}' is not held by this worker and \
+             no other worker claims it yet (a rebalance may be under way); retry shortly"
+        ),
+    };
+    let body = Json(serde_json::json!({ "error": problem }));
+    (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+}
+
 async fn table_lookup(
     State(shared): State<Arc<Shared>>,
     Path((table, key)): Path<(String, String)>,
@@ -378,34 +418,7 @@ async fn table_lookup(
             format!("table '{table}' has no key {key}"),
         ),
         Ok(Ok(Lookup::Elsewhere { partition })) => {
-            let owner = shared
-                .directory
-                .owner(&table, partition)
-                .filter(|owner| *owner != shared.url);
-            match owner {
-                Some(owner) if !query.forwarded => {
-                    let location = format!("{owner}{}?forwarded=true", uri.path());
-                    (
-                        StatusCode::TEMPORARY_REDIRECT,
-                        [(header::LOCATION, location)],
-                    )
-                        .into_response()
-                }
-                Some(_) => error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "partition {partition} of table '{table}' is moving between workers \
-                         (this request was redirected here); retry shortly"
-                    ),
-                ),
-                None => error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "partition {partition} of table '{table}' is not held by this worker and \
-                         no other worker claims it yet (a rebalance may be under way); retry shortly"
-                    ),
-                ),
-            }
+            to_owner(&shared, &table, partition, &uri, query.forwarded)
         }
         Ok(Err(Error::Config(message))) => error(StatusCode::BAD_REQUEST, message),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
