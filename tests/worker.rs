@@ -542,3 +542,88 @@ fn the_rpc_example_answers_its_timers_and_its_command_across_two_workers() {
     a.stop();
     b.stop();
 }
+
+#[test]
+fn the_tabletest_example_answers_every_key_from_the_worker_that_holds_it() {
+    needs_broker!();
+    let app = unique("tabletest");
+    let broker = common::broker();
+    let env = |name: &str| {
+        let datadir = common::scratch().join(unique(name));
+        HashMap::from([
+            ("FAUST_BROKER", broker.clone()),
+            ("FAUST_ID", app.clone()),
+            ("FAUST_DATADIR", datadir.to_str().unwrap().to_owned()),
+            // `countstopic` is the example's fixed name, with earlier runs' numbers in
+            // it: this group counts only what is sent after it joined.
+            ("FAUST_AUTO_OFFSET_RESET", "latest".to_owned()),
+            ("FAUST_WEB_PORT", "0".to_owned()),
+            ("FAUST_WEB_BIND", "127.0.0.1".to_owned()),
+            ("FAUST_WEB_HOST", "127.0.0.1".to_owned()),
+        ])
+    };
+    let (env_a, env_b) = (env("tabletest-a"), env("tabletest-b"));
+    let example = common::example("tabletest");
+    let mut a = Worker::spawn(example.clone(), &["worker"], &borrowed(&env_a), "a");
+    a.expect_log("worker ready", READY);
+    let mut b = Worker::spawn(example, &["worker"], &borrowed(&env_b), "b");
+    b.expect_log("worker ready", READY);
+    let urls = [a.web_url(), b.web_url()];
+
+    let produced = std::process::Command::new(common::example("tabletest"))
+        .args(["produce", "--iterations", "100"])
+        .env("FAUST_BROKER", &broker)
+        .env("FAUST_ID", &app)
+        .output()
+        .unwrap();
+    assert!(
+        produced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&produced.stderr)
+    );
+
+    // Each key's total, asked of both workers: the one holding it answers, the other
+    // redirects there.
+    let total: u64 = (0..100).sum();
+    let answers = |key: &str| -> Vec<(u16, Option<String>, String)> {
+        urls.iter()
+            .map(|url| {
+                let got = common::http_get(&format!("{url}/count/{key}/"));
+                (got.status, got.headers.get("location").cloned(), got.body)
+            })
+            .collect()
+    };
+    for key in ["0", "1", "2", "3"] {
+        let settled = || {
+            let got = answers(key);
+            let here = got.iter().position(|(status, _, _)| *status == 200);
+            let Some(here) = here else { return false };
+            let other = &got[1 - here];
+            let redirected = other.0 == 307
+                && other
+                    .1
+                    .as_deref()
+                    .is_some_and(|l| l.starts_with(&urls[here]));
+            let body: serde_json::Value = serde_json::from_str(&got[here].2).unwrap_or_default();
+            redirected && body == json!({ key: total })
+        };
+        assert!(
+            wait_until(DONE, settled),
+            "key {key}: {:?}\n{}\n{}",
+            answers(key),
+            a.log(),
+            b.log()
+        );
+        // Following the redirect gets the same answer.
+        let (_, location, _) = answers(key)
+            .into_iter()
+            .find(|(s, _, _)| *s == 307)
+            .unwrap();
+        let followed = common::http_get(&location.unwrap());
+        assert_eq!(followed.status, 200, "{followed:?}");
+        assert_eq!(followed.json(), json!({ key: total }));
+    }
+    assert!(!a.log().contains("!!!") && !b.log().contains("!!!"));
+    a.stop();
+    b.stop();
+}
