@@ -627,3 +627,33 @@ fn the_tabletest_example_answers_every_key_from_the_worker_that_holds_it() {
     a.stop();
     b.stop();
 }
+
+#[test]
+fn the_service_example_starts_its_service_before_the_agents_and_stops_it_after() {
+    let example = common::example("service");
+    let datadir = common::scratch().join(unique("service-data"));
+    let datadir = datadir.to_str().unwrap();
+    let env = HashMap::from([("FAUST_DATADIR", datadir), ("FAUST_LOGLEVEL", "info")]);
+    let mut worker = Worker::spawn(example, &["worker"], &env, "service");
+    worker.expect_log("Received: \"hello\"", DONE);
+    // Beats are counted by the service's own loop, once a second.
+    worker.expect_log("worker ready", READY);
+    std::thread::sleep(Duration::from_secs(3));
+    worker.signal("INT");
+    let status = worker.wait_exit(Duration::from_secs(60));
+    let log = worker.log();
+    assert!(status.success(), "{status}:\n{log}");
+    let at = |needle: &str| {
+        log.find(needle)
+            .unwrap_or_else(|| panic!("no {needle:?}:\n{log}"))
+    };
+    assert!(at("STARTED") < at("Received: \"hello\""), "{log}");
+    assert!(at("service stopped") > at("STOPPED after"), "{log}");
+    let beats: u64 = log
+        .split("STOPPED after ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(beats >= 3, "{log}");
+}

@@ -11,6 +11,7 @@ use crate::{
     descriptor::topic_name,
     registry::Registry,
     sensors::Sensor,
+    service::{Hooks, Service},
     transport::broker::{TopicSpec, MIN_COMPACTION_LAG_MS},
     Error, Result,
 };
@@ -22,6 +23,7 @@ pub struct App {
     config: Config,
     registry: Registry,
     sensors: Vec<Arc<dyn Sensor>>,
+    services: Vec<Arc<dyn Hooks>>,
 }
 
 impl std::fmt::Debug for App {
@@ -30,6 +32,7 @@ impl std::fmt::Debug for App {
             .field("config", &self.config)
             .field("registry", &self.registry)
             .field("sensors", &self.sensors.len())
+            .field("services", &self.services.len())
             .finish()
     }
 }
@@ -41,6 +44,7 @@ impl App {
             config: Config::new(id),
             errors: Vec::new(),
             sensors: Vec::new(),
+            services: Vec::new(),
         }
     }
 
@@ -51,6 +55,7 @@ impl App {
             config,
             registry,
             sensors: Vec::new(),
+            services: Vec::new(),
         })
     }
 
@@ -60,9 +65,20 @@ impl App {
         self
     }
 
+    /// Adds a service the worker starts and stops with itself.
+    pub(crate) fn with_service(mut self, service: Arc<dyn Hooks>) -> App {
+        self.services.push(service);
+        self
+    }
+
     /// The user's sensors.
     pub(crate) fn sensors(&self) -> &[Arc<dyn Sensor>] {
         &self.sensors
+    }
+
+    /// The user's services, in the order given.
+    pub(crate) fn services(&self) -> &[Arc<dyn Hooks>] {
+        &self.services
     }
 
     /// Its settings.
@@ -221,12 +237,20 @@ impl MainApp {
     }
 }
 
+/// What an [`AppBuilder`] was given.
+pub(crate) struct Parts {
+    pub(crate) config: Config,
+    pub(crate) sensors: Vec<Arc<dyn Sensor>>,
+    pub(crate) services: Vec<Arc<dyn Hooks>>,
+}
+
 /// Settings given in code; `FAUST_*` variables and CLI flags override them.
 #[derive(Clone)]
 pub struct AppBuilder {
     config: Config,
     errors: Vec<String>,
     sensors: Vec<Arc<dyn Sensor>>,
+    services: Vec<Arc<dyn Hooks>>,
 }
 
 impl AppBuilder {
@@ -439,22 +463,39 @@ impl AppBuilder {
 
     /// The configuration so far, or the first invalid setting.
     pub fn config(self) -> Result<Config> {
-        Ok(self.into_parts()?.0)
+        Ok(self.into_parts()?.config)
     }
 
-    /// The configuration and the sensors, or the first invalid setting.
-    pub(crate) fn into_parts(self) -> Result<(Config, Vec<Arc<dyn Sensor>>)> {
+    /// Adds a service the worker starts and stops with itself (Faust's `app.service`;
+    /// `faust::main!(id = "app", service = MyService)`). Services start in the order
+    /// given and stop in the reverse order.
+    pub fn service(mut self, service: impl Service) -> Self {
+        self.services.push(Arc::new(service));
+        self
+    }
+
+    /// The configuration, the sensors and the services, or the first invalid setting.
+    pub(crate) fn into_parts(self) -> Result<Parts> {
         if let Some(e) = self.errors.into_iter().next() {
             return Err(crate::Error::Config(e));
         }
-        Ok((self.config, self.sensors))
+        Ok(Parts {
+            config: self.config,
+            sensors: self.sensors,
+            services: self.services,
+        })
     }
 
     /// Builds the app from these settings and the registry collected from this binary.
     pub fn build(self) -> Result<App> {
-        let (config, sensors) = self.into_parts()?;
+        let Parts {
+            config,
+            sensors,
+            services,
+        } = self.into_parts()?;
         let mut app = App::new(config, Registry::collect()?)?;
         app.sensors = sensors;
+        app.services = services;
         Ok(app)
     }
 }

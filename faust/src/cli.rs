@@ -17,7 +17,7 @@ use clap::{
 use tracing_subscriber::EnvFilter;
 
 use crate::{
-    app::{App, AppBuilder},
+    app::{App, AppBuilder, Parts},
     config::{
         parse_app_id, parse_duration, parse_partitions, parse_replicas, BrokerSpec, ClientSetting,
         Config, CreateTopics, OffsetReset, Sasl, SaslMechanism, Secret, Tls, WebTls,
@@ -435,7 +435,11 @@ fn run(builder: AppBuilder, name: &'static str, version: &'static str) -> Result
     init_logging(&matches);
     let settings =
         Settings::from_arg_matches(&matches).map_err(|e| Error::Config(e.to_string()))?;
-    let (mut config, sensors) = builder.into_parts()?;
+    let Parts {
+        mut config,
+        sensors,
+        services,
+    } = builder.into_parts()?;
     // FAUST_KAFKA_* variables come after the code's settings and before the flags'.
     let env = std::env::vars_os()
         .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)));
@@ -446,6 +450,7 @@ fn run(builder: AppBuilder, name: &'static str, version: &'static str) -> Result
         App::new(settings.apply(config), registry)?,
         App::with_sensor,
     );
+    let app = services.into_iter().fold(app, App::with_service);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -49,6 +49,7 @@ mod request;
 mod rpc;
 mod send;
 pub mod sensors;
+mod service;
 pub mod tables;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -75,6 +76,7 @@ pub use event::Event;
 pub use faust_macros::{agent, command, crontab, main, page, table, task, timer};
 pub use rpc::{Agent, Replies};
 pub use send::{send, send_bytes, Sent};
+pub use service::Service;
 pub use tables::{SetTable, Table, WindowedTable};
 pub use transport::record::Delivered;
 pub use worker::Worker;

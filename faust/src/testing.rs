@@ -59,7 +59,7 @@ use tokio::sync::{mpsc, Notify};
 pub use crate::transport::memory::SentRecord;
 use crate::{
     agents::AgentManager,
-    app::{App, AppBuilder, MainApp},
+    app::{App, AppBuilder, MainApp, Parts},
     codec::KeyCodec,
     context::{Entered, WorkerContext},
     descriptor::TimerDescriptor,
@@ -142,7 +142,12 @@ impl TestContext {
     /// The app registered in this test binary, configured by `builder` (partitions,
     /// sensors; broker settings are not used).
     pub async fn with_app(builder: AppBuilder) -> Result<TestContext> {
-        let (config, user_sensors) = builder.into_parts()?;
+        // Services do not run here, as tasks do not.
+        let Parts {
+            config,
+            sensors: user_sensors,
+            ..
+        } = builder.into_parts()?;
         let mut app = App::new(config, Registry::collect()?)?;
         for sensor in user_sensors {
             app = app.with_sensor(sensor);

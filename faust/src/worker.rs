@@ -1,7 +1,7 @@
 //! The Worker: the process-level runtime that drives an App's lifecycle.
 //!
 //! Start order: monitor, broker connection and topics (with the co-partitioning
-//! check), producer, tables, web server, global tables, agents, consumer; "ready" is
+//! check), producer, tables, web server, global tables, services, agents, consumer; "ready" is
 //! logged once the first assignment's tables are recovered, and tasks start then. The
 //! first SIGINT/SIGTERM starts a warm shutdown (stop fetching, let in-flight events
 //! finish, commit, flush the producer); a second one exits at once. A fatal error stops
@@ -21,6 +21,7 @@ use crate::{
     context::WorkerContext,
     leader::{self, Leadership},
     sensors::{Monitor, Phase, Sensors},
+    service::Hooks,
     tables::{self, TableManager},
     time::Clock,
     transport::{broker::Broker, consumer::Consumer, producer::Producer, replies::ReplyTopic},
@@ -50,7 +51,69 @@ struct Running {
     agents: AgentManager,
     consumer: Consumer,
     closer: Option<(JoinHandle<()>, watch::Sender<bool>)>,
+    services: Services,
     fatal: mpsc::UnboundedReceiver<Error>,
+}
+
+/// The app's services, started, with their background loops.
+struct Services {
+    worker: Arc<WorkerContext>,
+    started: Vec<Arc<dyn Hooks>>,
+    loops: Vec<JoinHandle<()>>,
+}
+
+impl Services {
+    /// Runs each service's `on_start` in order, then spawns its `run` loop; a loop's
+    /// error is fatal.
+    async fn start(
+        services: &[Arc<dyn Hooks>],
+        worker: &Arc<WorkerContext>,
+        fatal: &mpsc::UnboundedSender<Error>,
+    ) -> Result<Services> {
+        let mut started = Vec::new();
+        for service in services {
+            let name = service.name();
+            worker
+                .scope(service.clone().start())
+                .await
+                .map_err(|e| Error::Worker(format!("service '{name}' failed to start: {e}")))?;
+            info!(service = %name, "service started");
+            started.push(service.clone());
+        }
+        let loops = started
+            .iter()
+            .map(|service| {
+                let (service, fatal) = (service.clone(), fatal.clone());
+                worker.spawn(async move {
+                    let name = service.name();
+                    if let Err(e) = service.run().await {
+                        let _ = fatal.send(Error::Worker(format!("service '{name}' failed: {e}")));
+                    }
+                })
+            })
+            .collect();
+        Ok(Services {
+            worker: worker.clone(),
+            started,
+            loops,
+        })
+    }
+
+    /// Cancels the loops, then runs each `on_stop` in reverse order.
+    async fn stop(self) {
+        for running in &self.loops {
+            running.abort();
+        }
+        for service in self.started.iter().rev() {
+            let name = service.name();
+            let stopping = self.worker.scope(service.clone().stop());
+            match tokio::time::timeout(STOP_TIMEOUT, stopping).await {
+                Ok(Ok(())) => info!(service = %name, "service stopped"),
+                Ok(Err(e)) => error!(service = %name, error = %e, "a service failed to stop"),
+                Err(_) => warn!(service = %name, "a service did not stop within 30 s"),
+            }
+        }
+    }
 }
 
 impl Worker {
@@ -192,6 +255,7 @@ async fn start(app: &App, monitor: &Arc<Monitor>) -> Result<Running> {
 
     let closer = start_window_closer(&tables, &worker);
     let (fatal_sender, fatal) = mpsc::unbounded_channel();
+    let services = Services::start(app.services(), &worker, &fatal_sender).await?;
     let (agents, routes) =
         AgentManager::start(config, &registry.agents, &worker, &sensors, &fatal_sender);
     let consumer = Consumer::start(
@@ -213,6 +277,7 @@ async fn start(app: &App, monitor: &Arc<Monitor>) -> Result<Running> {
         agents,
         consumer,
         closer,
+        services,
         fatal,
     })
 }
@@ -247,6 +312,9 @@ async fn shutdown(running: Running) {
         }
     }
     running.consumer.shutdown(STOP_TIMEOUT).await;
+    // After the agents (they may use a service), before the producer's flush (a
+    // service may send as it stops).
+    running.services.stop().await;
     if let Some(web) = running.web {
         web.stop().await;
     }

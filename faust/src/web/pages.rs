@@ -37,6 +37,9 @@ pub(super) fn router(
     shared: Arc<Shared>,
 ) -> Result<Router> {
     let mut router = Router::new();
+    if pages.is_empty() {
+        return Ok(router); // (axum refuses a layer over no routes)
+    }
     for page in pages {
         if BUILT_IN.contains(&page.path) {
             return Err(Error::Config(format!(
