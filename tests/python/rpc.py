@@ -17,7 +17,14 @@ from faust.agents import Agent
 
 import faust_test_app
 
-app = faust_test_app.app(reply_create_topic=True, reply_to=os.environ["RPC_PY_REPLY_TO"])
+# stream_wait_empty=False: Faust's reply consumer never acknowledges the replies it
+# reads, so a worker that waited for its streams to empty would hang at shutdown
+# ("wait_empty: Waiting for tasks ... py-replies").
+app = faust_test_app.app(
+    reply_create_topic=True,
+    reply_to=os.environ["RPC_PY_REPLY_TO"],
+    stream_wait_empty=False,
+)
 
 
 @app.agent(app.topic(os.environ["RPC_PY_MUL"], value_type=float))
