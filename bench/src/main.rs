@@ -297,6 +297,7 @@ impl Bench {
     /// (sequential asks, then joins of 100) and reports rates and round trips.
     fn rpc(&mut self) -> Result<Value> {
         let group = self.unique("rpc");
+        self.ensure_topics(&["bench-out"])?; // the bench app's sink
         let mut worker = self.spawn_worker(&self.app, &group)?;
         worker.wait_for("worker ready", Duration::from_secs(120))?;
         let cpu_before = worker.cpu_seconds();

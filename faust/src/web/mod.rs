@@ -2,7 +2,7 @@
 //! `/tables/{table}/{key}`, `/assignment` and a status page at `/`.
 //!
 //! A table lookup is answered by the worker that holds the key's partition; any other
-//! worker redirects (307) to it, found through the [`directory`] of announcements. Only
+//! worker redirects (307) to it, found through the directory of announcements. Only
 //! tables declared with `web = true` or listed in `web_tables` are served, and with a
 //! `web_token` everything but `/health` and `/metrics` wants it as a bearer token. With
 //! `web_tls` it serves HTTPS, and with a client CA it wants a client certificate for
