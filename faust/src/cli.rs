@@ -543,7 +543,13 @@ async fn with_producer(
         app.config().producer_request_timeout,
         Sensors::new(Default::default(), app.sensors()),
     )?;
-    let config = Arc::new(app.config().clone());
+    let mut config = app.config().clone();
+    // One reply topic for every run of the app's commands: a command run from cron
+    // would otherwise leave a topic behind per run.
+    if config.reply_to.is_none() {
+        config.reply_to = Some(format!("f-reply-{}-cli", config.id));
+    }
+    let config = Arc::new(config);
     let worker = Arc::new(WorkerContext {
         replies: ReplyTopic::kafka(broker.clone(), config.clone()),
         config,

@@ -17,9 +17,9 @@ use crate::{
 
 /// Why a send (or an ask) outside a worker cannot go anywhere.
 pub(crate) const NO_WORKER: &str =
-    "send needs a broker: it works inside a running worker (agents, tasks, \
-     timers; a task you spawn yourself keeps the worker with faust::spawn), and in commands \
-     given --broker kafka://host:port (or FAUST_BROKER)";
+    "send needs a broker (so do an agent's ask and cast): it works inside a running worker \
+     (agents, tasks, timers, pages; a task you spawn yourself keeps the worker with \
+     faust::spawn), and in commands given --broker kafka://host:port (or FAUST_BROKER)";
 
 /// A message [`send`] queued. Await [`Sent::delivered`] to learn where it landed, or
 /// drop it: inside an agent, the event being processed is acknowledged only once the

@@ -9,8 +9,11 @@ use crate::{descriptor::BoxFuture, Result};
 /// A part of the app with a lifecycle of its own: `on_start` runs once the worker is up
 /// (after its tables and web server, before the agents), `run` is its background loop
 /// for as long as the worker runs, and `on_stop` runs at shutdown, after the agents
-/// stopped. All three run inside the worker, so tables, `faust::send` and agent asks
-/// work in them. An error from any of them stops the worker with that error.
+/// stopped. All three run inside the worker, so `faust::send` works in them; tables
+/// and asks to the app's own agents belong in `run` (when `on_start` runs, no partition
+/// is assigned yet and the agents have not started, so such an ask would wait out its
+/// timeout). An error or a panic in `on_start` or `run` stops the worker, naming the
+/// service; one in `on_stop` is logged.
 ///
 /// ```no_run
 /// struct Heartbeat;

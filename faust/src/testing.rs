@@ -148,6 +148,9 @@ impl TestContext {
             sensors: user_sensors,
             ..
         } = builder.into_parts()?;
+        // An ask nobody answers fails (NoReply) before the context gives up waiting.
+        let mut config = config;
+        config.reply_timeout = config.reply_timeout.min(SETTLE_TIMEOUT / 2);
         let mut app = App::new(config, Registry::collect()?)?;
         for sensor in user_sensors {
             app = app.with_sensor(sensor);

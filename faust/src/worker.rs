@@ -7,7 +7,9 @@
 //! finish, commit, flush the producer); a second one exits at once. A fatal error stops
 //! the worker the same way and is returned.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{future::Future, panic::AssertUnwindSafe, sync::Arc, time::Duration};
+
+use futures_util::FutureExt as _;
 
 use tokio::{
     sync::{mpsc, watch},
@@ -16,7 +18,7 @@ use tokio::{
 use tracing::{error, info, warn};
 
 use crate::{
-    agents::AgentManager,
+    agents::{panic_text, AgentManager},
     app::App,
     context::WorkerContext,
     leader::{self, Leadership},
@@ -64,52 +66,72 @@ struct Services {
 
 impl Services {
     /// Runs each service's `on_start` in order, then spawns its `run` loop; a loop's
-    /// error is fatal.
+    /// error or panic is fatal. If one fails to start, those started are stopped.
     async fn start(
         services: &[Arc<dyn Hooks>],
         worker: &Arc<WorkerContext>,
         fatal: &mpsc::UnboundedSender<Error>,
     ) -> Result<Services> {
-        let mut started = Vec::new();
+        let mut started = Services {
+            worker: worker.clone(),
+            started: Vec::new(),
+            loops: Vec::new(),
+        };
         for service in services {
             let name = service.name();
-            worker
-                .scope(service.clone().start())
-                .await
-                .map_err(|e| Error::Worker(format!("service '{name}' failed to start: {e}")))?;
+            let starting = AssertUnwindSafe(worker.scope(service.clone().start())).catch_unwind();
+            let failed = match starting.await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(panic) => Some(format!("it panicked: {}", panic_text(panic.as_ref()))),
+            };
+            if let Some(problem) = failed {
+                started.stop().await;
+                return Err(Error::Worker(format!(
+                    "service '{name}' failed to start: {problem}"
+                )));
+            }
             info!(service = %name, "service started");
-            started.push(service.clone());
+            started.started.push(service.clone());
         }
-        let loops = started
+        started.loops = started
+            .started
             .iter()
             .map(|service| {
                 let (service, fatal) = (service.clone(), fatal.clone());
                 worker.spawn(async move {
                     let name = service.name();
-                    if let Err(e) = service.run().await {
-                        let _ = fatal.send(Error::Worker(format!("service '{name}' failed: {e}")));
-                    }
+                    let outcome = AssertUnwindSafe(service.run()).catch_unwind().await;
+                    let problem = match outcome {
+                        Ok(Ok(())) => return,
+                        Ok(Err(e)) => e.to_string(),
+                        Err(panic) => format!("it panicked: {}", panic_text(panic.as_ref())),
+                    };
+                    let _ =
+                        fatal.send(Error::Worker(format!("service '{name}' failed: {problem}")));
                 })
             })
             .collect();
-        Ok(Services {
-            worker: worker.clone(),
-            started,
-            loops,
-        })
+        Ok(started)
     }
 
-    /// Cancels the loops, then runs each `on_stop` in reverse order.
+    /// Cancels the loops (and waits until they are gone), then runs each `on_stop` in
+    /// reverse order.
     async fn stop(self) {
-        for running in &self.loops {
+        for running in self.loops {
             running.abort();
+            let _ = tokio::time::timeout(STOP_TIMEOUT, running).await;
         }
         for service in self.started.iter().rev() {
             let name = service.name();
-            let stopping = self.worker.scope(service.clone().stop());
+            let stopping =
+                AssertUnwindSafe(self.worker.scope(service.clone().stop())).catch_unwind();
             match tokio::time::timeout(STOP_TIMEOUT, stopping).await {
-                Ok(Ok(())) => info!(service = %name, "service stopped"),
-                Ok(Err(e)) => error!(service = %name, error = %e, "a service failed to stop"),
+                Ok(Ok(Ok(()))) => info!(service = %name, "service stopped"),
+                Ok(Ok(Err(e))) => error!(service = %name, error = %e, "a service failed to stop"),
+                Ok(Err(panic)) => {
+                    error!(service = %name, panic = %panic_text(panic.as_ref()), "a service panicked while stopping")
+                }
                 Err(_) => warn!(service = %name, "a service did not stop within 30 s"),
             }
         }
@@ -255,10 +277,16 @@ async fn start(app: &App, monitor: &Arc<Monitor>) -> Result<Running> {
 
     let closer = start_window_closer(&tables, &worker);
     let (fatal_sender, fatal) = mpsc::unbounded_channel();
-    let services = Services::start(app.services(), &worker, &fatal_sender).await?;
+    let services = match Services::start(app.services(), &worker, &fatal_sender).await {
+        Ok(services) => services,
+        Err(e) => {
+            worker.replies.stop(); // a service's on_start may have asked
+            return Err(e);
+        }
+    };
     let (agents, routes) =
         AgentManager::start(config, &registry.agents, &worker, &sensors, &fatal_sender);
-    let consumer = Consumer::start(
+    let consumer = match Consumer::start(
         config,
         &broker,
         routes,
@@ -266,7 +294,15 @@ async fn start(app: &App, monitor: &Arc<Monitor>) -> Result<Running> {
         sensors,
         tables.clone(),
         fatal_sender,
-    )?;
+    ) {
+        Ok(consumer) => consumer,
+        Err(e) => {
+            agents.stop(STOP_TIMEOUT).await;
+            services.stop().await;
+            worker.replies.stop();
+            return Err(e);
+        }
+    };
     Ok(Running {
         datadir,
         replies: worker.replies.clone(),

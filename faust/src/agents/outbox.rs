@@ -47,17 +47,19 @@ pub(crate) async fn queue(producer: &Producer, topic: &Arc<str>, record: Record<
 /// [`queue`] for a reply to an ask: the event still waits for its delivery, but a reply
 /// that cannot be delivered (the asker's reply topic is gone) is logged, not fatal, so
 /// one asker cannot stop the agents it asks.
-pub(crate) async fn queue_reply(
-    producer: &Producer,
-    topic: &Arc<str>,
-    record: Record<'_>,
-) -> Result<()> {
+pub(crate) async fn queue_reply(producer: &Producer, topic: &Arc<str>, record: Record<'_>) {
     let queued = Instant::now();
-    let delivery = producer
+    // A full queue is waited out inside; what is left cannot be sent at all (a reply
+    // topic name or a reply the broker refuses): the asker's problem, logged.
+    match producer
         .enqueue_async(topic, record, event::in_event())
-        .await?;
-    owe(producer, topic, queued, delivery, false);
-    Ok(())
+        .await
+    {
+        Ok(delivery) => owe(producer, topic, queued, delivery, false),
+        Err(error) => {
+            warn!(%topic, %error, "a reply to an ask cannot be sent; the event is acknowledged without it")
+        }
+    }
 }
 
 /// [`queue`], and a handle on the delivery for the caller.

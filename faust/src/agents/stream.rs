@@ -187,8 +187,10 @@ impl<T: 'static> Stream<T> {
     /// [`Agent::ask`](crate::Agent::ask), `join` or `map` from faust-rs or Python
     /// Faust): `value` goes (as JSON) to the asker's reply topic. For any other event it
     /// does nothing, as a Faust agent's `yield` without a requester. Queued like
-    /// [`crate::send`]: the event is acknowledged once the broker has the reply. After a
-    /// `take` batch it answers the batch's last event.
+    /// [`crate::send`]: the event is acknowledged once the broker has the reply. A reply
+    /// that cannot be sent or delivered (the asker's reply topic is gone) is logged, not
+    /// returned: one asker cannot stop the agent. After a `take` batch it answers the
+    /// batch's last event. The error is for a value that cannot be encoded as JSON.
     pub async fn reply<R: serde::Serialize + ?Sized>(&mut self, value: &R) -> Result<()> {
         let Some((address, key)) = &self.request else {
             return Ok(());
@@ -203,7 +205,8 @@ impl<T: 'static> Stream<T> {
             ..Record::default()
         };
         let topic: Arc<str> = Arc::from(address.reply_to.as_str());
-        super::outbox::queue_reply(&self.worker.producer, &topic, record).await
+        super::outbox::queue_reply(&self.worker.producer, &topic, record).await;
+        Ok(())
     }
 }
 

@@ -15,13 +15,14 @@ use std::{
     time::Duration,
 };
 
+use futures_util::future::{FutureExt as _, Shared};
 use rdkafka::{
     consumer::{BaseConsumer, Consumer as _},
     message::Message as _,
     ClientConfig, Offset, TopicPartitionList,
 };
 use serde_json::value::RawValue;
-use tokio::sync::{mpsc, OnceCell};
+use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::{
@@ -30,6 +31,7 @@ use super::{
 };
 use crate::{
     config::Config,
+    descriptor::BoxFuture,
     request::{self as wire, ReplyAddress},
     Error, Result,
 };
@@ -46,8 +48,9 @@ pub(crate) struct ReplyTopic {
     /// Correlation id -> where its reply goes (one channel may wait for many ids).
     waiting: Mutex<HashMap<String, mpsc::UnboundedSender<Reply>>>,
     listener: Listener,
-    /// Set once the topic exists and is read (Kafka only).
-    started: OnceCell<()>,
+    /// Creating the topic and starting its reader (Kafka only): the first ask starts it,
+    /// every ask awaits it.
+    starting: Mutex<Option<Shared<BoxFuture<std::result::Result<(), String>>>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -114,7 +117,7 @@ impl ReplyTopic {
             topic: topic.into(),
             waiting: Mutex::default(),
             listener,
-            started: OnceCell::new(),
+            starting: Mutex::default(),
             stop: Arc::default(),
         })
     }
@@ -188,34 +191,58 @@ impl ReplyTopic {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Creates the reply topic and starts reading it from its end, once.
+    /// Creates the reply topic and starts reading it from its end, once. The work runs
+    /// as a task of its own that every ask awaits, so an ask given up halfway (a
+    /// dropped page request) neither leaves it half done nor starts a second reader.
     async fn start(self: &Arc<Self>) -> Result<()> {
         let Listener::Kafka { broker, config } = &self.listener else {
             return Ok(());
         };
-        self.started
-            .get_or_try_init(|| async {
-                let mut spec = TopicSpec::new(self.topic.to_string(), 1, "agent replies (rpc)");
-                spec.internal = true;
-                let retention = config.reply_expires.as_millis().to_string();
-                spec.settings = vec![
-                    ("cleanup.policy".into(), "delete".into()),
-                    ("retention.ms".into(), retention),
-                ];
-                broker.ensure_topics(&[spec], config).await?;
-                let replies = self.clone();
-                let broker = broker.clone();
-                tokio::task::spawn_blocking(move || replies.listen(&broker))
-                    .await
-                    .map_err(|e| Error::Worker(format!("starting the reply consumer: {e}")))?
-            })
-            .await
-            .map(|_| ())
+        let starting = {
+            let mut slot = self.starting.lock().unwrap_or_else(|e| e.into_inner());
+            let start = || {
+                let (replies, broker, config) = (self.clone(), broker.clone(), config.clone());
+                let task =
+                    tokio::spawn(async move { replies.create_and_read(broker, config).await });
+                let joined: BoxFuture<std::result::Result<(), String>> = Box::pin(async move {
+                    match task.await {
+                        Ok(started) => started.map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                });
+                joined.shared()
+            };
+            slot.get_or_insert_with(start).clone()
+        };
+        starting.await.map_err(|message| {
+            // A later ask tries again.
+            *self.starting.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            Error::Worker(format!(
+                "could not start reading the reply topic '{}': {message}",
+                self.topic
+            ))
+        })
     }
 
-    /// Assigns the reply topic at its end (so the position is fixed before any request
-    /// goes out) and reads it on a thread until stopped.
-    fn listen(self: Arc<Self>, broker: &Broker) -> Result<()> {
+    async fn create_and_read(self: Arc<Self>, broker: Broker, config: Arc<Config>) -> Result<()> {
+        let mut spec = TopicSpec::new(self.topic.to_string(), 1, "agent replies (rpc)");
+        spec.internal = true;
+        let retention = config.reply_expires.as_millis().to_string();
+        spec.settings = vec![
+            ("cleanup.policy".into(), "delete".into()),
+            ("retention.ms".into(), retention),
+        ];
+        let partitions = broker.ensure_topics(&[spec], &config).await?;
+        // A topic named with --reply-to may have more partitions: replies are unkeyed.
+        let partitions = partitions.get(&*self.topic).copied().unwrap_or(1).max(1);
+        tokio::task::spawn_blocking(move || self.listen(&broker, partitions))
+            .await
+            .map_err(|e| Error::Worker(format!("starting the reply consumer: {e}")))?
+    }
+
+    /// Assigns the reply topic's partitions at their ends (so the positions are fixed
+    /// before any request goes out) and reads them on a thread until stopped.
+    fn listen(self: Arc<Self>, broker: &Broker, partitions: i32) -> Result<()> {
         let consumer: BaseConsumer = broker
             .connection()
             .apply(
@@ -227,17 +254,19 @@ impl ReplyTopic {
             )
             .create()
             .map_err(|e| Error::kafka("creating the reply consumer", e))?;
-        let (_, end) = consumer
-            .fetch_watermarks(&self.topic, 0, Duration::from_secs(30))
-            .map_err(|e| {
-                Error::kafka(
-                    format!("reading the end of reply topic '{}'", self.topic),
-                    e,
-                )
-            })?;
         let mut list = TopicPartitionList::new();
-        list.add_partition_offset(&self.topic, 0, Offset::Offset(end))
-            .map_err(|e| Error::kafka("preparing the reply consumer", e))?;
+        for partition in 0..partitions {
+            let (_, end) = consumer
+                .fetch_watermarks(&self.topic, partition, Duration::from_secs(30))
+                .map_err(|e| {
+                    Error::kafka(
+                        format!("reading the end of reply topic '{}'", self.topic),
+                        e,
+                    )
+                })?;
+            list.add_partition_offset(&self.topic, partition, Offset::Offset(end))
+                .map_err(|e| Error::kafka("preparing the reply consumer", e))?;
+        }
         consumer
             .assign(&list)
             .map_err(|e| Error::kafka(format!("reading reply topic '{}'", self.topic), e))?;

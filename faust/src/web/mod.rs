@@ -103,6 +103,8 @@ impl WebServer {
                 )));
             }
         }
+        // Before anything starts: a page that cannot be served stops the worker here.
+        pages::check(pages)?;
         let listener = bind(config).await?;
         let acceptor = config.web_tls.as_ref().map(tls::acceptor).transpose()?;
         let port = listener
@@ -146,7 +148,7 @@ impl WebServer {
             tables,
             directory: directory.directory.clone(),
         });
-        let own_pages = pages::router(pages, worker, shared.clone())?;
+        let own_pages = pages::router(pages, worker, shared.clone());
         let guarded = Router::new()
             .route("/", get(status_page))
             .route("/stats", get(stats))

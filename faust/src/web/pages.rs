@@ -30,15 +30,12 @@ const BUILT_IN: &[&str] = &[
     "/tables/{table}/{key}",
 ];
 
-/// The pages' router: each handler runs inside the worker (tables, `send`, asks).
-pub(super) fn router(
-    pages: &[&'static PageDescriptor],
-    worker: Arc<WorkerContext>,
-    shared: Arc<Shared>,
-) -> Result<Router> {
+/// Whether the pages can be served beside the worker's own routes and each other, as
+/// an error naming the first that cannot (axum refuses a clash by panicking).
+pub(super) fn check(pages: &[&'static PageDescriptor]) -> Result<()> {
     let mut router = Router::new();
-    if pages.is_empty() {
-        return Ok(router); // (axum refuses a layer over no routes)
+    for path in BUILT_IN {
+        router = router.route(path, axum::routing::get(|| async {}));
     }
     for page in pages {
         if BUILT_IN.contains(&page.path) {
@@ -47,8 +44,6 @@ pub(super) fn router(
                 page.path, page.location, page.path
             )));
         }
-        // axum refuses a path it cannot route (a clash with another page, a bad
-        // parameter) by panicking: say which page, as an error.
         let routed =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (page.route)(router)));
         router = routed.map_err(|panic| {
@@ -61,7 +56,24 @@ pub(super) fn router(
             ))
         })?;
     }
-    Ok(router.route_layer(middleware::from_fn_with_state((worker, shared), in_worker)))
+    Ok(())
+}
+
+/// The pages' router (checked by [`check`] first): each handler runs inside the worker
+/// (tables, `send`, asks).
+pub(super) fn router(
+    pages: &[&'static PageDescriptor],
+    worker: Arc<WorkerContext>,
+    shared: Arc<Shared>,
+) -> Router {
+    let mut router = Router::new();
+    if pages.is_empty() {
+        return router; // (axum refuses a layer over no routes)
+    }
+    for page in pages {
+        router = (page.route)(router);
+    }
+    router.route_layer(middleware::from_fn_with_state((worker, shared), in_worker))
 }
 
 async fn in_worker(
@@ -115,5 +127,41 @@ pub fn table_route<K: Serialize + ?Sized>(table: &str, key: &K, uri: &Uri) -> Op
             StatusCode::NOT_FOUND,
             format!("no table named '{table}' in this app"),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(path: &'static str, route: fn(Router) -> Router) -> PageDescriptor {
+        PageDescriptor {
+            path,
+            method: "get",
+            location: "here.rs:1",
+            route,
+        }
+    }
+
+    #[test]
+    fn pages_that_clash_are_refused_with_their_names() {
+        let fine: &'static PageDescriptor = Box::leak(Box::new(page("/count/{word}", |r| {
+            r.route("/count/{word}", axum::routing::get(|| async {}))
+        })));
+        assert!(check(&[fine]).is_ok());
+        let built_in = Box::leak(Box::new(page("/stats", |r| r)));
+        let error = check(&[built_in]).unwrap_err().to_string();
+        assert!(error.contains("the worker's own /stats"), "{error}");
+        // Same shape as the worker's table lookups: axum cannot tell them apart.
+        let lookalike = Box::leak(Box::new(page("/tables/{name}/{id}", |r| {
+            r.route("/tables/{name}/{id}", axum::routing::get(|| async {}))
+        })));
+        let error = check(&[lookalike]).unwrap_err().to_string();
+        assert!(
+            error.contains("/tables/{name}/{id}") && error.contains("here.rs:1"),
+            "{error}"
+        );
+        let twice = check(&[fine, fine]).unwrap_err().to_string();
+        assert!(twice.contains("cannot be served"), "{twice}");
     }
 }
