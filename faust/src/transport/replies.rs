@@ -36,6 +36,10 @@ use crate::{
     Error, Result,
 };
 
+/// Creating the reply topic and starting its reader, awaited by every ask (the error
+/// as text, since the outcome is shared).
+type Starting = Shared<BoxFuture<std::result::Result<(), String>>>;
+
 /// A reply: the request it answers and its value, as JSON.
 pub(crate) struct Reply {
     pub(crate) correlation_id: String,
@@ -50,7 +54,7 @@ pub(crate) struct ReplyTopic {
     listener: Listener,
     /// Creating the topic and starting its reader (Kafka only): the first ask starts it,
     /// every ask awaits it.
-    starting: Mutex<Option<Shared<BoxFuture<std::result::Result<(), String>>>>>,
+    starting: Mutex<Option<Starting>>,
     stop: Arc<AtomicBool>,
 }
 
