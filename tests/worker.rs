@@ -365,6 +365,17 @@ fn the_word_count_example_runs_on_the_embedded_broker() {
     assert!(worker.log().contains("worker stopped"));
 }
 
+/// The environment of an example's worker of app `app` on the test broker, with a
+/// fresh datadir named after `name`.
+fn example_env(app: &str, name: &str) -> HashMap<&'static str, String> {
+    let datadir = common::scratch().join(unique(name));
+    HashMap::from([
+        ("FAUST_BROKER", common::broker()),
+        ("FAUST_ID", app.to_owned()),
+        ("FAUST_DATADIR", datadir.to_str().unwrap().to_owned()),
+    ])
+}
+
 /// `env` as [`Worker::spawn`] takes it.
 fn borrowed<'a>(env: &'a HashMap<&'static str, String>) -> HashMap<&'static str, &'a str> {
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
@@ -396,16 +407,10 @@ fn the_tableofset_example_keeps_its_sets_across_two_workers_and_a_takeover() {
     create_topic(joining, 4);
     create_topic(leaving, 4);
     let broker = common::broker();
-    let data = |name: &str| common::scratch().join(unique(name));
-    let (data_a, data_b) = (data("tableofset-a"), data("tableofset-b"));
-    let env = |datadir: &std::path::Path| {
-        HashMap::from([
-            ("FAUST_BROKER", broker.clone()),
-            ("FAUST_ID", app.clone()),
-            ("FAUST_DATADIR", datadir.to_str().unwrap().to_owned()),
-        ])
-    };
-    let (env_a, env_b) = (env(&data_a), env(&data_b));
+    let (env_a, env_b) = (
+        example_env(&app, "tableofset-a"),
+        example_env(&app, "tableofset-b"),
+    );
     let mut a = Worker::spawn(example.clone(), &["worker"], &borrowed(&env_a), "a");
     let mut b = Worker::spawn(example, &["worker"], &borrowed(&env_b), "b");
     a.expect_log("worker ready", READY);
@@ -477,15 +482,7 @@ fn the_rpc_example_answers_its_timers_and_its_command_across_two_workers() {
     needs_broker!();
     let (app, reply_to) = (unique("rpc"), unique("rpc-replies"));
     let broker = common::broker();
-    let env = |name: &str| {
-        let datadir = common::scratch().join(unique(name));
-        HashMap::from([
-            ("FAUST_BROKER", broker.clone()),
-            ("FAUST_ID", app.clone()),
-            ("FAUST_DATADIR", datadir.to_str().unwrap().to_owned()),
-        ])
-    };
-    let (env_a, env_b) = (env("rpc-a"), env("rpc-b"));
+    let (env_a, env_b) = (example_env(&app, "rpc-a"), example_env(&app, "rpc-b"));
     let example = common::example("rpc");
     let mut a = Worker::spawn(example.clone(), &["worker"], &borrowed(&env_a), "a");
     let mut b = Worker::spawn(example, &["worker"], &borrowed(&env_b), "b");
@@ -549,18 +546,16 @@ fn the_tabletest_example_answers_every_key_from_the_worker_that_holds_it() {
     let app = unique("tabletest");
     let broker = common::broker();
     let env = |name: &str| {
-        let datadir = common::scratch().join(unique(name));
-        HashMap::from([
-            ("FAUST_BROKER", broker.clone()),
-            ("FAUST_ID", app.clone()),
-            ("FAUST_DATADIR", datadir.to_str().unwrap().to_owned()),
+        let mut env = example_env(&app, name);
+        env.extend([
             // `countstopic` is the example's fixed name, with earlier runs' numbers in
             // it: this group counts only what is sent after it joined.
             ("FAUST_AUTO_OFFSET_RESET", "latest".to_owned()),
             ("FAUST_WEB_PORT", "0".to_owned()),
             ("FAUST_WEB_BIND", "127.0.0.1".to_owned()),
             ("FAUST_WEB_HOST", "127.0.0.1".to_owned()),
-        ])
+        ]);
+        env
     };
     let (env_a, env_b) = (env("tabletest-a"), env("tabletest-b"));
     let example = common::example("tabletest");

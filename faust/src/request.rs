@@ -109,16 +109,14 @@ struct ResponseOut<'a> {
 /// is JSON. The key is written as JSON when it is JSON, else as a string when it is
 /// text, else null (Faust writes the request's decoded key; askers ignore it).
 pub(crate) fn response(key: Option<&[u8]>, value: &RawValue, correlation_id: &str) -> Vec<u8> {
-    let key_json = key.and_then(|key| {
-        let as_json = std::str::from_utf8(key)
-            .ok()
-            .and_then(|text| RawValue::from_string(text.to_owned()).ok())
-            .filter(|raw| serde_json::from_str::<serde::de::IgnoredAny>(raw.get()).is_ok());
-        as_json.or_else(|| {
-            let text = std::str::from_utf8(key).ok()?;
-            serde_json::value::to_raw_value(text).ok()
-        })
-    });
+    let key_json = key
+        .and_then(|key| std::str::from_utf8(key).ok())
+        .and_then(|text| {
+            // `from_string` parses: anything but JSON becomes a JSON string.
+            RawValue::from_string(text.to_owned())
+                .or_else(|_| serde_json::value::to_raw_value(text))
+                .ok()
+        });
     let null = RawValue::NULL;
     let out = ResponseOut {
         key: key_json.as_deref().unwrap_or(null),

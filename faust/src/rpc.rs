@@ -101,13 +101,8 @@ impl Agent {
         V: Serialize,
         R: DeserializeOwned,
     {
-        let key = self.encoded_key()?;
-        self.kvjoin_encoded(
-            values
-                .into_iter()
-                .map(|value| Ok((key.clone(), encode(&self.name, &value)?))),
-        )
-        .await
+        let requests = self.requests(values)?;
+        self.collect_in_order(requests).await
     }
 
     /// [`join`](Agent::join) for `(key, value)` pairs, each request with its own key
@@ -118,8 +113,8 @@ impl Agent {
         V: Serialize,
         R: DeserializeOwned,
     {
-        self.kvjoin_encoded(items.into_iter().map(|(k, v)| self.encode_pair(&k, &v)))
-            .await
+        let requests = self.keyed_requests(items)?;
+        self.collect_in_order(requests).await
     }
 
     /// Sends every value and returns its replies as they come, in any order (Faust's
@@ -129,11 +124,7 @@ impl Agent {
         V: Serialize,
         R: DeserializeOwned,
     {
-        let key = self.encoded_key()?;
-        let requests = values
-            .into_iter()
-            .map(|value| Ok((key.clone(), encode(&self.name, &value)?)))
-            .collect::<Result<Vec<_>>>()?;
+        let requests = self.requests(values)?;
         Ok(Replies::new(self.request(requests).await?))
     }
 
@@ -147,18 +138,14 @@ impl Agent {
         V: Serialize,
         R: DeserializeOwned,
     {
-        let requests = items
-            .into_iter()
-            .map(|(k, v)| self.encode_pair(&k, &v))
-            .collect::<Result<Vec<_>>>()?;
+        let requests = self.keyed_requests(items)?;
         Ok(Replies::new(self.request(requests).await?))
     }
 
-    async fn kvjoin_encoded<R: DeserializeOwned>(
+    async fn collect_in_order<R: DeserializeOwned>(
         &self,
-        requests: impl Iterator<Item = Result<(Option<Vec<u8>>, Vec<u8>)>>,
+        requests: Vec<Request>,
     ) -> Result<Vec<R>> {
-        let requests = requests.collect::<Result<Vec<_>>>()?;
         let mut pending = self.request(requests).await?;
         let mut replies: Vec<Option<R>> = (0..pending.asked).map(|_| None).collect();
         while pending.missing > 0 {
@@ -168,30 +155,42 @@ impl Agent {
         Ok(replies.into_iter().flatten().collect())
     }
 
-    fn encoded_key(&self) -> Result<Option<Vec<u8>>> {
-        self.key
-            .clone()
-            .transpose()
-            .map_err(|message| Error::Encode {
-                target: self.name.clone(),
-                message: format!("key: {message}"),
-            })
+    /// The values as requests, each with this handle's key (if any).
+    fn requests<V: Serialize>(&self, values: impl IntoIterator<Item = V>) -> Result<Vec<Request>> {
+        let key = self.encoded_key()?;
+        values
+            .into_iter()
+            .map(|value| Ok((key.clone(), encode(&self.name, &value)?)))
+            .collect()
     }
 
-    fn encode_pair<K: Serialize, V: Serialize>(
+    /// The pairs as requests, each with its own key.
+    fn keyed_requests<K: Serialize, V: Serialize>(
         &self,
-        key: &K,
-        value: &V,
-    ) -> Result<(Option<Vec<u8>>, Vec<u8>)> {
-        let key = KeyCodec::Raw.encode(key).map_err(|message| Error::Encode {
+        items: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Vec<Request>> {
+        items
+            .into_iter()
+            .map(|(key, value)| {
+                let key = KeyCodec::Raw.encode(&key).map_err(|m| self.key_error(m))?;
+                Ok((Some(key), encode(&self.name, &value)?))
+            })
+            .collect()
+    }
+
+    fn encoded_key(&self) -> Result<Option<Vec<u8>>> {
+        self.key.clone().transpose().map_err(|m| self.key_error(m))
+    }
+
+    fn key_error(&self, message: String) -> Error {
+        Error::Encode {
             target: self.name.clone(),
             message: format!("key: {message}"),
-        })?;
-        Ok((Some(key), encode(&self.name, value)?))
+        }
     }
 
     /// Queues one request per `(key, value)`, each with the reply address of its own.
-    async fn request(&self, requests: Vec<(Option<Vec<u8>>, Vec<u8>)>) -> Result<Pending> {
+    async fn request(&self, requests: Vec<Request>) -> Result<Pending> {
         let worker = context::current().ok_or_else(|| Error::Send(send::NO_WORKER.into()))?;
         let topic = worker.topic(&self.name);
         let (addresses, waiter) = worker.replies.expect(requests.len()).await?;
@@ -223,6 +222,9 @@ impl Agent {
         })
     }
 }
+
+/// A request's key and value, encoded.
+type Request = (Option<Vec<u8>>, Vec<u8>);
 
 fn encode<V: Serialize + ?Sized>(target: &str, value: &V) -> Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(|e| Error::Encode {
