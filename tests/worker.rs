@@ -652,3 +652,54 @@ fn the_service_example_starts_its_service_before_the_agents_and_stops_it_after()
         .unwrap();
     assert!(beats >= 3, "{log}");
 }
+
+#[test]
+fn the_fastapi_example_serves_its_api_and_sends_from_it_inside_the_worker() {
+    needs_broker!();
+    let mut env = example_env(&unique("fastapi"), "fastapi");
+    env.insert("API_ADDR", "127.0.0.1:0".to_owned());
+    let mut worker = Worker::spawn(
+        common::example("fastapi_example"),
+        &[],
+        &borrowed(&env),
+        "fastapi",
+    );
+    worker.expect_log("api listening on", READY);
+    let log = worker.log();
+    let url = log
+        .split("api listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    assert_eq!(common::http_get(&url).json(), json!({ "Hello": "World" }));
+    assert_eq!(
+        common::http_get(&format!("{url}/items/5?q=somequery")).json(),
+        json!({ "item_id": 5, "q": "somequery" })
+    );
+    // The handler sends inside the worker (its producer, on the test broker), and the
+    // worker's agent prints what arrives; the timer adds a hundred more every 5 s.
+    let produced = common::http_get(&format!("{url}/produce"));
+    assert_eq!(
+        produced.json(),
+        json!({ "success": true }),
+        "{}",
+        worker.log()
+    );
+    let all_printed = wait_until(DONE, || {
+        let log = worker.log();
+        let printed: HashSet<&str> = log.lines().collect();
+        (0..100).all(|i| printed.contains(format!("hello {i}").as_str()))
+    });
+    assert!(all_printed, "{}", worker.log());
+    // Its FAUST_* variables applied, as they do to `worker`.
+    let log = worker.log();
+    assert!(
+        log.contains(&format!("worker ready app={}", env["FAUST_ID"])),
+        "{log}"
+    );
+    assert!(!log.contains("embedded in-process broker"), "{log}");
+    // SIGTERM stops both: the worker warmly, the server gracefully.
+    worker.stop();
+    assert!(worker.log().contains("worker stopped"), "{}", worker.log());
+}

@@ -486,7 +486,8 @@ impl AppBuilder {
         })
     }
 
-    /// Builds the app from these settings and the registry collected from this binary.
+    /// Builds the app from these settings and the registry collected from this binary
+    /// (`build_from_env`, which also reads the `FAUST_*` variables, is in cli.rs).
     pub fn build(self) -> Result<App> {
         let Parts {
             config,

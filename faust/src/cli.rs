@@ -433,24 +433,7 @@ fn run(builder: AppBuilder, name: &'static str, version: &'static str) -> Result
     let registry = Registry::collect()?;
     let matches = command(name, version, &registry).get_matches();
     init_logging(&matches);
-    let settings =
-        Settings::from_arg_matches(&matches).map_err(|e| Error::Config(e.to_string()))?;
-    let Parts {
-        mut config,
-        sensors,
-        services,
-    } = builder.into_parts()?;
-    // FAUST_KAFKA_* variables come after the code's settings and before the flags'.
-    let env = std::env::vars_os()
-        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)));
-    config
-        .kafka_settings
-        .extend(ClientSetting::from_env(env).map_err(Error::Config)?);
-    let app = sensors.into_iter().fold(
-        App::new(settings.apply(config), registry)?,
-        App::with_sensor,
-    );
-    let app = services.into_iter().fold(app, App::with_service);
+    let app = configured(builder, &matches, registry)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -504,6 +487,43 @@ fn run(builder: AppBuilder, name: &'static str, version: &'static str) -> Result
             }
             Ok(())
         })),
+    }
+}
+
+/// The app of `builder`, with the settings of `matches` (flags and `FAUST_*` variables)
+/// over the code's.
+fn configured(builder: AppBuilder, matches: &ArgMatches, registry: Registry) -> Result<App> {
+    let settings = Settings::from_arg_matches(matches).map_err(|e| Error::Config(e.to_string()))?;
+    let Parts {
+        mut config,
+        sensors,
+        services,
+    } = builder.into_parts()?;
+    // FAUST_KAFKA_* variables come after the code's settings and before the flags'.
+    let env = std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)));
+    config
+        .kafka_settings
+        .extend(ClientSetting::from_env(env).map_err(Error::Config)?);
+    let app = sensors.into_iter().fold(
+        App::new(settings.apply(config), registry)?,
+        App::with_sensor,
+    );
+    Ok(services.into_iter().fold(app, App::with_service))
+}
+
+// Here rather than in app.rs: the `FAUST_*` variables are the command line's.
+impl AppBuilder {
+    /// Builds the app as the generated `main` does, for a program with a `main` of its
+    /// own (a worker inside your web server): the `FAUST_*` environment variables
+    /// override the settings given in code, and the worker logs as `worker` does
+    /// (`FAUST_LOGLEVEL`, `RUST_LOG`) unless the program set up `tracing` itself.
+    pub fn build_from_env(self) -> Result<App> {
+        let matches = Settings::augment_args(clap::Command::new("app"))
+            .try_get_matches_from(["app"])
+            .map_err(|e| Error::Config(e.to_string()))?;
+        init_logging(&matches);
+        configured(self, &matches, Registry::collect()?)
     }
 }
 

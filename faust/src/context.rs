@@ -7,10 +7,18 @@
 
 use std::{cell::RefCell, collections::HashMap, future::Future, sync::Arc};
 
-use tokio::task::JoinHandle;
+use axum::{
+    extract::{Request, State},
+    http::StatusCode,
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    Router,
+};
+use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
     config::Config,
+    error::{Error, Result},
     leader::Leadership,
     tables::manager::TableManager,
     time::{self, Clock},
@@ -106,6 +114,84 @@ impl Drop for Entered {
     }
 }
 
+/// Where a worker is in its life, for [`WorkerHandle`]s.
+#[derive(Clone, Default)]
+pub(crate) enum Attached {
+    /// Not started yet, or starting.
+    #[default]
+    Starting,
+    Running(Arc<WorkerContext>),
+    /// Stopped, or failed to start.
+    Stopped,
+}
+
+/// A way into a worker for code that runs outside it: your own web server, or any
+/// task of a program that runs a [`crate::Worker`] beside other things (Python Faust's
+/// app inside a FastAPI server). Code run through it sees the worker's tables,
+/// `faust::send` and asks, as an agent or a page does. Get one with
+/// [`crate::Worker::handle`] before running the worker (or from a test context);
+/// clones share it.
+///
+/// ```no_run
+/// use faust::axum::{routing::get, Router};
+///
+/// async fn produce() -> &'static str {
+///     match faust::send("greetings", None::<&str>, "hello").await {
+///         Ok(_) => "sent",
+///         Err(_) => "not sent",
+///     }
+/// }
+///
+/// # async fn demo() -> faust::Result<()> {
+/// let worker = faust::Worker::new(faust::App::builder("demo").build()?);
+/// let api: Router = worker.handle().inside(Router::new().route("/produce", get(produce)));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct WorkerHandle {
+    state: watch::Receiver<Attached>,
+}
+
+impl WorkerHandle {
+    pub(crate) fn new(state: watch::Receiver<Attached>) -> WorkerHandle {
+        WorkerHandle { state }
+    }
+
+    /// Runs `future` inside the worker, once the worker has started (its producer and
+    /// tables exist; a table's keys are there once its partitions are recovered).
+    /// Fails with [`Error::Worker`] when the worker has stopped or failed to start.
+    pub async fn run<F: Future>(&self, future: F) -> Result<F::Output> {
+        let mut state = self.state.clone();
+        let running = match state.wait_for(|s| !matches!(s, Attached::Starting)).await {
+            Ok(state) => match &*state {
+                Attached::Running(worker) => Some(worker.clone()),
+                _ => None,
+            },
+            Err(_) => None, // the worker was dropped without running
+        };
+        match running {
+            Some(worker) => Ok(worker.scope(future).await),
+            None => Err(Error::Worker(
+                "the worker is not running: it stopped or failed to start (its error says why)"
+                    .into(),
+            )),
+        }
+    }
+
+    /// `router` with every handler run inside the worker (as by [`WorkerHandle::run`]);
+    /// while the worker is not running they answer 503.
+    pub fn inside<S: Clone + Send + Sync + 'static>(&self, router: Router<S>) -> Router<S> {
+        router.layer(middleware::from_fn_with_state(self.clone(), run_inside))
+    }
+}
+
+async fn run_inside(State(handle): State<WorkerHandle>, request: Request, next: Next) -> Response {
+    match handle.run(next.run(request)).await {
+        Ok(response) => response,
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
 /// Spawns `future` as a tokio task that keeps the calling worker: in it, tables, `send`,
 /// the clock and `is_leader` are the worker's, as in the agent or task that spawned it
 /// (a plain `tokio::spawn` leaves the worker behind). Outside a worker it is
@@ -180,6 +266,48 @@ mod tests {
             "tokio::spawn leaves the worker"
         );
         assert!(current().is_none(), "outside the scope there is none");
+    }
+
+    #[tokio::test]
+    async fn a_handle_waits_for_its_worker_runs_code_inside_it_and_refuses_once_it_stopped() {
+        let clock = Clock::adjustable();
+        clock.advance(3_600_000);
+        let worker = worker(clock.clone());
+        let attached = watch::Sender::new(Attached::Starting);
+        let handle = WorkerHandle::new(attached.subscribe());
+        let waiting = tokio::spawn({
+            let handle = handle.clone();
+            async move { handle.run(async { now_ms() }).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "it waits while the worker starts");
+        attached.send_replace(Attached::Running(worker));
+        let now = waiting.await.unwrap().unwrap();
+        assert_eq!(now, clock.now_ms(), "it ran on the worker's clock");
+
+        use tower::ServiceExt as _;
+        let api = handle.inside(Router::new().route(
+            "/now",
+            axum::routing::get(|| async { now_ms().to_string() }),
+        ));
+        let get = || {
+            Request::builder()
+                .uri("/now")
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        let response = api.clone().oneshot(get()).await.unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 100)
+            .await
+            .unwrap();
+        assert_eq!(body, clock.now_ms().to_string().as_bytes());
+
+        attached.send_replace(Attached::Stopped);
+        let error = handle.run(async {}).await.unwrap_err().to_string();
+        assert!(error.contains("not running"), "{error}");
+        let response = api.oneshot(get()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        drop(attached);
     }
 
     #[test]

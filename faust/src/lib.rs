@@ -70,7 +70,7 @@ pub use config::{
     BrokerSpec, ClientSetting, Clients, Config, CreateTopics, OffsetReset, RestartLimit, Sasl,
     SaslMechanism, Secret, Tls, Topic, WebTls,
 };
-pub use context::{config, is_leader, spawn};
+pub use context::{config, is_leader, spawn, WorkerHandle};
 pub use error::{Error, KafkaError, Result};
 pub use event::Event;
 pub use faust_macros::{agent, command, crontab, main, page, table, task, timer};

@@ -54,14 +54,14 @@ use std::{
 };
 
 use serde::{de::DeserializeOwned, Serialize};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 
 pub use crate::transport::memory::SentRecord;
 use crate::{
     agents::AgentManager,
     app::{App, AppBuilder, MainApp, Parts},
     codec::KeyCodec,
-    context::{Entered, WorkerContext},
+    context::{Attached, Entered, WorkerContext, WorkerHandle},
     descriptor::TimerDescriptor,
     event::{Ack, Acknowledge, Message},
     leader::Leadership,
@@ -98,6 +98,8 @@ pub struct TestContext {
     timers: Vec<(&'static TimerDescriptor, i64)>,
     failures: Arc<Mutex<Vec<String>>>,
     fatal: mpsc::UnboundedReceiver<Error>,
+    /// What its handles see: this worker, running.
+    attached: watch::Sender<Attached>,
     /// Makes this the worker of code on the test's thread.
     _entered: Entered,
 }
@@ -202,6 +204,7 @@ impl TestContext {
             .collect();
         Ok(TestContext {
             _entered: worker.enter(),
+            attached: watch::Sender::new(Attached::Running(worker.clone())),
             app,
             worker,
             log,
@@ -337,6 +340,13 @@ impl TestContext {
             self.worker.scope(tables::close_due(&table, &stop)).await;
         }
         self.settle().await
+    }
+
+    /// A handle into this worker, as [`crate::Worker::handle`] gives one: a router
+    /// made with it ([`WorkerHandle::inside`]) runs its handlers here (run requests
+    /// through [`TestContext::run`] so that the agents process what they send).
+    pub fn handle(&self) -> WorkerHandle {
+        WorkerHandle::new(self.attached.subscribe())
     }
 
     /// Runs `future` (a call of the app's own code: `Agent::named("mul").ask(..)`, a

@@ -20,7 +20,7 @@ use tracing::{error, info, warn};
 use crate::{
     agents::{panic_text, AgentManager},
     app::App,
-    context::WorkerContext,
+    context::{Attached, WorkerContext, WorkerHandle},
     leader::{self, Leadership},
     sensors::{Monitor, Phase, Sensors},
     service::Hooks,
@@ -39,6 +39,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Worker {
     app: App,
     monitor: Arc<Monitor>,
+    /// What the worker's handles see.
+    attached: watch::Sender<Attached>,
 }
 
 /// What a started worker runs, until it shuts down.
@@ -144,7 +146,14 @@ impl Worker {
         Worker {
             app,
             monitor: Arc::new(Monitor::default()),
+            attached: watch::Sender::default(),
         }
+    }
+
+    /// A way into this worker for code outside it, such as the handlers of your own
+    /// web server: see [`WorkerHandle`].
+    pub fn handle(&self) -> WorkerHandle {
+        WorkerHandle::new(self.attached.subscribe())
     }
 
     /// The worker's counters.
@@ -172,8 +181,19 @@ impl Worker {
 
     /// Runs until `stop` completes (then shuts down warmly) or a fatal error.
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> Result<()> {
-        let Worker { app, monitor } = self;
-        let mut running = start(&app, &monitor).await?;
+        let Worker {
+            app,
+            monitor,
+            attached,
+        } = self;
+        let mut running = match start(&app, &monitor).await {
+            Ok(running) => running,
+            Err(e) => {
+                attached.send_replace(Attached::Stopped);
+                return Err(e);
+            }
+        };
+        attached.send_replace(Attached::Running(running.services.worker.clone()));
         let mut stop = std::pin::pin!(stop);
         let outcome = async {
             let mut ready = running.consumer.ready.clone();
@@ -198,6 +218,7 @@ impl Worker {
             error!(error = %e, "fatal error: stopping the worker");
         }
         monitor.set_phase(Phase::Stopping);
+        attached.send_replace(Attached::Stopped);
         shutdown(running).await;
         info!(counters = %monitor.counters(), "worker stopped");
         outcome
