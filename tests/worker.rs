@@ -703,3 +703,34 @@ fn the_fastapi_example_serves_its_api_and_sends_from_it_inside_the_worker() {
     worker.stop();
     assert!(worker.log().contains("worker stopped"), "{}", worker.log());
 }
+
+#[test]
+fn the_bound_agent_example_chains_its_agents_through_channels_without_the_broker() {
+    let example = common::example("bound_agent");
+    let datadir = common::scratch().join(unique("bound-agent-data"));
+    let datadir = datadir.to_str().unwrap();
+    let env = HashMap::from([("FAUST_DATADIR", datadir), ("FAUST_LOGLEVEL", "info")]);
+    let mut worker = Worker::spawn(example, &["worker"], &env, "bound-agent");
+    // Every action the timer sends ends at stage 2 or as a dead letter, whatever the
+    // second it is processed in.
+    let reached_the_end = |log: &str| {
+        log.lines().any(|l| {
+            l.starts_with("[stage2] action arrived") || l.starts_with("[dead letter] arrived")
+        })
+    };
+    assert!(
+        wait_until(DONE, || reached_the_end(&worker.log())),
+        "{}",
+        worker.log()
+    );
+    let log = worker.log();
+    // The channels are the worker's own: no topic of theirs is subscribed to.
+    let subscribed = log
+        .lines()
+        .find(|l| l.contains("consumer subscribed"))
+        .unwrap_or_default();
+    assert!(!subscribed.contains("device-actions"), "{subscribed}");
+    worker.signal("INT");
+    let status = worker.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "{status}:\n{}", worker.log());
+}

@@ -96,6 +96,7 @@ impl App {
         let id = &self.config.id;
         let mut names: Vec<String> = (self.registry.agents.iter())
             .flat_map(|a| a.source_topics(id))
+            .filter(|topic| !self.config.channels.contains(topic))
             .collect();
         names.sort();
         names.dedup();
@@ -167,7 +168,9 @@ impl App {
         for declared in &config.topics {
             specs.declare(topic_name(&declared.name, id), declared);
         }
-        specs.specs
+        let mut specs = specs.specs;
+        specs.retain(|spec| !config.channels.contains(&spec.name));
+        specs
     }
 
     /// Refuses to start when a table and a topic that feeds the app disagree on partitions.
@@ -387,6 +390,20 @@ impl AppBuilder {
     pub fn topic(mut self, topic: Topic) -> Self {
         self.config.topics.retain(|t| t.name != topic.name);
         self.config.topics.push(topic);
+        self
+    }
+
+    /// Declares an in-memory channel (Python Faust's `app.channel()`): an agent reads it
+    /// with `topic = "name"`, and `faust::send("name", ..)` and sinks naming it hand
+    /// their values to its agents inside the worker, with no broker in between
+    /// (`channel = "name"` in `faust::main!`; call it again for more). A value sent
+    /// while an event is processed holds that event's acknowledgement until the
+    /// channel's agents are done with it, so a crash loses nothing; a value sent from a
+    /// timer, task or page is lost if the worker stops before it is processed.
+    pub fn channel(mut self, name: &str) -> Self {
+        if !self.config.channels.iter().any(|c| c == name) {
+            self.config.channels.push(name.to_owned());
+        }
         self
     }
 

@@ -571,6 +571,7 @@ async fn with_producer(
     }
     let config = Arc::new(config);
     let worker = Arc::new(WorkerContext {
+        channels: Default::default(),
         replies: ReplyTopic::kafka(broker.clone(), config.clone()),
         config,
         producer: producer.clone(),

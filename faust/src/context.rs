@@ -5,7 +5,12 @@
 //! resolves to the state of the worker that runs the code, and two workers in one
 //! process (or two tests in parallel) each see their own.
 
-use std::{cell::RefCell, collections::HashMap, future::Future, sync::Arc};
+use std::{
+    cell::RefCell,
+    collections::HashMap,
+    future::Future,
+    sync::{Arc, OnceLock},
+};
 
 use axum::{
     extract::{Request, State},
@@ -22,7 +27,7 @@ use crate::{
     leader::Leadership,
     tables::manager::TableManager,
     time::{self, Clock},
-    transport::{producer::Producer, replies::ReplyTopic},
+    transport::{channel::Channels, producer::Producer, replies::ReplyTopic},
 };
 
 /// Everything a running worker lends to the code it runs.
@@ -38,6 +43,9 @@ pub(crate) struct WorkerContext {
     pub(crate) leader: Leadership,
     /// The reply topic of the agents this worker asks (agent RPC).
     pub(crate) replies: Arc<ReplyTopic>,
+    /// The app's in-memory channels, once the agents reading them started (none in
+    /// commands).
+    pub(crate) channels: OnceLock<Channels>,
 }
 
 tokio::task_local! {
@@ -82,6 +90,11 @@ impl WorkerContext {
             context: Arc::downgrade(self),
             _not_send: std::marker::PhantomData,
         }
+    }
+
+    /// The channel `target` names, if it is one of the app's channels.
+    pub(crate) fn channel(&self, target: &str) -> Option<&Channels> {
+        self.channels.get().filter(|channels| channels.has(target))
     }
 
     /// An agent's name stands for the topic it consumes; anything else is a topic name.
@@ -237,6 +250,7 @@ mod tests {
         let sensors = Sensors::new(Arc::new(Monitor::default()), &[]);
         let log = Arc::new(MemoryLog::new(1, clock.clone()));
         Arc::new(WorkerContext {
+            channels: Default::default(),
             config: Arc::new(Config::new("app")),
             producer: Producer::in_memory(log, sensors),
             agents: HashMap::new(),

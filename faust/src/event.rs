@@ -146,6 +146,9 @@ impl Message {
     }
 }
 
+/// The partition of an event from an in-memory channel, which has none.
+pub(crate) const CHANNEL_PARTITION: i32 = -1;
+
 /// Where the event being processed came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -170,7 +173,10 @@ pub struct Position {
 
 impl std::fmt::Display for Position {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}[{}]@{}", self.topic, self.partition, self.offset)
+        match self.partition {
+            CHANNEL_PARTITION => write!(f, "{}@{}", self.topic, self.offset),
+            partition => write!(f, "{}[{}]@{}", self.topic, partition, self.offset),
+        }
     }
 }
 

@@ -51,7 +51,8 @@ impl std::fmt::Debug for Sent {
     }
 }
 
-/// Sends `value` (as JSON) with an optional `key` to a topic, or to an agent by its name.
+/// Sends `value` (as JSON) with an optional `key` to a topic, to an agent by its name, or
+/// to one of the app's in-memory channels (see `AppBuilder::channel`).
 /// It returns once the message is queued, like Python Faust's `await topic.send(...)`,
 /// without waiting a round trip to the broker.
 ///
@@ -100,7 +101,6 @@ pub async fn send_bytes(
     partition: Option<i32>,
 ) -> Result<Sent> {
     let worker = context::current().ok_or_else(|| Error::Send(NO_WORKER.into()))?;
-    let topic = worker.topic(target);
     let record = Record {
         key,
         value,
@@ -108,6 +108,15 @@ pub async fn send_bytes(
         headers: &[],
         timestamp: None,
     };
+    if let Some(channels) = worker.channel(target) {
+        let channel = Arc::from(target);
+        let delivery = outbox::queue_channel(channels, &worker.producer, &channel, record)?;
+        return Ok(Sent {
+            topic: channel,
+            delivery,
+        });
+    }
+    let topic = worker.topic(target);
     let delivery = outbox::queue_kept(&worker.producer, &topic, record).await?;
     Ok(Sent { topic, delivery })
 }

@@ -179,6 +179,7 @@ impl TestContext {
         let leader = Leadership::default();
         leader.set(true);
         let worker = Arc::new(WorkerContext {
+            channels: Default::default(),
             config: Arc::new(config.clone()),
             producer,
             agents: app.agent_targets(),
@@ -263,6 +264,17 @@ impl TestContext {
         value: Option<&[u8]>,
         timestamp_ms: Option<i64>,
     ) -> Result<()> {
+        if let Some(channels) = self.worker.channel(target) {
+            let record = Record {
+                key,
+                value,
+                partition: None,
+                headers: &[],
+                timestamp: timestamp_ms,
+            };
+            channels.send(target, &record)?;
+            return self.settle().await;
+        }
         let topic = self.worker.topic(target).to_string();
         let partitions = self.app.config().topic_partitions;
         let record = Record {
@@ -276,7 +288,8 @@ impl TestContext {
         self.settle().await
     }
 
-    /// Every record of `topic`: what the app sent to it (and what the test sent there).
+    /// Every record of `topic` (or channel): what the app sent to it (and what the test
+    /// sent there).
     pub fn sent(&self, topic: &str) -> Vec<SentRecord> {
         self.log
             .since(0)
@@ -418,24 +431,32 @@ impl TestContext {
             // Done once everything is acknowledged and nothing new was sent; an agent
             // waiting for a reply sends first, so new records are routed as they come.
             let (acks, log) = (self.acks.clone(), self.log.clone());
+            // Messages in the app's channels are waited for like events.
+            let channels = self.worker.channels.get().map(|c| c.busy().clone());
             let routed = self.routed;
             let progress = async move {
                 loop {
                     let changed = acks.changed.notified();
                     let appended = log.appended.notified();
+                    let never = Notify::new();
+                    let idle = channels.as_ref().map_or(&never, |b| &b.changed).notified();
                     let mut changed = std::pin::pin!(changed);
                     let mut appended = std::pin::pin!(appended);
+                    let mut idle = std::pin::pin!(idle);
                     changed.as_mut().enable();
                     appended.as_mut().enable();
+                    idle.as_mut().enable();
                     if log.len() > routed {
                         return false; // more to route
                     }
-                    if acks.owed.load(Ordering::SeqCst) == 0 {
+                    let channels_idle = channels.as_ref().is_none_or(|busy| busy.count() == 0);
+                    if acks.owed.load(Ordering::SeqCst) == 0 && channels_idle {
                         return true;
                     }
                     tokio::select! {
                         _ = changed => {}
                         _ = appended => {}
+                        _ = idle => {}
                     }
                 }
             };

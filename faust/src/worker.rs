@@ -262,6 +262,7 @@ async fn start(app: &App, monitor: &Arc<Monitor>) -> Result<Running> {
     let leadership = Leadership::default();
     let shared_config = Arc::new(config.clone());
     let worker = Arc::new(WorkerContext {
+        channels: Default::default(),
         replies: ReplyTopic::kafka(broker.clone(), shared_config.clone()),
         config: shared_config,
         producer: producer.clone(),

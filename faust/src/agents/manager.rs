@@ -21,7 +21,7 @@ use crate::{
     descriptor::{TaskDescriptor, TimerDescriptor},
     event::{self, Message, Slot},
     sensors::Sensors,
-    transport::consumer::Routes,
+    transport::{channel::Channels, consumer::Routes},
     Error,
 };
 
@@ -34,7 +34,8 @@ pub(crate) struct AgentManager {
 }
 
 impl AgentManager {
-    /// Starts every agent's actors and returns the consumer's routes to their inboxes.
+    /// Starts every agent's actors and returns the consumer's routes to their inboxes
+    /// (those of the app's channels go to the worker context).
     /// A supervisor that gives up reports on `fatal`.
     /// Their code runs inside `worker`.
     pub(crate) fn start(
@@ -44,7 +45,7 @@ impl AgentManager {
         sensors: &Sensors,
         fatal: &mpsc::UnboundedSender<Error>,
     ) -> (AgentManager, Routes) {
-        let mut routes = Routes::default();
+        let (mut routes, mut channels) = (Routes::default(), Routes::default());
         let mut actors = Vec::new();
         let (stopping, stop_signal) = watch::channel(false);
         let dead_letters = config.dead_letter_topic.as_ref().map(|topic| DeadLetters {
@@ -78,9 +79,20 @@ impl AgentManager {
             let topics = agent.source_topics(&config.id);
             info!(agent = agent.name, topics = ?topics, concurrency = inboxes.len(), "agent started");
             for topic in &topics {
-                routes.add(topic, agent.name, inboxes.clone());
+                match config.channels.contains(topic) {
+                    true => channels.add(topic, agent.name, inboxes.clone()),
+                    false => routes.add(topic, agent.name, inboxes.clone()),
+                }
             }
         }
+        let channels = Channels::new(
+            config.channels.clone(),
+            channels,
+            worker.clock.clone(),
+            worker.producer.clone(),
+        );
+        // Set once per worker: its agents start once.
+        let _ = worker.channels.set(channels);
         let manager = AgentManager {
             actors,
             tasks: Vec::new(),

@@ -18,7 +18,10 @@ use tracing::{error, warn};
 
 use crate::{
     event::{self, Message},
-    transport::producer::{Delivery, Producer, Record},
+    transport::{
+        channel::Channels,
+        producer::{Delivery, Producer, Record, Undelivered},
+    },
     Error, Result,
 };
 
@@ -74,6 +77,19 @@ pub(crate) async fn queue_kept(
         .await?
         .share();
     owe(producer, topic, queued, owed, true);
+    Ok(kept)
+}
+
+/// [`queue_kept`] for an in-memory channel: hands `record` to the channel's agents; the
+/// event being processed is acknowledged once they are done with it.
+pub(crate) fn queue_channel(
+    channels: &Channels,
+    producer: &Producer,
+    channel: &Arc<str>,
+    record: Record<'_>,
+) -> Result<Delivery> {
+    let (kept, owed) = channels.send(channel, &record)?.share();
+    owe(producer, channel, Instant::now(), owed, true);
     Ok(kept)
 }
 
@@ -169,6 +185,9 @@ async fn acknowledge(
         let Some(message) = messages.last() else {
             continue;
         };
+        // A channel message dropped unprocessed: the worker is stopping; the event stays
+        // unacknowledged, to run again after the restart.
+        let mut unprocessed = false;
         for Pending {
             topic,
             queued,
@@ -177,6 +196,10 @@ async fn acknowledge(
         } in pending
         {
             let outcome = producer.settle(&topic, queued, delivery).await;
+            if let Err(Undelivered::Unprocessed) = outcome {
+                unprocessed = true;
+                continue;
+            }
             if let (Err(error), false) = (&outcome, essential) {
                 warn!(%topic, event = %message.position(), %error, "a reply to an ask was not delivered (is the asker's reply topic gone?); the event is acknowledged");
                 continue;
@@ -192,8 +215,132 @@ async fn acknowledge(
                 )));
             }
         }
-        if !failed {
+        if !failed && !unprocessed {
             messages.into_iter().for_each(Message::ack);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::atomic::{AtomicUsize, Ordering},
+        time::Duration,
+    };
+
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::{
+        event::{Ack, Acknowledge},
+        sensors::Sensors,
+        time::Clock,
+        transport::{consumer::Routes, memory::MemoryLog},
+    };
+
+    /// Counts acknowledgements.
+    #[derive(Default)]
+    struct Acked {
+        count: AtomicUsize,
+        changed: Notify,
+    }
+
+    impl Acknowledge for Acked {
+        fn begin(&self, _: &Arc<str>, _: i32, _: u64, _: i64) -> bool {
+            true
+        }
+
+        fn acknowledge(&self, _: &Arc<str>, _: i32, _: u64, _: i64) {
+            self.count.fetch_add(1, Ordering::SeqCst);
+            self.changed.notify_waiters();
+        }
+    }
+
+    impl Acked {
+        /// Whether an acknowledgement comes within `within`.
+        async fn comes(&self, within: Duration) -> bool {
+            let changed = self.changed.notified();
+            self.count.load(Ordering::SeqCst) > 0
+                || tokio::time::timeout(within, changed).await.is_ok()
+        }
+    }
+
+    fn event(offset: i64, acked: &Arc<Acked>) -> Message {
+        Message {
+            topic: Arc::from("source"),
+            partition: 0,
+            offset,
+            timestamp: None,
+            key: None,
+            payload: None,
+            headers: Vec::new(),
+            ack: Ack {
+                sink: acked.clone(),
+                generation: 0,
+            },
+        }
+    }
+
+    /// Runs `send` as the actor processing `message`, then finishes the event.
+    async fn process(outbox: &Outbox, message: Message, send: impl std::future::Future) {
+        let slot = Arc::new(Mutex::new(Some(message.position())));
+        scope(outbox.clone(), event::scope(slot, send)).await;
+        outbox.finish(vec![message]);
+    }
+
+    #[tokio::test]
+    async fn an_event_that_sent_to_a_channel_is_acknowledged_only_once_its_agent_is_done() {
+        let log = Arc::new(MemoryLog::new(1, Clock::system()));
+        let producer = Producer::in_memory(log, Sensors::new(Arc::default(), &[]));
+        let (fatal, mut fatal_errors) = mpsc::unbounded_channel();
+        let (outbox, _acker) = Outbox::start(producer.clone(), fatal);
+        let mut routes = Routes::default();
+        let (inbox, mut channel) = mpsc::unbounded_channel();
+        routes.add("relay", "reader", vec![inbox]);
+        let channels = Channels::new(
+            vec!["relay".into()],
+            routes,
+            Clock::system(),
+            producer.clone(),
+        );
+        let relay = Arc::from("relay");
+        let record = Record {
+            value: Some(b"x"),
+            ..Record::default()
+        };
+
+        let acked = Arc::new(Acked::default());
+        process(&outbox, event(7, &acked), async {
+            queue_channel(&channels, &producer, &relay, record.clone()).unwrap();
+        })
+        .await;
+        let relayed = channel.recv().await.unwrap();
+        assert!(
+            !acked.comes(Duration::from_millis(50)).await,
+            "the event waits for the channel's agent"
+        );
+        relayed.ack();
+        assert!(acked.comes(Duration::from_secs(5)).await);
+
+        // Dropped unprocessed (the worker stopping): the event stays unacknowledged, to
+        // run again after a restart, and that is not a fatal error.
+        let dropped = Arc::new(Acked::default());
+        process(&outbox, event(8, &dropped), async {
+            queue_channel(&channels, &producer, &relay, record.clone()).unwrap();
+        })
+        .await;
+        drop(channel.recv().await);
+        let later = Arc::new(Acked::default());
+        process(&outbox, event(9, &later), async {
+            queue_channel(&channels, &producer, &relay, record.clone()).unwrap();
+        })
+        .await;
+        channel.recv().await.unwrap().ack();
+        assert!(
+            later.comes(Duration::from_secs(5)).await,
+            "later events go on"
+        );
+        assert_eq!(dropped.count.load(Ordering::SeqCst), 0);
+        assert!(fatal_errors.try_recv().is_err());
     }
 }

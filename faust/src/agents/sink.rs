@@ -1,9 +1,10 @@
-//! `Sink<U>`: what an agent emits to its declared sink topics.
+//! `Sink<U>`: what an agent emits to its declared sink topics (or channels).
 
 use std::sync::Arc;
 
 use super::{outbox, ActorContext};
 use crate::{
+    context::WorkerContext,
     event::{self, Slot},
     transport::producer::{Producer, Record},
     Error, Result,
@@ -15,6 +16,8 @@ pub struct Sink<U: ?Sized> {
     agent: &'static str,
     topics: Arc<[Arc<str>]>,
     producer: Producer,
+    /// For the app's channels among the sinks.
+    worker: Arc<WorkerContext>,
     encode: fn(&U) -> Result<Vec<u8>, String>,
     slot: Slot,
 }
@@ -25,6 +28,7 @@ impl<U: ?Sized> Sink<U> {
             agent: actor.agent.name,
             topics: actor.sinks.clone(),
             producer: actor.worker.producer.clone(),
+            worker: actor.worker.clone(),
             encode,
             slot: actor.slot.clone(),
         }
@@ -45,7 +49,12 @@ impl<U: ?Sized> Sink<U> {
                 value: Some(&bytes),
                 ..Record::default()
             };
-            outbox::queue(&self.producer, topic, record).await?;
+            match self.worker.channel(topic) {
+                Some(channels) => {
+                    outbox::queue_channel(channels, &self.producer, topic, record)?;
+                }
+                None => outbox::queue(&self.producer, topic, record).await?,
+            }
         }
         Ok(())
     }

@@ -157,6 +157,9 @@ pub struct Config {
     pub create_topics: CreateTopics,
     /// Topics declared in code: partitions, replicas and settings of each.
     pub topics: Vec<Topic>,
+    /// In-memory channels (Python Faust's `app.channel()`): names agents read, sink to and
+    /// send to like topics, handed over inside the worker instead of through the broker.
+    pub channels: Vec<String>,
     /// A partition with this many events in flight is paused until half have been acknowledged.
     pub max_buffered_per_partition: usize,
     /// How long a revocation waits for the events actors already started.
@@ -220,6 +223,7 @@ impl Config {
             web_tls: None,
             create_topics: CreateTopics::Internal,
             topics: Vec::new(),
+            channels: Vec::new(),
             max_buffered_per_partition: 10_000,
             drain_timeout: Duration::from_secs(30),
             stall_timeout: Duration::from_secs(60),

@@ -110,7 +110,8 @@ impl TableState {
         key: &[u8],
         writing: bool,
     ) -> Result<(i32, Option<event::Position>)> {
-        let current = event::current();
+        // A channel's event has no partition: its writes are as outside any event.
+        let current = event::current().filter(|p| p.partition != event::CHANNEL_PARTITION);
         if self.descriptor.global {
             return Ok((key_partition(key, self.partitions), current));
         }
@@ -129,9 +130,10 @@ impl TableState {
         }
         if writing && !self.descriptor.use_partitioner {
             return Err(Error::Table(format!(
-                "table '{}' was written outside of event processing, so there is no event \
-                 partition to write to; write from an agent, or declare the table with \
-                 `use_partitioner = true` to send such writes to the key's partition",
+                "table '{}' was written outside of event processing (or by an agent reading \
+                 a channel), so there is no event partition to write to; write from an agent \
+                 reading a topic, or declare the table with `use_partitioner = true` to send \
+                 such writes to the key's partition",
                 self.descriptor.name
             )));
         }

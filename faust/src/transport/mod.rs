@@ -1,6 +1,7 @@
 //! Kafka transport: the broker connection (real or embedded), the producer and the consumer.
 
 pub(crate) mod broker;
+pub(crate) mod channel;
 pub(crate) mod connection;
 pub(crate) mod consumer;
 #[cfg(any(test, feature = "testing"))]

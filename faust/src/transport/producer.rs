@@ -21,7 +21,7 @@ use rdkafka::{
     util::Timeout,
     ClientConfig,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::error;
 
 #[cfg(any(test, feature = "testing"))]
@@ -67,6 +67,9 @@ pub(crate) enum Undelivered {
     Kafka(KafkaError),
     /// The producer was dropped before it knew.
     ProducerGone,
+    /// Sent to an in-memory channel, it was dropped before its agents processed it (the
+    /// worker stopped).
+    Unprocessed,
 }
 
 impl fmt::Display for Undelivered {
@@ -75,6 +78,9 @@ impl fmt::Display for Undelivered {
             Undelivered::Kafka(e) => e.fmt(f),
             Undelivered::ProducerGone => {
                 f.write_str("the producer stopped before it was delivered")
+            }
+            Undelivered::Unprocessed => {
+                f.write_str("the worker stopped before the channel's agents processed it")
             }
         }
     }
@@ -97,6 +103,10 @@ impl Undelivered {
                 "a message to topic '{topic}' was dropped: the producer stopped before it was \
                  delivered"
             )),
+            Undelivered::Unprocessed => Error::Send(format!(
+                "a message to channel '{topic}' was dropped: the worker stopped before the \
+                 channel's agents processed it"
+            )),
         }
     }
 }
@@ -113,6 +123,12 @@ type SharedDelivery = Shared<Map<DeliveryFuture, fn(Awaited) -> Outcome>>;
 pub(crate) enum Delivery {
     Kafka(DeliveryFuture),
     Shared(SharedDelivery),
+    /// Handed to a channel's agents: done once every one acknowledged it (`offset` is
+    /// its number in the channel).
+    Channel {
+        processed: Shared<oneshot::Receiver<()>>,
+        offset: i64,
+    },
     #[cfg(any(test, feature = "testing"))]
     Done(Delivered),
 }
@@ -141,6 +157,17 @@ impl std::future::Future for Delivery {
             Delivery::Done(delivered) => std::task::Poll::Ready(Ok(*delivered)),
             Delivery::Kafka(future) => std::pin::Pin::new(future).poll(cx).map(outcome),
             Delivery::Shared(shared) => std::pin::Pin::new(shared).poll(cx),
+            Delivery::Channel { processed, offset } => {
+                std::pin::Pin::new(processed)
+                    .poll(cx)
+                    .map(|done| match done {
+                        Ok(()) => Ok(Delivered {
+                            partition: 0,
+                            offset: *offset,
+                        }),
+                        Err(_) => Err(Undelivered::Unprocessed),
+                    })
+            }
         }
     }
 }
@@ -160,6 +187,13 @@ impl Delivery {
             }
             Delivery::Kafka(future) => future.map(outcome as fn(Awaited) -> Outcome).shared(),
             Delivery::Shared(shared) => shared,
+            Delivery::Channel { processed, offset } => {
+                let kept = Delivery::Channel {
+                    processed: processed.clone(),
+                    offset,
+                };
+                return (kept, Delivery::Channel { processed, offset });
+            }
         };
         (Delivery::Shared(shared.clone()), Delivery::Shared(shared))
     }
@@ -344,6 +378,16 @@ impl Producer {
         let _ = watcher.send((topic, queued, delivery));
     }
 
+    /// In a test context, keeps a copy of `record`, sent to the channel `channel`, in the
+    /// in-memory log (where the test reads what the app sent); otherwise nothing.
+    pub(crate) fn tap(&self, channel: &str, record: &Record<'_>) {
+        #[cfg(any(test, feature = "testing"))]
+        if let Backend::Memory(log) = &self.backend {
+            log.append(channel, record);
+        }
+        let _ = (channel, record);
+    }
+
     /// Waits for the delivery of a record queued for `topic` at `queued`, and reports its
     /// outcome to the sensors.
     pub(crate) async fn settle(&self, topic: &str, queued: Instant, delivery: Delivery) -> Outcome {
@@ -374,6 +418,9 @@ impl Producer {
 /// [`Producer::settle`], for the watcher, which holds the sensors and not the producer
 /// (whose last clone ends the watcher).
 async fn settle(sensors: &Sensors, topic: &str, queued: Instant, delivery: Delivery) -> Outcome {
+    if let Delivery::Channel { .. } = delivery {
+        return delivery.wait().await; // never went through the producer
+    }
     let outcome = delivery.wait().await;
     let error = outcome.as_ref().err().map(ToString::to_string);
     sensors.each(|s| s.send_end(topic, queued.elapsed(), error.as_deref()));

@@ -38,7 +38,6 @@ impl Routes {
         route.names.push(name);
     }
 
-    #[cfg(any(test, feature = "testing"))]
     /// How many agents read `topic` (each owes a message of it one acknowledgement).
     pub(crate) fn readers(&self, topic: &str) -> Option<usize> {
         self.topics.get(topic).map(|route| route.agents.len())
