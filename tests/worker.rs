@@ -734,3 +734,86 @@ fn the_bound_agent_example_chains_its_agents_through_channels_without_the_broker
     let status = worker.wait_exit(Duration::from_secs(60));
     assert!(status.success(), "{status}:\n{}", worker.log());
 }
+
+#[test]
+fn the_isolated_partitions_example_keeps_an_actor_per_partition_across_two_workers_and_crashes() {
+    needs_broker!();
+    let app = unique("isolated");
+    let example = common::example("isolated_partitions_crashing");
+    let (mut env_a, mut env_b) = (
+        example_env(&app, "isolated-a"),
+        example_env(&app, "isolated-b"),
+    );
+    // Every 25th event of an actor's run fails once, and runs again after the restart.
+    env_a.insert("CRASH_EVERY", "25".into());
+    env_b.insert("CRASH_EVERY", "25".into());
+    let produce = |n: u64| {
+        let sent = std::process::Command::new(common::example("isolated_partitions_crashing"))
+            .args([
+                "produce",
+                "--max-latency",
+                "0",
+                "--max-messages",
+                &n.to_string(),
+            ])
+            .env("FAUST_BROKER", common::broker())
+            .env("FAUST_ID", &app)
+            .output()
+            .unwrap();
+        assert!(
+            sent.status.success(),
+            "{}",
+            String::from_utf8_lossy(&sent.stderr)
+        );
+    };
+    let changelog = format!("{app}-withdrawal-counts-changelog");
+    let counted = || -> u64 {
+        let records = read_all(&changelog);
+        (common::last_per_key(&records).values())
+            .filter_map(|r| r.value.as_deref())
+            .map(|v| serde_json::from_slice::<u64>(v).unwrap())
+            .sum()
+    };
+
+    let mut a = Worker::spawn(example.clone(), &["worker"], &borrowed(&env_a), "a");
+    a.expect_log("worker ready", READY);
+    produce(400);
+    assert!(
+        wait_until(DONE, || counted() == 400),
+        "{}\n{}",
+        counted(),
+        a.log()
+    );
+    // All four partitions are a's: four actors, one per partition.
+    assert_eq!(
+        a.log().matches("isolated partition: actor started").count(),
+        4,
+        "{}",
+        a.log()
+    );
+
+    // A second worker takes half: a's actors of those partitions stop, b starts its own.
+    let mut b = Worker::spawn(example, &["worker"], &borrowed(&env_b), "b");
+    b.expect_log("worker ready", READY);
+    a.expect_log("isolated partition revoked: its actor stops", DONE);
+    produce(400);
+    assert!(
+        wait_until(DONE, || counted() == 800),
+        "{}\n{}\n{}",
+        counted(),
+        a.log(),
+        b.log()
+    );
+    b.expect_log("isolated partition: actor started", DONE);
+    for worker in [&a, &b] {
+        let log = worker.log();
+        assert!(!log.contains("was given an event of partition"), "{log}");
+    }
+    assert!(
+        a.log().contains("OH NO") && a.log().contains("runs again"),
+        "the actors crashed and ran their event again:\n{}",
+        a.log()
+    );
+    a.stop();
+    b.stop();
+}

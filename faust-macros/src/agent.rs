@@ -17,6 +17,7 @@ const OPTIONS: &[&str] = &[
     "through",
     "on_error",
     "retries",
+    "isolated_partitions",
 ];
 
 pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -46,6 +47,15 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         .positive_int("concurrency", &mut errors)
         .unwrap_or(1) as usize;
     let retries = options.positive_int("retries", &mut errors).unwrap_or(0) as u32;
+    let isolated_partitions = options
+        .bool("isolated_partitions", &mut errors)
+        .unwrap_or(false);
+    if let (true, Some(concurrency)) = (isolated_partitions, options.get("concurrency")) {
+        errors.at(
+            concurrency,
+            "an agent with `isolated_partitions` has one actor per partition; drop `concurrency`",
+        );
+    }
     let on_error = match options.choice(
         "on_error",
         &["skip", "dead_letter", "stop"],
@@ -142,6 +152,7 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
                         group_by: &[#(#group_by),*],
                         through: &[#(#through),*],
                         concurrency: #concurrency,
+                        isolated_partitions: #isolated_partitions,
                         on_error: ::faust::__private::OnError::#on_error,
                         retries: #retries,
                         codec: #codec_name,

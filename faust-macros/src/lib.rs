@@ -16,7 +16,10 @@ use proc_macro::TokenStream;
 /// Options:
 /// - `topic`: a topic or a list (`["a", "b"]`); default `{app_id}-{name}`;
 /// - `name`: default the fn's name;
-/// - `concurrency`: actors running the fn, default 1;
+/// - `concurrency`: actors running the fn, default 1 (partition `p` goes to actor
+///   `p % concurrency`);
+/// - `isolated_partitions = true`: instead, an actor per partition, started at its first
+///   event and stopped when the partition is revoked (its stream then ends);
 /// - `codec`: `json` (default), `raw`, `string`, or a path to a type implementing
 ///   `faust::codec::{Decode, Encode}`;
 /// - `key_codec`: how `group_by` writes its keys: `"raw"` (default: a string key as its

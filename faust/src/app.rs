@@ -584,6 +584,7 @@ mod tests {
         group_by: &["word"],
         through: &[],
         concurrency: 1,
+        isolated_partitions: false,
         on_error: OnError::Skip,
         retries: 0,
         codec: "json",

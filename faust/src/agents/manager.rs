@@ -21,13 +21,20 @@ use crate::{
     descriptor::{TaskDescriptor, TimerDescriptor},
     event::{self, Message, Slot},
     sensors::Sensors,
-    transport::{channel::Channels, consumer::Routes},
+    transport::{
+        channel::Channels,
+        consumer::{Inbox, Isolated, Readers, Routes},
+    },
     Error,
 };
 
+/// The actors' tasks: started with the agents, and (isolated partitions) as partitions
+/// come.
+type Actors = Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>;
+
 /// The running actors of every agent.
 pub(crate) struct AgentManager {
-    actors: Vec<JoinHandle<()>>,
+    actors: Actors,
     tasks: Vec<JoinHandle<()>>,
     stopping: watch::Sender<bool>,
     worker: Arc<WorkerContext>,
@@ -46,42 +53,64 @@ impl AgentManager {
         fatal: &mpsc::UnboundedSender<Error>,
     ) -> (AgentManager, Routes) {
         let (mut routes, mut channels) = (Routes::default(), Routes::default());
-        let mut actors = Vec::new();
+        let actors: Actors = Arc::default();
         let (stopping, stop_signal) = watch::channel(false);
         let dead_letters = config.dead_letter_topic.as_ref().map(|topic| DeadLetters {
             topic: Arc::from(topic.as_str()),
             producer: worker.producer.clone(),
         });
+        // Actors are spawned from the consumer's thread too (isolated partitions).
+        let runtime = tokio::runtime::Handle::current();
         for &agent in agents {
             let sinks: Arc<[Arc<str>]> = agent
                 .sink_topics(&config.id)
                 .into_iter()
                 .map(Arc::from)
                 .collect();
-            let mut inboxes = Vec::new();
-            for index in 0..agent.concurrency.max(1) {
-                let (inbox, messages) = mpsc::unbounded_channel();
-                inboxes.push(inbox);
-                let supervisor = Supervisor {
-                    agent,
-                    worker: worker.clone(),
-                    index,
-                    inbox: Arc::new(Mutex::new(messages)),
-                    sinks: sinks.clone(),
-                    sensors: sensors.clone(),
-                    limit: config.restart_limit,
-                    fatal: fatal.clone(),
-                    stopping: stop_signal.clone(),
-                    dead_letters: dead_letters.clone(),
-                };
-                actors.push(tokio::spawn(supervisor.run()));
-            }
+            let spawn = {
+                let (worker, sensors, fatal) = (worker.clone(), sensors.clone(), fatal.clone());
+                let (stopping, dead_letters) = (stop_signal.clone(), dead_letters.clone());
+                let (actors, runtime, limit) =
+                    (actors.clone(), runtime.clone(), config.restart_limit);
+                move |index: usize| -> Inbox {
+                    let (inbox, messages) = mpsc::unbounded_channel();
+                    let supervisor = Supervisor {
+                        agent,
+                        worker: worker.clone(),
+                        index,
+                        inbox: Arc::new(Mutex::new(messages)),
+                        sinks: sinks.clone(),
+                        sensors: sensors.clone(),
+                        limit,
+                        fatal: fatal.clone(),
+                        stopping: stopping.clone(),
+                        dead_letters: dead_letters.clone(),
+                    };
+                    let mut actors = actors.lock().unwrap_or_else(|e| e.into_inner());
+                    actors.retain(|actor| !actor.is_finished());
+                    actors.push(runtime.spawn(supervisor.run()));
+                    inbox
+                }
+            };
             let topics = agent.source_topics(&config.id);
-            info!(agent = agent.name, topics = ?topics, concurrency = inboxes.len(), "agent started");
+            let readers = match agent.isolated_partitions {
+                true => {
+                    info!(agent = agent.name, topics = ?topics, "agent started, an actor per partition");
+                    let isolated = Isolated::new(agent.name, &topics, move |partition| {
+                        spawn(partition.unsigned_abs() as usize)
+                    });
+                    Readers::Isolated(Arc::new(isolated))
+                }
+                false => {
+                    let inboxes: Vec<Inbox> = (0..agent.concurrency.max(1)).map(spawn).collect();
+                    info!(agent = agent.name, topics = ?topics, concurrency = inboxes.len(), "agent started");
+                    Readers::Actors(inboxes)
+                }
+            };
             for topic in &topics {
                 match config.channels.contains(topic) {
-                    true => channels.add(topic, agent.name, inboxes.clone()),
-                    false => routes.add(topic, agent.name, inboxes.clone()),
+                    true => channels.add_readers(topic, agent.name, readers.clone()),
+                    false => routes.add_readers(topic, agent.name, readers.clone()),
                 }
             }
         }
@@ -112,8 +141,9 @@ impl AgentManager {
     /// actors to return.
     pub(crate) async fn stop(self, timeout: Duration) {
         self.signal_stop();
+        let actors = std::mem::take(&mut *self.actors.lock().unwrap_or_else(|e| e.into_inner()));
         let all = async {
-            for actor in self.actors {
+            for actor in actors {
                 let _ = actor.await;
             }
         };

@@ -46,6 +46,10 @@ pub struct AgentDescriptor {
     pub through: &'static [&'static str],
     /// Actors running the agent's fn.
     pub concurrency: usize,
+    /// One actor per partition, started with its first event and stopped when the
+    /// partition is revoked (Python Faust's `isolated_partitions`), instead of
+    /// `concurrency` actors.
+    pub isolated_partitions: bool,
     /// What becomes of an event the agent failed on (returned an error or panicked),
     /// once `retries` are spent.
     pub on_error: OnError,

@@ -17,7 +17,7 @@ use rdkafka::{
 };
 use tracing::{debug, info, warn};
 
-use super::{offsets::OffsetTracker, Fatal, PartitionListener, TopicPartition};
+use super::{offsets::OffsetTracker, routes::Isolated, Fatal, PartitionListener, TopicPartition};
 use crate::{
     config::OffsetReset,
     leader::Leadership,
@@ -91,6 +91,8 @@ pub(super) struct GroupContext {
     pub(super) leader_topic: String,
     pub(super) leadership: Leadership,
     pub(super) health: KafkaHealth,
+    /// The agents with an actor per partition, whose actors stop with their partitions.
+    pub(super) isolated: Vec<Arc<Isolated>>,
 }
 
 impl GroupContext {
@@ -228,12 +230,23 @@ impl GroupContext {
                 }
             }
         }
-        self.listener.revoked(revoked);
+        self.released(revoked);
         self.sensors.monitor().revoked(
             revoked
                 .iter()
                 .map(|tp| (tp.topic.to_string(), tp.partition)),
         );
+    }
+
+    /// Partitions are no longer this worker's: their tables and isolated actors go.
+    fn released(&self, partitions: &[TopicPartition]) {
+        self.listener.revoked(partitions);
+        let released: Vec<(&str, i32)> = (partitions.iter())
+            .map(|tp| (&*tp.topic, tp.partition))
+            .collect();
+        self.isolated
+            .iter()
+            .for_each(|agent| agent.release(&released));
     }
 
     /// Takes the leader partition out of `partitions` (it carries no events), and notes
@@ -444,7 +457,7 @@ impl GroupContext {
                 self.await_assignment(false);
                 self.leadership.set(false);
                 let held = self.tracker.clear();
-                self.listener.revoked(&held);
+                self.released(&held);
             }
         }
     }

@@ -33,7 +33,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tracing::{debug, info, warn};
 
 pub(crate) use offsets::{OffsetTracker, TopicPartition, Tracked};
-pub(crate) use routes::Routes;
+pub(crate) use routes::{Inbox, Isolated, Readers, Routes};
 pub(crate) use takeover::copy_offsets;
 
 use group::{commit_points, GroupContext};
@@ -128,6 +128,7 @@ impl Consumer {
             leader_topic: leader_topic.to_owned(),
             leadership: leadership.clone(),
             health: health.clone(),
+            isolated: routes.isolated(),
         };
         let mut client = ClientConfig::new();
         if let Some(instance) = &config.instance_id {

@@ -1,14 +1,83 @@
 //! Where the consumer hands each message: for every agent reading its topic, the inbox
-//! of the actor for its partition.
+//! of the actor for its partition (of its own actor, for an agent with
+//! `isolated_partitions`, started at the partition's first message and stopped when the
+//! partition is revoked).
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+};
 
 use tokio::sync::mpsc::UnboundedSender;
+use tracing::info;
 
 use crate::event::Message;
 
 /// One agent actor's inbox.
 pub(crate) type Inbox = UnboundedSender<Message>;
+
+/// The actors of one agent reading a topic.
+#[derive(Clone)]
+pub(crate) enum Readers {
+    /// A fixed set: partition `p` goes to actor `p % n`.
+    Actors(Vec<Inbox>),
+    /// One actor per partition (`isolated_partitions`).
+    Isolated(Arc<Isolated>),
+}
+
+/// The per-partition actors of an agent with `isolated_partitions`.
+pub(crate) struct Isolated {
+    agent: &'static str,
+    topics: HashSet<String>,
+    actors: Mutex<HashMap<i32, Inbox>>,
+    /// Starts the actor of a partition and returns its inbox.
+    start: Box<dyn Fn(i32) -> Inbox + Send + Sync>,
+}
+
+impl Isolated {
+    pub(crate) fn new(
+        agent: &'static str,
+        topics: &[String],
+        start: impl Fn(i32) -> Inbox + Send + Sync + 'static,
+    ) -> Isolated {
+        Isolated {
+            agent,
+            topics: topics.iter().cloned().collect(),
+            actors: Mutex::default(),
+            start: Box::new(start),
+        }
+    }
+
+    /// The inbox of `partition`'s actor, started now if it has none.
+    fn inbox(&self, partition: i32) -> Inbox {
+        let mut actors = self.actors.lock().unwrap_or_else(|e| e.into_inner());
+        actors
+            .entry(partition)
+            .or_insert_with(|| {
+                info!(
+                    agent = self.agent,
+                    partition, "isolated partition: actor started"
+                );
+                (self.start)(partition)
+            })
+            .clone()
+    }
+
+    /// The partitions of `revoked` that this agent reads lose their actors: each ends
+    /// once it has gone through what is in its inbox (events of a revoked partition are
+    /// dropped unstarted, for the new owner).
+    pub(crate) fn release(&self, revoked: &[(&str, i32)]) {
+        let mut actors = self.actors.lock().unwrap_or_else(|e| e.into_inner());
+        for &(topic, partition) in revoked {
+            if self.topics.contains(topic) && actors.remove(&partition).is_some() {
+                info!(
+                    agent = self.agent,
+                    partition, "isolated partition revoked: its actor stops"
+                );
+            }
+        }
+    }
+}
 
 /// Where each topic's messages go: for every subscribed agent, its actors' inboxes.
 #[derive(Default)]
@@ -18,14 +87,20 @@ pub(crate) struct Routes {
 
 pub(super) struct Route {
     pub(super) topic: Arc<str>,
-    pub(super) agents: Vec<Vec<Inbox>>,
+    pub(super) agents: Vec<Readers>,
     /// The agents' names, for messages about the topic.
     pub(super) names: Vec<&'static str>,
 }
 
 impl Routes {
     /// Subscribes the agent `name`, whose actors read `inboxes`, to `topic`.
+    #[cfg(test)]
     pub(crate) fn add(&mut self, topic: &str, name: &'static str, inboxes: Vec<Inbox>) {
+        self.add_readers(topic, name, Readers::Actors(inboxes));
+    }
+
+    /// Subscribes the agent `name`, whose actors `readers` are, to `topic`.
+    pub(crate) fn add_readers(&mut self, topic: &str, name: &'static str, readers: Readers) {
         let route = self
             .topics
             .entry(topic.to_owned())
@@ -34,7 +109,7 @@ impl Routes {
                 agents: Vec::new(),
                 names: Vec::new(),
             });
-        route.agents.push(inboxes);
+        route.agents.push(readers);
         route.names.push(name);
     }
 
@@ -54,12 +129,30 @@ impl Routes {
         let Some(route) = self.topics.get(topic) else {
             return;
         };
-        for actors in &route.agents {
-            let actor = &actors[partition.unsigned_abs() as usize % actors.len()];
+        for readers in &route.agents {
             // A closed inbox means the agent gave up and the worker is stopping: the
             // event stays unacknowledged and is read again after a restart.
-            let _ = actor.send(message(route.topic.clone()));
+            let _ = match readers {
+                Readers::Actors(actors) => actors[partition.unsigned_abs() as usize % actors.len()]
+                    .send(message(route.topic.clone())),
+                Readers::Isolated(isolated) => {
+                    isolated.inbox(partition).send(message(route.topic.clone()))
+                }
+            };
         }
+    }
+
+    /// The agents with `isolated_partitions`, each once.
+    pub(crate) fn isolated(&self) -> Vec<Arc<Isolated>> {
+        let mut found: Vec<Arc<Isolated>> = Vec::new();
+        for readers in self.topics.values().flat_map(|r| &r.agents) {
+            if let Readers::Isolated(isolated) = readers {
+                if !found.iter().any(|f| Arc::ptr_eq(f, isolated)) {
+                    found.push(isolated.clone());
+                }
+            }
+        }
+        found
     }
 
     pub(crate) fn topics(&self) -> Vec<&str> {
