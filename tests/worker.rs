@@ -817,3 +817,49 @@ fn the_isolated_partitions_example_keeps_an_actor_per_partition_across_two_worke
     a.stop();
     b.stop();
 }
+
+#[test]
+fn the_livecheck_example_checks_the_running_system_through_every_stage() {
+    needs_broker!();
+    let app = unique("livecheck");
+    let env = example_env(&app, "livecheck");
+    let example = common::example("livecheck");
+    let mut worker = Worker::spawn(example.clone(), &["worker"], &borrowed(&env), "orders");
+    worker.expect_log("worker ready", READY);
+    let url = worker.web_url();
+    let taken = common::http_get(&format!("{url}/order/init/sell/"));
+    assert_eq!(taken.status, 200, "{}", taken.body);
+    assert_eq!(taken.json()["status"], "success");
+    let refused = common::http_get(&format!("{url}/order/init/hold/"));
+    assert_eq!(refused.status, 400, "{}", refused.body);
+
+    // The check runs as a program of its own, as Faust's livecheck worker does.
+    let command = |args: &[&str]| {
+        let out = std::process::Command::new(&example)
+            .args(args)
+            .env("FAUST_BROKER", common::broker())
+            .env("FAUST_ID", &app)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let checked = command(&["livecheck", "--runs", "3", "--every", "0.2"]);
+    assert_eq!(checked.matches("test_order PASSED").count(), 3, "{checked}");
+    let posted = command(&["post-order", "--side", "buy"]);
+    assert!(posted.contains("sent"), "{posted}");
+    // The page's order, the three checks and the posted one: five executions at least
+    // (a shared topic may hold earlier runs' orders too).
+    assert!(
+        wait_until(DONE, || worker.log().matches("5. ORDER EXECUTED").count()
+            >= 5),
+        "{}",
+        worker.log()
+    );
+    worker.stop();
+}
