@@ -126,7 +126,12 @@ async fn init_order(Path(side): Path<String>) -> Response {
             .into_response();
     }
     let order = new_order(&side, false);
-    match faust::send("create_order", Some(&order.id), &order).await {
+    let sent = faust::Outgoing::to("create_order")
+        .key(&order.id)
+        .header("origin", "web")
+        .send(&order)
+        .await;
+    match sent {
         Ok(_) => {
             Json(serde_json::json!({ "status": "success", "order_id": order.id })).into_response()
         }
@@ -213,7 +218,11 @@ struct PostOrder {
 #[faust::command]
 async fn post_order(options: PostOrder) -> faust::Result<()> {
     let order = new_order(&options.side, false);
-    faust::send("create_order", Some(&order.id), &order)
+    faust::Outgoing::to("create_order")
+        .key(&order.id)
+        .header("origin", "cli")
+        .timestamp_ms(faust::clock::now_ms())
+        .send(&order)
         .await?
         .delivered()
         .await?;

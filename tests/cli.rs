@@ -160,8 +160,55 @@ fn send_writes_to_a_topic_and_to_an_agent_by_name() {
     assert!(to_agent.status.success(), "{}", stderr(&to_agent));
     assert_eq!(stdout(&to_agent).lines().count(), 3);
 
+    let typed = app(&[
+        "send",
+        &topic,
+        r#"{"n": 3}"#,
+        "--key",
+        "42",
+        "--key-codec",
+        "json",
+        "--value-codec",
+        "json",
+        "-H",
+        "trace-id=7f3a",
+        "--timestamp",
+        "1700000000000",
+        "--partition",
+        "0",
+        "--broker",
+        &url,
+    ]);
+    assert!(typed.status.success(), "{}", stderr(&typed));
+    // Checked before anything is sent: the value is not JSON.
+    let refused = app(&[
+        "send",
+        &topic,
+        "not json",
+        "--value-codec",
+        "json",
+        "--broker",
+        &url,
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("the value is not JSON"),
+        "{}",
+        stderr(&refused)
+    );
+
     let records = read_all(&topic);
-    assert_eq!(records.len(), 4);
+    assert_eq!(records.len(), 5);
+    let typed = records
+        .iter()
+        .find(|r| r.json() == serde_json::json!({"n": 3}))
+        .unwrap();
+    assert_eq!(typed.key.as_deref(), Some(&b"42"[..]));
+    assert_eq!(typed.timestamp, Some(1_700_000_000_000));
+    assert_eq!(
+        typed.headers.get("trace-id").map(String::as_str),
+        Some("7f3a")
+    );
     let first = records
         .iter()
         .find(|r| r.partition == 1 && r.offset == 0)

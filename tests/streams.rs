@@ -293,3 +293,34 @@ fn a_take_batch_spanning_partitions_may_not_write_tables() {
     );
     worker.stop();
 }
+
+#[test]
+fn a_held_event_is_committed_once_acknowledged_and_runs_again_if_it_never_is() {
+    needs_broker!();
+    let app = unique("hold");
+    let topic = format!("{app}-hold_three");
+    let mut worker = Worker::start(&app, "hold", &[]);
+    worker.expect_log("worker ready", Duration::from_secs(60));
+    let records: Vec<common::KeyValue> = (0..4)
+        .map(|n| (None, Some(n.to_string().into_bytes())))
+        .collect();
+    common::produce_to(&topic, 0, &records);
+    // The agent holds each event and acknowledges them three at a time: the fourth is
+    // held, unacknowledged, when the worker stops.
+    worker.expect_log("ACKED [0, 1, 2]", DONE);
+    worker.expect_log("HELD 3", DONE);
+    worker.stop(); // a warm shutdown commits exactly what was acknowledged
+    assert_eq!(common::committed(&app, &topic, 4)[0], 3, "{}", worker.log());
+    assert!(
+        worker
+            .log()
+            .contains("a held event was dropped without ack()"),
+        "{}",
+        worker.log()
+    );
+    // So the next worker runs it again.
+    let mut again = Worker::start(&app, "hold-again", &[]);
+    again.expect_log("HELD 3", DONE);
+    assert!(!again.log().contains("HELD 2"), "{}", again.log());
+    again.stop();
+}

@@ -104,6 +104,15 @@ fn a_restart_recovers_only_the_tail_and_an_empty_datadir_rebuilds_everything() {
         replayed, 0,
         "the kept store was up to date, yet replayed {replayed} changelog records"
     );
+    // The table's on_recover hook ran once its partitions were recovered, and its
+    // on_changelog_event saw every record replayed (none here, all below).
+    assert!(
+        second
+            .log()
+            .contains("COUNTS RECOVERED after 0 changelog events"),
+        "{}",
+        second.log()
+    );
 
     produce_json(&input, &words(10, 1));
     let (_, logged) = changelog(&app);
@@ -118,6 +127,13 @@ fn a_restart_recovers_only_the_tail_and_an_empty_datadir_rebuilds_everything() {
         recovered_records(&fresh.log()) as usize,
         logged,
         "an empty datadir replays the whole changelog"
+    );
+    let hooked = format!("COUNTS RECOVERED after {logged} changelog events");
+    assert!(
+        fresh.log().contains(&hooked),
+        "{hooked}:
+{}",
+        fresh.log()
     );
     let (last, _) = changelog(&app);
     assert!(last.values().all(|v| *v == json!(16)), "{last:?}");

@@ -48,7 +48,11 @@ pub fn agent(args: TokenStream, item: TokenStream) -> TokenStream {
 /// - `partitions`: default the app's;
 /// - `global`: every worker holds every partition (bool);
 /// - `store`: `"rocksdb"` (default) or `"memory"`;
-/// - `use_partitioner`: writes outside events go to the key's partition (bool).
+/// - `use_partitioner`: writes outside events go to the key's partition (bool);
+/// - `on_recover`: an `async fn() -> faust::Result<()>` run once the table's partitions
+///   of an assignment are recovered, before their events;
+/// - `on_changelog_event`: a `fn(K, Option<V>)` called with each changelog record
+///   recovery applies (and a global table follows), for `Table<K, V>`.
 ///
 /// A `WindowedTable<K, V>` also takes `tumbling = "1h"` or `hopping = "1h"` with
 /// `step = "10m"`, `expires` (default: the window's size), `time` (`"event"`, the

@@ -24,6 +24,8 @@ const OPTIONS: &[&str] = &[
     "expires",
     "time",
     "on_window_close",
+    "on_recover",
+    "on_changelog_event",
 ];
 
 /// `static NAME: Type;`, which is not a Rust item on its own, so parsed by hand.
@@ -107,6 +109,25 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         );
     }
     let window = window_spec(&options, &table.ty, global, &mut errors);
+    // Hooks: `async fn()` once the table's partitions are recovered, and `fn(K,
+    // Option<V>)` for each changelog record recovery or a global table's follower reads.
+    let on_recover = match options.get("on_recover") {
+        Some(callback) => quote! {
+            ::core::option::Option::Some(|| ::faust::__private::boxed(async move { #callback().await }))
+        },
+        None => quote!(::core::option::Option::None),
+    };
+    let table_ty = &table.ty;
+    let on_changelog_event = match options.get("on_changelog_event") {
+        Some(callback) => quote! {
+            ::core::option::Option::Some(|key, value| {
+                let (key, value) = <#table_ty>::decode_entry(key, value)?;
+                #callback(key, value);
+                ::core::result::Result::Ok(())
+            })
+        },
+        None => quote!(::core::option::Option::None),
+    };
     let default = match options.get("default") {
         Some(expr) => quote!(|| #expr),
         None => quote!(::core::default::Default::default),
@@ -143,6 +164,8 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
                     location: #location,
                     key_from_text: <#ty>::key_from_text,
                     window: #window,
+                    on_recover: #on_recover,
+                    on_changelog_event: #on_changelog_event,
                 };
                 ::faust::__private::inventory::submit! { __FAUST_TABLE }
                 <#ty>::new(&__FAUST_TABLE, #default)

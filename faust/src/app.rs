@@ -113,6 +113,7 @@ impl App {
             specs: Vec::new(),
             partitions: config.topic_partitions,
         };
+        let agents = self.agent_targets();
         for agent in &self.registry.agents {
             let used_by = format!("read by agent '{}'", agent.name);
             if agent.topics.is_empty() {
@@ -128,8 +129,11 @@ impl App {
                 specs.internal(topic_name(through, id), &used_by);
             }
             let written_by = format!("written by agent '{}'", agent.name);
+            // A sink naming an agent writes that agent's topic, declared above.
             for sink in agent.sink_topics(id) {
-                specs.external(sink, &written_by);
+                if !agents.contains_key(&sink) {
+                    specs.external(sink, &written_by);
+                }
             }
         }
         if let Some(topic) = &config.dead_letter_topic {

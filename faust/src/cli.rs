@@ -25,7 +25,7 @@ use crate::{
     context::WorkerContext,
     leader::Leadership,
     registry::Registry,
-    send::send_bytes,
+    send::Outgoing,
     sensors::Sensors,
     tables::{count_keys, lock_datadir, tables_dir},
     time::Clock,
@@ -374,6 +374,21 @@ enum Builtin {
         /// Send the message this many times
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
         repeat: u64,
+        /// How the key is written: raw (its text as bytes, as Python Faust and most
+        /// producers write string keys) or json (the key is JSON, checked: --key 42,
+        /// --key '"alice"', --key '{"id": 1}')
+        #[arg(long, value_enum, default_value_t = SendCodec::Raw)]
+        key_codec: SendCodec,
+        /// How the value is written: raw (its text as bytes) or json (the value must be
+        /// JSON: '"a string"', 42, '{"amount": 3}')
+        #[arg(long, value_enum, default_value_t = SendCodec::Raw)]
+        value_codec: SendCodec,
+        /// A header, NAME=VALUE (repeat the flag for more)
+        #[arg(long = "header", short = 'H', value_name = "NAME=VALUE", value_parser = parse_header)]
+        headers: Vec<(String, String)>,
+        /// The message's timestamp, in milliseconds since the Unix epoch [default: now]
+        #[arg(long, value_name = "MS")]
+        timestamp: Option<i64>,
     },
     /// List the registered agents with their topics, sinks, concurrency and codec.
     Agents,
@@ -398,6 +413,40 @@ enum Builtin {
         #[arg(long)]
         yes: bool,
     },
+}
+
+/// How `send` writes a key or value given on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum SendCodec {
+    /// The text as bytes.
+    Raw,
+    /// JSON, checked before anything is sent.
+    Json,
+}
+
+impl SendCodec {
+    /// Refuses `text` that is not what this codec writes.
+    fn check(self, what: &str, text: Option<&str>) -> Result<()> {
+        match (self, text) {
+            (SendCodec::Json, Some(text)) => serde_json::from_str::<serde::de::IgnoredAny>(text)
+                .map(|_| ())
+                .map_err(|e| {
+                    Error::Config(format!(
+                        "{what} is not JSON ({e}): {text}; quote a string as '\"{text}\"', \
+                         or send the text as it is with the raw codec"
+                    ))
+                }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `NAME=VALUE`.
+fn parse_header(text: &str) -> std::result::Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("a header is NAME=VALUE, not {text:?}")),
+    }
 }
 
 /// The generated `main`: parses the command line, then runs the command. Returns the
@@ -464,19 +513,31 @@ fn run(builder: AppBuilder, name: &'static str, version: &'static str) -> Result
             key,
             partition,
             repeat,
+            key_codec,
+            value_codec,
+            headers,
+            timestamp,
         } => runtime.block_on(with_producer(&app, async move {
+            key_codec.check("--key", key.as_deref())?;
+            value_codec.check("the value", value.as_deref())?;
+            let mut message = Outgoing::to(&target);
+            if let Some(key) = &key {
+                message = message.key_bytes(key.as_bytes());
+            }
+            if let Some(partition) = partition {
+                message = message.partition(partition);
+            }
+            for (name, value) in &headers {
+                message = message.header(name, value);
+            }
+            if let Some(timestamp) = timestamp {
+                message = message.timestamp_ms(timestamp);
+            }
             // Queue them all, then report each delivery: a round trip for the lot.
             let mut sent = Vec::new();
             for _ in 0..repeat {
-                sent.push(
-                    send_bytes(
-                        &target,
-                        key.as_deref().map(str::as_bytes),
-                        value.as_deref().map(str::as_bytes),
-                        partition,
-                    )
-                    .await?,
-                );
+                let value = value.as_deref().map(str::as_bytes);
+                sent.push(message.clone().send_bytes(value).await?);
             }
             for sent in sent {
                 let delivered = sent.delivered().await?;
@@ -722,6 +783,26 @@ mod tests {
     #[test]
     fn the_cli_definition_is_consistent() {
         command("app", "0.1.0", &Registry::default()).debug_assert();
+    }
+
+    #[test]
+    fn send_checks_json_keys_and_values_and_reads_headers() {
+        assert!(SendCodec::Json.check("--key", Some("42")).is_ok());
+        assert!(SendCodec::Json.check("--key", Some("\"alice\"")).is_ok());
+        let error = SendCodec::Json
+            .check("--key", Some("alice"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("--key is not JSON") && error.contains("'\"alice\"'"),
+            "{error}"
+        );
+        assert!(SendCodec::Raw.check("the value", Some("anything")).is_ok());
+        assert_eq!(
+            parse_header("trace-id=a=b"),
+            Ok(("trace-id".to_owned(), "a=b".to_owned()))
+        );
+        assert!(parse_header("=x").is_err() && parse_header("novalue").is_err());
     }
 
     #[test]

@@ -44,6 +44,13 @@ pub struct TableDescriptor {
     pub key_from_text: fn(&str) -> std::result::Result<Vec<u8>, String>,
     /// The windows of a windowed table.
     pub window: Option<WindowSpec>,
+    /// Runs in the worker once an assignment's partitions of the table are recovered
+    /// (and once a global table is, at start), before their events are processed.
+    pub on_recover: Option<fn() -> BoxFuture<Result<()>>>,
+    /// Called with each changelog record recovery applies (and, for a global table,
+    /// each one its follower reads while the worker runs): key and value as stored
+    /// (`None`: a delete).
+    pub on_changelog_event: Option<OnChangelogEvent>,
 }
 
 inventory::collect!(TableDescriptor);
@@ -62,6 +69,8 @@ pub const INVALID_TABLE: TableDescriptor = TableDescriptor {
     location: "",
     key_from_text: |_| Err(String::new()),
     window: None,
+    on_recover: None,
+    on_changelog_event: None,
 };
 
 impl TableDescriptor {
@@ -94,6 +103,9 @@ pub enum TimeReference {
     /// The wall clock when the event is processed.
     Wall,
 }
+
+/// A table's `on_changelog_event` hook: the record's key and value as stored.
+pub type OnChangelogEvent = fn(&[u8], Option<&[u8]>) -> Result<()>;
 
 /// The callback `on_window_close` registers: key and final value as JSON.
 pub type OnClose = fn(Vec<u8>, Window, Vec<u8>) -> BoxFuture<Result<()>>;

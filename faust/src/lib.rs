@@ -58,7 +58,7 @@ mod transport;
 pub mod web;
 mod worker;
 
-pub use agents::{OnError, Sink, Stream};
+pub use agents::{Held, OnError, Sink, Stream};
 pub use app::{App, AppBuilder};
 /// The axum the worker's web server is built with: `#[faust::page]` handlers take its
 /// extractors and return its responses (`use faust::axum;`).
@@ -75,7 +75,7 @@ pub use error::{Error, KafkaError, Result};
 pub use event::Event;
 pub use faust_macros::{agent, command, crontab, main, page, table, task, timer};
 pub use rpc::{Agent, Replies};
-pub use send::{send, send_bytes, Sent};
+pub use send::{send, send_bytes, Outgoing, Sent};
 pub use service::Service;
 pub use tables::{SetTable, Table, WindowedTable};
 pub use transport::record::Delivered;

@@ -11,6 +11,7 @@ use crate::{
     agents::outbox,
     codec::KeyCodec,
     context,
+    event::Header,
     transport::producer::{Delivered, Delivery, Record},
     Error, Result,
 };
@@ -54,7 +55,8 @@ impl std::fmt::Debug for Sent {
 /// Sends `value` (as JSON) with an optional `key` to a topic, to an agent by its name, or
 /// to one of the app's in-memory channels (see `AppBuilder::channel`).
 /// It returns once the message is queued, like Python Faust's `await topic.send(...)`,
-/// without waiting a round trip to the broker.
+/// without waiting a round trip to the broker. [`Outgoing`] says more about a message:
+/// its partition, headers and timestamp.
 ///
 /// Keys are written as Python Faust writes them ([`KeyCodec::Raw`]): a string key as its
 /// UTF-8 bytes, so it lands in the partition Faust or a Java producer would send it to;
@@ -80,16 +82,13 @@ where
     K: Serialize + ?Sized,
     V: Serialize + ?Sized,
 {
-    let encode = |what: &str, e: String| Error::Encode {
-        target: target.to_owned(),
-        message: format!("{what}: {e}"),
-    };
-    let key = key
-        .map(|key| KeyCodec::Raw.encode(key))
-        .transpose()
-        .map_err(|e| encode("key", e))?;
-    let value = serde_json::to_vec(value).map_err(|e| encode("value", e.to_string()))?;
-    send_bytes(target, key.as_deref(), Some(&value), None).await
+    let outgoing = Outgoing::to(target);
+    match key {
+        Some(key) => outgoing.key(key),
+        None => outgoing,
+    }
+    .send(value)
+    .await
 }
 
 /// Sends raw bytes to a topic or agent, optionally to a given partition; queued like
@@ -100,23 +99,117 @@ pub async fn send_bytes(
     value: Option<&[u8]>,
     partition: Option<i32>,
 ) -> Result<Sent> {
-    let worker = context::current().ok_or_else(|| Error::Send(NO_WORKER.into()))?;
-    let record = Record {
-        key,
-        value,
-        partition,
-        headers: &[],
-        timestamp: None,
+    let outgoing = Outgoing::to(target);
+    let outgoing = match key {
+        Some(key) => outgoing.key_bytes(key),
+        None => outgoing,
     };
-    if let Some(channels) = worker.channel(target) {
-        let channel = Arc::from(target);
-        let delivery = outbox::queue_channel(channels, &worker.producer, &channel, record)?;
-        return Ok(Sent {
-            topic: channel,
-            delivery,
-        });
+    match partition {
+        Some(partition) => outgoing.partition(partition),
+        None => outgoing,
     }
-    let topic = worker.topic(target);
-    let delivery = outbox::queue_kept(&worker.producer, &topic, record).await?;
-    Ok(Sent { topic, delivery })
+    .send_bytes(value)
+    .await
+}
+
+/// A message to send, with everything a send can say about it (Python Faust's
+/// `topic.send(key=, value=, partition=, timestamp=, headers=)`): queued like [`send`],
+/// owed by the event being processed like it.
+///
+/// ```no_run
+/// # async fn demo(order: serde_json::Value) -> faust::Result<()> {
+/// let sent = faust::Outgoing::to("orders")
+///     .key(&"alice")
+///     .partition(2)
+///     .header("trace-id", "7f3a")
+///     .timestamp_ms(1_700_000_000_000)
+///     .send(&order)
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "an Outgoing message is sent by `.send(&value)` or `.send_bytes(..)`"]
+pub struct Outgoing {
+    target: String,
+    /// The key's bytes, or why it could not be encoded (reported by the send).
+    key: std::result::Result<Option<Vec<u8>>, String>,
+    partition: Option<i32>,
+    headers: Vec<Header>,
+    timestamp: Option<i64>,
+}
+
+impl Outgoing {
+    /// A message for a topic, an agent (by its name) or a channel.
+    pub fn to(target: &str) -> Outgoing {
+        Outgoing {
+            target: target.to_owned(),
+            key: Ok(None),
+            partition: None,
+            headers: Vec::new(),
+            timestamp: None,
+        }
+    }
+
+    /// Its key, written as [`send`] writes keys (a string as its UTF-8 bytes, anything
+    /// else as JSON).
+    pub fn key<K: Serialize + ?Sized>(mut self, key: &K) -> Outgoing {
+        self.key = KeyCodec::Raw.encode(key).map(Some);
+        self
+    }
+
+    /// Its key, as these bytes.
+    pub fn key_bytes(mut self, key: &[u8]) -> Outgoing {
+        self.key = Ok(Some(key.to_vec()));
+        self
+    }
+
+    /// The partition to write to, instead of the key's (or a spread one without a key).
+    pub fn partition(mut self, partition: i32) -> Outgoing {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// Adds a header (a name may be given more than once, as Kafka allows).
+    pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Outgoing {
+        self.headers.push(Header {
+            key: name.to_owned(),
+            value: Some(value.as_ref().to_vec()),
+        });
+        self
+    }
+
+    /// Its timestamp, in milliseconds since the Unix epoch (default: when it is sent).
+    /// Windows on event time place it by this.
+    pub fn timestamp_ms(mut self, timestamp: i64) -> Outgoing {
+        self.timestamp = Some(timestamp);
+        self
+    }
+
+    /// Sends it with `value` as JSON.
+    pub async fn send<V: Serialize + ?Sized>(self, value: &V) -> Result<Sent> {
+        let value = serde_json::to_vec(value).map_err(|e| self.encode_error("value", e))?;
+        self.send_bytes(Some(&value)).await
+    }
+
+    /// Sends it with `value` as it is (`None`: no value, a tombstone).
+    pub async fn send_bytes(self, value: Option<&[u8]>) -> Result<Sent> {
+        let key = self.key.clone().map_err(|e| self.encode_error("key", e))?;
+        let worker = context::current().ok_or_else(|| Error::Send(NO_WORKER.into()))?;
+        let record = Record {
+            key: key.as_deref(),
+            value,
+            partition: self.partition,
+            headers: &self.headers,
+            timestamp: self.timestamp,
+        };
+        let (topic, delivery) = outbox::queue_to(&worker, &self.target, record).await?;
+        Ok(Sent { topic, delivery })
+    }
+
+    fn encode_error(&self, what: &str, error: impl std::fmt::Display) -> Error {
+        Error::Encode {
+            target: self.target.clone(),
+            message: format!("{what}: {error}"),
+        }
+    }
 }

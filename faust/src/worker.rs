@@ -18,9 +18,10 @@ use tokio::{
 use tracing::{error, info, warn};
 
 use crate::{
-    agents::{panic_text, AgentManager},
+    agents::AgentManager,
     app::App,
     context::{Attached, WorkerContext, WorkerHandle},
+    error::panic_text,
     leader::{self, Leadership},
     sensors::{Monitor, Phase, Sensors},
     service::Hooks,
@@ -271,6 +272,7 @@ async fn start(app: &App, monitor: &Arc<Monitor>) -> Result<Running> {
         clock,
         leader: leadership.clone(),
     });
+    tables.on_recovered(on_recover_hooks(&worker));
     if !config.web_enabled && !registry.pages.is_empty() {
         warn!(
             pages = registry.pages.len(),
@@ -337,6 +339,28 @@ async fn start(app: &App, monitor: &Arc<Monitor>) -> Result<Running> {
         closer,
         services,
         fatal,
+    })
+}
+
+/// Runs a table's `on_recover` inside the worker, blocking the recovery thread that
+/// calls it until it is done (so the partitions' events wait for it). A hook that fails
+/// is logged; processing goes on.
+fn on_recover_hooks(worker: &Arc<WorkerContext>) -> tables::RecoveredHook {
+    // Weak: the worker context holds the table manager, which holds this hook.
+    let worker = Arc::downgrade(worker);
+    let runtime = tokio::runtime::Handle::current();
+    Box::new(move |table| {
+        let (Some(hook), Some(worker)) = (table.on_recover, worker.upgrade()) else {
+            return;
+        };
+        let running = AssertUnwindSafe(worker.scope(hook())).catch_unwind();
+        match runtime.block_on(running) {
+            Ok(Ok(())) => info!(table = table.name, "on_recover ran"),
+            Ok(Err(e)) => error!(table = table.name, error = %e, "on_recover failed"),
+            Err(panic) => {
+                error!(table = table.name, panic = %panic_text(panic.as_ref()), "on_recover panicked")
+            }
+        }
     })
 }
 

@@ -310,3 +310,86 @@ async fn a_send_returns_a_handle_on_where_the_message_landed() -> faust::Result<
     assert_eq!(second.offset, first.offset + 1);
     Ok(())
 }
+
+/// Forwards each order as it came, then sends a note about it with every option set.
+#[faust::agent(topic = "incoming-orders")]
+async fn route_orders(mut orders: Stream<serde_json::Value>) -> faust::Result<()> {
+    while let Some(order) = orders.next().await {
+        orders.forward("routed-orders").await?;
+        faust::Outgoing::to("order-notes")
+            .key(&"note")
+            .partition(3)
+            .header("trace-id", "7f3a")
+            .timestamp_ms(1_700_000_000_000)
+            .send(&order["id"])
+            .await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_event_is_forwarded_as_it_came_and_a_message_carries_what_it_was_given(
+) -> faust::Result<()> {
+    let mut ctx = TestContext::new().await?;
+    let headers = [("origin", "web")];
+    ctx.run(async {
+        let mut outgoing = faust::Outgoing::to("incoming-orders").key(&"alice");
+        for (name, value) in headers {
+            outgoing = outgoing.header(name, value);
+        }
+        outgoing.send(&serde_json::json!({ "id": 7 })).await
+    })
+    .await??;
+    let incoming = ctx.sent("incoming-orders");
+    let routed = ctx.sent("routed-orders");
+    assert_eq!(routed.len(), 1);
+    assert_eq!(routed[0].key.as_deref(), Some(&b"alice"[..]));
+    assert_eq!(routed[0].value, incoming[0].value);
+    assert_eq!(routed[0].headers, incoming[0].headers);
+    assert_eq!(routed[0].headers[0].key, "origin");
+
+    let notes = ctx.sent("order-notes");
+    assert_eq!(notes.len(), 1);
+    let note = &notes[0];
+    assert_eq!(
+        (note.key.as_deref(), note.partition, note.timestamp),
+        (Some(&b"note"[..]), 3, Some(1_700_000_000_000))
+    );
+    assert_eq!(note.value.as_deref(), Some(&b"7"[..]));
+    assert_eq!(note.headers[0].key, "trace-id");
+    assert_eq!(note.headers[0].value.as_deref(), Some(&b"7f3a"[..]));
+    Ok(())
+}
+
+/// Sinks to the agent `shout` by its name.
+#[faust::agent(topic = "to-shout", sink = "shout")]
+async fn relay_to_shout(mut values: Stream<String>, out: Sink<String>) -> faust::Result<()> {
+    while let Some(value) = values.next().await {
+        out.send(&value.to_uppercase()).await?;
+    }
+    Ok(())
+}
+
+/// Reads its own topic, `test-app-shout`, and reports what it got.
+#[faust::agent]
+async fn shout(mut values: Stream<String>) -> faust::Result<()> {
+    while let Some(value) = values.next().await {
+        faust::send("shouted", None::<&str>, &format!("{value}!")).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_sink_that_names_an_agent_writes_that_agents_topic() -> faust::Result<()> {
+    let mut ctx = TestContext::new().await?;
+    ctx.send("to-shout", None::<&str>, "hey").await?;
+    let sunk: Vec<String> = ctx.sent_json("test-app-shout")?;
+    assert_eq!(sunk, ["HEY"]);
+    assert!(
+        ctx.sent("shout").is_empty(),
+        "not a topic named after the agent"
+    );
+    let shouted: Vec<String> = ctx.sent_json("shouted")?;
+    assert_eq!(shouted, ["HEY!"]);
+    Ok(())
+}

@@ -149,9 +149,27 @@ async fn shout(mut lines: Stream<String>) -> faust::Result<()> {
     Ok(())
 }
 
-/// word -> occurrences, kept by `count`.
-#[faust::table(name = "counts", web = true)]
+/// word -> occurrences, kept by `count`. Its hooks report what recovery replayed.
+#[faust::table(
+    name = "counts",
+    web = true,
+    on_recover = counts_recovered,
+    on_changelog_event = count_replayed
+)]
 static COUNTS: Table<String, u64>;
+
+/// Changelog records of `counts` recovery applied in this worker.
+static COUNTS_REPLAYED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn count_replayed(_word: String, _count: Option<u64>) {
+    COUNTS_REPLAYED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+async fn counts_recovered() -> faust::Result<()> {
+    let replayed = COUNTS_REPLAYED.load(std::sync::atomic::Ordering::SeqCst);
+    println!("COUNTS RECOVERED after {replayed} changelog events");
+    Ok(())
+}
 
 #[derive(Debug, Serialize)]
 struct Counted {
@@ -264,6 +282,25 @@ async fn batches(numbers: Stream<u64>) -> faust::Result<()> {
     let mut numbered = numbers.filter(|n| n % 2 == 0).map(|n| n * 10).enumerate();
     while let Some(batch) = numbered.take(5, Duration::from_millis(300)).await {
         faust::send(&out, None::<&str>, &batch).await?;
+    }
+    Ok(())
+}
+
+/// Holds each event of `{app_id}-hold_three` past the loop and acknowledges them three
+/// at a time (`Stream::hold`), printing `HELD {offset}` and `ACKED {offsets}`.
+#[faust::agent]
+async fn hold_three(mut values: Stream<u64>) -> faust::Result<()> {
+    let mut held = Vec::new();
+    let mut offsets = Vec::new();
+    while let Some(event) = values.next_event().await {
+        println!("HELD {}", event.offset);
+        offsets.push(event.offset);
+        held.push(values.hold());
+        if held.len() == 3 {
+            held.drain(..).for_each(faust::Held::ack);
+            println!("ACKED {offsets:?}");
+            offsets.clear();
+        }
     }
     Ok(())
 }

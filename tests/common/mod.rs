@@ -333,6 +333,8 @@ pub struct Record {
     pub value: Option<Vec<u8>>,
     /// Header name -> value (lossy UTF-8).
     pub headers: HashMap<String, String>,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: Option<i64>,
 }
 
 impl Record {
@@ -412,6 +414,7 @@ pub fn read_all(topic: &str) -> Vec<Record> {
                 records.push(Record {
                     partition: m.partition(),
                     offset: m.offset(),
+                    timestamp: m.timestamp().to_millis(),
                     key: m.key().map(<[u8]>::to_vec),
                     value: m.payload().map(<[u8]>::to_vec),
                     headers: m

@@ -62,10 +62,11 @@ impl AgentManager {
         // Actors are spawned from the consumer's thread too (isolated partitions).
         let runtime = tokio::runtime::Handle::current();
         for &agent in agents {
+            // A sink may name another agent (its topic) or a channel.
             let sinks: Arc<[Arc<str>]> = agent
                 .sink_topics(&config.id)
-                .into_iter()
-                .map(Arc::from)
+                .iter()
+                .map(|sink| worker.topic(sink))
                 .collect();
             let spawn = {
                 let (worker, sensors, fatal) = (worker.clone(), sensors.clone(), fatal.clone());

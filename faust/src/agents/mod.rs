@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 pub(crate) use manager::AgentManager;
 pub use sink::Sink;
-pub use stream::Stream;
+pub use stream::{Held, Stream};
 
 use crate::{
     codec::{Decode, Encode, KeyCodec},
@@ -166,16 +166,7 @@ impl ActorContext {
 
 pub(crate) fn panic_message(error: tokio::task::JoinError) -> String {
     match error.try_into_panic() {
-        Ok(payload) => panic_text(payload.as_ref()),
+        Ok(payload) => crate::error::panic_text(payload.as_ref()),
         Err(e) => e.to_string(),
     }
-}
-
-/// What a panic said, from its payload.
-pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic with a non-string payload".to_owned())
 }

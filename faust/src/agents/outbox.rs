@@ -17,6 +17,7 @@ use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::{error, warn};
 
 use crate::{
+    context::WorkerContext,
     event::{self, Message},
     transport::{
         channel::Channels,
@@ -78,6 +79,23 @@ pub(crate) async fn queue_kept(
         .share();
     owe(producer, topic, queued, owed, true);
     Ok(kept)
+}
+
+/// Queues `record` for `target` (one of the app's channels, an agent's name, or a
+/// topic) as [`queue_kept`] does; returns where it went and a handle on its delivery.
+pub(crate) async fn queue_to(
+    worker: &WorkerContext,
+    target: &str,
+    record: Record<'_>,
+) -> Result<(Arc<str>, Delivery)> {
+    if let Some(channels) = worker.channel(target) {
+        let channel: Arc<str> = Arc::from(target);
+        let delivery = queue_channel(channels, &worker.producer, &channel, record)?;
+        return Ok((channel, delivery));
+    }
+    let topic = worker.topic(target);
+    let delivery = queue_kept(&worker.producer, &topic, record).await?;
+    Ok((topic, delivery))
 }
 
 /// [`queue_kept`] for an in-memory channel: hands `record` to the channel's agents; the
@@ -163,7 +181,17 @@ impl Outbox {
     /// The actor is done with `messages` (one event, or a batch): acknowledge them now,
     /// or once what they sent is delivered.
     pub(crate) fn finish(&self, messages: Vec<Message>) {
-        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        self.finish_with(self.take_pending(), messages);
+    }
+
+    /// What the event being processed sent so far, taken to be owed by it later (an
+    /// event held past the loop).
+    pub(crate) fn take_pending(&self) -> Vec<Pending> {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Acknowledges `messages` now, or once `pending` is delivered.
+    pub(crate) fn finish_with(&self, pending: Vec<Pending>, messages: Vec<Message>) {
         if pending.is_empty() {
             messages.into_iter().for_each(Message::ack);
         } else if self.acker.send((pending, messages)).is_err() {

@@ -12,7 +12,7 @@ use tracing::warn;
 use super::{
     dead_letters::DeadLetters,
     outbox::{Outbox, Pending},
-    ActorContext, AgentDescriptor, Handback, OnError,
+    ActorContext, AgentDescriptor, Handback,
 };
 use crate::{
     codec::DecodeError,
@@ -81,15 +81,9 @@ pub(super) struct Relay {
 /// one instead of being dropped unacknowledged (which would hold its partition back).
 fn guarded<T>(run: impl FnOnce() -> Result<T, DecodeError>) -> Result<T, DecodeError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|panic| {
-        let message = super::panic_text(panic.as_ref());
+        let message = crate::error::panic_text(panic.as_ref());
         Err(DecodeError(format!("an operator panicked: {message}")))
     })
-}
-
-/// Whether an event the agent fails on may be needed whole again (to run it again, or
-/// to dead-letter it), so its key, value and headers are kept.
-fn keeps_events(agent: &AgentDescriptor) -> bool {
-    agent.retries > 0 || agent.on_error == OnError::DeadLetter
 }
 
 /// `text`, cut to at most `max` bytes (on a character boundary) with a note of the cut.
@@ -208,6 +202,53 @@ impl<T: 'static> Stream<T> {
         super::outbox::queue_reply(&self.worker.producer, &topic, record).await;
         Ok(())
     }
+
+    /// Keeps the event being processed (or the `take` batch) unacknowledged past the
+    /// loop: the stream moves on without acknowledging it, and it is acknowledged when
+    /// [`Held::ack`] is called, once what it sent is delivered (Python Faust's
+    /// `stream.noack()` and `event.ack()`). Its partition commits nothing past it
+    /// meanwhile, and a rebalance waits for it as for an event in flight (up to
+    /// `drain_timeout`), so ack it soon; a `Held` dropped without `ack` leaves the
+    /// event, and what came after it on its partition, to run again after a restart.
+    pub fn hold(&mut self) -> Held {
+        let events = self.current.len();
+        let messages: Vec<Message> = (self.current.drain(..))
+            .map(|(message, started)| {
+                self.sensors
+                    .each(|s| s.event_end(self.agent.name, started.elapsed()));
+                message
+            })
+            .collect();
+        if events == 0 {
+            warn!(
+                agent = self.agent.name,
+                "hold() with no event being processed: nothing is held"
+            );
+        }
+        Held {
+            pending: self.outbox.take_pending(),
+            messages,
+            outbox: self.outbox.clone(),
+        }
+    }
+
+    /// Sends the event being processed as it came (its key, value and headers) to
+    /// `target`, a topic, an agent by its name, or a channel: Python Faust's
+    /// `event.forward(topic)`. Queued like [`crate::send`]: the event is acknowledged
+    /// once the broker has the copy. After a `take` batch it forwards every event of
+    /// the batch, in order.
+    pub async fn forward(&mut self, target: &str) -> Result<()> {
+        for (message, _) in &self.current {
+            let record = Record {
+                key: message.key.as_deref(),
+                value: message.payload.as_deref(),
+                headers: &message.headers,
+                ..Record::default()
+            };
+            super::outbox::queue_to(&self.worker, target, record).await?;
+        }
+        Ok(())
+    }
 }
 
 impl<T> Stream<T> {
@@ -246,11 +287,7 @@ impl<T> Stream<T> {
                 }
                 message
             };
-            let payload = if keeps_events(self.agent) {
-                message.payload.clone()
-            } else {
-                message.payload.take()
-            };
+            let payload = message.payload.take();
             let bytes = payload.as_deref().unwrap_or_default();
             // A request (agent RPC) wrapped in Faust's record is decoded from inside it;
             // forwarded, it stays whole, so the agent downstream can reply.
@@ -267,7 +304,7 @@ impl<T> Stream<T> {
                     .transpose()
                 {
                     Ok(key) => {
-                        if !self.forward(message, key, payload).await {
+                        if !self.relay(message, key, payload).await {
                             return None;
                         }
                         continue;
@@ -276,27 +313,20 @@ impl<T> Stream<T> {
                 },
                 None => guarded(|| (self.parse)(body)),
             };
+            // The message stays whole: to be run again, dead-lettered or forwarded.
+            message.payload = payload;
             match parsed {
                 Ok(Some(value)) => {
                     event::set(&self.slot, Some(message.position()));
                     self.request = address.map(|address| (address, message.key.clone()));
-                    let keep = keeps_events(self.agent);
                     let event = Event {
                         value,
-                        key: if keep {
-                            message.key.clone()
-                        } else {
-                            message.key.take()
-                        },
+                        key: message.key.clone(),
                         topic: message.topic.clone(),
                         partition: message.partition,
                         offset: message.offset,
                         timestamp: message.timestamp,
-                        headers: if keep {
-                            message.headers.clone()
-                        } else {
-                            std::mem::take(&mut message.headers)
-                        },
+                        headers: message.headers.clone(),
                     };
                     let (agent, topic) = (self.agent.name, &event.topic);
                     self.sensors
@@ -325,7 +355,10 @@ impl<T> Stream<T> {
                             &error,
                         )
                     });
-                    if !self.bury(&message, payload.as_deref(), &error).await {
+                    if !self
+                        .bury(&message, message.payload.as_deref(), &error)
+                        .await
+                    {
                         return None; // stopping: left unacknowledged, for the next start
                     }
                     message.ack();
@@ -337,7 +370,7 @@ impl<T> Stream<T> {
     /// Sends an event on to the relay topic (with `key`, or its own); it is acknowledged
     /// once the broker has it. A send that cannot be queued is retried, so nothing is
     /// lost. Returns false if the worker began stopping first.
-    async fn forward(
+    async fn relay(
         &mut self,
         message: Message,
         key: Option<Vec<u8>>,
@@ -378,7 +411,10 @@ impl<T> Stream<T> {
                 Err(e) if e.is_message_too_large() => {
                     let error = format!("too large to forward to '{topic}': {e}");
                     warn!(agent = self.agent.name, event = %message.position(), %error, "skipping an event");
-                    if !self.bury(&message, payload.as_deref(), &error).await {
+                    if !self
+                        .bury(&message, message.payload.as_deref(), &error)
+                        .await
+                    {
                         return false;
                     }
                     message.ack();
@@ -423,6 +459,48 @@ impl<T> Stream<T> {
             messages.push(message);
         }
         self.outbox.finish(messages);
+    }
+}
+
+/// An event kept unacknowledged past the loop ([`Stream::hold`]).
+#[must_use = "a held event is acknowledged by `ack()`; dropped, it runs again after a restart"]
+pub struct Held {
+    pending: Vec<Pending>,
+    messages: Vec<Message>,
+    outbox: Outbox,
+}
+
+impl Held {
+    /// Acknowledges the held event, once what it sent is delivered.
+    pub fn ack(mut self) {
+        let (pending, messages) = (
+            std::mem::take(&mut self.pending),
+            std::mem::take(&mut self.messages),
+        );
+        self.outbox.finish_with(pending, messages);
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(message) = self.messages.first() {
+            warn!(
+                event = %message.position(),
+                "a held event was dropped without ack(): it stays unacknowledged, so its \
+                 partition commits nothing past it and it runs again after a restart"
+            );
+        }
+    }
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let events: Vec<String> = self
+            .messages
+            .iter()
+            .map(|m| m.position().to_string())
+            .collect();
+        f.debug_struct("Held").field("events", &events).finish()
     }
 }
 

@@ -132,8 +132,11 @@ fn follow(consumer: &BaseConsumer, table: &TableState, stop: &AtomicBool, health
             changelog_offset: Some(message.offset() + 1),
             source: None,
         };
-        if let Err(e) = held.store.write(batch) {
-            warn!(table = table.descriptor.name, error = %e, "could not apply a changelog record");
+        match held.store.write(batch) {
+            Ok(()) => table.changelog_event(key, message.payload()),
+            Err(e) => {
+                warn!(table = table.descriptor.name, error = %e, "could not apply a changelog record")
+            }
         }
     }
 }

@@ -8,7 +8,7 @@ use std::{
     path::PathBuf,
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc, Mutex, RwLock,
+        Arc, Mutex, OnceLock, RwLock,
     },
     time::{Duration, Instant},
 };
@@ -54,7 +54,13 @@ pub(crate) struct TableManager {
     broken: Broken,
     /// Set to stop the recovery under way (see `PartitionListener::cancel_recovery`).
     cancel_recovery: AtomicBool,
+    /// Runs a table's `on_recover` (in the worker), set by the worker.
+    on_recovered: OnceLock<RecoveredHook>,
 }
+
+/// Runs the `on_recover` hook of a table whose partitions were just recovered, and
+/// returns when it is done (recovery threads wait for it, so events wait too).
+pub(crate) type RecoveredHook = Box<dyn Fn(&'static TableDescriptor) + Send + Sync>;
 
 /// Takes the datadir for this worker alone (when a table is on disk): the lock is
 /// held until the returned file is dropped.
@@ -122,7 +128,25 @@ impl TableManager {
             followers: Mutex::default(),
             broken,
             cancel_recovery: AtomicBool::new(false),
+            on_recovered: OnceLock::new(),
         })
+    }
+
+    /// Sets what runs the tables' `on_recover` hooks (once; the worker sets it).
+    pub(crate) fn on_recovered(&self, hook: RecoveredHook) {
+        let _ = self.on_recovered.set(hook);
+    }
+
+    /// Runs the `on_recover` hook of each of `tables` that has one.
+    fn recovered<'a>(&self, tables: impl IntoIterator<Item = &'a Arc<TableState>>) {
+        let Some(hook) = self.on_recovered.get() else {
+            return;
+        };
+        for table in tables {
+            if table.descriptor.on_recover.is_some() {
+                hook(table.descriptor);
+            }
+        }
     }
 
     /// Recovers every partition of every global table, then follows their changelogs.
@@ -139,6 +163,7 @@ impl TableManager {
                     &never,
                 )?;
             }
+            self.recovered([table]);
             let follower = Follower::start(&self.connection, table.clone(), self.health.clone())?;
             self.followers
                 .lock()
@@ -418,6 +443,7 @@ impl PartitionListener for TableManager {
         let mut numbers: Vec<i32> = assigned.iter().map(|tp| tp.partition).collect();
         numbers.sort_unstable();
         numbers.dedup();
+        let mut recovered = Vec::new();
         for table in &self.tables {
             for &partition in &numbers {
                 if table.descriptor.global
@@ -438,8 +464,12 @@ impl PartitionListener for TableManager {
                 )? {
                     return Ok(());
                 }
+                if !recovered.iter().any(|t| Arc::ptr_eq(t, table)) {
+                    recovered.push(table.clone());
+                }
             }
         }
+        self.recovered(&recovered);
         Ok(())
     }
 

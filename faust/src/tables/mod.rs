@@ -44,7 +44,7 @@ pub use crate::descriptor::{TimeReference, Window};
 #[cfg(any(test, feature = "testing"))]
 pub(crate) use closer::close_due;
 pub(crate) use closer::close_windows;
-pub(crate) use manager::{lock_datadir, tables_dir, Lookup, TableManager};
+pub(crate) use manager::{lock_datadir, tables_dir, Lookup, RecoveredHook, TableManager};
 pub use set::SetTable;
 pub(crate) use state::TableState;
 pub(crate) use store::count_keys;

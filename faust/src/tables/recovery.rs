@@ -270,6 +270,7 @@ pub(crate) fn recover(
                 if let (true, Some(key)) = (keep, message.key()) {
                     // Python Faust's `"caf\u00e9"` is stored as the `"café"` lookups use.
                     let key = canonical_json(key).into_owned();
+                    table.changelog_event(&key, message.payload());
                     batch
                         .writes
                         .push((key, message.payload().map(<[u8]>::to_vec)));

@@ -96,6 +96,21 @@ impl TablePartition {
 }
 
 impl TableState {
+    /// Hands a changelog record that was applied to the table's `on_changelog_event`
+    /// hook, if it has one; a hook that fails is logged (the record stays applied).
+    pub(crate) fn changelog_event(&self, key: &[u8], value: Option<&[u8]>) {
+        let Some(hook) = self.descriptor.on_changelog_event else {
+            return;
+        };
+        let outcome = std::panic::catch_unwind(|| hook(key, value));
+        let problem = match outcome {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(panic) => format!("it panicked: {}", crate::error::panic_text(panic.as_ref())),
+        };
+        tracing::warn!(table = self.descriptor.name, %problem, "on_changelog_event failed");
+    }
+
     pub(super) fn held(&self) -> std::sync::RwLockReadGuard<'_, HashMap<i32, Arc<TablePartition>>> {
         self.held.read().unwrap_or_else(|e| e.into_inner())
     }

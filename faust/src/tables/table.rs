@@ -53,6 +53,20 @@ impl<K: Serialize + DeserializeOwned, V> Table<K, V> {
 }
 
 impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Table<K, V> {
+    /// Decodes a changelog record's key and value for `on_changelog_event` (macro use).
+    #[doc(hidden)]
+    pub fn decode_entry(key: &[u8], value: Option<&[u8]>) -> Result<(K, Option<V>)> {
+        let problem = |what: &str, e: serde_json::Error| {
+            Error::Table(format!("a changelog record's {what} does not decode: {e}"))
+        };
+        let key = serde_json::from_slice(key).map_err(|e| problem("key", e))?;
+        let value = value
+            .map(serde_json::from_slice)
+            .transpose()
+            .map_err(|e| problem("value", e))?;
+        Ok((key, value))
+    }
+
     /// The value for `key`, or `None` when it has none.
     pub fn try_get(&self, key: &K) -> Result<Option<V>> {
         let state = state(self.descriptor)?;

@@ -52,7 +52,7 @@ pub(super) fn check(pages: &[&'static PageDescriptor]) -> Result<()> {
                 page.path,
                 page.location,
                 page.method.to_uppercase(),
-                crate::agents::panic_text(panic.as_ref())
+                crate::error::panic_text(panic.as_ref())
             ))
         })?;
     }
