@@ -80,11 +80,11 @@ async fn get_count(Path(partition): Path<String>, uri: Uri) -> Response {
 /// Prints the totals this worker holds.
 #[faust::timer(interval = "10s")]
 async fn dump_count() -> faust::Result<()> {
-    let mut partitions = COUNTS.local_keys()?;
-    partitions.sort();
+    let mut totals = COUNTS.local_items()?;
+    totals.sort();
     println!("$$ TALLY $$");
-    for partition in partitions {
-        println!("  {partition}: {}", COUNTS.get(&partition)?);
+    for (partition, total) in totals {
+        println!("  {partition}: {total}");
     }
     Ok(())
 }

@@ -107,6 +107,12 @@ async fn group_by_is_routed_through_its_repartition_topic() -> faust::Result<()>
     }
     assert_eq!(PAGE_VISITS.get(&"/".to_owned())?, 3);
     assert_eq!(PAGE_VISITS.get(&"/docs".to_owned())?, 1);
+    let mut items = PAGE_VISITS.local_items()?;
+    items.sort();
+    assert_eq!(items, [("/".to_owned(), 3), ("/docs".to_owned(), 1)]);
+    let mut values = PAGE_VISITS.local_values()?;
+    values.sort();
+    assert_eq!(values, [1, 3]);
     let forwarded = ctx.sent("test-app-count_pages-page-repartition");
     assert_eq!(forwarded.len(), 4);
     // Keyed by the page as Python Faust keys a string: its UTF-8 bytes.

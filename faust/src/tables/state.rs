@@ -334,4 +334,17 @@ impl TableState {
         }
         Ok(keys)
     }
+
+    /// The keys and values of the partitions this worker holds.
+    pub(crate) fn local_items(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut items = Vec::new();
+        for partition in self.held_partitions() {
+            for key in partition.store.keys()? {
+                if let Some(value) = partition.store.get(&key)? {
+                    items.push((key, value));
+                }
+            }
+        }
+        Ok(items)
+    }
 }

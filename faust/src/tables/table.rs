@@ -121,15 +121,36 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Table<K, 
         state
             .local_keys()?
             .iter()
-            .map(|bytes| {
-                serde_json::from_slice(bytes).map_err(|e| {
-                    Error::Table(format!(
-                        "table '{}' holds a key that is not a {}: {e}",
-                        self.descriptor.name, self.descriptor.key_type
-                    ))
-                })
-            })
+            .map(|bytes| self.decode_key(bytes))
             .collect()
+    }
+
+    /// The keys and values of the partitions this worker holds (Faust's `table.items()`).
+    pub fn local_items(&self) -> Result<Vec<(K, V)>> {
+        let state = state(self.descriptor)?;
+        state
+            .local_items()?
+            .iter()
+            .map(|(key, value)| Ok((self.decode_key(key)?, decode_value(self.descriptor, value)?)))
+            .collect()
+    }
+
+    /// The values of the partitions this worker holds (Faust's `table.values()`).
+    pub fn local_values(&self) -> Result<Vec<V>> {
+        Ok(self
+            .local_items()?
+            .into_iter()
+            .map(|(_, value)| value)
+            .collect())
+    }
+
+    fn decode_key(&self, bytes: &[u8]) -> Result<K> {
+        serde_json::from_slice(bytes).map_err(|e| {
+            Error::Table(format!(
+                "table '{}' holds a key that is not a {}: {e}",
+                self.descriptor.name, self.descriptor.key_type
+            ))
+        })
     }
 }
 
