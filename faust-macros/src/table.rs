@@ -20,6 +20,8 @@ const OPTIONS: &[&str] = &[
     "web",
     "tumbling",
     "hopping",
+    "sliding",
+    "after",
     "step",
     "expires",
     "time",
@@ -183,15 +185,40 @@ fn window_spec(
     errors: &mut Errors,
 ) -> TokenStream {
     let windowed_type = type_name(ty).as_deref() == Some("WindowedTable");
+    let kinds = ["tumbling", "hopping", "sliding"];
+    let given: Vec<&str> = kinds
+        .into_iter()
+        .filter(|k| options.get(k).is_some())
+        .collect();
+    if let [_, second, ..] = given[..] {
+        errors.at(
+            options.get(second),
+            "a table has one kind of windows: `tumbling`, `hopping` or `sliding`",
+        );
+    }
+    // Sliding windows: each event's own, from `sliding` before it to `after` after it.
+    let before = options
+        .get("sliding")
+        .map(|b| options::duration_ms(b, "sliding", errors));
+    let after = options
+        .get("after")
+        .map_or(0, |a| options::duration_ms(a, "after", errors));
+    if let (None, Some(after)) = (before, options.get("after")) {
+        errors.at(
+            after,
+            "`after` is for sliding windows: `sliding = \"5s\", after = \"5s\"`",
+        );
+    }
+    if let (Some(_), Some(step)) = (before, options.get("step")) {
+        errors.at(
+            step,
+            "sliding windows have no `step`: every event has its own window",
+        );
+    }
     let size = match (options.get("tumbling"), options.get("hopping")) {
-        (Some(_), Some(hopping)) => {
-            errors.at(
-                hopping,
-                "a table has `tumbling` or `hopping` windows, not both",
-            );
-            None
-        }
-        (Some(size), None) => Some((options::duration_ms(size, "tumbling", errors), None)),
+        // (Two kinds are refused above; the first given is used, so nothing cascades.)
+        _ if before.is_some() => before.map(|before| (before + after, None)),
+        (Some(size), _) => Some((options::duration_ms(size, "tumbling", errors), None)),
         (None, Some(size)) => {
             let size = options::duration_ms(size, "hopping", errors);
             let step = match options.get("step") {
@@ -206,17 +233,17 @@ fn window_spec(
             };
             Some((size, Some(step)))
         }
-        (None, None) => None,
+        _ => None,
     };
     let window_only = ["step", "expires", "time", "on_window_close"];
     let Some((size, step)) = size else {
         for option in window_only {
             if let Some(expr) = options.get(option) {
-                errors.at(expr, format!("`{option}` is for windowed tables: add `tumbling = \"...\"` or `hopping = \"...\"`"));
+                errors.at(expr, format!("`{option}` is for windowed tables: add `tumbling = \"...\"`, `hopping = \"...\"` or `sliding = \"...\"`"));
             }
         }
         if windowed_type {
-            errors.at(ty, "a WindowedTable needs its windows: `tumbling = \"1h\"`, or `hopping = \"10s\", step = \"5s\"`");
+            errors.at(ty, "a WindowedTable needs its windows: `tumbling = \"1h\"`, `hopping = \"10s\", step = \"5s\"`, or `sliding = \"5s\", after = \"5s\"`");
         }
         return quote!(::core::option::Option::None);
     };
@@ -257,10 +284,18 @@ fn window_spec(
         None => quote!(::core::option::Option::None),
     };
     let (size, step, expires) = (size as i64, step as i64, expires as i64);
+    let before = match before {
+        Some(before) => {
+            let before = before as i64;
+            quote!(::core::option::Option::Some(#before))
+        }
+        None => quote!(::core::option::Option::None),
+    };
     quote! {
         ::core::option::Option::Some(::faust::__private::WindowSpec {
             size_ms: #size,
             step_ms: #step,
+            before_ms: #before,
             expires_ms: #expires,
             time: #time,
             on_close: #on_close,

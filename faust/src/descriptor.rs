@@ -115,8 +115,11 @@ pub type OnClose = fn(Vec<u8>, Window, Vec<u8>) -> BoxFuture<Result<()>>;
 pub struct WindowSpec {
     /// How long a window is, in milliseconds.
     pub size_ms: i64,
-    /// Equal to `size_ms` for tumbling windows.
+    /// Equal to `size_ms` for tumbling (and sliding) windows.
     pub step_ms: i64,
+    /// Sliding windows (Faust's `SlidingWindow`): every event has a window of its own,
+    /// from this long before its time to `size_ms - before_ms` after it.
+    pub before_ms: Option<i64>,
     /// How long after its end a window stays open for late events.
     pub expires_ms: i64,
     /// Where events' times come from.
@@ -128,6 +131,9 @@ pub struct WindowSpec {
 impl WindowSpec {
     /// The windows holding `t`, oldest first.
     pub fn windows_at(&self, t: i64) -> Vec<Window> {
+        if let Some(before) = self.before_ms {
+            return vec![self.window(t.saturating_sub(before))];
+        }
         let mut start = t.div_euclid(self.step_ms) * self.step_ms;
         let mut windows = Vec::new();
         while start > t.saturating_sub(self.size_ms) {
@@ -152,7 +158,13 @@ impl WindowSpec {
 
     /// "tumbling 10s, expires 10s" / "hopping 20s every 10s, expires 1h" (listings).
     pub fn describe(&self) -> String {
-        let shape = if self.step_ms == self.size_ms {
+        let shape = if let Some(before) = self.before_ms {
+            format!(
+                "sliding {} before, {} after",
+                duration_text(before),
+                duration_text(self.size_ms - before)
+            )
+        } else if self.step_ms == self.size_ms {
             format!("tumbling {}", duration_text(self.size_ms))
         } else {
             format!(
@@ -352,6 +364,7 @@ pub(crate) mod tests {
         WindowSpec {
             size_ms,
             step_ms,
+            before_ms: None,
             expires_ms,
             time: TimeReference::Event,
             on_close: None,
@@ -378,6 +391,22 @@ pub(crate) mod tests {
             [Window { start: 5, end: 15 }, Window { start: 10, end: 20 }]
         );
         assert_eq!(spec(30, 10, 0).windows_at(30).len(), 3);
+    }
+
+    #[test]
+    fn a_sliding_window_is_each_events_own() {
+        // Faust's SlidingWindow(before=5, after=2): [t - 5, t + 2] for each time t.
+        let sliding = WindowSpec {
+            before_ms: Some(5),
+            ..spec(7, 7, 0)
+        };
+        assert_eq!(sliding.windows_at(12), [Window { start: 7, end: 14 }]);
+        assert_eq!(sliding.windows_at(13), [Window { start: 8, end: 15 }]);
+        assert_eq!(sliding.windows_at(0), [Window { start: -5, end: 2 }]);
+        assert_eq!(
+            sliding.describe(),
+            "sliding 5ms before, 2ms after, expires 0ms"
+        );
     }
 
     #[test]

@@ -399,3 +399,54 @@ async fn a_sink_that_names_an_agent_writes_that_agents_topic() -> faust::Result<
     assert_eq!(shouted, ["HEY!"]);
     Ok(())
 }
+
+/// user -> events in each event's own window, from 5 s before it to 5 s after.
+#[faust::table(
+    name = "around",
+    default = 0,
+    sliding = "5s",
+    after = "5s",
+    expires = "1m"
+)]
+static AROUND: WindowedTable<String, u64>;
+
+#[faust::agent(topic = "logins")]
+async fn logins(mut users: Stream<String>) -> faust::Result<()> {
+    while let Some(user) = users.next().await {
+        AROUND.update(&user, |n| *n += 1)?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_sliding_window_is_the_span_around_each_event() -> faust::Result<()> {
+    let mut ctx = TestContext::new().await?;
+    let user = "ann".to_owned();
+    for at in [100_000, 100_000, 102_500] {
+        ctx.send_at("logins", Some(&user), &user, at).await?;
+    }
+    // As Faust's SlidingWindow(5, 5): [t - 5 s, t + 5 s] per event time t; events at
+    // the same time share a window.
+    let windows = AROUND.windows(&user)?;
+    assert_eq!(
+        windows,
+        [
+            (
+                Window {
+                    start: 95_000,
+                    end: 105_000
+                },
+                2
+            ),
+            (
+                Window {
+                    start: 97_500,
+                    end: 107_500
+                },
+                1
+            )
+        ]
+    );
+    assert_eq!(AROUND.at(&user, 102_500)?, 1);
+    Ok(())
+}
