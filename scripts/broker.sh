@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs, starts and stops the tansu broker the integration tests run against.
 #
-#   scripts/broker.sh install   build tansu 0.6.0 into the cache (once, ~15 min cold), and
-#                               nisshi 0.8.1, which the SASL tests run (once, ~15 min cold)
+#   scripts/broker.sh install   build tansu 0.6.0 into the cache (once, ~10 min cold), and
+#                               nisshi 0.8.1, which the SASL tests run (once, 10-15 min cold)
 #   scripts/broker.sh start     start it on 127.0.0.1:$FAUST_TEST_BROKER_PORT (default 19092)
 #   scripts/broker.sh stop      stop the broker started by `start`
 #   scripts/broker.sh status    say whether it runs
@@ -38,19 +38,25 @@ RUN_DIR="$CACHE/broker-$PORT"
 PID_FILE="$RUN_DIR/pid"
 LOG_FILE="$RUN_DIR/broker.log"
 
+# Test brokers, built for build time: opt-level 1 takes tansu from about 16 to 10
+# minutes cold on 2 cores, and the integration tests run as fast on it (the brokers
+# wait on the network, not the CPU). The benchmarks use calfkit's prebuilt tansu.
+BROKER_OPT_LEVEL=1
+
 install_nisshi() {
     if [[ -x "$NISSHI_ROOT/bin/nisshi" ]]; then
         echo "nisshi already installed at $NISSHI_ROOT/bin/nisshi"
         return
     fi
-    echo "building nisshi $NISSHI_VERSION into $NISSHI_ROOT (about 15 minutes cold on 2 cores)"
+    echo "building nisshi $NISSHI_VERSION into $NISSHI_ROOT (10-15 minutes cold on 2 cores)"
     local toolchain=()
     if ! rustc --version | awk '{ split($2, v, "."); exit !(v[1] > 1 || v[2] >= 96) }'; then
         rustup toolchain install "$NISSHI_RUSTC" --profile minimal
         toolchain=("+$NISSHI_RUSTC")
     fi
     # SQLite (libsql) keeps SCRAM users; dynostore gives the memory:// engine.
-    cargo "${toolchain[@]}" install nisshi --version "$NISSHI_VERSION" --locked \
+    CARGO_PROFILE_RELEASE_OPT_LEVEL="$BROKER_OPT_LEVEL" \
+        cargo "${toolchain[@]}" install nisshi --version "$NISSHI_VERSION" --locked \
         --no-default-features --features dynostore,libsql --root "$NISSHI_ROOT"
 }
 
@@ -71,9 +77,9 @@ install() {
         rm -rf "$wheels"
         return
     fi
-    echo "building tansu $TANSU_VERSION into $TANSU_ROOT (about 15 minutes cold on 2 cores)"
+    echo "building tansu $TANSU_VERSION into $TANSU_ROOT (about 10 minutes cold on 2 cores)"
     # The default features build a broker with no storage engine; these flags matter.
-    cargo install tansu --version "$TANSU_VERSION" --locked \
+    CARGO_PROFILE_RELEASE_OPT_LEVEL="$BROKER_OPT_LEVEL" cargo install tansu --version "$TANSU_VERSION" --locked \
         --no-default-features --features dynostore,libsql --root "$TANSU_ROOT"
 }
 
