@@ -164,6 +164,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn sending_to_an_agent_by_name_reaches_the_channel_it_reads() -> faust::Result<()> {
+        let mut ctx = at_phase(2).await?;
+        let action = &actions(1)[0];
+        ctx.run(faust::send("stage1-agent", None::<&str>, action))
+            .await??;
+        let sent: Vec<DeviceAction> = ctx.sent_json("device-actions")?;
+        assert_eq!(sent, actions(1));
+        let passed: Vec<DeviceAction> = ctx.sent_json("stage1-stage2")?;
+        assert_eq!(passed, actions(1));
+        Ok(())
+    }
+
+    #[tokio::test]
     async fn when_stage1_fails_its_actions_become_dead_letters_and_go_no_further(
     ) -> faust::Result<()> {
         let mut ctx = at_phase(0).await?;

@@ -178,17 +178,23 @@ struct LiveCheck {
     timeout: f64,
 }
 
+/// `value` seconds, or an error naming `flag` for a negative or endless one.
+fn seconds(flag: &str, value: f64) -> faust::Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| faust::Error::Config(format!("{flag} is a number of seconds, not {value}")))
+}
+
 /// Checks the live system: a fake order through every stage, again and again.
 #[faust::command]
 async fn livecheck(options: LiveCheck) -> faust::Result<()> {
     let mut failed = 0;
     for run in 0..options.runs.unwrap_or(u64::MAX) {
         if run > 0 {
-            tokio::time::sleep(Duration::from_secs_f64(options.every)).await;
+            tokio::time::sleep(seconds("--every", options.every)?).await;
         }
         let side = SIDES[run as usize % SIDES.len()];
         let started = Instant::now();
-        match check_order(side, Duration::from_secs_f64(options.timeout)).await {
+        match check_order(side, seconds("--timeout", options.timeout)?).await {
             Ok(recorded) => println!(
                 "test_order PASSED in {:?}: order {} ({side}) executed as {}",
                 started.elapsed(),

@@ -18,7 +18,7 @@ use proc_macro::TokenStream;
 /// - `name`: default the fn's name;
 /// - `concurrency`: actors running the fn, default 1 (partition `p` goes to actor
 ///   `p % concurrency`);
-/// - `isolated_partitions = true`: instead, an actor per partition, started at its first
+/// - `isolated_partitions = true`: instead, an actor per topic partition, started at its first
 ///   event and stopped when the partition is revoked (its stream then ends);
 /// - `codec`: `json` (default), `raw`, `string`, or a path to a type implementing
 ///   `faust::codec::{Decode, Encode}`;

@@ -92,9 +92,20 @@ impl WorkerContext {
         }
     }
 
-    /// The channel `target` names, if it is one of the app's channels.
-    pub(crate) fn channel(&self, target: &str) -> Option<&Channels> {
-        self.channels.get().filter(|channels| channels.has(target))
+    /// The app's channels, if `name` is one of them; an error if it is but they are not
+    /// running here (a command, or a service starting before the agents).
+    pub(crate) fn channel(&self, name: &str) -> Result<Option<&Channels>> {
+        if !self.config.channels.iter().any(|c| c == name) {
+            return Ok(None);
+        }
+        match self.channels.get() {
+            Some(channels) => Ok(Some(channels)),
+            None => Err(Error::Send(format!(
+                "'{name}' is an in-memory channel: its agents run inside the worker, so it \
+                 takes values only there, once the agents have started (not from commands, \
+                 nor from a service's on_start)"
+            ))),
+        }
     }
 
     /// An agent's name stands for the topic it consumes; anything else is a topic name.
@@ -191,8 +202,9 @@ impl WorkerHandle {
         }
     }
 
-    /// `router` with every handler run inside the worker (as by [`WorkerHandle::run`]);
-    /// while the worker is not running they answer 503.
+    /// `router` with every handler run inside the worker (as by [`WorkerHandle::run`]):
+    /// a request waits while the worker starts (recovery included), and is answered 503
+    /// once the worker has stopped or failed to start.
     pub fn inside<S: Clone + Send + Sync + 'static>(&self, router: Router<S>) -> Router<S> {
         router.layer(middleware::from_fn_with_state(self.clone(), run_inside))
     }
@@ -322,6 +334,20 @@ mod tests {
         let response = api.oneshot(get()).await.unwrap();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         drop(attached);
+    }
+
+    #[test]
+    fn a_channel_is_refused_where_its_agents_do_not_run() {
+        let mut config = Config::new("app");
+        config.channels = vec!["actions".into()];
+        let mut context = Arc::try_unwrap(worker(Clock::system())).ok().unwrap();
+        context.config = Arc::new(config);
+        assert!(context.channel("orders").unwrap().is_none(), "a topic");
+        let error = context.channel("actions").err().unwrap().to_string();
+        assert!(
+            error.contains("'actions' is an in-memory channel"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -203,7 +203,8 @@ impl Agent {
                 headers: &headers,
                 ..Record::default()
             };
-            deliveries.push(outbox::queue_kept(&worker.producer, &topic, record).await?);
+            let (_, delivery) = outbox::queue_to(&worker, &topic, record).await?;
+            deliveries.push(delivery);
         }
         Ok(Pending {
             agent: self.name.clone(),

@@ -264,7 +264,8 @@ impl TestContext {
         value: Option<&[u8]>,
         timestamp_ms: Option<i64>,
     ) -> Result<()> {
-        if let Some(channels) = self.worker.channel(target) {
+        let topic = self.worker.topic(target).to_string();
+        if let Some(channels) = self.worker.channel(&topic)? {
             let record = Record {
                 key,
                 value,
@@ -272,10 +273,9 @@ impl TestContext {
                 headers: &[],
                 timestamp: timestamp_ms,
             };
-            channels.send(target, &record)?;
+            channels.send(&topic, &record)?;
             return self.settle().await;
         }
-        let topic = self.worker.topic(target).to_string();
         let partitions = self.app.config().topic_partitions;
         let record = Record {
             key,

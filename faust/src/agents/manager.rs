@@ -69,15 +69,21 @@ impl AgentManager {
                 .map(|sink| worker.topic(sink))
                 .collect();
             let spawn = {
-                let (worker, sensors, fatal) = (worker.clone(), sensors.clone(), fatal.clone());
+                // Weak: the routes that keep this (a channel's, in the worker context)
+                // must not keep the worker context alive.
+                let worker = Arc::downgrade(worker);
+                let (sensors, fatal) = (sensors.clone(), fatal.clone());
                 let (stopping, dead_letters) = (stop_signal.clone(), dead_letters.clone());
                 let (actors, runtime, limit) =
                     (actors.clone(), runtime.clone(), config.restart_limit);
                 move |index: usize| -> Inbox {
                     let (inbox, messages) = mpsc::unbounded_channel();
+                    let Some(worker) = worker.upgrade() else {
+                        return inbox; // the worker is gone: its receiver too, so it is closed
+                    };
                     let supervisor = Supervisor {
                         agent,
-                        worker: worker.clone(),
+                        worker,
                         index,
                         inbox: Arc::new(Mutex::new(messages)),
                         sinks: sinks.clone(),
@@ -115,12 +121,7 @@ impl AgentManager {
                 }
             }
         }
-        let channels = Channels::new(
-            config.channels.clone(),
-            channels,
-            worker.clock.clone(),
-            worker.producer.clone(),
-        );
+        let channels = Channels::new(channels, worker.clock.clone(), worker.producer.clone());
         // Set once per worker: its agents start once.
         let _ = worker.channels.set(channels);
         let manager = AgentManager {

@@ -46,7 +46,7 @@ pub struct AgentDescriptor {
     pub through: &'static [&'static str],
     /// Actors running the agent's fn.
     pub concurrency: usize,
-    /// One actor per partition, started with its first event and stopped when the
+    /// One actor per topic partition, started with its first event and stopped when the
     /// partition is revoked (Python Faust's `isolated_partitions`), instead of
     /// `concurrency` actors.
     pub isolated_partitions: bool,

@@ -2,16 +2,21 @@
 //!
 //! A send from agent code (`faust::send`, `Sink::send`, `group_by`) only queues a
 //! message; the event that sent it is acknowledged (and may be committed) once every
-//! message it sent is delivered. One acker task per actor
-//! awaits those deliveries in order, so an agent forwards at the producer's pace
-//! instead of waiting a round trip per event. A message that cannot be delivered (the
+//! message it sent is delivered. One acker task per actor awaits those deliveries, the
+//! events side by side, so an agent forwards at the producer's pace instead of waiting
+//! a round trip per event. A message that cannot be delivered (the
 //! producer gave up after its retries) leaves its event unacknowledged and stops the
 //! worker: the event runs again after the restart.
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
     time::Instant,
 };
+
+use futures_util::{stream::FuturesUnordered, StreamExt as _};
 
 use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::{error, warn};
@@ -88,12 +93,12 @@ pub(crate) async fn queue_to(
     target: &str,
     record: Record<'_>,
 ) -> Result<(Arc<str>, Delivery)> {
-    if let Some(channels) = worker.channel(target) {
-        let channel: Arc<str> = Arc::from(target);
-        let delivery = queue_channel(channels, &worker.producer, &channel, record)?;
-        return Ok((channel, delivery));
-    }
+    // An agent's name stands for what it reads, which may be a channel.
     let topic = worker.topic(target);
+    if let Some(channels) = worker.channel(&topic)? {
+        let delivery = queue_channel(channels, &worker.producer, &topic, record)?;
+        return Ok((topic, delivery));
+    }
     let delivery = queue_kept(&worker.producer, &topic, record).await?;
     Ok((topic, delivery))
 }
@@ -206,34 +211,59 @@ async fn acknowledge(
     producer: Producer,
     fatal: mpsc::UnboundedSender<Error>,
 ) {
-    // After a failed delivery nothing is acknowledged any more (the worker is stopping),
-    // and the failures of the messages queued behind it are not logged one by one.
-    let mut failed = false;
-    while let Some((pending, messages)) = events.recv().await {
-        let Some(message) = messages.last() else {
+    // Events settle side by side, not in line: one that sent to a channel its own actor
+    // reads waits for an acknowledgement queued behind it. Acknowledging out of order is
+    // safe: the consumer commits only a partition's acknowledged prefix.
+    let failed = AtomicBool::new(false);
+    let mut settling = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some((pending, messages)) => {
+                    settling.push(settle(pending, messages, &producer, &fatal, &failed));
+                }
+                None => break,
+            },
+            Some(()) = settling.next(), if !settling.is_empty() => {}
+        }
+    }
+    while settling.next().await.is_some() {}
+}
+
+/// Acknowledges `messages` once `pending` is delivered. After a failed delivery nothing
+/// is acknowledged any more (the worker is stopping), and the failures of the messages
+/// after it are not logged one by one.
+async fn settle(
+    pending: Vec<Pending>,
+    messages: Vec<Message>,
+    producer: &Producer,
+    fatal: &mpsc::UnboundedSender<Error>,
+    failed: &AtomicBool,
+) {
+    let Some(message) = messages.last() else {
+        return;
+    };
+    // A channel message dropped unprocessed: the worker is stopping; the event stays
+    // unacknowledged, to run again after the restart.
+    let mut unprocessed = false;
+    for Pending {
+        topic,
+        queued,
+        delivery,
+        essential,
+    } in pending
+    {
+        let outcome = producer.settle(&topic, queued, delivery).await;
+        if let Err(Undelivered::Unprocessed) = outcome {
+            unprocessed = true;
             continue;
-        };
-        // A channel message dropped unprocessed: the worker is stopping; the event stays
-        // unacknowledged, to run again after the restart.
-        let mut unprocessed = false;
-        for Pending {
-            topic,
-            queued,
-            delivery,
-            essential,
-        } in pending
-        {
-            let outcome = producer.settle(&topic, queued, delivery).await;
-            if let Err(Undelivered::Unprocessed) = outcome {
-                unprocessed = true;
-                continue;
-            }
-            if let (Err(error), false) = (&outcome, essential) {
-                warn!(%topic, event = %message.position(), %error, "a reply to an ask was not delivered (is the asker's reply topic gone?); the event is acknowledged");
-                continue;
-            }
-            if let (Err(error), false) = (outcome, failed) {
-                failed = true;
+        }
+        if let (Err(error), false) = (&outcome, essential) {
+            warn!(%topic, event = %message.position(), %error, "a reply to an ask was not delivered (is the asker's reply topic gone?); the event is acknowledged");
+            continue;
+        }
+        if let Err(error) = outcome {
+            if !failed.swap(true, Ordering::SeqCst) {
                 error!(%topic, event = %message.position(), %error, "a message this event sent was not delivered");
                 let _ = fatal.send(Error::Send(format!(
                     "a message for topic '{topic}' sent by the event at {} was not delivered \
@@ -243,9 +273,9 @@ async fn acknowledge(
                 )));
             }
         }
-        if !failed && !unprocessed {
-            messages.into_iter().for_each(Message::ack);
-        }
+    }
+    if !failed.load(Ordering::SeqCst) && !unprocessed {
+        messages.into_iter().for_each(Message::ack);
     }
 }
 
@@ -325,12 +355,7 @@ mod tests {
         let mut routes = Routes::default();
         let (inbox, mut channel) = mpsc::unbounded_channel();
         routes.add("relay", "reader", vec![inbox]);
-        let channels = Channels::new(
-            vec!["relay".into()],
-            routes,
-            Clock::system(),
-            producer.clone(),
-        );
+        let channels = Channels::new(routes, Clock::system(), producer.clone());
         let relay = Arc::from("relay");
         let record = Record {
             value: Some(b"x"),
@@ -370,5 +395,37 @@ mod tests {
         );
         assert_eq!(dropped.count.load(Ordering::SeqCst), 0);
         assert!(fatal_errors.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn an_event_waiting_on_a_channel_its_own_actor_reads_is_not_stuck_behind_it() {
+        let log = Arc::new(MemoryLog::new(1, Clock::system()));
+        let producer = Producer::in_memory(log, Sensors::new(Arc::default(), &[]));
+        let (fatal, _fatal_errors) = mpsc::unbounded_channel();
+        let (outbox, _acker) = Outbox::start(producer.clone(), fatal);
+        let mut routes = Routes::default();
+        let (inbox, mut channel) = mpsc::unbounded_channel();
+        routes.add("loop", "same-actor", vec![inbox]);
+        let channels = Channels::new(routes, Clock::system(), producer.clone());
+        let record = Record {
+            value: Some(b"x"),
+            ..Record::default()
+        };
+
+        // The event sends to the channel; the same actor then processes the channel's
+        // message, which sends to a topic: its acknowledgement is queued after the
+        // event's, which waits for it.
+        let acked = Arc::new(Acked::default());
+        process(&outbox, event(1, &acked), async {
+            queue_channel(&channels, &producer, &Arc::from("loop"), record.clone()).unwrap();
+        })
+        .await;
+        let looped = channel.recv().await.unwrap();
+        let out: Arc<str> = Arc::from("out");
+        process(&outbox, looped, async {
+            queue_kept(&producer, &out, record.clone()).await.unwrap();
+        })
+        .await;
+        assert!(acked.comes(Duration::from_secs(5)).await, "not deadlocked");
     }
 }

@@ -49,7 +49,7 @@ impl<U: ?Sized> Sink<U> {
                 value: Some(&bytes),
                 ..Record::default()
             };
-            match self.worker.channel(topic) {
+            match self.worker.channel(topic)? {
                 Some(channels) => {
                     outbox::queue_channel(channels, &self.producer, topic, record)?;
                 }

@@ -205,7 +205,8 @@ impl<T: 'static> Stream<T> {
 
     /// Keeps the event being processed (or the `take` batch) unacknowledged past the
     /// loop: the stream moves on without acknowledging it, and it is acknowledged when
-    /// [`Held::ack`] is called, once what it sent is delivered (Python Faust's
+    /// [`Held::ack`] is called, once what it sent before `hold()` is delivered (send
+    /// first, then hold: what is sent after `hold()` counts for the next event) (Python Faust's
     /// `stream.noack()` and `event.ack()`). Its partition commits nothing past it
     /// meanwhile, and a rebalance waits for it as for an event in flight (up to
     /// `drain_timeout`), so ack it soon; a `Held` dropped without `ack` leaves the
@@ -411,10 +412,7 @@ impl<T> Stream<T> {
                 Err(e) if e.is_message_too_large() => {
                     let error = format!("too large to forward to '{topic}': {e}");
                     warn!(agent = self.agent.name, event = %message.position(), %error, "skipping an event");
-                    if !self
-                        .bury(&message, message.payload.as_deref(), &error)
-                        .await
-                    {
+                    if !self.bury(&message, payload.as_deref(), &error).await {
                         return false;
                     }
                     message.ack();

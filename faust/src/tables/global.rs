@@ -133,7 +133,8 @@ fn follow(consumer: &BaseConsumer, table: &TableState, stop: &AtomicBool, health
             source: None,
         };
         match held.store.write(batch) {
-            Ok(()) => table.changelog_event(key, message.payload()),
+            Ok(()) if !later_own_write => table.changelog_event(key, message.payload()),
+            Ok(()) => {}
             Err(e) => {
                 warn!(table = table.descriptor.name, error = %e, "could not apply a changelog record")
             }

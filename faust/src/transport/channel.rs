@@ -26,8 +26,6 @@ use crate::{
 
 /// The app's channels and the inboxes of the agents reading them.
 pub(crate) struct Channels {
-    /// The declared names.
-    names: Vec<String>,
     routes: Routes,
     /// Numbers the messages (their "offsets", for logs and `Sent::delivered`).
     next: AtomicI64,
@@ -52,26 +50,16 @@ impl Busy {
 }
 
 impl Channels {
-    /// The channels `names`, read through `routes`.
-    pub(crate) fn new(
-        names: Vec<String>,
-        routes: Routes,
-        clock: Clock,
-        producer: Producer,
-    ) -> Channels {
+    /// The app's channels, read through `routes` (which channels there are is the
+    /// config's to say).
+    pub(crate) fn new(routes: Routes, clock: Clock, producer: Producer) -> Channels {
         Channels {
-            names,
             routes,
             next: AtomicI64::new(0),
             clock,
             producer,
             busy: Arc::default(),
         }
-    }
-
-    /// Whether `name` is one of the app's channels (not a topic).
-    pub(crate) fn has(&self, name: &str) -> bool {
-        self.names.iter().any(|n| n == name)
     }
 
     #[cfg(any(test, feature = "testing"))]
@@ -182,13 +170,7 @@ mod tests {
             Arc::new(super::super::memory::MemoryLog::new(1, Clock::system())),
             crate::sensors::Sensors::new(Arc::default(), &[]),
         );
-        let channels = Channels::new(
-            vec!["actions".into()],
-            routes,
-            Clock::system(),
-            producer.clone(),
-        );
-        assert!(channels.has("actions") && !channels.has("other"));
+        let channels = Channels::new(routes, Clock::system(), producer.clone());
 
         let delivery = channels.send("actions", &record(b"1")).unwrap();
         let (first, second) = (inbox_a.recv().await.unwrap(), inbox_b.recv().await.unwrap());
@@ -209,12 +191,7 @@ mod tests {
             Err(super::super::producer::Undelivered::Unprocessed)
         ));
 
-        let unread = Channels::new(
-            vec!["lonely".into()],
-            Routes::default(),
-            Clock::system(),
-            producer,
-        );
+        let unread = Channels::new(Routes::default(), Clock::system(), producer);
         let Err(error) = unread.send("lonely", &record(b"3")) else {
             panic!("a channel nobody reads takes no messages");
         };

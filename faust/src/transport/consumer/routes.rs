@@ -25,11 +25,12 @@ pub(crate) enum Readers {
     Isolated(Arc<Isolated>),
 }
 
-/// The per-partition actors of an agent with `isolated_partitions`.
+/// The per-partition actors of an agent with `isolated_partitions`: one for each
+/// partition of each topic it reads, as in Faust.
 pub(crate) struct Isolated {
     agent: &'static str,
     topics: HashSet<String>,
-    actors: Mutex<HashMap<i32, Inbox>>,
+    actors: Mutex<HashMap<(Arc<str>, i32), Inbox>>,
     /// Starts the actor of a partition and returns its inbox.
     start: Box<dyn Fn(i32) -> Inbox + Send + Sync>,
 }
@@ -48,16 +49,13 @@ impl Isolated {
         }
     }
 
-    /// The inbox of `partition`'s actor, started now if it has none.
-    fn inbox(&self, partition: i32) -> Inbox {
+    /// The inbox of the actor of `topic`'s `partition`, started now if it has none.
+    fn inbox(&self, topic: &Arc<str>, partition: i32) -> Inbox {
         let mut actors = self.actors.lock().unwrap_or_else(|e| e.into_inner());
         actors
-            .entry(partition)
+            .entry((topic.clone(), partition))
             .or_insert_with(|| {
-                info!(
-                    agent = self.agent,
-                    partition, "isolated partition: actor started"
-                );
+                info!(agent = self.agent, %topic, partition, "isolated partition: actor started");
                 (self.start)(partition)
             })
             .clone()
@@ -68,12 +66,9 @@ impl Isolated {
     /// dropped unstarted, for the new owner).
     pub(crate) fn release(&self, revoked: &[(&str, i32)]) {
         let mut actors = self.actors.lock().unwrap_or_else(|e| e.into_inner());
-        for &(topic, partition) in revoked {
-            if self.topics.contains(topic) && actors.remove(&partition).is_some() {
-                info!(
-                    agent = self.agent,
-                    partition, "isolated partition revoked: its actor stops"
-                );
+        for &(topic, partition) in revoked.iter().filter(|(t, _)| self.topics.contains(*t)) {
+            if actors.remove(&(Arc::from(topic), partition)).is_some() {
+                info!(agent = self.agent, %topic, partition, "isolated partition revoked: its actor stops");
             }
         }
     }
@@ -135,9 +130,9 @@ impl Routes {
             let _ = match readers {
                 Readers::Actors(actors) => actors[partition.unsigned_abs() as usize % actors.len()]
                     .send(message(route.topic.clone())),
-                Readers::Isolated(isolated) => {
-                    isolated.inbox(partition).send(message(route.topic.clone()))
-                }
+                Readers::Isolated(isolated) => isolated
+                    .inbox(&route.topic, partition)
+                    .send(message(route.topic.clone())),
             };
         }
     }
