@@ -332,11 +332,7 @@ fn an_agent_that_keeps_failing_stops_the_worker_with_a_clear_error() {
 
 #[test]
 fn the_hello_world_example_prints_the_greetings_its_timer_sends() {
-    let example = common::example("hello_world");
-    let datadir = common::scratch().join(unique("hello-world-data"));
-    let datadir = datadir.to_str().unwrap();
-    let env = std::collections::HashMap::from([("FAUST_DATADIR", datadir)]);
-    let mut worker = Worker::spawn(example, &["worker"], &env, "hello-world");
+    let mut worker = embedded_example("hello_world", "hello-world");
     let all_printed = wait_until(DONE, || {
         let log = worker.log();
         let printed: std::collections::HashSet<&str> = log.lines().collect();
@@ -350,12 +346,7 @@ fn the_hello_world_example_prints_the_greetings_its_timer_sends() {
 
 #[test]
 fn the_word_count_example_runs_on_the_embedded_broker() {
-    let example = common::example("word_count");
-    let datadir = common::scratch().join(unique("word-count-data"));
-    let datadir = datadir.to_str().unwrap();
-    let env =
-        std::collections::HashMap::from([("FAUST_LOGLEVEL", "info"), ("FAUST_DATADIR", datadir)]);
-    let mut worker = Worker::spawn(example, &["worker"], &env, "word-count");
+    let mut worker = embedded_example("word_count", "word-count");
     worker.expect_log("embedded in-process broker", READY);
     // "the" occurs five times in the example's three sentences.
     worker.expect_log("the: 5", DONE);
@@ -363,6 +354,16 @@ fn the_word_count_example_runs_on_the_embedded_broker() {
     let status = worker.wait_exit(Duration::from_secs(60));
     assert!(status.success(), "{status}:\n{}", worker.log());
     assert!(worker.log().contains("worker stopped"));
+}
+
+/// `worker` of the example `name` on its embedded broker, with a fresh datadir.
+fn embedded_example(example: &str, name: &str) -> Worker {
+    let datadir = common::scratch().join(unique(&format!("{name}-data")));
+    let env = HashMap::from([
+        ("FAUST_DATADIR", datadir.to_str().unwrap()),
+        ("FAUST_LOGLEVEL", "info"),
+    ]);
+    Worker::spawn(common::example(example), &["worker"], &env, name)
 }
 
 /// The environment of an example's worker of app `app` on the test broker, with a
@@ -625,11 +626,7 @@ fn the_tabletest_example_answers_every_key_from_the_worker_that_holds_it() {
 
 #[test]
 fn the_service_example_starts_its_service_before_the_agents_and_stops_it_after() {
-    let example = common::example("service");
-    let datadir = common::scratch().join(unique("service-data"));
-    let datadir = datadir.to_str().unwrap();
-    let env = HashMap::from([("FAUST_DATADIR", datadir), ("FAUST_LOGLEVEL", "info")]);
-    let mut worker = Worker::spawn(example, &["worker"], &env, "service");
+    let mut worker = embedded_example("service", "service");
     worker.expect_log("Received: \"hello\"", DONE);
     // Beats are counted by the service's own loop, once a second.
     worker.expect_log("worker ready", READY);
@@ -706,11 +703,7 @@ fn the_fastapi_example_serves_its_api_and_sends_from_it_inside_the_worker() {
 
 #[test]
 fn the_bound_agent_example_chains_its_agents_through_channels_without_the_broker() {
-    let example = common::example("bound_agent");
-    let datadir = common::scratch().join(unique("bound-agent-data"));
-    let datadir = datadir.to_str().unwrap();
-    let env = HashMap::from([("FAUST_DATADIR", datadir), ("FAUST_LOGLEVEL", "info")]);
-    let mut worker = Worker::spawn(example, &["worker"], &env, "bound-agent");
+    let mut worker = embedded_example("bound_agent", "bound-agent");
     // Every action the timer sends ends at stage 2 or as a dead letter, whatever the
     // second it is processed in.
     let reached_the_end = |log: &str| {

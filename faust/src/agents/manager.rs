@@ -103,7 +103,7 @@ impl AgentManager {
             let readers = match agent.isolated_partitions {
                 true => {
                     info!(agent = agent.name, topics = ?topics, "agent started, an actor per partition");
-                    let isolated = Isolated::new(agent.name, &topics, move |partition| {
+                    let isolated = Isolated::new(agent.name, move |partition| {
                         spawn(partition.unsigned_abs() as usize)
                     });
                     Readers::Isolated(Arc::new(isolated))

@@ -6,7 +6,7 @@ use super::{outbox, ActorContext};
 use crate::{
     context::WorkerContext,
     event::{self, Slot},
-    transport::producer::{Producer, Record},
+    transport::producer::Record,
     Error, Result,
 };
 
@@ -15,8 +15,7 @@ use crate::{
 pub struct Sink<U: ?Sized> {
     agent: &'static str,
     topics: Arc<[Arc<str>]>,
-    producer: Producer,
-    /// For the app's channels among the sinks.
+    /// Its producer, and the app's channels among the sinks.
     worker: Arc<WorkerContext>,
     encode: fn(&U) -> Result<Vec<u8>, String>,
     slot: Slot,
@@ -27,7 +26,6 @@ impl<U: ?Sized> Sink<U> {
         Sink {
             agent: actor.agent.name,
             topics: actor.sinks.clone(),
-            producer: actor.worker.producer.clone(),
             worker: actor.worker.clone(),
             encode,
             slot: actor.slot.clone(),
@@ -51,9 +49,9 @@ impl<U: ?Sized> Sink<U> {
             };
             match self.worker.channel(topic)? {
                 Some(channels) => {
-                    outbox::queue_channel(channels, &self.producer, topic, record)?;
+                    outbox::queue_channel(channels, &self.worker.producer, topic, record)?;
                 }
-                None => outbox::queue(&self.producer, topic, record).await?,
+                None => outbox::queue(&self.worker.producer, topic, record).await?,
             }
         }
         Ok(())

@@ -445,6 +445,7 @@ impl PartitionListener for TableManager {
         numbers.dedup();
         let mut recovered = Vec::new();
         for table in &self.tables {
+            let mut held_any = false;
             for &partition in &numbers {
                 if table.descriptor.global
                     || partition >= table.partitions
@@ -464,12 +465,13 @@ impl PartitionListener for TableManager {
                 )? {
                     return Ok(());
                 }
-                if !recovered.iter().any(|t| Arc::ptr_eq(t, table)) {
-                    recovered.push(table.clone());
-                }
+                held_any = true;
+            }
+            if held_any {
+                recovered.push(table);
             }
         }
-        self.recovered(&recovered);
+        self.recovered(recovered);
         Ok(())
     }
 

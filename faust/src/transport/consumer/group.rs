@@ -241,12 +241,9 @@ impl GroupContext {
     /// Partitions are no longer this worker's: their tables and isolated actors go.
     fn released(&self, partitions: &[TopicPartition]) {
         self.listener.revoked(partitions);
-        let released: Vec<(&str, i32)> = (partitions.iter())
-            .map(|tp| (&*tp.topic, tp.partition))
-            .collect();
         self.isolated
             .iter()
-            .for_each(|agent| agent.release(&released));
+            .for_each(|agent| agent.release(partitions));
     }
 
     /// Takes the leader partition out of `partitions` (it carries no events), and notes

@@ -4,13 +4,14 @@
 //! partition is revoked).
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     sync::{Arc, Mutex},
 };
 
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::info;
 
+use super::TopicPartition;
 use crate::event::Message;
 
 /// One agent actor's inbox.
@@ -29,7 +30,6 @@ pub(crate) enum Readers {
 /// partition of each topic it reads, as in Faust.
 pub(crate) struct Isolated {
     agent: &'static str,
-    topics: HashSet<String>,
     actors: Mutex<HashMap<(Arc<str>, i32), Inbox>>,
     /// Starts the actor of a partition and returns its inbox.
     start: Box<dyn Fn(i32) -> Inbox + Send + Sync>,
@@ -38,12 +38,10 @@ pub(crate) struct Isolated {
 impl Isolated {
     pub(crate) fn new(
         agent: &'static str,
-        topics: &[String],
         start: impl Fn(i32) -> Inbox + Send + Sync + 'static,
     ) -> Isolated {
         Isolated {
             agent,
-            topics: topics.iter().cloned().collect(),
             actors: Mutex::default(),
             start: Box::new(start),
         }
@@ -64,10 +62,10 @@ impl Isolated {
     /// The partitions of `revoked` that this agent reads lose their actors: each ends
     /// once it has gone through what is in its inbox (events of a revoked partition are
     /// dropped unstarted, for the new owner).
-    pub(crate) fn release(&self, revoked: &[(&str, i32)]) {
+    pub(crate) fn release(&self, revoked: &[TopicPartition]) {
         let mut actors = self.actors.lock().unwrap_or_else(|e| e.into_inner());
-        for &(topic, partition) in revoked.iter().filter(|(t, _)| self.topics.contains(*t)) {
-            if actors.remove(&(Arc::from(topic), partition)).is_some() {
+        for TopicPartition { topic, partition } in revoked {
+            if actors.remove(&(topic.clone(), *partition)).is_some() {
                 info!(agent = self.agent, %topic, partition, "isolated partition revoked: its actor stops");
             }
         }
