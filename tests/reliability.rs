@@ -146,7 +146,9 @@ fn a_partition_that_stops_making_progress_is_reported() {
         .find(|l| l.contains("no progress for 2s"))
         .unwrap();
     assert!(
-        warning.contains(&format!("topic={input}")) && warning.contains("agents=track"),
+        warning.contains(&format!("topic={input}"))
+            && warning.contains("agents=track")
+            && warning.contains("an agent may be stuck"),
         "{warning}"
     );
     let metrics = common::http_get(&format!("{}/metrics", worker.web_url())).body;

@@ -124,6 +124,8 @@ fn produce(topic: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64>
 /// The workers of one soak run, by slot, and the logs of those gone.
 struct Cluster {
     app: String,
+    /// Worker settings the broker needs.
+    broker_env: Vec<(&'static str, &'static str)>,
     running: BTreeMap<String, Worker>,
     logs: Vec<(String, String)>,
     starts: HashMap<String, u32>,
@@ -136,6 +138,7 @@ impl Cluster {
         let name = format!("{slot}.{round}");
         let datadir = common::scratch().join(format!("{}-{slot}-data", self.app));
         let mut env = vec![("FAUST_COMMIT_INTERVAL", "1s")];
+        env.extend(self.broker_env.iter().copied());
         if slot.starts_with('w') {
             // Back in its place before the session ends, with no rebalance (chaos.rs).
             env.extend([
@@ -240,6 +243,15 @@ fn every_effect_lands_once_through_random_crashes_stalls_and_broker_restarts() {
     common::create_topic(&format!("{app}-soak-closed"), PARTITIONS);
     let mut cluster = Cluster {
         app: app.clone(),
+        // The worker's 10 ms fetch wait reads nothing from a long nisshi partition of
+        // small batches (common::NISSHI_FETCH_WAIT); the README tells users the same.
+        broker_env: match on_tansu {
+            true => vec![],
+            false => vec![(
+                "FAUST_KAFKA_CONSUMER_FETCH_WAIT_MAX_MS",
+                common::NISSHI_FETCH_WAIT,
+            )],
+        },
         running: BTreeMap::new(),
         logs: Vec::new(),
         starts: HashMap::new(),

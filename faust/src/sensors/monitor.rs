@@ -115,6 +115,8 @@ pub struct PartitionStats {
     pub assigned: bool,
     /// Messages fetched from it.
     pub messages_received: u64,
+    /// One past the last message fetched from it since this worker was given it.
+    pub fetched_offset: Option<i64>,
     /// The offset the group committed (where consumption resumes).
     pub committed_offset: Option<i64>,
     /// One past the last offset in the partition, as the broker last reported it.
@@ -142,6 +144,16 @@ pub struct Stalled {
     pub committed: i64,
     /// Messages waiting after it.
     pub lag: i64,
+    /// One past the last message fetched from it since this worker was given it.
+    pub fetched: Option<i64>,
+}
+
+impl Stalled {
+    /// Nothing past the committed offset came from the broker: the fetch is stuck, not
+    /// an agent.
+    pub fn fetch_stuck(&self) -> bool {
+        self.fetched.is_none_or(|fetched| fetched <= self.committed)
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -263,6 +275,7 @@ impl Monitor {
         for (topic, partition, committed) in partitions {
             let stats = partition_entry(&mut known, topic, partition);
             stats.assigned = true;
+            stats.fetched_offset = None;
             stats.committed_offset = Some(committed);
             stats.lag = lag(stats);
             stats.progressed_at = Some(Instant::now());
@@ -310,6 +323,7 @@ impl Monitor {
                     partition: stats.partition,
                     committed: stats.committed_offset.unwrap_or_default(),
                     lag: stats.lag.unwrap_or_default(),
+                    fetched: stats.fetched_offset,
                 });
             }
             stats.stalled = stalled;
@@ -433,13 +447,17 @@ fn lag(stats: &PartitionStats) -> Option<i64> {
 }
 
 impl Sensor for Monitor {
-    fn message_in(&self, topic: &str, partition: i32, _offset: i64) {
+    fn message_in(&self, topic: &str, partition: i32, offset: i64) {
         let mut known = lock(&self.partitions);
         // Looked up by reference first: the hot path allocates nothing.
-        if let Some(stats) = known.get_mut(topic).and_then(|p| p.get_mut(&partition)) {
+        let note = |stats: &mut PartitionStats| {
             stats.messages_received += 1;
+            stats.fetched_offset = Some(offset + 1);
+        };
+        if let Some(stats) = known.get_mut(topic).and_then(|p| p.get_mut(&partition)) {
+            note(stats);
         } else {
-            partition_entry(&mut known, topic.to_owned(), partition).messages_received += 1;
+            note(partition_entry(&mut known, topic.to_owned(), partition));
         }
     }
 
@@ -533,5 +551,35 @@ impl std::fmt::Display for Counters {
             self.messages_sent,
             self.send_errors
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stalled(monitor: &Monitor) -> Vec<(i32, bool)> {
+        let found = monitor.check_stalled(Duration::ZERO);
+        found
+            .iter()
+            .map(|s| (s.partition, s.fetch_stuck()))
+            .collect()
+    }
+
+    #[test]
+    fn a_stall_tells_a_stuck_fetch_from_a_stuck_agent() {
+        let monitor = Monitor::default();
+        monitor.assigned([("t".to_owned(), 0, 100), ("t".to_owned(), 1, 100)]);
+        monitor.high_watermark("t", 0, 200);
+        monitor.high_watermark("t", 1, 200);
+        // Partition 1's event at the committed offset came and is still running;
+        // partition 0 got nothing from the broker.
+        monitor.message_in("t", 1, 100);
+        assert_eq!(stalled(&monitor), [(0, true), (1, false)]);
+
+        // Given again, a partition has fetched nothing yet, whatever it fetched before.
+        monitor.revoked([("t".to_owned(), 1)]);
+        monitor.assigned([("t".to_owned(), 1, 150)]);
+        assert_eq!(stalled(&monitor), [(1, true)]);
     }
 }

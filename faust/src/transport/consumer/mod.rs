@@ -383,6 +383,16 @@ impl Poller {
                 .get(&stalled.topic)
                 .map(|r| r.names.join(", "))
                 .unwrap_or_default();
+            let cause = match stalled.fetch_stuck() {
+                // Seen on nisshi in memory, whose fetches of a long partition of small
+                // batches run out of time at a short fetch wait (README, Brokers).
+                true => {
+                    "the broker has returned none of them since this worker was given the \
+                     partition: the fetch is stuck, not an agent (a broker that needs a longer \
+                     consumer.fetch.wait.max.ms? see the README's Brokers section)"
+                }
+                false => "an agent may be stuck on the event at the committed offset",
+            };
             warn!(
                 topic = %stalled.topic,
                 partition = stalled.partition,
@@ -390,7 +400,7 @@ impl Poller {
                 lag = stalled.lag,
                 agents = %agents,
                 "no progress for {:?}: the partition has messages waiting but its committed \
-                 offset has not moved; an agent may be stuck on the event at the committed offset",
+                 offset has not moved; {cause}",
                 self.stall_timeout
             );
         }
