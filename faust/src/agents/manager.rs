@@ -143,10 +143,17 @@ impl AgentManager {
     /// actors to return.
     pub(crate) async fn stop(self, timeout: Duration) {
         self.signal_stop();
-        let actors = std::mem::take(&mut *self.actors.lock().unwrap_or_else(|e| e.into_inner()));
         let all = async {
-            for actor in actors {
-                let _ = actor.await;
+            // Until none is left: a partition assigned meanwhile spawns an isolated actor.
+            loop {
+                let actors =
+                    std::mem::take(&mut *self.actors.lock().unwrap_or_else(|e| e.into_inner()));
+                if actors.is_empty() {
+                    break;
+                }
+                for actor in actors {
+                    let _ = actor.await;
+                }
             }
         };
         if tokio::time::timeout(timeout, all).await.is_err() {
