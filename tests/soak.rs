@@ -124,8 +124,8 @@ fn produce(topic: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64>
 /// The workers of one soak run, by slot, and the logs of those gone.
 struct Cluster {
     app: String,
-    /// Worker settings the broker needs.
-    broker_env: Vec<(&'static str, &'static str)>,
+    /// Settings the workers need on this broker.
+    broker_env: &'static [(&'static str, &'static str)],
     running: BTreeMap<String, Worker>,
     logs: Vec<(String, String)>,
     starts: HashMap<String, u32>,
@@ -235,6 +235,7 @@ fn every_effect_lands_once_through_random_crashes_stalls_and_broker_restarts() {
         true => Engine::durable(),
         false => Engine::nisshi_in_memory(),
     };
+    let broker_env = engine.worker_env;
     let (mut broker, _address, _alone) = own_broker_on(engine);
 
     let app = unique("soak");
@@ -243,15 +244,7 @@ fn every_effect_lands_once_through_random_crashes_stalls_and_broker_restarts() {
     common::create_topic(&format!("{app}-soak-closed"), PARTITIONS);
     let mut cluster = Cluster {
         app: app.clone(),
-        // The worker's 10 ms fetch wait reads nothing from a long nisshi partition of
-        // small batches (common::NISSHI_FETCH_WAIT); the README tells users the same.
-        broker_env: match on_tansu {
-            true => vec![],
-            false => vec![(
-                "FAUST_KAFKA_CONSUMER_FETCH_WAIT_MAX_MS",
-                common::NISSHI_FETCH_WAIT,
-            )],
-        },
+        broker_env,
         running: BTreeMap::new(),
         logs: Vec::new(),
         starts: HashMap::new(),

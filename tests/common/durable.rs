@@ -15,6 +15,8 @@ use super::wait_until;
 pub struct Engine {
     pub program: PathBuf,
     pub storage: String,
+    /// Settings the workers need on this broker.
+    pub worker_env: &'static [(&'static str, &'static str)],
 }
 
 impl Engine {
@@ -26,6 +28,7 @@ impl Engine {
         Engine {
             program: super::tansu_program(),
             storage,
+            worker_env: &[],
         }
     }
 
@@ -34,6 +37,12 @@ impl Engine {
         Engine {
             program: super::nisshi_program(),
             storage: "memory://nisshi/".into(),
+            // The worker's 10 ms fetch wait reads nothing from a long partition of small
+            // batches here (super::NISSHI_FETCH_WAIT); the README tells users the same.
+            worker_env: &[(
+                "FAUST_KAFKA_CONSUMER_FETCH_WAIT_MAX_MS",
+                super::NISSHI_FETCH_WAIT,
+            )],
         }
     }
 }
