@@ -95,4 +95,18 @@ mod tests {
         assert_eq!(keys[..2], [b"the".to_vec(), b"fox".to_vec()]);
         Ok(())
     }
+
+    /// A post split again (its worker crashed before committing it) sends the same
+    /// words, which `count_words` recognises and does not count twice.
+    #[tokio::test]
+    async fn a_post_split_again_after_a_crash_is_counted_once() -> faust::Result<()> {
+        let mut ctx = TestContext::new().await?;
+        ctx.send("posts", None::<&str>, "the fox and the dog")
+            .await?;
+        ctx.replay_last("posts").await?;
+        assert_eq!(WORD_COUNTS.get(&"the".to_owned())?, 2);
+        assert_eq!(WORD_COUNTS.get(&"dog".to_owned())?, 1);
+        assert_eq!(ctx.sent("word-count-count_words").len(), 10, "sent twice");
+        Ok(())
+    }
 }

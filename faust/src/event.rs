@@ -7,6 +7,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::origin;
+
 /// A message header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
@@ -119,6 +121,7 @@ impl Message {
             timestamp: self.timestamp,
             generation: self.ack.generation,
             batch_partitions: None,
+            lineage: None,
         }
     }
 
@@ -169,6 +172,9 @@ pub struct Position {
     /// Set when the event ends a `take()` batch that holds events of several partitions
     /// (two of them): such a batch may not write to tables.
     pub(crate) batch_partitions: Option<(i32, i32)>,
+    /// Its origin and the origins of what it sends (see `origin`); `None` where they
+    /// are not kept (concurrent actors, batches).
+    pub(crate) lineage: Option<Arc<origin::Lineage>>,
 }
 
 impl std::fmt::Display for Position {
@@ -197,6 +203,39 @@ pub(crate) fn in_event() -> bool {
     CURRENT
         .try_with(|slot| slot.lock().unwrap_or_else(|e| e.into_inner()).is_some())
         .unwrap_or(false)
+}
+
+/// The origin header of the next record the event being processed sends to `to`, if
+/// its agent keeps origins (see `origin`).
+pub(crate) fn stamp(to: &str) -> Option<Header> {
+    CURRENT
+        .try_with(|slot| {
+            let slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+            let lineage = slot.as_ref()?.lineage.as_ref()?;
+            Some(Header::new(origin::HEADER, &lineage.next_origin(to)))
+        })
+        .ok()
+        .flatten()
+}
+
+/// The value of a record's origin header (the last, if several), if any.
+pub(crate) fn origin_of(headers: &[Header]) -> Option<&[u8]> {
+    headers
+        .iter()
+        .rev()
+        .find(|h| h.key == origin::HEADER)
+        .and_then(|h| h.value.as_deref())
+}
+
+/// `headers` without an origin header, and with `origin` (if any) last: a record sent
+/// on carries the origin of the event sending it, not the one it was copied from.
+pub(crate) fn with_origin(headers: &[Header], origin: Option<Header>) -> Vec<Header> {
+    headers
+        .iter()
+        .filter(|h| h.key != origin::HEADER)
+        .cloned()
+        .chain(origin)
+        .collect()
 }
 
 /// Runs `future` with `slot` as its current-event slot.

@@ -44,6 +44,7 @@ mod descriptor;
 mod error;
 pub mod event;
 mod leader;
+mod origin;
 mod registry;
 mod request;
 mod rpc;

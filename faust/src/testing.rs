@@ -63,8 +63,9 @@ use crate::{
     codec::KeyCodec,
     context::{Attached, Entered, WorkerContext, WorkerHandle},
     descriptor::TimerDescriptor,
-    event::{Ack, Acknowledge, Message},
+    event::{self, Ack, Acknowledge, Message},
     leader::Leadership,
+    origin::Lineage,
     registry::Registry,
     sensors::{Monitor, Sensor, Sensors},
     tables::{self, TableManager},
@@ -288,6 +289,63 @@ impl TestContext {
         self.settle().await
     }
 
+    /// Runs the last record of `topic` again, as a worker that crashed before committing
+    /// it would, and checks that the agents reading it send what they sent the first
+    /// time, in the same order: what exact results across internal topics rest on
+    /// (README, "Processing guarantees"). The agents downstream get the repeats and skip
+    /// those their tables applied already, as on a broker. An error says what differed.
+    pub async fn replay_last(&mut self, topic: &str) -> Result<()> {
+        let topic = self.worker.topic(topic);
+        let log = self.log.since(0);
+        let record = log
+            .iter()
+            .rev()
+            .find(|r| *r.topic == *topic)
+            .cloned()
+            .ok_or_else(|| Error::msg(format!("nothing was sent to '{topic}' to replay")))?;
+        let origin = event::origin_of(&record.headers);
+        let lineage = Lineage::of("", &topic, record.partition, record.offset, origin);
+        // Each output as (its origin, "topic key value"), sorted: two agents reading the
+        // topic may interleave differently, each in its own order (its indices).
+        let outputs = |records: &[SentRecord]| {
+            let text = |b: &Option<Vec<u8>>| match b {
+                Some(b) => String::from_utf8_lossy(b).into_owned(),
+                None => "-".to_owned(),
+            };
+            let mut sent: Vec<(Vec<u8>, String)> = records
+                .iter()
+                .filter_map(|r| {
+                    let origin = event::origin_of(&r.headers).filter(|v| lineage.sent(v))?;
+                    let shown = format!("{} {} {}", r.topic, text(&r.key), text(&r.value));
+                    Some((origin.to_vec(), shown))
+                })
+                .collect();
+            sent.sort();
+            sent
+        };
+        let before = outputs(&log);
+        let from = self.log.len();
+        if !self.route(&record) {
+            return Err(Error::msg(format!("no agent reads '{topic}'")));
+        }
+        self.settle().await?;
+        let after = outputs(&self.log.since(from));
+        if before == after {
+            return Ok(());
+        }
+        let show = |sent: &[(Vec<u8>, String)]| {
+            let shown: Vec<&str> = sent.iter().map(|(_, shown)| shown.as_str()).collect();
+            shown.join("; ")
+        };
+        Err(Error::msg(format!(
+            "replaying {topic}[{}]@{} sent [{}], where the first run sent [{}]: an agent whose              outputs differ when an event runs again can count records twice or lose them              downstream after a crash",
+            record.partition,
+            record.offset,
+            show(&after),
+            show(&before)
+        )))
+    }
+
     /// Every record of `topic` (or channel): what the app sent to it (and what the test
     /// sent there).
     pub fn sent(&self, topic: &str) -> Vec<SentRecord> {
@@ -409,24 +467,7 @@ impl TestContext {
                         .deliver(record.value.as_deref().unwrap_or_default());
                     continue;
                 }
-                let Some(readers) = self.routes.readers(&record.topic) else {
-                    continue;
-                };
-                self.acks.owed.fetch_add(readers, Ordering::SeqCst);
-                self.routes
-                    .deliver(&record.topic, record.partition, |topic| Message {
-                        topic,
-                        partition: record.partition,
-                        offset: record.offset,
-                        timestamp: record.timestamp,
-                        key: record.key.clone(),
-                        payload: record.value.clone(),
-                        headers: record.headers.clone(),
-                        ack: Ack {
-                            sink: self.acks.clone(),
-                            generation: 0,
-                        },
-                    });
+                self.route(&record);
             }
             // Done once everything is acknowledged and nothing new was sent; an agent
             // waiting for a reply sends first, so new records are routed as they come.
@@ -482,6 +523,30 @@ impl TestContext {
                 }
             }
         }
+    }
+
+    /// Hands `record` to the agents that read its topic, owing their acknowledgements;
+    /// false if none does.
+    fn route(&self, record: &SentRecord) -> bool {
+        let Some(readers) = self.routes.readers(&record.topic) else {
+            return false;
+        };
+        self.acks.owed.fetch_add(readers, Ordering::SeqCst);
+        self.routes
+            .deliver(&record.topic, record.partition, |topic| Message {
+                topic,
+                partition: record.partition,
+                offset: record.offset,
+                timestamp: record.timestamp,
+                key: record.key.clone(),
+                payload: record.value.clone(),
+                headers: record.headers.clone(),
+                ack: Ack {
+                    sink: self.acks.clone(),
+                    generation: 0,
+                },
+            });
+        true
     }
 
     /// The first agent failure or fatal error since the last check, as an error.

@@ -478,6 +478,40 @@ async fn count_words(mut words: Stream<String>) -> faust::Result<()> {
     Ok(())
 }
 
+/// Three stages, two repartitions (tests/exactly_once.rs): `chain_split` splits the
+/// posts of `{app_id}-chain-posts` into words for `chain_initials`, which sends each
+/// word's first letter, keyed by it, to `chain_count`, which counts them in `initials`.
+#[faust::agent(topic = "{app_id}-chain-posts")]
+async fn chain_split(mut posts: Stream<String>) -> faust::Result<()> {
+    while let Some(post) = posts.next().await {
+        for word in post.split_whitespace() {
+            faust::send("chain_initials", Some(word), &word).await?;
+        }
+    }
+    Ok(())
+}
+
+#[faust::agent]
+async fn chain_initials(mut words: Stream<String>) -> faust::Result<()> {
+    while let Some(word) = words.next().await {
+        let initial: String = word.chars().take(1).collect();
+        faust::send("chain_count", Some(&initial), &initial).await?;
+    }
+    Ok(())
+}
+
+/// initial -> how many words began with it, kept by `chain_count`.
+#[faust::table(name = "initials")]
+static INITIALS: Table<String, u64>;
+
+#[faust::agent]
+async fn chain_count(mut initials: Stream<String>) -> faust::Result<()> {
+    while let Some(initial) = initials.next().await {
+        INITIALS.update(&initial, |n| *n += 1)?;
+    }
+    Ok(())
+}
+
 /// A number of the soak test's input, and when it was produced (ms since the epoch).
 #[derive(Debug, Serialize, Deserialize)]
 struct SoakEvent {

@@ -23,7 +23,8 @@ use tracing::{error, warn};
 
 use crate::{
     context::WorkerContext,
-    event::{self, Message},
+    event::{self, Header, Message},
+    origin,
     transport::{
         channel::Channels,
         producer::{Delivery, Producer, Record, Undelivered},
@@ -45,6 +46,8 @@ pub(crate) async fn scope<F: std::future::Future>(outbox: Outbox, future: F) -> 
 /// processes an event, the delivery is owed by that event (it is acknowledged once the
 /// broker has the record); otherwise the producer watches it.
 pub(crate) async fn queue(producer: &Producer, topic: &Arc<str>, record: Record<'_>) -> Result<()> {
+    let headers = origin_headers(topic, &record);
+    let record = with_headers(record, headers.as_deref());
     let queued = Instant::now();
     let delivery = producer
         .enqueue_async(topic, record, event::in_event())
@@ -77,6 +80,8 @@ pub(crate) async fn queue_kept(
     topic: &Arc<str>,
     record: Record<'_>,
 ) -> Result<Delivery> {
+    let headers = origin_headers(topic, &record);
+    let record = with_headers(record, headers.as_deref());
     let queued = Instant::now();
     let (kept, owed) = producer
         .enqueue_async(topic, record, event::in_event())
@@ -114,6 +119,22 @@ pub(crate) fn queue_channel(
     let (kept, owed) = channels.send(channel, &record)?.share();
     owe(producer, channel, Instant::now(), owed, true);
     Ok(kept)
+}
+
+/// The headers of `record` sent to `topic` with the origin of the event being processed
+/// (see `origin`), or without the origin it copied from another record; `None`: as they
+/// are.
+fn origin_headers(topic: &str, record: &Record<'_>) -> Option<Vec<Header>> {
+    let stamp = event::stamp(topic);
+    let copied = record.headers.iter().any(|h| h.key == origin::HEADER);
+    (stamp.is_some() || copied).then(|| event::with_origin(record.headers, stamp))
+}
+
+fn with_headers<'a>(record: Record<'a>, headers: Option<&'a [Header]>) -> Record<'a> {
+    match headers {
+        Some(headers) => Record { headers, ..record },
+        None => record,
+    }
 }
 
 /// Hands a delivery to the event being processed, or else to the producer's watcher.

@@ -7,7 +7,7 @@ use std::{
 };
 
 use tokio::sync::{mpsc::UnboundedReceiver, watch, Mutex};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::{
     dead_letters::DeadLetters,
@@ -17,7 +17,8 @@ use super::{
 use crate::{
     codec::DecodeError,
     context::WorkerContext,
-    event::{self, Event, Message, Slot},
+    event::{self, Event, Header, Message, Slot},
+    origin::{self, Lineage},
     request::{self, ReplyAddress},
     sensors::Sensors,
     transport::producer::Record,
@@ -169,9 +170,13 @@ impl<T: 'static> Stream<T> {
             .iter()
             .map(|(m, _)| m.partition)
             .find(|p| Some(*p) != first_partition);
-        if let (Some(a), Some(b), Some(mut last)) = (first_partition, other, event::get(&self.slot))
-        {
-            last.batch_partitions = Some((a, b));
+        if let Some(mut last) = event::get(&self.slot) {
+            if let (Some(a), Some(b)) = (first_partition, other) {
+                last.batch_partitions = Some((a, b));
+            }
+            // A batch's bounds depend on timing, so a replay may batch and send otherwise:
+            // its outputs carry no origin, its writes no mark (see `origin`).
+            last.lineage = None;
             event::set(&self.slot, Some(last));
         }
         Some(events)
@@ -265,6 +270,7 @@ impl<T> Stream<T> {
         loop {
             // An event the agent failed on, to run again first: it began already.
             let replayed = self.handback.next_replay();
+            let fresh = replayed.is_none();
             let mut message = if let Some(message) = replayed {
                 message
             } else {
@@ -296,6 +302,17 @@ impl<T> Stream<T> {
                 Some(found) => (Some(found.address), found.unwrapped.unwrap_or(bytes)),
                 None => (None, bytes),
             };
+            let lineage = self.lineage(&message, address.is_some());
+            let relaying = self
+                .relay
+                .as_ref()
+                .is_some_and(|r| r.topic != message.topic);
+            if let (true, false, Some(lineage)) = (fresh, relaying, &lineage) {
+                if self.applied(&message, lineage) {
+                    message.ack();
+                    continue;
+                }
+            }
             let relay = self.relay.as_mut().filter(|r| r.topic != message.topic);
             let parsed = match relay {
                 Some(relay) => match relay
@@ -305,7 +322,7 @@ impl<T> Stream<T> {
                     .transpose()
                 {
                     Ok(key) => {
-                        if !self.relay(message, key, payload).await {
+                        if !self.relay(message, key, payload, lineage).await {
                             return None;
                         }
                         continue;
@@ -318,7 +335,9 @@ impl<T> Stream<T> {
             message.payload = payload;
             match parsed {
                 Ok(Some(value)) => {
-                    event::set(&self.slot, Some(message.position()));
+                    let mut position = message.position();
+                    position.lineage = lineage;
+                    event::set(&self.slot, Some(position));
                     self.request = address.map(|address| (address, message.key.clone()));
                     let event = Event {
                         value,
@@ -368,6 +387,43 @@ impl<T> Stream<T> {
         }
     }
 
+    /// The lineage of `message` for this agent (see `origin`): none for agents whose
+    /// actors share a partition (their events finish out of order), for requests (an ask
+    /// replayed must be answered again) and for channels.
+    fn lineage(&self, message: &Message, request: bool) -> Option<Arc<Lineage>> {
+        let kept = self.agent.concurrency <= 1
+            && !request
+            && message.partition != event::CHANNEL_PARTITION;
+        kept.then(|| {
+            Arc::new(Lineage::of(
+                self.agent.name,
+                &message.topic,
+                message.partition,
+                message.offset,
+                event::origin_of(&message.headers),
+            ))
+        })
+    }
+
+    /// Whether this agent's tables hold `message`'s origin mark already: the message
+    /// repeats one it applied (its sender ran an event again after a crash).
+    fn applied(&self, message: &Message, lineage: &Lineage) -> bool {
+        let (Some((key, mark)), Some(tables)) = (lineage.applied(), &self.worker.tables) else {
+            return false;
+        };
+        let applied = tables.applied(message.partition, key, mark);
+        if applied {
+            debug!(
+                agent = self.agent.name,
+                event = %message.position(),
+                "skipping a repeat of a record already applied"
+            );
+            self.sensors
+                .each(|s| s.repeat_skipped(self.agent.name, &message.topic, message.partition));
+        }
+        applied
+    }
+
     /// Sends an event on to the relay topic (with `key`, or its own); it is acknowledged
     /// once the broker has it. A send that cannot be queued is retried, so nothing is
     /// lost. Returns false if the worker began stopping first.
@@ -376,17 +432,20 @@ impl<T> Stream<T> {
         message: Message,
         key: Option<Vec<u8>>,
         payload: Option<Vec<u8>>,
+        lineage: Option<Arc<Lineage>>,
     ) -> bool {
         let Some(relay) = &self.relay else {
             return true;
         };
         let topic = relay.topic.clone();
+        let origin = lineage.map(|l| Header::new(origin::HEADER, &l.next_origin(&topic)));
+        let headers = event::with_origin(&message.headers, origin);
         loop {
             let record = Record {
                 key: key.as_deref().or(message.key.as_deref()),
                 value: payload.as_deref(),
                 partition: None,
-                headers: &message.headers,
+                headers: &headers,
                 // Event time travels with the event, for windows downstream.
                 timestamp: message.timestamp,
             };

@@ -73,6 +73,9 @@ pub trait Sensor: Send + Sync + 'static {
     }
     /// A message an agent could not decode; it is skipped.
     fn decode_error(&self, agent: &str, topic: &str, partition: i32, offset: i64, error: &str) {}
+    /// A message repeating one the agent already applied (its origin mark is in the
+    /// agent's tables: the sender ran an event again after a crash); it is skipped.
+    fn repeat_skipped(&self, agent: &str, topic: &str, partition: i32) {}
     /// An agent actor failed (error or panic) and is restarted.
     fn agent_error(&self, agent: &str, error: &str) {}
 }

@@ -167,6 +167,8 @@ pub struct AgentStats {
     pub event_duration: Histogram,
     /// Messages skipped as undecodable.
     pub decode_errors: u64,
+    /// Messages skipped as repeats of records already applied (see `repeat_skipped`).
+    pub repeats_skipped: u64,
     /// Actor failures (errors and panics).
     pub errors: u64,
 }
@@ -532,6 +534,10 @@ impl Sensor for Monitor {
 
     fn decode_error(&self, agent: &str, _topic: &str, _partition: i32, _offset: i64, _error: &str) {
         agent_entry(&mut lock(&self.agents), agent).decode_errors += 1;
+    }
+
+    fn repeat_skipped(&self, agent: &str, _topic: &str, _partition: i32) {
+        agent_entry(&mut lock(&self.agents), agent).repeats_skipped += 1;
     }
 
     fn agent_error(&self, agent: &str, _error: &str) {

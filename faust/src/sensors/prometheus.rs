@@ -101,6 +101,12 @@ const AGENTS: &[Family<AgentStats>] = &[
         |a| Some(a.decode_errors as f64),
     ),
     family(
+        "faust_repeats_skipped_total",
+        "counter",
+        "Messages skipped as repeats of records the agent already applied (a sender ran an event again after a crash), per agent.",
+        |a| Some(a.repeats_skipped as f64),
+    ),
+    family(
         "faust_agent_errors_total",
         "counter",
         "Agent actor failures (errors and panics), per agent.",

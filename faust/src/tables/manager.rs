@@ -27,6 +27,7 @@ use crate::{
     config::Config,
     descriptor::TableDescriptor,
     event::source_headers,
+    origin::Mark,
     sensors::Sensors,
     time::Clock,
     transport::{
@@ -401,6 +402,16 @@ impl TableManager {
             Some(value) => Lookup::Found(value),
             None => Lookup::Missing,
         })
+    }
+
+    /// Whether a table partition `partition` holds a mark at or past `mark` under `key`:
+    /// the record it stands for was applied already (see `origin`).
+    pub(crate) fn applied(&self, partition: i32, key: &[u8], mark: &Mark) -> bool {
+        self.tables
+            .iter()
+            .filter(|t| !t.descriptor.global)
+            .filter_map(|t| t.held().get(&partition).cloned())
+            .any(|held| held.applied(key).is_some_and(|applied| applied >= *mark))
     }
 
     /// The partition of `key` (a table key: JSON) in `table`, and whether this worker

@@ -19,6 +19,7 @@ use crate::{
     codec::raw_key,
     descriptor::TableDescriptor,
     event::{self, source_headers, Header},
+    origin::Mark,
     sensors::Sensors,
     time::Clock,
     transport::{
@@ -74,6 +75,8 @@ pub(crate) struct TablePartition {
     pub(super) cache: Mutex<WriteCache>,
     /// A windowed table's live windows and stream time.
     pub(crate) windows: Mutex<WindowIndex>,
+    /// The origin marks applied here (see `origin`), read from the store on first use.
+    marks: Mutex<HashMap<Vec<u8>, Option<Mark>>>,
 }
 
 impl TablePartition {
@@ -91,7 +94,42 @@ impl TablePartition {
             writing: Mutex::default(),
             cache: Mutex::default(),
             windows: Mutex::default(),
+            marks: Mutex::default(),
         }
+    }
+
+    /// The highest mark applied under `key` (see `origin`); a store that cannot be read
+    /// answers none, so a record is applied again rather than dropped.
+    pub(crate) fn applied(&self, key: &[u8]) -> Option<Mark> {
+        let mut marks = self.marks.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(mark) = marks.get(key) {
+            return mark.clone();
+        }
+        match self.store.get(key) {
+            Ok(stored) => {
+                let mark = stored.as_deref().and_then(Mark::decode);
+                marks.insert(key.to_vec(), mark.clone());
+                mark
+            }
+            Err(e) => {
+                tracing::warn!(partition = self.partition, error = %e, "reading an origin mark");
+                None
+            }
+        }
+    }
+
+    /// The write of `event`'s origin mark, if it has one above the stored one; the
+    /// caller stores it with the event's table writes.
+    fn mark_write(&self, event: &event::Position) -> Option<(Vec<u8>, Vec<u8>)> {
+        let (key, mark) = event.lineage.as_ref()?.applied()?;
+        if self.applied(key).is_some_and(|applied| applied >= *mark) {
+            return None;
+        }
+        self.marks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_vec(), Some(mark.clone()));
+        Some((key.to_vec(), mark.encode()))
     }
 }
 
@@ -102,6 +140,9 @@ impl TableState {
         let Some(hook) = self.descriptor.on_changelog_event else {
             return;
         };
+        if crate::origin::is_mark_key(key) {
+            return; // not the table's: the origin mark of an agent (see `origin`)
+        }
         let outcome = std::panic::catch_unwind(|| hook(key, value));
         let problem = match outcome {
             Ok(Ok(())) => return,
@@ -237,14 +278,24 @@ impl TableState {
         let outcome = match source {
             // A write from an event waits in the cache for the commit (see `cache`).
             Some(event) if !self.descriptor.global => {
-                held.cache.lock().unwrap_or_else(|e| e.into_inner()).record(
-                    key.clone(),
-                    event.topic.clone(),
-                    event.offset,
-                    value.clone(),
-                );
+                let mut writes = vec![(key, value)];
+                // The event's origin mark goes with its writes, to the store and the
+                // changelog (see `origin`).
+                if let Some((key, mark)) = held.mark_write(&event) {
+                    writes.push((key, Some(mark)));
+                }
+                let mut cache = held.cache.lock().unwrap_or_else(|e| e.into_inner());
+                for (key, value) in &writes {
+                    cache.record(
+                        key.clone(),
+                        event.topic.clone(),
+                        event.offset,
+                        value.clone(),
+                    );
+                }
+                drop(cache);
                 held.store.write(Batch {
-                    writes: vec![(key, value)],
+                    writes,
                     changelog_offset: None,
                     source: Some((event.topic.to_string(), event.offset)),
                 })

@@ -9,7 +9,7 @@ use std::{
     sync::Mutex,
 };
 
-use crate::{Error, Result};
+use crate::{origin::is_mark_key, Error, Result};
 
 /// One atomic change to a store.
 #[derive(Debug, Default)]
@@ -33,6 +33,7 @@ pub(crate) struct Checkpoint {
 pub(crate) trait Store: Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
     fn write(&self, batch: Batch) -> Result<()>;
+    /// The table's keys, without the origin marks kept beside them (see `origin`).
     fn keys(&self) -> Result<Vec<Vec<u8>>>;
     fn checkpoint(&self) -> Result<Checkpoint>;
     /// Forgets the data and the checkpoint (before a rebuild from the changelog).
@@ -146,7 +147,13 @@ impl Store for MemoryStore {
     }
 
     fn keys(&self) -> Result<Vec<Vec<u8>>> {
-        Ok(self.lock().0.keys().cloned().collect())
+        let state = self.lock();
+        Ok(state
+            .0
+            .keys()
+            .filter(|k| !is_mark_key(k))
+            .cloned()
+            .collect())
     }
 
     fn checkpoint(&self) -> Result<Checkpoint> {
@@ -202,6 +209,7 @@ impl RocksStore {
         let count = db
             .prefix_iterator([DATA])
             .take_while(|item| item.as_ref().is_ok_and(|(k, _)| k.first() == Some(&DATA)))
+            .filter(|item| item.as_ref().is_ok_and(|(k, _)| !is_mark_key(&k[1..])))
             .count();
         Ok(count)
     }
@@ -295,7 +303,9 @@ impl Store for RocksStore {
             if key.first() != Some(&DATA) {
                 break;
             }
-            keys.push(key[1..].to_vec());
+            if !is_mark_key(&key[1..]) {
+                keys.push(key[1..].to_vec());
+            }
         }
         Ok(keys)
     }

@@ -1,0 +1,324 @@
+//! Exact results across internal topics without transactions.
+//!
+//! An event that runs again after a crash sends its outputs again: a word count that
+//! splits posts and counts the words in another agent would count a replayed post's
+//! words twice. So every record an agent sends while processing an event carries its
+//! origin (the `faust-origin` header): the topic it was sent to, the topic and partition
+//! of the event that sent it (`via`), the source event its chain of agents began with
+//! (`root`: topic, partition, offset) and its index among the outputs of each stage on
+//! the way (`path`). One agent processes a partition's events in order, so the records
+//! one partition sends to one topic, from one root partition, reach each partition of
+//! that topic in the order of their marks (root offset, then path), replays aside. A
+//! table-writing agent keeps, per such stream, the highest mark it applied (a key of its
+//! table partition, written with the event's table writes, so it is in the changelog and
+//! recovered with them) and drops a record at or below it: a replay.
+//!
+//! What it needs: an event's outputs are the same, in the same order, when it runs
+//! again. What it leaves alone: agents with `concurrency` above 1 (their events finish
+//! out of order), `take()` batches (a batch's bounds depend on timing), requests of
+//! agent RPC, in-memory channels, and records from outside the app.
+
+use std::{
+    fmt::Write as _,
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Arc,
+    },
+};
+
+/// The header naming a record's origin.
+pub(crate) const HEADER: &str = "faust-origin";
+
+/// Table keys under this prefix hold marks (not JSON, so no user key collides with one);
+/// stores leave them out of their keys.
+pub(crate) const KEY_PREFIX: &[u8] = b"\0faust-origin ";
+
+/// Whether a table key is a mark's, not the user's.
+pub(crate) fn is_mark_key(key: &[u8]) -> bool {
+    key.first() == Some(&0)
+}
+
+/// A record's place in the stream of records one partition sent from one root
+/// partition: later records have higher marks.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Mark {
+    offset: i64,
+    path: Vec<u32>,
+}
+
+impl Mark {
+    /// `offset path` (the path's indices joined by dots), as stored.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut text = self.offset.to_string();
+        text.push(' ');
+        push_path(&mut text, &self.path);
+        text.into_bytes()
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Mark> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let (offset, path) = text.split_once(' ')?;
+        Some(Mark {
+            offset: offset.parse().ok()?,
+            path: parse_path(path)?,
+        })
+    }
+}
+
+fn push_path(text: &mut String, path: &[u32]) {
+    for (i, index) in path.iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        let _ = write!(text, "{index}");
+    }
+}
+
+fn parse_path(text: &str) -> Option<Vec<u32>> {
+    text.split('.').map(|i| i.parse().ok()).collect()
+}
+
+/// A record's origin, from its header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Origin {
+    to: String,
+    via_topic: String,
+    via_partition: i32,
+    root_topic: String,
+    root_partition: i32,
+    mark: Mark,
+}
+
+impl Origin {
+    /// `to via_topic via_partition root_topic root_partition root_offset path`: topic
+    /// names hold no spaces.
+    fn parse(bytes: &[u8]) -> Option<Origin> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let mut fields = text.split(' ');
+        let mut next = || fields.next();
+        let origin = Origin {
+            to: next()?.to_owned(),
+            via_topic: next()?.to_owned(),
+            via_partition: next()?.parse().ok()?,
+            root_topic: next()?.to_owned(),
+            root_partition: next()?.parse().ok()?,
+            mark: Mark {
+                offset: next()?.parse().ok()?,
+                path: parse_path(next()?)?,
+            },
+        };
+        next().is_none().then_some(origin)
+    }
+}
+
+/// The lineage of an event being processed by an agent: under which key and mark its
+/// effects are applied, and the origin of what it sends.
+#[derive(Debug)]
+pub(crate) struct Lineage {
+    /// The table key of its stream and its mark, when it came with an origin.
+    applied: Option<(Vec<u8>, Mark)>,
+    via_topic: Arc<str>,
+    via_partition: i32,
+    root_topic: String,
+    root_partition: i32,
+    root_offset: i64,
+    path: Vec<u32>,
+    /// How many records it has sent so far: the index of the next.
+    sent: AtomicU32,
+}
+
+impl PartialEq for Lineage {
+    fn eq(&self, other: &Lineage) -> bool {
+        (
+            self.applied.as_ref(),
+            &self.via_topic,
+            self.via_partition,
+            self.root_offset,
+        ) == (
+            other.applied.as_ref(),
+            &other.via_topic,
+            other.via_partition,
+            other.root_offset,
+        ) && (&self.root_topic, self.root_partition, &self.path)
+            == (&other.root_topic, other.root_partition, &other.path)
+    }
+}
+
+impl Eq for Lineage {}
+
+impl Lineage {
+    /// The lineage of the event at `topic`[`partition`]@`offset` whose origin header
+    /// says `origin`, as processed by `agent`. An origin sent to another topic (a record
+    /// copied on by another app, headers and all) is not this record's: the event
+    /// begins a chain, as one without an origin does.
+    pub(crate) fn of(
+        agent: &str,
+        topic: &Arc<str>,
+        partition: i32,
+        offset: i64,
+        origin: Option<&[u8]>,
+    ) -> Lineage {
+        let origin = origin.and_then(Origin::parse).filter(|o| o.to == **topic);
+        match origin {
+            Some(origin) => {
+                let key = format!(
+                    "{agent} {topic} {} {} {} {}",
+                    origin.via_topic,
+                    origin.via_partition,
+                    origin.root_topic,
+                    origin.root_partition
+                );
+                let key = [KEY_PREFIX, key.as_bytes()].concat();
+                Lineage {
+                    applied: Some((key, origin.mark.clone())),
+                    via_topic: topic.clone(),
+                    via_partition: partition,
+                    root_topic: origin.root_topic,
+                    root_partition: origin.root_partition,
+                    root_offset: origin.mark.offset,
+                    path: origin.mark.path,
+                    sent: AtomicU32::new(0),
+                }
+            }
+            None => Lineage {
+                applied: None,
+                via_topic: topic.clone(),
+                via_partition: partition,
+                root_topic: topic.to_string(),
+                root_partition: partition,
+                root_offset: offset,
+                path: Vec::new(),
+                sent: AtomicU32::new(0),
+            },
+        }
+    }
+
+    /// The table key and mark this event's effects are applied under, if it has an
+    /// origin.
+    pub(crate) fn applied(&self) -> Option<(&[u8], &Mark)> {
+        self.applied
+            .as_ref()
+            .map(|(key, mark)| (key.as_slice(), mark))
+    }
+
+    /// Whether a record with this origin `header` value was sent by this event.
+    pub(crate) fn sent(&self, header: &[u8]) -> bool {
+        Origin::parse(header).is_some_and(|o| {
+            *o.via_topic == *self.via_topic
+                && o.via_partition == self.via_partition
+                && o.root_topic == self.root_topic
+                && o.root_partition == self.root_partition
+                && o.mark.offset == self.root_offset
+                && o.mark.path.len() == self.path.len() + 1
+                && o.mark.path.starts_with(&self.path)
+        })
+    }
+
+    /// The origin (header value) of the next record this event sends, to `to`.
+    pub(crate) fn next_origin(&self, to: &str) -> Vec<u8> {
+        let index = self.sent.fetch_add(1, Ordering::Relaxed);
+        let mut text = format!(
+            "{to} {} {} {} {} {} ",
+            self.via_topic,
+            self.via_partition,
+            self.root_topic,
+            self.root_partition,
+            self.root_offset
+        );
+        push_path(&mut text, &self.path);
+        if !self.path.is_empty() {
+            text.push('.');
+        }
+        let _ = write!(text, "{index}");
+        text.into_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lineage(topic: &str, partition: i32, offset: i64, origin: Option<&[u8]>) -> Lineage {
+        Lineage::of("count", &Arc::from(topic), partition, offset, origin)
+    }
+
+    #[test]
+    fn outputs_carry_marks_in_the_order_they_are_sent_and_through_each_stage() {
+        let posts = lineage("posts", 2, 40, None);
+        assert!(posts.applied().is_none(), "a source event begins a chain");
+        let first = posts.next_origin("words");
+        let second = posts.next_origin("words");
+        assert_eq!(first, b"words posts 2 posts 2 40 0");
+        assert_eq!(second, b"words posts 2 posts 2 40 1");
+
+        // The second word, read from words[1]@7, goes on to a third stage.
+        let word = lineage("words", 1, 7, Some(&second));
+        let (key, mark) = word.applied().unwrap();
+        assert_eq!(
+            key,
+            b"\0faust-origin count words posts 2 posts 2".as_slice()
+        );
+        assert_eq!(
+            mark,
+            &Mark {
+                offset: 40,
+                path: vec![1]
+            }
+        );
+        assert!(posts.sent(&second));
+        assert!(!word.sent(&second));
+        let on = word.next_origin("initials");
+        assert!(word.sent(&on));
+        assert_eq!(on, b"initials words 1 posts 2 40 1.0");
+        let last = lineage("initials", 0, 3, Some(&on));
+        assert_eq!(
+            last.applied().unwrap().1,
+            &Mark {
+                offset: 40,
+                path: vec![1, 0]
+            }
+        );
+
+        // Marks order by offset, then path.
+        let mark = |offset, path: &[u32]| Mark {
+            offset,
+            path: path.to_vec(),
+        };
+        assert!(mark(40, &[1]) < mark(40, &[2]));
+        assert!(mark(40, &[9, 9]) < mark(41, &[0]));
+        assert!(mark(40, &[1, 0]) < mark(40, &[1, 1]));
+        assert_eq!(
+            Mark::decode(&mark(40, &[1, 0]).encode()),
+            Some(mark(40, &[1, 0]))
+        );
+    }
+
+    #[test]
+    fn an_origin_sent_elsewhere_or_unreadable_begins_a_chain() {
+        let copied = lineage("other", 0, 5, Some(b"words posts 2 posts 2 40 0"));
+        assert!(copied.applied().is_none());
+        for bad in [
+            b"words posts 2 posts 2 40".as_slice(),
+            b"words posts x posts 2 40 0",
+            b"words posts 2 posts 2 40 0 extra",
+            b"words posts 2 posts 2 40 0..1",
+            b"\xff",
+        ] {
+            assert!(
+                lineage("words", 0, 5, Some(bad)).applied().is_none(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(crate::property_test_config())]
+
+        /// Headers come from anyone: any bytes give a lineage, never a panic.
+        #[test]
+        fn any_origin_header_parses_without_panic(value in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let _ = lineage("words", 0, 1, Some(&value));
+            let _ = Mark::decode(&value);
+        }
+    }
+}
