@@ -343,6 +343,9 @@ pub(crate) fn recover(
         seconds = format!("{:.3}", started.elapsed().as_secs_f64()),
         "table partition recovered"
     );
+    // Closing a librdkafka client takes about 100 ms (its threads wind down): more than
+    // a small partition's whole recovery. The next partition need not wait for it.
+    std::thread::spawn(move || drop(consumer));
     Ok(true)
 }
 
