@@ -109,4 +109,17 @@ mod tests {
         assert_eq!(ctx.sent("word-count-count_words").len(), 10, "sent twice");
         Ok(())
     }
+
+    /// With `--origin-headers false` nothing tells a repeat: at-least-once.
+    #[tokio::test]
+    async fn without_origin_headers_a_post_split_again_is_counted_twice() -> faust::Result<()> {
+        let app = faust::App::builder("word-count").origin_headers(false);
+        let mut ctx = TestContext::with_app(app).await?;
+        ctx.send("posts", None::<&str>, "the fox").await?;
+        ctx.replay_last("posts").await?;
+        assert_eq!(WORD_COUNTS.get(&"fox".to_owned())?, 2);
+        let sent = ctx.sent("word-count-count_words");
+        assert!(sent.iter().all(|r| r.headers.is_empty()), "{sent:?}");
+        Ok(())
+    }
 }

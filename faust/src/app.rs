@@ -450,6 +450,14 @@ impl AppBuilder {
         self
     }
 
+    /// Whether agents stamp what they send with its origin and skip records they
+    /// applied already (default true; README, "Processing guarantees"). Off, a table fed
+    /// through an internal topic is at-least-once after a crash.
+    pub fn origin_headers(mut self, on: bool) -> Self {
+        self.config.origin_headers = on;
+        self
+    }
+
     /// Copy messages agents cannot decode to this topic before skipping them.
     pub fn dead_letter_topic(mut self, topic: &str) -> Self {
         self.config.dead_letter_topic = Some(topic.to_owned());

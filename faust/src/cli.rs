@@ -181,6 +181,9 @@ struct Settings {
     /// Warn when a partition with messages waiting has not committed progress for this long [default: 60s]
     #[arg(long, global = true, env = "FAUST_STALL_TIMEOUT", value_parser = parse_duration)]
     stall_timeout: Option<Duration>,
+    /// Stamp what agents send with its origin (header faust-origin) and skip records already applied: exact counts across internal topics [default: true]
+    #[arg(long, global = true, env = "FAUST_ORIGIN_HEADERS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    origin_headers: Option<bool>,
     /// How long a rebalance waits for the events of revoked partitions that agents already started [default: 30s]
     #[arg(long, global = true, env = "FAUST_DRAIN_TIMEOUT", value_parser = parse_duration)]
     drain_timeout: Option<Duration>,
@@ -277,6 +280,9 @@ impl Settings {
         }
         if let Some(timeout) = self.stall_timeout {
             config.stall_timeout = timeout;
+        }
+        if let Some(on) = self.origin_headers {
+            config.origin_headers = on;
         }
         if let Some(timeout) = self.drain_timeout {
             config.drain_timeout = timeout;

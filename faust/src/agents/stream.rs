@@ -387,11 +387,12 @@ impl<T> Stream<T> {
         }
     }
 
-    /// The lineage of `message` for this agent (see `origin`): none for agents whose
-    /// actors share a partition (their events finish out of order), for requests (an ask
-    /// replayed must be answered again) and for channels.
+    /// The lineage of `message` for this agent (see `origin`): none when origins are off,
+    /// for agents whose actors share a partition (their events finish out of order), for
+    /// requests (an ask replayed must be answered again) and for channels.
     fn lineage(&self, message: &Message, request: bool) -> Option<Arc<Lineage>> {
-        let kept = self.agent.concurrency <= 1
+        let kept = self.worker.config.origin_headers
+            && self.agent.concurrency <= 1
             && !request
             && message.partition != event::CHANNEL_PARTITION;
         kept.then(|| {

@@ -167,6 +167,9 @@ pub struct Config {
     /// A partition with messages waiting whose committed offset has not moved for this
     /// long is reported (log and `faust_partition_stalled`).
     pub stall_timeout: Duration,
+    /// Whether agents stamp what they send with its origin (`faust-origin`) and skip
+    /// records they applied already: exact counts across internal topics (see `origin`).
+    pub origin_headers: bool,
     /// Messages an agent cannot decode are copied here (with the error in a header)
     /// before they are skipped.
     pub dead_letter_topic: Option<String>,
@@ -227,6 +230,7 @@ impl Config {
             max_buffered_per_partition: 10_000,
             drain_timeout: Duration::from_secs(30),
             stall_timeout: Duration::from_secs(60),
+            origin_headers: true,
             dead_letter_topic: None,
             session_timeout: Duration::from_secs(10),
             broker_max_poll_interval: Duration::from_secs(300),
