@@ -133,13 +133,30 @@ fn posts_in(topic: &str) -> Vec<String> {
         .collect()
 }
 
-/// Counts that differ from the expected ones, as `key: counted (expected)`.
-fn wrong(counted: &BTreeMap<String, u64>, expected: &BTreeMap<String, u64>) -> Vec<String> {
+/// The table in `changelog` against the `expected` counts: a line for the log, or the
+/// counts that differ, as `key: counted (expected)`.
+fn verdict(
+    run: &str,
+    what: &str,
+    changelog: &str,
+    expected: &BTreeMap<String, u64>,
+    started: Instant,
+) -> Result<String, Vec<String>> {
+    let counted = table(changelog);
     let keys: std::collections::BTreeSet<&String> = counted.keys().chain(expected.keys()).collect();
-    keys.into_iter()
+    let wrong: Vec<String> = keys
+        .into_iter()
         .filter(|k| counted.get(*k) != expected.get(*k))
         .map(|k| format!("{k}: {:?} ({:?})", counted.get(k), expected.get(k)))
-        .collect()
+        .collect();
+    if !wrong.is_empty() {
+        return Err(wrong);
+    }
+    Ok(format!(
+        "{run}: {KILLS} kills, {} {what} counted exactly in {:?}",
+        expected.values().sum::<u64>(),
+        started.elapsed()
+    ))
 }
 
 /// The word count example under `KILLS` kills: its wrong counts, or a line for the log.
@@ -179,16 +196,8 @@ fn word_count(worker_env: &[(&str, &str)]) -> Result<String, Vec<String>> {
             *expected.entry(word.to_lowercase()).or_insert(0) += 1;
         }
     }
-    let counted = table(&format!("{app}-word_counts-changelog"));
-    let wrong = wrong(&counted, &expected);
-    if !wrong.is_empty() {
-        return Err(wrong);
-    }
-    Ok(format!(
-        "word count: {KILLS} kills, {} words counted exactly in {:?}",
-        expected.values().sum::<u64>(),
-        started.elapsed()
-    ))
+    let changelog = format!("{app}-word_counts-changelog");
+    verdict("word count", "words", &changelog, &expected, started)
 }
 
 /// The three-stage pipeline of the test app under `KILLS` kills.
@@ -218,16 +227,8 @@ fn three_stages(worker_env: &[(&str, &str)]) -> Result<String, Vec<String>> {
             *expected.entry(word[..1].to_owned()).or_insert(0) += 1;
         }
     }
-    let counted = table(&format!("{app}-initials-changelog"));
-    let wrong = wrong(&counted, &expected);
-    if !wrong.is_empty() {
-        return Err(wrong);
-    }
-    Ok(format!(
-        "three stages: {KILLS} kills, {} initials counted exactly in {:?}",
-        expected.values().sum::<u64>(),
-        started.elapsed()
-    ))
+    let changelog = format!("{app}-initials-changelog");
+    verdict("three stages", "initials", &changelog, &expected, started)
 }
 
 /// Both at once, on a nisshi of their own: tansu 0.6.0 answers a fetch from inside a

@@ -111,36 +111,37 @@ impl Origin {
     }
 }
 
-/// The lineage of an event being processed by an agent: under which key and mark its
-/// effects are applied, and the origin of what it sends.
+/// The lineage of an event being processed by an agent: its place in its chain (the
+/// root it began with and its mark), under which table key its effects are applied, and
+/// the origin of what it sends.
 #[derive(Debug)]
 pub(crate) struct Lineage {
-    /// The table key of its stream and its mark, when it came with an origin.
-    applied: Option<(Vec<u8>, Mark)>,
+    /// The table key of its stream, when it came with an origin (a root event has none).
+    key: Option<Vec<u8>>,
     via_topic: Arc<str>,
     via_partition: i32,
     root_topic: String,
     root_partition: i32,
-    root_offset: i64,
-    path: Vec<u32>,
+    /// The root offset and the path to this event (empty for the root itself).
+    mark: Mark,
     /// How many records it has sent so far: the index of the next.
     sent: AtomicU32,
 }
 
 impl PartialEq for Lineage {
+    /// Equal in everything but how many records each has sent.
     fn eq(&self, other: &Lineage) -> bool {
-        (
-            self.applied.as_ref(),
-            &self.via_topic,
-            self.via_partition,
-            self.root_offset,
-        ) == (
-            other.applied.as_ref(),
-            &other.via_topic,
-            other.via_partition,
-            other.root_offset,
-        ) && (&self.root_topic, self.root_partition, &self.path)
-            == (&other.root_topic, other.root_partition, &other.path)
+        let place = |l: &Lineage| {
+            (
+                l.key.clone(),
+                l.via_topic.clone(),
+                l.via_partition,
+                l.root_topic.clone(),
+                l.root_partition,
+                l.mark.clone(),
+            )
+        };
+        place(self) == place(other)
     }
 }
 
@@ -168,26 +169,26 @@ impl Lineage {
                     origin.root_topic,
                     origin.root_partition
                 );
-                let key = [KEY_PREFIX, key.as_bytes()].concat();
                 Lineage {
-                    applied: Some((key, origin.mark.clone())),
+                    key: Some([KEY_PREFIX, key.as_bytes()].concat()),
                     via_topic: topic.clone(),
                     via_partition: partition,
                     root_topic: origin.root_topic,
                     root_partition: origin.root_partition,
-                    root_offset: origin.mark.offset,
-                    path: origin.mark.path,
+                    mark: origin.mark,
                     sent: AtomicU32::new(0),
                 }
             }
             None => Lineage {
-                applied: None,
+                key: None,
                 via_topic: topic.clone(),
                 via_partition: partition,
                 root_topic: topic.to_string(),
                 root_partition: partition,
-                root_offset: offset,
-                path: Vec::new(),
+                mark: Mark {
+                    offset,
+                    path: Vec::new(),
+                },
                 sent: AtomicU32::new(0),
             },
         }
@@ -196,9 +197,7 @@ impl Lineage {
     /// The table key and mark this event's effects are applied under, if it has an
     /// origin.
     pub(crate) fn applied(&self) -> Option<(&[u8], &Mark)> {
-        self.applied
-            .as_ref()
-            .map(|(key, mark)| (key.as_slice(), mark))
+        Some((self.key.as_deref()?, &self.mark))
     }
 
     /// Whether a record with this origin `header` value was sent by this event.
@@ -208,9 +207,9 @@ impl Lineage {
                 && o.via_partition == self.via_partition
                 && o.root_topic == self.root_topic
                 && o.root_partition == self.root_partition
-                && o.mark.offset == self.root_offset
-                && o.mark.path.len() == self.path.len() + 1
-                && o.mark.path.starts_with(&self.path)
+                && o.mark.offset == self.mark.offset
+                && o.mark.path.len() == self.mark.path.len() + 1
+                && o.mark.path.starts_with(&self.mark.path)
         })
     }
 
@@ -223,10 +222,10 @@ impl Lineage {
             self.via_partition,
             self.root_topic,
             self.root_partition,
-            self.root_offset
+            self.mark.offset
         );
-        push_path(&mut text, &self.path);
-        if !self.path.is_empty() {
+        push_path(&mut text, &self.mark.path);
+        if !self.mark.path.is_empty() {
             text.push('.');
         }
         let _ = write!(text, "{index}");

@@ -338,7 +338,9 @@ impl TestContext {
             shown.join("; ")
         };
         Err(Error::msg(format!(
-            "replaying {topic}[{}]@{} sent [{}], where the first run sent [{}]: an agent whose              outputs differ when an event runs again can count records twice or lose them              downstream after a crash",
+            "replaying {topic}[{}]@{} sent [{}], where the first run sent [{}]: an agent whose \
+             outputs differ when an event runs again can count records twice or lose them \
+             downstream after a crash",
             record.partition,
             record.offset,
             show(&after),

@@ -313,7 +313,7 @@ impl<T> Stream<T> {
                     continue;
                 }
             }
-            let relay = self.relay.as_mut().filter(|r| r.topic != message.topic);
+            let relay = self.relay.as_mut().filter(|_| relaying);
             let parsed = match relay {
                 Some(relay) => match relay
                     .key
