@@ -211,11 +211,18 @@ pub(crate) fn stamp(to: &str) -> Option<Header> {
     CURRENT
         .try_with(|slot| {
             let slot = slot.lock().unwrap_or_else(|e| e.into_inner());
-            let lineage = slot.as_ref()?.lineage.as_ref()?;
-            Some(Header::new(origin::HEADER, &lineage.next_origin(to)))
+            Some(origin_header(slot.as_ref()?.lineage.as_ref()?, to))
         })
         .ok()
         .flatten()
+}
+
+/// The origin header of the next record `lineage`'s event sends to `to`.
+pub(crate) fn origin_header(lineage: &origin::Lineage, to: &str) -> Header {
+    Header {
+        key: origin::HEADER.to_owned(),
+        value: Some(lineage.next_origin(to)),
+    }
 }
 
 /// The value of a record's origin header (the last, if several), if any.

@@ -20,9 +20,10 @@
 
 use std::{
     fmt::Write as _,
+    io::Write as _,
     sync::{
         atomic::{AtomicU32, Ordering},
-        Arc,
+        Arc, OnceLock,
     },
 };
 
@@ -40,17 +41,32 @@ pub(crate) fn is_mark_key(key: &[u8]) -> bool {
 
 /// A record's place in the stream of records one partition sent from one root
 /// partition: later records have higher marks.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Mark {
     offset: i64,
     path: Vec<u32>,
 }
 
+impl Clone for Mark {
+    fn clone(&self) -> Mark {
+        Mark {
+            offset: self.offset,
+            path: self.path.clone(),
+        }
+    }
+
+    /// Reuses the path's buffer: a stream's applied mark is overwritten per event.
+    fn clone_from(&mut self, source: &Mark) {
+        self.offset = source.offset;
+        self.path.clone_from(&source.path);
+    }
+}
+
 impl Mark {
     /// `offset path` (the path's indices joined by dots), as stored.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut text = self.offset.to_string();
-        text.push(' ');
+        let mut text = String::with_capacity(24);
+        let _ = write!(text, "{} ", self.offset);
         push_path(&mut text, &self.path);
         text.into_bytes()
     }
@@ -78,36 +94,45 @@ fn parse_path(text: &str) -> Option<Vec<u32>> {
     text.split('.').map(|i| i.parse().ok()).collect()
 }
 
-/// A record's origin, from its header.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Origin {
-    to: String,
-    via_topic: String,
-    via_partition: i32,
-    root_topic: String,
+/// A record's origin, read from its header without copying.
+#[derive(Debug)]
+struct Origin<'a> {
+    to: &'a str,
+    /// `via_topic via_partition root_topic root_partition`: the stream the record is in.
+    stream: &'a str,
+    root_topic: &'a str,
     root_partition: i32,
     mark: Mark,
 }
 
-impl Origin {
+impl Origin<'_> {
     /// `to via_topic via_partition root_topic root_partition root_offset path`: topic
     /// names hold no spaces.
-    fn parse(bytes: &[u8]) -> Option<Origin> {
+    fn parse(bytes: &[u8]) -> Option<Origin<'_>> {
         let text = std::str::from_utf8(bytes).ok()?;
-        let mut fields = text.split(' ');
+        let (to, rest) = text.split_once(' ')?;
+        let mut fields = rest.splitn(6, ' ');
         let mut next = || fields.next();
-        let origin = Origin {
-            to: next()?.to_owned(),
-            via_topic: next()?.to_owned(),
-            via_partition: next()?.parse().ok()?,
-            root_topic: next()?.to_owned(),
-            root_partition: next()?.parse().ok()?,
+        let (via_topic, via_partition) = (next()?, next()?);
+        let (root_topic, root_partition) = (next()?, next()?);
+        let (offset, path) = (next()?, next()?);
+        via_partition.parse::<i32>().ok()?;
+        let stream_len = [via_topic, via_partition, root_topic, root_partition]
+            .iter()
+            .map(|field| field.len() + 1)
+            .sum::<usize>()
+            - 1;
+        Some(Origin {
+            to,
+            stream: &rest[..stream_len],
+            root_topic,
+            root_partition: root_partition.parse().ok()?,
             mark: Mark {
-                offset: next()?.parse().ok()?,
-                path: parse_path(next()?)?,
+                offset: offset.parse().ok()?,
+                // A sixth space would be in the path, which then does not parse.
+                path: parse_path(path)?,
             },
-        };
-        next().is_none().then_some(origin)
+        })
     }
 }
 
@@ -117,19 +142,23 @@ impl Origin {
 #[derive(Debug)]
 pub(crate) struct Lineage {
     /// The table key of its stream, when it came with an origin (a root event has none).
-    key: Option<Vec<u8>>,
+    key: Option<Box<[u8]>>,
     via_topic: Arc<str>,
     via_partition: i32,
-    root_topic: String,
+    /// The root's topic: the event's own (`Arc`, no copy) for a root event.
+    root_topic: Arc<str>,
     root_partition: i32,
     /// The root offset and the path to this event (empty for the root itself).
     mark: Mark,
     /// How many records it has sent so far: the index of the next.
     sent: AtomicU32,
+    /// What the origin of every record it sends shares after its `to`, built at the
+    /// first send (most events that are applied send nothing).
+    origin_tail: OnceLock<Box<[u8]>>,
 }
 
 impl PartialEq for Lineage {
-    /// Equal in everything but how many records each has sent.
+    /// Equal in everything but what each has sent.
     fn eq(&self, other: &Lineage) -> bool {
         let place = |l: &Lineage| {
             (
@@ -159,38 +188,47 @@ impl Lineage {
         offset: i64,
         origin: Option<&[u8]>,
     ) -> Lineage {
-        let origin = origin.and_then(Origin::parse).filter(|o| o.to == **topic);
-        match origin {
+        let origin = origin.and_then(Origin::parse).filter(|o| o.to == &**topic);
+        let (key, root_topic, root_partition, mark) = match origin {
             Some(origin) => {
-                let key = format!(
-                    "{agent} {topic} {} {} {} {}",
-                    origin.via_topic,
-                    origin.via_partition,
-                    origin.root_topic,
-                    origin.root_partition
+                // `\0faust-origin {agent} {topic} {stream}`
+                let mut key = Vec::with_capacity(
+                    KEY_PREFIX.len() + agent.len() + topic.len() + origin.stream.len() + 2,
                 );
-                Lineage {
-                    key: Some([KEY_PREFIX, key.as_bytes()].concat()),
-                    via_topic: topic.clone(),
-                    via_partition: partition,
-                    root_topic: origin.root_topic,
-                    root_partition: origin.root_partition,
-                    mark: origin.mark,
-                    sent: AtomicU32::new(0),
+                key.extend_from_slice(KEY_PREFIX);
+                for part in [agent, " ", topic, " ", origin.stream] {
+                    key.extend_from_slice(part.as_bytes());
                 }
+                let root_topic = match origin.root_topic == &**topic {
+                    true => topic.clone(),
+                    false => Arc::from(origin.root_topic),
+                };
+                (
+                    Some(key.into_boxed_slice()),
+                    root_topic,
+                    origin.root_partition,
+                    origin.mark,
+                )
             }
-            None => Lineage {
-                key: None,
-                via_topic: topic.clone(),
-                via_partition: partition,
-                root_topic: topic.to_string(),
-                root_partition: partition,
-                mark: Mark {
+            None => (
+                None,
+                topic.clone(),
+                partition,
+                Mark {
                     offset,
                     path: Vec::new(),
                 },
-                sent: AtomicU32::new(0),
-            },
+            ),
+        };
+        Lineage {
+            key,
+            via_topic: topic.clone(),
+            via_partition: partition,
+            root_topic,
+            root_partition,
+            mark,
+            sent: AtomicU32::new(0),
+            origin_tail: OnceLock::new(),
         }
     }
 
@@ -201,12 +239,14 @@ impl Lineage {
     }
 
     /// Whether a record with this origin `header` value was sent by this event.
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn sent(&self, header: &[u8]) -> bool {
         Origin::parse(header).is_some_and(|o| {
-            *o.via_topic == *self.via_topic
-                && o.via_partition == self.via_partition
-                && o.root_topic == self.root_topic
-                && o.root_partition == self.root_partition
+            let stream = format!(
+                "{} {} {} {}",
+                self.via_topic, self.via_partition, self.root_topic, self.root_partition
+            );
+            o.stream == stream
                 && o.mark.offset == self.mark.offset
                 && o.mark.path.len() == self.mark.path.len() + 1
                 && o.mark.path.starts_with(&self.mark.path)
@@ -216,20 +256,28 @@ impl Lineage {
     /// The origin (header value) of the next record this event sends, to `to`.
     pub(crate) fn next_origin(&self, to: &str) -> Vec<u8> {
         let index = self.sent.fetch_add(1, Ordering::Relaxed);
-        let mut text = format!(
-            "{to} {} {} {} {} {} ",
-            self.via_topic,
-            self.via_partition,
-            self.root_topic,
-            self.root_partition,
-            self.mark.offset
-        );
-        push_path(&mut text, &self.mark.path);
-        if !self.mark.path.is_empty() {
-            text.push('.');
-        }
-        let _ = write!(text, "{index}");
-        text.into_bytes()
+        let tail = self.origin_tail.get_or_init(|| {
+            // ` via_topic via_partition root_topic root_partition root_offset path` and
+            // the dot before the index, if the path is not empty.
+            let mut text = format!(
+                " {} {} {} {} {} ",
+                self.via_topic,
+                self.via_partition,
+                self.root_topic,
+                self.root_partition,
+                self.mark.offset
+            );
+            push_path(&mut text, &self.mark.path);
+            if !self.mark.path.is_empty() {
+                text.push('.');
+            }
+            text.into_bytes().into_boxed_slice()
+        });
+        let mut origin = Vec::with_capacity(to.len() + tail.len() + 10);
+        origin.extend_from_slice(to.as_bytes());
+        origin.extend_from_slice(tail);
+        let _ = write!(origin, "{index}");
+        origin
     }
 }
 

@@ -17,8 +17,8 @@ use super::{
 use crate::{
     codec::DecodeError,
     context::WorkerContext,
-    event::{self, Event, Header, Message, Slot},
-    origin::{self, Lineage},
+    event::{self, Event, Message, Slot},
+    origin::Lineage,
     request::{self, ReplyAddress},
     sensors::Sensors,
     transport::producer::Record,
@@ -439,7 +439,7 @@ impl<T> Stream<T> {
             return true;
         };
         let topic = relay.topic.clone();
-        let origin = lineage.map(|l| Header::new(origin::HEADER, &l.next_origin(&topic)));
+        let origin = lineage.map(|l| event::origin_header(&l, &topic));
         let headers = event::with_origin(&message.headers, origin);
         loop {
             let record = Record {

@@ -11,6 +11,8 @@
 
 use std::{collections::HashMap, sync::Arc};
 
+use super::store::Batch;
+
 struct Write {
     topic: Arc<str>,
     offset: i64,
@@ -46,6 +48,21 @@ impl WriteCache {
             offset,
             value,
         });
+    }
+
+    /// `key`'s newest value here (`Some(None)`: deleted), if it was written since the
+    /// last commit that took it.
+    pub(crate) fn latest(&self, key: &[u8]) -> Option<Option<&[u8]>> {
+        let last = self.keys.get(key)?.last()?;
+        Some(last.value.as_deref())
+    }
+
+    /// The keys written since the last commit that took them, with their newest value
+    /// (`None`: deleted).
+    pub(crate) fn latest_all(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
+        self.keys
+            .iter()
+            .filter_map(|(key, writes)| Some((key.as_slice(), writes.last()?.value.as_deref())))
     }
 
     /// Drops the cached writes of `key`, superseded by a write sent to the changelog now.
@@ -88,6 +105,27 @@ impl WriteCache {
             !writes.is_empty()
         });
         records
+    }
+}
+
+/// The store write of a commit's `records`: their values, and per topic the last
+/// event they include.
+pub(crate) fn store_batch(records: &[Record]) -> Batch {
+    let mut sources: HashMap<&str, i64> = HashMap::new();
+    for record in records {
+        let last = sources.entry(&record.topic).or_insert(record.offset);
+        *last = (*last).max(record.offset);
+    }
+    Batch {
+        writes: records
+            .iter()
+            .map(|r| (r.key.clone(), r.value.clone()))
+            .collect(),
+        changelog_offset: None,
+        sources: sources
+            .into_iter()
+            .map(|(topic, offset)| (topic.to_owned(), offset))
+            .collect(),
     }
 }
 
@@ -138,6 +176,11 @@ mod tests {
         for (offset, n) in [(10, 1), (11, 2), (12, 3), (13, 4)] {
             cache.record(b"k".to_vec(), words.clone(), offset, value(n));
         }
+        cache.record(b"gone".to_vec(), words.clone(), 13, None);
+        // Reads see the newest write, a deletion too, before any commit.
+        assert_eq!(cache.latest(b"k"), Some(Some([4].as_slice())));
+        assert_eq!(cache.latest(b"gone"), Some(None));
+        assert_eq!(cache.latest(b"other"), None);
         // Events up to 12 are being committed; 13 is still in flight.
         let points = commit_limits(&[&cache], HashMap::from([(words.clone(), 13)]));
         assert_eq!(points[&words], 13);
@@ -151,8 +194,18 @@ mod tests {
                 offset: 12
             }]
         );
-        let records = cache.drain(|_, _| true);
-        assert_eq!(records[0].value, value(4));
+        // The store takes the committed value, and the event it includes.
+        let batch = store_batch(&records);
+        assert_eq!(batch.writes, vec![(b"k".to_vec(), value(3))]);
+        assert_eq!(batch.sources, vec![("words".to_owned(), 12)]);
+        // The write of the event in flight stays readable until a commit takes it.
+        assert_eq!(cache.latest(b"k"), Some(Some([4].as_slice())));
+        let mut records = cache.drain(|_, _| true);
+        records.sort_by(|a, b| a.key.cmp(&b.key));
+        assert_eq!(records[0].value, None);
+        assert_eq!(records[1].value, value(4));
+        assert_eq!(cache.latest(b"k"), None);
+        assert_eq!(cache.latest_all().count(), 0);
         assert_eq!(cache.drain(|_, _| true), vec![]);
     }
 

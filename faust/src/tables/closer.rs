@@ -62,7 +62,7 @@ pub(crate) async fn close_due(table: &TableState, stop: &tokio::sync::watch::Rec
         let (closed, time) = windows::final_values(
             table.descriptor.name,
             &held.windows,
-            &*held.store,
+            &|key| held.get(key),
             spec,
             caught_up,
             table.clock.now_ms(),

@@ -130,7 +130,7 @@ fn follow(consumer: &BaseConsumer, table: &TableState, stop: &AtomicBool, health
         let batch = Batch {
             writes,
             changelog_offset: Some(message.offset() + 1),
-            source: None,
+            sources: Vec::new(),
         };
         match held.store.write(batch) {
             Ok(()) if !later_own_write => table.changelog_event(key, message.payload()),

@@ -281,11 +281,14 @@ impl TableManager {
                     // goes before or after these records, never between the cache's
                     // drain and their sending: the changelog must end on the newest value.
                     let _writing = partition.writing();
-                    let records = partition
-                        .cache
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .drain(committing);
+                    let mut cache = partition.cache.lock().unwrap_or_else(|e| e.into_inner());
+                    let records = cache.drain(committing);
+                    // The store takes them before the cache lets go (reads look in the
+                    // cache first), with the events they include, in one write.
+                    if !records.is_empty() {
+                        partition.store.write(cache::store_batch(&records))?;
+                    }
+                    drop(cache);
                     for record in records {
                         let headers = source_headers(&record.topic, p, record.offset);
                         table.send(partition, &record.key, record.value.as_deref(), &headers)?;
@@ -392,13 +395,13 @@ impl TableManager {
         table.sensors.each(|s| s.table_get(table.descriptor.name));
         if let Some(spec) = &table.descriptor.window {
             return Ok(
-                match windows::windows_json(&held.windows, &*held.store, spec, &key)? {
+                match windows::windows_json(&held.windows, &|k| held.get(k), spec, &key)? {
                     Some(windows) => Lookup::Found(windows),
                     None => Lookup::Missing,
                 },
             );
         }
-        Ok(match held.store.get(&key)? {
+        Ok(match held.get(&key)? {
             Some(value) => Lookup::Found(value),
             None => Lookup::Missing,
         })
@@ -411,7 +414,7 @@ impl TableManager {
             .iter()
             .filter(|t| !t.descriptor.global)
             .filter_map(|t| t.held().get(&partition).cloned())
-            .any(|held| held.applied(key).is_some_and(|applied| applied >= *mark))
+            .any(|held| held.applied(key, mark))
     }
 
     /// The partition of `key` (a table key: JSON) in `table`, and whether this worker

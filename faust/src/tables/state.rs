@@ -76,7 +76,7 @@ pub(crate) struct TablePartition {
     /// A windowed table's live windows and stream time.
     pub(crate) windows: Mutex<WindowIndex>,
     /// The origin marks applied here (see `origin`), read from the store on first use.
-    marks: Mutex<HashMap<Vec<u8>, Option<Mark>>>,
+    marks: Mutex<HashMap<Box<[u8]>, Option<Mark>>>,
 }
 
 impl TablePartition {
@@ -98,37 +98,74 @@ impl TablePartition {
         }
     }
 
-    /// The highest mark applied under `key` (see `origin`); a store that cannot be read
-    /// answers none, so a record is applied again rather than dropped.
-    pub(crate) fn applied(&self, key: &[u8]) -> Option<Mark> {
-        let mut marks = self.marks.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(mark) = marks.get(key) {
-            return mark.clone();
-        }
-        match self.store.get(key) {
-            Ok(stored) => {
-                let mark = stored.as_deref().and_then(Mark::decode);
-                marks.insert(key.to_vec(), mark.clone());
-                mark
-            }
-            Err(e) => {
-                tracing::warn!(partition = self.partition, error = %e, "reading an origin mark");
-                None
-            }
+    /// The value of `key`: the newest write waiting for a commit, else the store's.
+    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        match cache.latest(key) {
+            Some(value) => Ok(value.map(<[u8]>::to_vec)),
+            // Read under the cache's lock: a commit moves writes from it to the store
+            // under that lock, so a read cannot fall between the two.
+            None => self.store.get(key),
         }
     }
 
-    /// The write of `event`'s origin mark, if it has one above the stored one; the
-    /// caller stores it with the event's table writes.
+    /// The partition's keys: the store's, with those written since the last commit,
+    /// without those deleted since (and without origin marks).
+    pub(crate) fn keys(&self) -> Result<Vec<Vec<u8>>> {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut keys: std::collections::BTreeSet<Vec<u8>> =
+            self.store.keys()?.into_iter().collect();
+        for (key, value) in cache.latest_all() {
+            match value {
+                Some(_) if !crate::origin::is_mark_key(key) => keys.insert(key.to_vec()),
+                Some(_) => false,
+                None => keys.remove(key),
+            };
+        }
+        Ok(keys.into_iter().collect())
+    }
+
+    /// Whether the mark applied under `key` (see `origin`) is at or past `mark`: the
+    /// record it stands for was applied already.
+    pub(crate) fn applied(&self, key: &[u8], mark: &Mark) -> bool {
+        let mut marks = self.marks.lock().unwrap_or_else(|e| e.into_inner());
+        self.stored_mark(&mut marks, key)
+            .is_some_and(|applied| *applied >= *mark)
+    }
+
+    /// The mark applied under `key`, read from the store into `marks` on first use; a
+    /// store that cannot be read answers none, so a record is applied again rather than
+    /// dropped.
+    fn stored_mark<'m>(
+        &self,
+        marks: &'m mut HashMap<Box<[u8]>, Option<Mark>>,
+        key: &[u8],
+    ) -> Option<&'m mut Mark> {
+        if !marks.contains_key(key) {
+            let stored = match self.store.get(key) {
+                Ok(stored) => stored.as_deref().and_then(Mark::decode),
+                Err(e) => {
+                    tracing::warn!(partition = self.partition, error = %e, "reading an origin mark");
+                    return None;
+                }
+            };
+            marks.insert(key.into(), stored);
+        }
+        marks.get_mut(key)?.as_mut()
+    }
+
+    /// The write of `event`'s origin mark, if it is above the applied one; the caller
+    /// stores it with the event's table writes.
     fn mark_write(&self, event: &event::Position) -> Option<(Vec<u8>, Vec<u8>)> {
         let (key, mark) = event.lineage.as_ref()?.applied()?;
-        if self.applied(key).is_some_and(|applied| applied >= *mark) {
-            return None;
+        let mut marks = self.marks.lock().unwrap_or_else(|e| e.into_inner());
+        match self.stored_mark(&mut marks, key) {
+            Some(applied) if *applied >= *mark => return None,
+            Some(applied) => applied.clone_from(mark),
+            None => {
+                marks.insert(key.into(), Some(mark.clone()));
+            }
         }
-        self.marks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.to_vec(), Some(mark.clone()));
         Some((key.to_vec(), mark.encode()))
     }
 }
@@ -241,7 +278,7 @@ impl TableState {
     /// Reads `key` in `partition` (windowed tables partition by a part of their keys).
     pub(crate) fn read_in(&self, partition: i32, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.sensors.each(|s| s.table_get(self.descriptor.name));
-        self.held_partition(partition)?.store.get(key)
+        self.held_partition(partition)?.get(key)
     }
 
     pub(crate) fn write(&self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<()> {
@@ -269,7 +306,7 @@ impl TableState {
         change: impl FnOnce(Option<Vec<u8>>) -> Result<(Option<Vec<u8>>, T)>,
     ) -> Result<T> {
         let _writing = held.writing();
-        let (value, result) = change(held.store.get(&key)?)?;
+        let (value, result) = change(held.get(&key)?)?;
         let name = self.descriptor.name;
         match value {
             Some(_) => self.sensors.each(|s| s.table_set(name)),
@@ -277,28 +314,16 @@ impl TableState {
         }
         let outcome = match source {
             // A write from an event waits in the cache for the commit (see `cache`).
+            // The store gets it with the commit that takes it (see `cache`).
             Some(event) if !self.descriptor.global => {
-                let mut writes = vec![(key, value)];
-                // The event's origin mark goes with its writes, to the store and the
-                // changelog (see `origin`).
-                if let Some((key, mark)) = held.mark_write(&event) {
-                    writes.push((key, Some(mark)));
-                }
+                // The event's origin mark goes with its writes (see `origin`).
+                let mark = held.mark_write(&event);
                 let mut cache = held.cache.lock().unwrap_or_else(|e| e.into_inner());
-                for (key, value) in &writes {
-                    cache.record(
-                        key.clone(),
-                        event.topic.clone(),
-                        event.offset,
-                        value.clone(),
-                    );
+                cache.record(key, event.topic.clone(), event.offset, value);
+                if let Some((key, mark)) = mark {
+                    cache.record(key, event.topic.clone(), event.offset, Some(mark));
                 }
-                drop(cache);
-                held.store.write(Batch {
-                    writes,
-                    changelog_offset: None,
-                    source: Some((event.topic.to_string(), event.offset)),
-                })
+                Ok(())
             }
             _ => self.write_through(held, key, value, source),
         };
@@ -351,7 +376,10 @@ impl TableState {
         held.store.write(Batch {
             writes: vec![(key, value)],
             changelog_offset: None,
-            source: source.map(|p| (p.topic.to_string(), p.offset)),
+            sources: source
+                .map(|p| (p.topic.to_string(), p.offset))
+                .into_iter()
+                .collect(),
         })
     }
 
@@ -381,7 +409,7 @@ impl TableState {
     pub(crate) fn local_keys(&self) -> Result<Vec<Vec<u8>>> {
         let mut keys = Vec::new();
         for partition in self.held_partitions() {
-            keys.extend(partition.store.keys()?);
+            keys.extend(partition.keys()?);
         }
         Ok(keys)
     }
@@ -390,8 +418,8 @@ impl TableState {
     pub(crate) fn local_items(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut items = Vec::new();
         for partition in self.held_partitions() {
-            for key in partition.store.keys()? {
-                if let Some(value) = partition.store.get(&key)? {
+            for key in partition.keys()? {
+                if let Some(value) = partition.get(&key)? {
                     items.push((key, value));
                 }
             }

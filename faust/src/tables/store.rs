@@ -18,8 +18,8 @@ pub(crate) struct Batch {
     pub(crate) writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     /// The next changelog offset to read, once these writes are applied.
     pub(crate) changelog_offset: Option<i64>,
-    /// The source event these writes came from: (topic, offset).
-    pub(crate) source: Option<(String, i64)>,
+    /// The source events these writes came from, the last per topic: (topic, offset).
+    pub(crate) sources: Vec<(String, i64)>,
 }
 
 /// What a store remembers besides its data.
@@ -139,7 +139,7 @@ impl Store for MemoryStore {
         if let Some(offset) = batch.changelog_offset {
             checkpoint.changelog_offset = Some(offset);
         }
-        if let Some((topic, offset)) = batch.source {
+        for (topic, offset) in batch.sources {
             let seen = checkpoint.sources.entry(topic).or_insert(offset);
             *seen = (*seen).max(offset);
         }
@@ -278,21 +278,19 @@ impl Store for RocksStore {
         }
         // Held across the write, so that two writers cannot store their offsets out of order.
         let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
-        let mut highest = None;
-        if let Some((topic, offset)) = batch.source {
+        let mut highest = Vec::new();
+        for (topic, offset) in batch.sources {
             if sources.get(&topic).is_none_or(|&seen| offset > seen) {
                 let mut key = SOURCE.to_vec();
                 key.extend_from_slice(topic.as_bytes());
                 write.put(key, offset.to_be_bytes());
-                highest = Some((topic, offset));
+                highest.push((topic, offset));
             }
         }
         self.db
             .write_opt(write, &no_wal())
             .map_err(|e| self.error("writing", e))?;
-        if let Some((topic, offset)) = highest {
-            sources.insert(topic, offset);
-        }
+        sources.extend(highest);
         Ok(())
     }
 
@@ -357,14 +355,14 @@ mod tests {
                     (b"\"b\"".to_vec(), Some(b"2".to_vec())),
                 ],
                 changelog_offset: Some(2),
-                source: Some(("words".into(), 41)),
+                sources: vec![("words".into(), 41)],
             })
             .unwrap();
         store
             .write(Batch {
                 writes: vec![(b"\"b\"".to_vec(), None)],
                 changelog_offset: Some(3),
-                source: Some(("words".into(), 42)),
+                sources: vec![("words".into(), 42)],
             })
             .unwrap();
         // Two agents read the topic: the other one finishes an earlier event last.
@@ -372,7 +370,7 @@ mod tests {
             .write(Batch {
                 writes: vec![(b"\"c\"".to_vec(), None)],
                 changelog_offset: None,
-                source: Some(("words".into(), 40)),
+                sources: vec![("words".into(), 40)],
             })
             .unwrap();
         assert_eq!(store.get(b"\"a\"").unwrap(), Some(b"1".to_vec()));
@@ -407,7 +405,7 @@ mod tests {
                 .write(Batch {
                     writes: vec![(b"k".to_vec(), Some(b"v".to_vec()))],
                     changelog_offset: Some(9),
-                    source: None,
+                    sources: Vec::new(),
                 })
                 .unwrap();
             let err = RocksStore::open(&dir).err().unwrap().to_string();

@@ -171,7 +171,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> WindowedT
         let key = encode(self.descriptor, "key", key)?;
         let (partition, _) = state.partition_of(&key, false)?;
         let held = state.held_partition(partition)?;
-        windows::live_windows(&held.windows, &*held.store, spec, &key)?
+        windows::live_windows(&held.windows, &|k| held.get(k), spec, &key)?
             .into_iter()
             .map(|(window, bytes)| Ok((window, self.decode(&bytes)?)))
             .collect()

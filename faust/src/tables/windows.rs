@@ -28,6 +28,10 @@ use crate::{
 /// every window at once.
 const MAX_AHEAD_MS: i64 = 3_600_000;
 
+/// Reads a value of the partition: its write cache, else its store
+/// (`TablePartition::get`).
+pub(crate) type Read<'a> = &'a dyn Fn(&[u8]) -> Result<Option<Vec<u8>>>;
+
 /// The store key under which a partition keeps its stream time, so that a late event
 /// cannot reopen a closed window after a restart or a rebalance. Not a window key (a
 /// JSON string, not `[key,[start,end]]`), so windows never collide with it.
@@ -229,12 +233,12 @@ pub(super) fn split_key(bytes: &[u8]) -> Option<(&[u8], i64)> {
 /// first, or `None` when it has none (web lookups).
 pub(crate) fn windows_json(
     index: &Mutex<WindowIndex>,
-    store: &dyn Store,
+    read: Read<'_>,
     spec: &WindowSpec,
     key: &[u8],
 ) -> Result<Option<Vec<u8>>> {
     let mut windows = Vec::new();
-    for (window, bytes) in live_windows(index, store, spec, key)? {
+    for (window, bytes) in live_windows(index, read, spec, key)? {
         let value: serde_json::Value = serde_json::from_slice(&bytes)?;
         windows
             .push(serde_json::json!({ "start": window.start, "end": window.end, "value": value }));
@@ -247,7 +251,7 @@ pub(crate) fn windows_json(
 /// `key`'s live windows in `held` with their stored values, oldest first.
 pub(super) fn live_windows(
     index: &Mutex<WindowIndex>,
-    store: &dyn Store,
+    read: Read<'_>,
     spec: &WindowSpec,
     key: &[u8],
 ) -> Result<Vec<(Window, Vec<u8>)>> {
@@ -262,7 +266,7 @@ pub(super) fn live_windows(
     };
     let mut windows = Vec::new();
     for start in starts {
-        if let Some(bytes) = store.get(&store_key(key, spec.window(start)))? {
+        if let Some(bytes) = read(&store_key(key, spec.window(start)))? {
             windows.push((spec.window(start), bytes));
         }
     }
@@ -277,7 +281,7 @@ pub(super) fn live_windows(
 pub(crate) fn final_values(
     table: &str,
     index: &Mutex<WindowIndex>,
-    store: &dyn Store,
+    read: Read<'_>,
     spec: &WindowSpec,
     caught_up: bool,
     now: i64,
@@ -291,7 +295,7 @@ pub(crate) fn final_values(
     let retried = due.into_iter().map(|r| (r.window, r.key, r.failures));
     let mut closed = Vec::new();
     for (window, key, failures) in closing.into_iter().map(|(w, k)| (w, k, 0)).chain(retried) {
-        match store.get(&key) {
+        match read(&key) {
             Ok(Some(value)) => closed.push(Closed {
                 window,
                 key,
