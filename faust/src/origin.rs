@@ -160,16 +160,16 @@ pub(crate) struct Lineage {
 impl PartialEq for Lineage {
     /// Equal in everything but what each has sent.
     fn eq(&self, other: &Lineage) -> bool {
-        let place = |l: &Lineage| {
+        fn place(l: &Lineage) -> (Option<&[u8]>, &str, i32, &str, i32, &Mark) {
             (
-                l.key.clone(),
-                l.via_topic.clone(),
+                l.key.as_deref(),
+                &l.via_topic,
                 l.via_partition,
-                l.root_topic.clone(),
+                &l.root_topic,
                 l.root_partition,
-                l.mark.clone(),
+                &l.mark,
             )
-        };
+        }
         place(self) == place(other)
     }
 }
@@ -199,9 +199,10 @@ impl Lineage {
                 for part in [agent, " ", topic, " ", origin.stream] {
                     key.extend_from_slice(part.as_bytes());
                 }
-                let root_topic = match origin.root_topic == &**topic {
-                    true => topic.clone(),
-                    false => Arc::from(origin.root_topic),
+                let root_topic = if origin.root_topic == &**topic {
+                    topic.clone()
+                } else {
+                    Arc::from(origin.root_topic)
                 };
                 (
                     Some(key.into_boxed_slice()),

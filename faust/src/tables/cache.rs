@@ -1,5 +1,6 @@
 //! Coalescing of table writes between commits, as Kafka Streams' record cache does:
-//! a key updated a thousand times between two commits gets one changelog record.
+//! a key updated a thousand times between two commits gets one changelog record and
+//! one store write. Until then the cache is where reads find the key's newest value.
 //!
 //! Each write from an event is remembered with the event's topic and offset. At a
 //! commit, every key gives the changelog its value after the longest run of its oldest

@@ -71,7 +71,8 @@ pub(crate) struct TablePartition {
     pub(super) pending: Mutex<Vec<(Delivery, Instant)>>,
     /// Held across a read-modify-write, so concurrent updates of a partition serialize.
     writing: Mutex<()>,
-    /// Writes from events, until the commit that sends them to the changelog.
+    /// Writes from events, until the commit that sends them to the changelog and the
+    /// store; reads look here first.
     pub(super) cache: Mutex<WriteCache>,
     /// A windowed table's live windows and stream time.
     pub(crate) windows: Mutex<WindowIndex>,
