@@ -6,20 +6,13 @@ mod common;
 use std::{collections::HashMap, time::Duration};
 
 use common::{
-    count_topics, create_topic, datadir, produce, produce_json, produce_to, read_all, reported,
-    unique, wait_until, Worker,
+    all_equal, count_topics, create_topic, datadir, kill_when_busy, produce, produce_json,
+    produce_to, read_all, reported, unique, wait_until, words, Worker,
 };
 use serde_json::{json, Value};
 
 const READY: Duration = Duration::from_secs(60);
 const DONE: Duration = Duration::from_secs(120);
-
-/// Each word `w{i}` (i < words) `times` times, keyed by the word, interleaved.
-fn words(words: usize, times: usize) -> Vec<(Value, Value)> {
-    (0..times)
-        .flat_map(|_| (0..words).map(|i| (json!(format!("w{i}")), json!(format!("w{i}")))))
-        .collect()
-}
 
 /// Each string key's last value (null for a tombstone) among a changelog's records.
 fn latest_json(records: &[common::Record]) -> HashMap<String, Value> {
@@ -32,10 +25,6 @@ fn latest_json(records: &[common::Record]) -> HashMap<String, Value> {
 fn changelog(app: &str) -> (HashMap<String, Value>, usize) {
     let records = read_all(&format!("{app}-counts-changelog"));
     (latest_json(&records), records.len())
-}
-
-fn all_equal(counts: &HashMap<String, u64>, words: usize, expected: u64) -> bool {
-    counts.len() == words && counts.values().all(|&c| c == expected)
 }
 
 /// Records of `counts` replayed by the worker's recoveries, from its log.
@@ -158,16 +147,7 @@ fn a_killed_worker_loses_nothing_and_its_partitions_count_nothing_twice() {
     a.expect_log("partitions revoked", READY);
 
     produce_json(&input, &words(40, 50));
-    let b_busy = wait_until(DONE, || {
-        read_all(&out)
-            .iter()
-            .filter(|r| r.json()["worker"] == "b")
-            .count()
-            >= 200
-    });
-    assert!(b_busy, "B never got going:\n{}", b.log());
-    b.signal("KILL");
-    b.wait_exit(Duration::from_secs(10));
+    kill_when_busy(&mut b, "b", &out, 200);
     // The killed worker comes back under the same static group membership
     // (FAUST_INSTANCE_ID) and takes its partitions back, as a restarted pod would (tansu
     // 0.6.0 evicts a dead member only when another member's heartbeat notices; if that

@@ -15,17 +15,11 @@ use std::{
 
 use common::{
     agent, all_committed, count_topics, http_get, partitions, produce_json, secured::Certificates,
-    stats, unique, wait_until, Worker,
+    stats, unique, wait_until, words, Worker,
 };
 use serde_json::{json, Value};
 
 const DONE: Duration = Duration::from_secs(60);
-
-fn words(words: usize, times: usize) -> Vec<(Value, Value)> {
-    (0..times)
-        .flat_map(|_| (0..words).map(|i| (json!(format!("w{i}")), json!(format!("w{i}")))))
-        .collect()
-}
 
 fn promtool_check(text: &str) {
     let mut promtool = Command::new("promtool")

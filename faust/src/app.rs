@@ -458,6 +458,14 @@ impl AppBuilder {
         self
     }
 
+    /// On how many other workers each table partition is kept warm, following its
+    /// changelog (default 0; Faust's `table_standby_replicas`): a partition that moves
+    /// to one of them replays only the tail of its changelog (README, "Standby replicas").
+    pub fn standby_replicas(mut self, replicas: usize) -> Self {
+        self.config.standby_replicas = replicas;
+        self
+    }
+
     /// Copy messages agents cannot decode to this topic before skipping them.
     pub fn dead_letter_topic(mut self, topic: &str) -> Self {
         self.config.dead_letter_topic = Some(topic.to_owned());

@@ -184,6 +184,9 @@ struct Settings {
     /// Stamp what agents send with its origin (header faust-origin) and skip records already applied: exact counts across internal topics [default: true]
     #[arg(long, global = true, env = "FAUST_ORIGIN_HEADERS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     origin_headers: Option<bool>,
+    /// Keep each table partition warm on this many other workers, so a partition that moves to one replays only the changelog's tail [default: 0]
+    #[arg(long, global = true, env = "FAUST_STANDBY_REPLICAS", value_name = "N")]
+    standby_replicas: Option<usize>,
     /// How long a rebalance waits for the events of revoked partitions that agents already started [default: 30s]
     #[arg(long, global = true, env = "FAUST_DRAIN_TIMEOUT", value_parser = parse_duration)]
     drain_timeout: Option<Duration>,
@@ -283,6 +286,9 @@ impl Settings {
         }
         if let Some(on) = self.origin_headers {
             config.origin_headers = on;
+        }
+        if let Some(n) = self.standby_replicas {
+            config.standby_replicas = n;
         }
         if let Some(timeout) = self.drain_timeout {
             config.drain_timeout = timeout;

@@ -293,6 +293,15 @@ async fn start(app: &App, monitor: &Arc<Monitor>) -> Result<Running> {
         ),
         false => None,
     };
+    match (&web, config.standby_replicas) {
+        (_, 0) => {}
+        (Some(web), replicas) => tables.start_standbys(config.group(), web.claims(), replicas)?,
+        (None, replicas) => warn!(
+            replicas,
+            "standby replicas are placed through the web server's directory of who holds \
+             what; with the web server off (--without-web), none are kept"
+        ),
+    }
     // Recovery reads whole changelogs: off the async threads.
     let recovering = tables.clone();
     tokio::task::spawn_blocking(move || recovering.start_global_tables())
@@ -401,6 +410,7 @@ async fn shutdown(running: Running) {
         web.stop().await;
     }
     running.tables.stop_global_tables();
+    running.tables.stop_standbys();
     running.replies.stop();
     if let Err(e) = running.producer.flush(STOP_TIMEOUT).await {
         warn!(error = %e, "some sent messages may not have been delivered");

@@ -554,6 +554,40 @@ pub fn processed(out: &str) -> BTreeMap<u64, Vec<String>> {
     seen
 }
 
+/// Each word `w{i}` (i < words) `times` times, keyed by the word, interleaved.
+pub fn words(words: usize, times: usize) -> Vec<(serde_json::Value, serde_json::Value)> {
+    (0..times)
+        .flat_map(|_| {
+            (0..words).map(|i| {
+                (
+                    serde_json::json!(format!("w{i}")),
+                    serde_json::json!(format!("w{i}")),
+                )
+            })
+        })
+        .collect()
+}
+
+/// SIGKILLs `worker` once it has reported (as `name`) at least `events` to `out`.
+pub fn kill_when_busy(worker: &mut Worker, name: &str, out: &str, events: usize) {
+    let busy = wait_until(Duration::from_secs(120), || {
+        let reported = read_all(out);
+        reported
+            .iter()
+            .filter(|r| r.json()["worker"] == name)
+            .count()
+            >= events
+    });
+    assert!(busy, "{name} never got going:\n{}", worker.log());
+    worker.signal("KILL");
+    worker.wait_exit(Duration::from_secs(10));
+}
+
+/// Whether `counts` holds `words` words, each counted `expected` times.
+pub fn all_equal(counts: &HashMap<String, u64>, words: usize, expected: u64) -> bool {
+    counts.len() == words && counts.values().all(|&c| c == expected)
+}
+
 pub fn items(range: std::ops::Range<u64>) -> Vec<(serde_json::Value, serde_json::Value)> {
     range
         .map(|n| (serde_json::json!(n), serde_json::json!({ "n": n })))

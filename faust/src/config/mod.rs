@@ -170,6 +170,10 @@ pub struct Config {
     /// Whether agents stamp what they send with its origin (`faust-origin`) and skip
     /// records they applied already: exact counts across internal topics (see `origin`).
     pub origin_headers: bool,
+    /// On how many other workers each table partition is kept warm (Faust's
+    /// `table_standby_replicas`): a partition moving to one of them replays only the
+    /// changelog's tail (see `tables::standby`). Needs the web server's directory.
+    pub standby_replicas: usize,
     /// Messages an agent cannot decode are copied here (with the error in a header)
     /// before they are skipped.
     pub dead_letter_topic: Option<String>,
@@ -231,6 +235,7 @@ impl Config {
             drain_timeout: Duration::from_secs(30),
             stall_timeout: Duration::from_secs(60),
             origin_headers: true,
+            standby_replicas: 0,
             dead_letter_topic: None,
             session_timeout: Duration::from_secs(10),
             broker_max_poll_interval: Duration::from_secs(300),

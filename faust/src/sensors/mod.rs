@@ -13,8 +13,8 @@ use std::{sync::Arc, time::Duration};
 
 pub use histogram::{Histogram, BUCKETS};
 pub use monitor::{
-    AgentStats, Counters, Monitor, PartitionStats, Phase, RecoveryStats, SendStats, Stalled, Stats,
-    TableStats,
+    AgentStats, Counters, Monitor, PartitionStats, Phase, RecoveryStats, SendStats, Stalled,
+    StandbyStats, Stats, TableStats,
 };
 pub use prometheus::render as prometheus_text;
 
@@ -71,6 +71,12 @@ pub trait Sensor: Send + Sync + 'static {
         done: bool,
     ) {
     }
+    /// A table partition this worker keeps warm for another (a standby replica) has
+    /// applied its changelog up to `offset` (the next to apply), `lag` records behind.
+    fn standby_progress(&self, table: &str, partition: i32, offset: i64, lag: i64) {}
+    /// This worker no longer keeps a standby of the partition (it took it over, or the
+    /// placement moved the standby elsewhere).
+    fn standby_stopped(&self, table: &str, partition: i32) {}
     /// A message an agent could not decode; it is skipped.
     fn decode_error(&self, agent: &str, topic: &str, partition: i32, offset: i64, error: &str) {}
     /// A message repeating one the agent already applied (its origin mark is in the

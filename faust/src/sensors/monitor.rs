@@ -29,6 +29,7 @@ pub struct Monitor {
     commits: Mutex<Commits>,
     tables: Mutex<BTreeMap<String, TableStats>>,
     recovery: Mutex<BTreeMap<(String, i32), RecoveryStats>>,
+    standbys: Mutex<BTreeMap<(String, i32), StandbyStats>>,
     rebalances: Mutex<Histogram>,
 }
 
@@ -44,6 +45,7 @@ impl Default for Monitor {
             commits: Mutex::default(),
             tables: Mutex::default(),
             recovery: Mutex::default(),
+            standbys: Mutex::default(),
             rebalances: Mutex::default(),
         }
     }
@@ -100,6 +102,8 @@ pub struct Stats {
     pub tables: Vec<TableStats>,
     /// Per table partition recovered.
     pub recovery: Vec<RecoveryStats>,
+    /// Per table partition this worker keeps warm for another (standby replicas).
+    pub standbys: Vec<StandbyStats>,
     /// How long each rebalance took, until this worker had its partitions recovered.
     pub rebalances: Histogram,
 }
@@ -210,6 +214,19 @@ pub struct RecoveryStats {
     pub records_remaining: u64,
     /// Whether it finished.
     pub done: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+/// A table partition this worker keeps warm for another: a standby replica.
+pub struct StandbyStats {
+    /// The table's name.
+    pub table: String,
+    /// The partition.
+    pub partition: i32,
+    /// The next changelog offset it applies.
+    pub offset: i64,
+    /// Changelog records it has not applied yet.
+    pub lag: i64,
 }
 
 /// The totals the worker logs when it stops.
@@ -382,6 +399,7 @@ impl Monitor {
             commit_errors: commits.errors,
             tables: lock(&self.tables).values().cloned().collect(),
             recovery: lock(&self.recovery).values().cloned().collect(),
+            standbys: lock(&self.standbys).values().cloned().collect(),
             rebalances: lock(&self.rebalances).clone(),
         }
     }
@@ -530,6 +548,22 @@ impl Sensor for Monitor {
                 done,
             },
         );
+    }
+
+    fn standby_progress(&self, table: &str, partition: i32, offset: i64, lag: i64) {
+        lock(&self.standbys).insert(
+            (table.to_owned(), partition),
+            StandbyStats {
+                table: table.to_owned(),
+                partition,
+                offset,
+                lag,
+            },
+        );
+    }
+
+    fn standby_stopped(&self, table: &str, partition: i32) {
+        lock(&self.standbys).remove(&(table.to_owned(), partition));
     }
 
     fn decode_error(&self, agent: &str, _topic: &str, _partition: i32, _offset: i64, _error: &str) {

@@ -2,7 +2,10 @@
 
 use std::fmt::Write as _;
 
-use super::{AgentStats, Histogram, PartitionStats, RecoveryStats, SendStats, Stats, TableStats};
+use super::{
+    AgentStats, Histogram, PartitionStats, RecoveryStats, SendStats, StandbyStats, Stats,
+    TableStats,
+};
 
 /// One metric family: its name, type and help, and how each row gives its value
 /// (`None`: no sample for that row).
@@ -157,6 +160,21 @@ const TABLES: &[Family<TableStats>] = &[
     ),
 ];
 
+const STANDBYS: &[Family<StandbyStats>] = &[
+    family(
+        "faust_table_standby_offset",
+        "gauge",
+        "The next changelog offset a standby replica of a table partition applies.",
+        |s| Some(s.offset as f64),
+    ),
+    family(
+        "faust_table_standby_lag",
+        "gauge",
+        "Changelog records a standby replica of a table partition has not applied yet.",
+        |s| Some(s.lag as f64),
+    ),
+];
+
 const RECOVERY: &[Family<RecoveryStats>] = &[
     family(
         "faust_table_recovery_applied_records",
@@ -223,6 +241,12 @@ pub fn render(stats: &Stats) -> String {
         vec![
             ("table", r.table.clone()),
             ("partition", r.partition.to_string()),
+        ]
+    });
+    out.families(STANDBYS, &stats.standbys, |s| {
+        vec![
+            ("table", s.table.clone()),
+            ("partition", s.partition.to_string()),
         ]
     });
     out.text

@@ -19,6 +19,7 @@ use super::{
     cache::{self, WriteCache},
     global::Follower,
     recovery::{self, Committed},
+    standby::{Claims, StandbyFollower},
     state::{key_partition, Broken, TablePartition, TableState},
     store::{self, Batch},
     windows::{self, WindowIndex},
@@ -52,6 +53,7 @@ pub(crate) struct TableManager {
     health: KafkaHealth,
     runtime: tokio::runtime::Handle,
     followers: Mutex<Vec<Follower>>,
+    standbys: Mutex<Option<StandbyFollower>>,
     broken: Broken,
     /// Set to stop the recovery under way (see `PartitionListener::cancel_recovery`).
     cancel_recovery: AtomicBool,
@@ -118,6 +120,7 @@ impl TableManager {
                     clock: clock.clone(),
                     held: RwLock::default(),
                     unechoed: Mutex::default(),
+                    standbys: Mutex::default(),
                 })
             })
             .collect();
@@ -127,6 +130,7 @@ impl TableManager {
             health: health.clone(),
             runtime,
             followers: Mutex::default(),
+            standbys: Mutex::default(),
             broken,
             cancel_recovery: AtomicBool::new(false),
             on_recovered: OnceLock::new(),
@@ -172,6 +176,41 @@ impl TableManager {
                 .push(follower);
         }
         Ok(())
+    }
+
+    /// Keeps `replicas` standbys of the partitions of the tables not global, placed from
+    /// the web directory's `claims` for this worker, `me` (see `standby`).
+    pub(crate) fn start_standbys(
+        &self,
+        group: &str,
+        directory: (Claims, String),
+        replicas: usize,
+    ) -> Result<()> {
+        let tables: Vec<_> = self
+            .tables
+            .iter()
+            .filter(|t| !t.descriptor.global)
+            .cloned()
+            .collect();
+        if replicas == 0 || tables.is_empty() {
+            return Ok(());
+        }
+        let follower =
+            StandbyFollower::start(&self.connection, group, tables, directory, replicas)?;
+        *self.standbys.lock().unwrap_or_else(|e| e.into_inner()) = Some(follower);
+        Ok(())
+    }
+
+    /// Stops following the standbys' changelogs (their stores stay for the next run).
+    pub(crate) fn stop_standbys(&self) {
+        let follower = self
+            .standbys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(follower) = follower {
+            follower.stop();
+        }
     }
 
     /// The windowed tables, whose windows `closer` closes.
@@ -528,14 +567,18 @@ fn hold(
     since: u64,
     cancelled: &AtomicBool,
 ) -> Result<bool> {
-    let path = table
-        .dir
-        .join(format!("{}-{partition}", table.descriptor.name));
-    let held = Arc::new(TablePartition::new(
-        partition,
-        store::open_when_free(table.memory, &path, STORE_PATIENCE)?,
-        since,
-    ));
+    let (standby, _taken) = table.take_standby(partition);
+    let store = match standby {
+        Some(store) => {
+            info!(
+                table = table.descriptor.name,
+                partition, "taking over from this worker's standby: recovering the tail"
+            );
+            store
+        }
+        None => store::open_when_free(table.memory, &table.store_path(partition), STORE_PATIENCE)?,
+    };
+    let held = Arc::new(TablePartition::new(partition, store, since));
     if !recovery::recover(connection, table, &held, committed, cancelled)? {
         return Ok(false);
     }

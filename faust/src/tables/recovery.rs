@@ -23,7 +23,7 @@ use tracing::{info, warn};
 
 use super::{
     state::{TablePartition, TableState},
-    store::{Batch, Checkpoint},
+    store::{Batch, Checkpoint, Store},
 };
 use crate::{
     codec::canonical_json,
@@ -49,6 +49,11 @@ pub(crate) struct Committed {
 }
 
 impl Committed {
+    /// Source topic -> the group's committed offset, as read for a standby.
+    pub(super) fn of(by_topic: HashMap<String, i64>) -> Committed {
+        Committed { by_topic }
+    }
+
     pub(crate) fn for_partition(all: &HashMap<TopicPartition, i64>, partition: i32) -> Committed {
         Committed {
             by_topic: all
@@ -61,7 +66,7 @@ impl Committed {
 
     /// Whether a record caused by `topic`@`offset` reflects a committed event. Records
     /// from topics this worker does not consume are kept.
-    fn includes(&self, topic: &str, offset: i64) -> bool {
+    pub(super) fn includes(&self, topic: &str, offset: i64) -> bool {
         self.by_topic
             .get(topic)
             .is_none_or(|committed| offset < *committed)
@@ -69,7 +74,7 @@ impl Committed {
 }
 
 /// The source event a changelog record names in its headers, if any.
-fn source_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Option<(String, i64)> {
+pub(super) fn source_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Option<(String, i64)> {
     let headers = message.headers()?;
     source_in(headers.iter().map(|h| (h.key, h.value)))
 }
@@ -172,35 +177,17 @@ fn where_to_start(checkpoint: &Checkpoint, committed: &Committed, low: i64) -> S
     }
 }
 
-/// Replays the changelog into `held`'s store; returns false if `cancelled` turned true
-/// first (the partition was revoked, or the worker stops).
-pub(crate) fn recover(
-    connection: &Connection,
+/// Decides where a store of `table`'s `partition` goes on from (see `where_to_start`;
+/// `None`: the changelog's beginning), emptying it first when it must be rebuilt.
+pub(super) fn prepare(
+    store: &dyn Store,
     table: &TableState,
-    held: &TablePartition,
+    partition: i32,
     committed: &Committed,
-    cancelled: &AtomicBool,
-) -> Result<bool> {
+    low: i64,
+) -> Result<Option<i64>> {
     let name = table.descriptor.name;
-    let partition = held.partition;
-    let started = Instant::now();
-    let checkpoint = held.store.checkpoint()?;
-    let mut client = ClientConfig::new();
-    client
-        .set("group.id", format!("{}-recovery", table.changelog))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", "earliest")
-        // The end of a partition shows as an empty fetch: don't let each wait long.
-        .set("fetch.wait.max.ms", "10");
-    let consumer: BaseConsumer = connection
-        .apply(Role::Consumer, &mut client)
-        .create()
-        .map_err(|e| Error::kafka("creating the recovery consumer", e))?;
-    let (low, high) = consumer
-        .fetch_watermarks(&table.changelog, partition, STALL_TIMEOUT)
-        .map_err(|e| Error::kafka(format!("reading the bounds of '{}'", table.changelog), e))?;
-    let Start { from, rebuild } = where_to_start(&checkpoint, committed, low);
+    let Start { from, rebuild } = where_to_start(&store.checkpoint()?, committed, low);
     match &rebuild {
         Some(Rebuild::Uncommitted { topic, offset }) => warn!(
             table = name,
@@ -219,8 +206,39 @@ pub(crate) fn recover(
         None => {}
     }
     if rebuild.is_some() {
-        held.store.clear()?;
+        store.clear()?;
     }
+    Ok(from)
+}
+
+/// Replays the changelog into `held`'s store; returns false if `cancelled` turned true
+/// first (the partition was revoked, or the worker stops).
+pub(crate) fn recover(
+    connection: &Connection,
+    table: &TableState,
+    held: &TablePartition,
+    committed: &Committed,
+    cancelled: &AtomicBool,
+) -> Result<bool> {
+    let name = table.descriptor.name;
+    let partition = held.partition;
+    let started = Instant::now();
+    let mut client = ClientConfig::new();
+    client
+        .set("group.id", format!("{}-recovery", table.changelog))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest")
+        // The end of a partition shows as an empty fetch: don't let each wait long.
+        .set("fetch.wait.max.ms", "10");
+    let consumer: BaseConsumer = connection
+        .apply(Role::Consumer, &mut client)
+        .create()
+        .map_err(|e| Error::kafka("creating the recovery consumer", e))?;
+    let (low, high) = consumer
+        .fetch_watermarks(&table.changelog, partition, STALL_TIMEOUT)
+        .map_err(|e| Error::kafka(format!("reading the bounds of '{}'", table.changelog), e))?;
+    let from = prepare(&*held.store, table, partition, committed, low)?;
     // Only an estimate for progress reports: some brokers under-report the end here.
     let estimated_total = (high - from.unwrap_or(low)).max(0);
 

@@ -12,6 +12,7 @@ use std::{
 use super::{
     cache::WriteCache,
     changelog::WRITER,
+    standby::Standbys,
     store::{Batch, Store},
     windows::WindowIndex,
 };
@@ -58,6 +59,8 @@ pub(crate) struct TableState {
     /// A global table's keys this worker wrote whose changelog records its follower has
     /// not seen yet, with how many (see `global::follow`).
     pub(super) unechoed: Mutex<HashMap<Vec<u8>, u32>>,
+    /// The partitions this worker keeps warm for others (see `standby`).
+    pub(super) standbys: Mutex<Standbys>,
 }
 
 pub(crate) struct TablePartition {
@@ -188,6 +191,12 @@ impl TableState {
             Err(panic) => format!("it panicked: {}", crate::error::panic_text(panic.as_ref())),
         };
         tracing::warn!(table = self.descriptor.name, %problem, "on_changelog_event failed");
+    }
+
+    /// Where partition `partition`'s store lives (on disk; a standby's too).
+    pub(super) fn store_path(&self, partition: i32) -> PathBuf {
+        self.dir
+            .join(format!("{}-{partition}", self.descriptor.name))
     }
 
     pub(super) fn held(&self) -> std::sync::RwLockReadGuard<'_, HashMap<i32, Arc<TablePartition>>> {

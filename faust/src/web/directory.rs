@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
 use crate::{
-    tables::TableManager,
+    tables::{Claim, TableManager},
     transport::{
         connection::{Connection, Role},
         producer::{Producer, Record},
@@ -60,6 +60,20 @@ impl Directory {
             .filter(|(_, (_, a))| a.tables.get(table).is_some_and(|p| p.contains(&partition)))
             .max_by_key(|(_, (offset, _))| *offset)
             .map(|(url, _)| url.clone())
+    }
+
+    /// Every worker's latest announcement, oldest first: what standbys are placed from.
+    pub(crate) fn claims(&self) -> Vec<Claim> {
+        let workers = self.workers.read().unwrap_or_else(|e| e.into_inner());
+        let mut latest: Vec<_> = workers.iter().collect();
+        latest.sort_by_key(|(_, (offset, _))| *offset);
+        latest
+            .into_iter()
+            .map(|(url, (_, announcement))| Claim {
+                worker: url.clone(),
+                tables: announcement.tables.clone(),
+            })
+            .collect()
     }
 
     fn apply(&self, url: &str, offset: i64, value: Option<&[u8]>) {

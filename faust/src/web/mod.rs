@@ -80,6 +80,7 @@ struct AgentInfo {
 
 /// The running web server and its directory.
 pub(crate) struct WebServer {
+    url: String,
     stop: oneshot::Sender<()>,
     server: tokio::task::JoinHandle<()>,
     directory: DirectoryService,
@@ -186,10 +187,18 @@ impl WebServer {
         };
         info!(%url, bind = %config.web_bind, "web server listening");
         Ok(WebServer {
+            url,
             stop,
             server,
             directory,
         })
+    }
+
+    /// What standbys are placed from: the directory's claims, and this worker's key in
+    /// it (its URL).
+    pub(crate) fn claims(&self) -> (crate::tables::Claims, String) {
+        let directory = self.directory.directory.clone();
+        (Arc::new(move || directory.claims()), self.url.clone())
     }
 
     pub(crate) async fn stop(self) {
