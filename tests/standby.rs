@@ -1,6 +1,10 @@
 //! Standby replicas against the real broker: a killed owner's partitions resume on the
 //! worker keeping their standby, which replays only the changelog's tail, with every
 //! count exact; placement follows the group through joins and leaves.
+//!
+//! Each test runs on a nisshi 0.8.1 of its own: its group coordinator evicts a killed
+//! worker when its session ends, where tansu 0.6.0 may keep it as a ghost holding its
+//! partitions (docs/RELIABILITY.md), and no failover would follow.
 
 mod common;
 
@@ -10,8 +14,10 @@ use std::{
 };
 
 use common::{
-    all_equal, count_topics, datadir, http_get, kill_when_busy, produce_json, read_all, reported,
-    stats, unique, wait_until, words, Worker,
+    all_equal, count_topics, datadir,
+    durable::{own_broker_on, Engine},
+    http_get, kill_when_busy, produce_json, read_all, reported, stats, unique, wait_until, words,
+    Worker,
 };
 use serde_json::{json, Value};
 
@@ -83,15 +89,18 @@ fn one_warm_standby_each(workers: &[&Worker]) -> bool {
 #[test]
 fn a_killed_owners_partitions_resume_on_its_standby_which_replays_only_the_tail() {
     needs_broker!();
+    let engine = Engine::nisshi_in_memory();
+    let (_broker, _address, _alone) = own_broker_on(engine.clone());
     let app = unique("standby");
     let (input, out) = count_topics(&app);
     // Slow events, so that B is still busy when it is killed; a short session, so that
     // the group notices soon.
-    let env = [
+    let mut env = vec![
         ("FAUST_STANDBY_REPLICAS", "1"),
         ("TEST_DELAY_MS", "30"),
         ("FAUST_SESSION_TIMEOUT", "6s"),
     ];
+    env.extend_from_slice(engine.worker_env);
     let mut a = Worker::start_on(&app, "a", &datadir("standby-a"), &env);
     a.expect_log("worker ready", READY);
     let mut b = Worker::start_on(&app, "b", &datadir("standby-b"), &env);
@@ -153,9 +162,12 @@ fn a_killed_owners_partitions_resume_on_its_standby_which_replays_only_the_tail(
 #[test]
 fn standbys_are_placed_again_as_workers_join_and_leave() {
     needs_broker!();
+    let engine = Engine::nisshi_in_memory();
+    let (_broker, _address, _alone) = own_broker_on(engine.clone());
     let app = unique("placement");
     let (input, out) = count_topics(&app);
-    let env = [("FAUST_STANDBY_REPLICAS", "1")];
+    let mut env = vec![("FAUST_STANDBY_REPLICAS", "1")];
+    env.extend_from_slice(engine.worker_env);
     produce_json(&input, &words(20, 2));
     let mut a = Worker::start_on(&app, "a", &datadir("placement-a"), &env);
     a.expect_log("worker ready", READY);

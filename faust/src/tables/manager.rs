@@ -19,7 +19,7 @@ use super::{
     cache::{self, WriteCache},
     global::Follower,
     recovery::{self, Committed},
-    standby::{Claims, StandbyFollower},
+    standby::{Claims, Kept, StandbyFollower},
     state::{key_partition, Broken, TablePartition, TableState},
     store::{self, Batch},
     windows::{self, WindowIndex},
@@ -43,6 +43,9 @@ use crate::{
 /// How long a commit waits for its changelog records before it leaves them for the next
 /// commit: well within the consumer's poll interval, whatever the producer's timeout.
 const FLUSH_WAIT: Duration = Duration::from_secs(30);
+
+/// Table partitions recovered at once, each on a thread of its own.
+const PARALLEL_RECOVERIES: usize = 8;
 
 /// How long a re-assigned partition's store waits for its previous holding to let go.
 const STORE_PATIENCE: Duration = Duration::from_secs(10);
@@ -485,8 +488,10 @@ impl TableManager {
     }
 }
 
-impl PartitionListener for TableManager {
-    fn assigned(
+impl TableManager {
+    /// Recovers and holds the table partitions of an assignment (see
+    /// [`PartitionListener::assigned`]).
+    fn hold_assigned(
         &self,
         assigned: &[TopicPartition],
         committed: &HashMap<TopicPartition, i64>,
@@ -496,36 +501,72 @@ impl PartitionListener for TableManager {
         let mut numbers: Vec<i32> = assigned.iter().map(|tp| tp.partition).collect();
         numbers.sort_unstable();
         numbers.dedup();
-        let mut recovered = Vec::new();
-        for table in &self.tables {
-            let mut held_any = false;
-            for &partition in &numbers {
-                if table.descriptor.global
-                    || partition >= table.partitions
-                    || table.held().contains_key(&partition)
-                {
-                    continue;
+        let wanted: Vec<(&Arc<TableState>, i32)> = self
+            .tables
+            .iter()
+            .filter(|t| !t.descriptor.global)
+            .flat_map(|table| numbers.iter().map(move |&p| (table, p)))
+            .filter(|(table, p)| *p < table.partitions && !table.held().contains_key(p))
+            .collect();
+        // A few partitions at a time, each on a thread with its own changelog reader: a
+        // recovery spends most of its time waiting for the broker (a small one, for
+        // the fetch that reports the changelog's end), so they overlap well.
+        for batch in wanted.chunks(PARALLEL_RECOVERIES) {
+            let outcomes: Vec<Result<bool>> = std::thread::scope(|scope| {
+                let recovering: Vec<_> = batch
+                    .iter()
+                    .map(|&(table, partition)| {
+                        let committed = Committed::for_partition(committed, partition);
+                        scope.spawn(move || {
+                            hold(
+                                table,
+                                &self.connection,
+                                partition,
+                                &committed,
+                                generation,
+                                &self.cancel_recovery,
+                            )
+                        })
+                    })
+                    .collect();
+                recovering
+                    .into_iter()
+                    .map(|thread| {
+                        thread.join().unwrap_or_else(|panic| {
+                            Err(Error::Table(format!(
+                                "a table recovery panicked: {}",
+                                crate::error::panic_text(panic.as_ref())
+                            )))
+                        })
+                    })
+                    .collect()
+            });
+            for outcome in outcomes {
+                if !outcome? {
+                    return Ok(()); // cancelled
                 }
-                let committed = Committed::for_partition(committed, partition);
-                let cancel = &self.cancel_recovery;
-                if !hold(
-                    table,
-                    &self.connection,
-                    partition,
-                    &committed,
-                    generation,
-                    cancel,
-                )? {
-                    return Ok(());
-                }
-                held_any = true;
-            }
-            if held_any {
-                recovered.push(table);
             }
         }
+        let mut recovered: Vec<&Arc<TableState>> = wanted.iter().map(|&(t, _)| t).collect();
+        recovered.dedup_by(|a, b| Arc::ptr_eq(a, b));
         self.recovered(recovered);
         Ok(())
+    }
+}
+
+impl PartitionListener for TableManager {
+    fn assigned(
+        &self,
+        assigned: &[TopicPartition],
+        committed: &HashMap<TopicPartition, i64>,
+        generation: u64,
+    ) -> Result<()> {
+        let outcome = self.hold_assigned(assigned, committed, generation);
+        // The stores of partitions the rebalance did not give back are closed.
+        for table in &self.tables {
+            table.close_parked();
+        }
+        outcome
     }
 
     fn cancel_recovery(&self) {
@@ -544,12 +585,19 @@ impl PartitionListener for TableManager {
         for table in self.tables.iter().filter(|t| !t.descriptor.global) {
             let mut held = table.held.write().unwrap_or_else(|e| e.into_inner());
             for tp in revoked {
-                if held.remove(&tp.partition).is_some() {
-                    info!(
-                        table = table.descriptor.name,
-                        partition = tp.partition,
-                        "table partition closed"
-                    );
+                let Some(partition) = held.remove(&tp.partition) else {
+                    continue;
+                };
+                info!(
+                    table = table.descriptor.name,
+                    partition = tp.partition,
+                    "table partition closed"
+                );
+                // Nothing else uses it (no event of it runs): kept for the assignment
+                // that follows. Its write cache holds only writes of uncommitted events,
+                // which run again: the store is as a reopened one would be.
+                if let Ok(partition) = Arc::try_unwrap(partition) {
+                    table.park(tp.partition, partition.store);
                 }
             }
         }
@@ -567,16 +615,19 @@ fn hold(
     since: u64,
     cancelled: &AtomicBool,
 ) -> Result<bool> {
-    let (standby, _taken) = table.take_standby(partition);
-    let store = match standby {
-        Some(store) => {
+    let (kept, _taken) = table.take_kept(partition);
+    let store = match kept {
+        Kept::Standby(store) => {
             info!(
                 table = table.descriptor.name,
                 partition, "taking over from this worker's standby: recovering the tail"
             );
             store
         }
-        None => store::open_when_free(table.memory, &table.store_path(partition), STORE_PATIENCE)?,
+        Kept::Parked(store) => store,
+        Kept::Nothing => {
+            store::open_when_free(table.memory, &table.store_path(partition), STORE_PATIENCE)?
+        }
     };
     let held = Arc::new(TablePartition::new(partition, store, since));
     if !recovery::recover(connection, table, &held, committed, cancelled)? {

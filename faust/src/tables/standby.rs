@@ -73,6 +73,10 @@ pub(super) struct Standbys {
     following: HashMap<i32, Standby>,
     /// Partitions a recovery is taking over: no standby opens their store meanwhile.
     claimed: HashSet<i32>,
+    /// Stores of partitions revoked in the rebalance under way: an eager rebalance
+    /// revokes every partition and often gives most back, and keeping their stores open
+    /// spares closing and reopening them (RocksDB flushes its memtables on close).
+    parked: HashMap<i32, Box<dyn Store>>,
 }
 
 struct Standby {
@@ -100,17 +104,35 @@ impl TableState {
         self.standbys.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes the standby store of `partition`, if this worker follows it, for a
-    /// recovery to go on from; until the returned claim is dropped, no standby opens
-    /// the partition's store.
-    pub(super) fn take_standby(&self, partition: i32) -> (Option<Box<dyn Store>>, Taken<'_>) {
+    /// Takes the store this worker kept of `partition`, for a recovery to go on from:
+    /// its standby's, or its own from before the rebalance (see [`Kept`]); until the
+    /// returned claim is dropped, no standby opens the partition's store.
+    pub(super) fn take_kept(&self, partition: i32) -> (Kept, Taken<'_>) {
         let mut standbys = self.standbys();
         standbys.claimed.insert(partition);
-        let store = standbys.following.remove(&partition).map(|s| s.store);
-        if store.is_some() {
-            self.standby_stopped(partition);
-        }
-        (store, Taken(self, partition))
+        let kept = match standbys.following.remove(&partition) {
+            Some(standby) => {
+                self.standby_stopped(partition);
+                Kept::Standby(standby.store)
+            }
+            None => match standbys.parked.remove(&partition) {
+                Some(store) => Kept::Parked(store),
+                None => Kept::Nothing,
+            },
+        };
+        (kept, Taken(self, partition))
+    }
+
+    /// Keeps the store of a partition revoked in the rebalance under way, for
+    /// [`TableState::take_kept`] if the partition comes back.
+    pub(super) fn park(&self, partition: i32, store: Box<dyn Store>) {
+        self.standbys().parked.insert(partition, store);
+    }
+
+    /// Closes the stores parked in a rebalance that did not give their partitions back.
+    pub(super) fn close_parked(&self) {
+        let parked = std::mem::take(&mut self.standbys().parked);
+        drop(parked);
     }
 
     fn standby_stopped(&self, partition: i32) {
@@ -126,7 +148,16 @@ impl TableState {
     }
 }
 
-/// A partition a recovery is taking over (see [`TableState::take_standby`]).
+/// The store this worker kept of a partition it is given.
+pub(super) enum Kept {
+    /// Its standby's.
+    Standby(Box<dyn Store>),
+    /// Its own, revoked in this rebalance and given back.
+    Parked(Box<dyn Store>),
+    Nothing,
+}
+
+/// A partition a recovery is taking over (see [`TableState::take_kept`]).
 pub(super) struct Taken<'a>(&'a TableState, i32);
 
 impl Drop for Taken<'_> {
