@@ -33,6 +33,7 @@ const RECOVERY_KEYS: u64 = 1_000_000;
 
 mod ceiling;
 mod examples;
+mod failover;
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -84,8 +85,9 @@ fn main() {
             "monitor" => Ok(monitor_overhead()),
             "ceiling" => bench.ceiling(),
             "rpc" => bench.rpc(),
+            "failover" => bench.failover(),
             other => Err(format!(
-                "unknown scenario '{other}'; use passthrough, word_count, windowed_count, recovery, latency, idle, monitor, ceiling or rpc"
+                "unknown scenario '{other}'; use passthrough, word_count, windowed_count, recovery, latency, idle, monitor, ceiling, rpc or failover"
             )),
         };
         match outcome {
@@ -369,8 +371,19 @@ impl Bench {
 
     /// `program worker` (the bench app or an example) as app `group`.
     fn spawn_worker(&self, program: &Path, group: &str) -> Result<WorkerProcess> {
-        let datadir = self.scratch.join(group);
-        let log = self.scratch.join(format!("{group}.log"));
+        self.spawn_named(program, group, group, &[])
+    }
+
+    /// [`Bench::spawn_worker`] with a datadir and log named `name`, and `env` set too.
+    fn spawn_named(
+        &self,
+        program: &Path,
+        group: &str,
+        name: &str,
+        env: &[(&str, &str)],
+    ) -> Result<WorkerProcess> {
+        let datadir = self.scratch.join(name);
+        let log = self.scratch.join(format!("{name}.log"));
         let mut command = Command::new(program);
         command
             .arg("worker")
@@ -380,7 +393,8 @@ impl Bench {
             .env("FAUST_COMMIT_INTERVAL", "100ms")
             .env("FAUST_WEB_PORT", "0")
             .env("FAUST_WEB_BIND", "127.0.0.1")
-            .env("FAUST_WEB_HOST", "127.0.0.1");
+            .env("FAUST_WEB_HOST", "127.0.0.1")
+            .envs(env.iter().copied());
         WorkerProcess::spawn(command, log)
     }
 
@@ -640,6 +654,15 @@ fn admin(broker: &str) -> Result<AdminClient<DefaultClientContext>> {
 }
 
 fn create_topics(broker: &str, topics: &[&str], compacted: bool) -> Result<()> {
+    create_topics_with(broker, topics, compacted, PARTITIONS)
+}
+
+fn create_topics_with(
+    broker: &str,
+    topics: &[&str],
+    compacted: bool,
+    partitions: i32,
+) -> Result<()> {
     let admin = admin(broker)?;
     let config = if compacted {
         vec![("cleanup.policy", "compact")]
@@ -650,7 +673,7 @@ fn create_topics(broker: &str, topics: &[&str], compacted: bool) -> Result<()> {
         .iter()
         .map(|t| {
             config.iter().fold(
-                NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)),
+                NewTopic::new(t, partitions, TopicReplication::Fixed(1)),
                 |n, (k, v)| n.set(k, v),
             )
         })
@@ -746,8 +769,19 @@ fn assign_all(consumer: &BaseConsumer, topic: &str, start: Offset) -> Result<()>
 
 /// The committed offsets of `topic`'s partitions, added up, for `consumer`'s group.
 fn committed_sum(consumer: &BaseConsumer, topic: &str) -> Result<u64> {
+    Ok(committed(consumer, topic, PARTITIONS)?
+        .values()
+        .sum::<i64>() as u64)
+}
+
+/// `consumer`'s group's committed offset of each of `topic`'s `partitions` (0 where none).
+fn committed(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partitions: i32,
+) -> Result<std::collections::BTreeMap<i32, i64>> {
     let mut list = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
+    for p in 0..partitions {
         list.add_partition(topic, p);
     }
     let committed = consumer
@@ -757,10 +791,10 @@ fn committed_sum(consumer: &BaseConsumer, topic: &str) -> Result<u64> {
         .elements()
         .iter()
         .map(|e| match e.offset() {
-            Offset::Offset(o) => o as u64,
-            _ => 0,
+            Offset::Offset(o) => (e.partition(), o),
+            _ => (e.partition(), 0),
         })
-        .sum())
+        .collect())
 }
 
 /// Reads `topic` to its end; records per second.
