@@ -583,21 +583,27 @@ impl PartitionListener for TableManager {
 
     fn revoked(&self, revoked: &[TopicPartition]) {
         for table in self.tables.iter().filter(|t| !t.descriptor.global) {
-            let mut held = table.held.write().unwrap_or_else(|e| e.into_inner());
-            for tp in revoked {
-                let Some(partition) = held.remove(&tp.partition) else {
-                    continue;
-                };
+            let closed: Vec<Arc<TablePartition>> = {
+                let mut held = table.held.write().unwrap_or_else(|e| e.into_inner());
+                revoked
+                    .iter()
+                    .filter_map(|tp| held.remove(&tp.partition))
+                    .collect()
+            };
+            // Parked after `held` is let go: the standby thread takes `standbys`, then
+            // `held`; the other order here could deadlock with it.
+            for partition in closed {
+                let p = partition.partition;
                 info!(
                     table = table.descriptor.name,
-                    partition = tp.partition,
+                    partition = p,
                     "table partition closed"
                 );
                 // Nothing else uses it (no event of it runs): kept for the assignment
                 // that follows. Its write cache holds only writes of uncommitted events,
                 // which run again: the store is as a reopened one would be.
                 if let Ok(partition) = Arc::try_unwrap(partition) {
-                    table.park(tp.partition, partition.store);
+                    table.park(p, partition.store);
                 }
             }
         }

@@ -131,6 +131,7 @@ impl TableState {
 
     /// Closes the stores parked in a rebalance that did not give their partitions back.
     pub(super) fn close_parked(&self) {
+        // Taken out first: closing RocksDB takes a while, not under the lock.
         let parked = std::mem::take(&mut self.standbys().parked);
         drop(parked);
     }
@@ -170,13 +171,16 @@ impl Drop for Taken<'_> {
 /// the directory's `claims`: for each partition owned by another worker, the `replicas`
 /// workers the range assignor would hand it to if its owner left, then if that one left
 /// too, and so on. Members are the workers owning some partition of any table, and `me`.
+/// `None` while a partition has no owner: the group is moving them (in an eager
+/// rebalance every worker announces that it holds nothing for a moment), and the
+/// standbys stay as they are until it is done.
 pub(crate) fn placement(
     claims: &[Claim],
     me: &str,
     table: &str,
     partitions: i32,
     replicas: usize,
-) -> Vec<i32> {
+) -> Option<Vec<i32>> {
     // Who owns what now: the latest claim of each partition.
     let mut owners: HashMap<(&str, i32), &str> = HashMap::new();
     for claim in claims {
@@ -198,25 +202,23 @@ pub(crate) fn placement(
     let mut members: Vec<(&str, i32)> = first_owned.into_iter().collect();
     members.sort_by_key(|&(worker, first)| (first, worker));
     let members: Vec<&str> = members.into_iter().map(|(worker, _)| worker).collect();
-    (0..partitions)
-        .filter(|&p| {
-            let Some(&owner) = owners.get(&(table, p)) else {
-                return false;
-            };
-            let mut left: Vec<&str> = members.iter().copied().filter(|&w| w != owner).collect();
-            for _ in 0..replicas {
-                if left.is_empty() {
-                    break;
-                }
-                let next = range_member(p, partitions, left.len());
-                if left[next] == me {
-                    return true;
-                }
-                left.remove(next);
+    let mut placed = Vec::new();
+    for p in 0..partitions {
+        let &owner = owners.get(&(table, p))?;
+        let mut left: Vec<&str> = members.iter().copied().filter(|&w| w != owner).collect();
+        for _ in 0..replicas {
+            if left.is_empty() {
+                break;
             }
-            false
-        })
-        .collect()
+            let next = range_member(p, partitions, left.len());
+            if left[next] == me {
+                placed.push(p);
+                break;
+            }
+            left.remove(next);
+        }
+    }
+    Some(placed)
 }
 
 /// The member (by its place in the sorted order) that the range assignor gives
@@ -314,8 +316,10 @@ impl Follower {
                 placed = Some(Instant::now());
                 self.place();
             }
-            if let Some(Ok(message)) = self.consumer.poll(Duration::from_millis(100)) {
-                self.read(&message);
+            match self.consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(message)) => self.read(&message),
+                Some(Err(e)) => self.failed(&Error::kafka("reading the standbys' changelogs", e)),
+                None => {}
             }
             if commits_read.elapsed() >= COMMITS_EVERY {
                 commits_read = Instant::now();
@@ -338,55 +342,13 @@ impl Follower {
     fn place(&mut self) {
         let claims = (self.claims)();
         let mut wanted = BTreeSet::new();
-        for (index, table) in self.tables.iter().enumerate() {
+        for (index, table) in self.tables.clone().iter().enumerate() {
             let name = table.descriptor.name;
-            let placed = placement(&claims, &self.me, name, table.partitions, self.replicas);
-            let to_open: Vec<i32> = {
-                let mut standbys = table.standbys();
-                let held = table.held();
-                let mut stopped = Vec::new();
-                standbys.following.retain(|p, _| {
-                    let keep = placed.contains(p) && !held.contains_key(p);
-                    if !keep {
-                        stopped.push(*p);
-                    }
-                    keep
-                });
-                for p in stopped {
-                    info!(table = name, partition = p, "standby stopped");
-                    table.standby_stopped(p);
-                }
-                let free = |p: &&i32| {
-                    !held.contains_key(p)
-                        && !standbys.claimed.contains(p)
-                        && !standbys.following.contains_key(p)
-                };
-                placed.iter().filter(free).copied().collect()
-            };
-            // Opened without the locks: a recovery taking the partition over meanwhile
-            // waits for the store, which is then dropped here.
-            for p in to_open {
-                let standby = match self.open(table, p) {
-                    Ok(standby) => standby,
-                    // Still held open by a revoked holding, or the broker is away: the
-                    // next placement tries again.
-                    Err(e) => {
-                        debug!(table = name, partition = p, error = %e, "cannot start a standby yet");
-                        continue;
-                    }
-                };
-                let mut standbys = table.standbys();
-                if standbys.claimed.contains(&p) || table.held().contains_key(&p) {
-                    continue;
-                }
-                info!(
-                    table = name,
-                    partition = p,
-                    from = standby.next.unwrap_or(0),
-                    "standby started: following the partition's changelog"
-                );
-                table.standby_progress(p, &standby);
-                standbys.following.insert(p, standby);
+            // While the group moves partitions, the standbys stay as they are.
+            if let Some(placed) =
+                placement(&claims, &self.me, name, table.partitions, self.replicas)
+            {
+                self.follow(table, &placed);
             }
             let standbys = table.standbys();
             wanted.extend(standbys.following.keys().map(|&p| (index, p)));
@@ -396,10 +358,70 @@ impl Follower {
         }
     }
 
+    /// Makes `table`'s standbys those of `placed` this worker does not hold.
+    fn follow(&mut self, table: &TableState, placed: &[i32]) {
+        let name = table.descriptor.name;
+        // Lock order: `standbys`, then `held` (see `TableManager::revoked`).
+        let to_open: Vec<i32> = {
+            let mut standbys = table.standbys();
+            let held = table.held();
+            let mut stopped = Vec::new();
+            standbys.following.retain(|p, _| {
+                let keep = placed.contains(p) && !held.contains_key(p);
+                if !keep {
+                    stopped.push(*p);
+                }
+                keep
+            });
+            for p in stopped {
+                info!(table = name, partition = p, "standby stopped");
+                table.standby_stopped(p);
+            }
+            let free = |p: &&i32| {
+                !held.contains_key(p)
+                    && !standbys.claimed.contains(p)
+                    && !standbys.parked.contains_key(p)
+                    && !standbys.following.contains_key(p)
+            };
+            placed.iter().filter(free).copied().collect()
+        };
+        // Opened without the locks: a recovery taking the partition over meanwhile
+        // waits for the store, which is then dropped here.
+        for p in to_open {
+            let standby = match self.open(table, p) {
+                Ok(standby) => standby,
+                // Still open in this worker (a holding going away): the next placement
+                // tries again.
+                Err(Error::StoreLocked { .. }) => continue,
+                Err(e) => {
+                    self.failed(&e);
+                    continue;
+                }
+            };
+            let mut standbys = table.standbys();
+            if standbys.claimed.contains(&p) || table.held().contains_key(&p) {
+                continue;
+            }
+            info!(
+                table = name,
+                partition = p,
+                from = standby.next.unwrap_or(0),
+                "standby started: following the partition's changelog"
+            );
+            table.standby_progress(p, &standby);
+            standbys.following.insert(p, standby);
+        }
+    }
+
     /// The standby of partition `p` of `table`: its store, and where it goes on from.
+    /// The store is opened after the changelog's bounds are read, and held for one
+    /// request at most: a recovery taking the partition over waits for it.
     fn open(&self, table: &TableState, p: i32) -> Result<Standby> {
-        let path = table.store_path(p);
-        let store = store::open(table.memory, &path)?;
+        let (low, end) = self
+            .consumer
+            .fetch_watermarks(&table.changelog, p, REQUEST_TIMEOUT)
+            .map_err(|e| Error::kafka(format!("reading the bounds of '{}'", table.changelog), e))?;
+        let store = store::open(table.memory, &table.store_path(p))?;
         let checkpoint = store.checkpoint()?;
         let commits = self.commits(checkpoint.sources.keys().map(|t| (t.as_str(), p)))?;
         let committed = Committed::of(
@@ -408,10 +430,6 @@ impl Follower {
                 .filter_map(|((topic, _), offset)| Some((topic, offset?)))
                 .collect(),
         );
-        let (low, end) = self
-            .consumer
-            .fetch_watermarks(&table.changelog, p, REQUEST_TIMEOUT)
-            .map_err(|e| Error::kafka(format!("reading the bounds of '{}'", table.changelog), e))?;
         let next = recovery::prepare(&*store, table, p, &committed, low)?;
         Ok(Standby {
             store,
@@ -481,16 +499,27 @@ impl Follower {
         let commits = match asked.is_empty() {
             true => HashMap::new(),
             false => match self.commits(asked.iter().map(|(t, p)| (t.as_str(), *p))) {
-                Ok(commits) => commits,
+                Ok(commits) => {
+                    self.failing = false;
+                    commits
+                }
                 Err(e) => return self.failed(&e),
             },
         };
         for table in &self.tables {
             let mut standbys = table.standbys();
+            let mut broken = Vec::new();
             for (&p, standby) in standbys.following.iter_mut() {
                 if let Err(e) = apply(table, p, standby, &commits) {
-                    warn!(table = table.descriptor.name, partition = p, error = %e, "a standby could not apply the changelog");
+                    broken.push((p, e));
                 }
+            }
+            // Its store could not take the records: dropped (the next placement opens
+            // it again, from what it holds), so that records do not pile up unapplied.
+            for (p, error) in broken {
+                standbys.following.remove(&p);
+                table.standby_stopped(p);
+                warn!(table = table.descriptor.name, partition = p, %error, "a standby could not apply its changelog: stopped");
             }
         }
     }
@@ -633,21 +662,30 @@ mod tests {
             claim("b", &[3, 4, 5]),
             claim("c", &[6, 7]),
         ];
-        let standbys = |me| placement(&claims, me, "counts", 8, 1);
+        let standbys = |me| placement(&claims, me, "counts", 8, 1).unwrap();
         assert_eq!(standbys("b"), [0, 1, 2, 6, 7]); // a leaving: b 0-3; c leaving: b 4-7
         assert_eq!(standbys("c"), [4, 5]); // b leaving: a 0-3, c 4-7
         assert_eq!(standbys("a"), [3]);
         // Two replicas: every other worker.
-        assert_eq!(placement(&claims, "a", "counts", 8, 2), [3, 4, 5, 6, 7]);
-        // Other tables, and partitions nobody owns, get none.
-        assert!(placement(&claims, "b", "other", 8, 1).is_empty());
+        assert_eq!(
+            placement(&claims, "a", "counts", 8, 2).unwrap(),
+            [3, 4, 5, 6, 7]
+        );
+        // A partition nobody owns (a rebalance under way): no placement, the standbys
+        // stay as they are.
+        assert_eq!(placement(&claims, "b", "other", 8, 1), None);
+        let moving = [claim("a", &[0, 1, 2]), claim("b", &[]), claim("c", &[6, 7])];
+        assert_eq!(placement(&moving, "a", "counts", 8, 1), None);
         // A later claim wins: a's old claim of 3 does not make it 3's owner.
         let moved = [
             claim("a", &[0, 1, 2, 3]),
             claim("b", &[3, 4, 5]),
             claim("c", &[6, 7]),
         ];
-        assert_eq!(placement(&moved, "b", "counts", 8, 1), [0, 1, 2, 6, 7]);
+        assert_eq!(
+            placement(&moved, "b", "counts", 8, 1).unwrap(),
+            [0, 1, 2, 6, 7]
+        );
     }
 
     /// The placement against the range assignor itself, over random groups of at most
@@ -680,9 +718,8 @@ mod tests {
                 let after = assign(&rest, partitions);
                 for p in owned(&claims, leaver) {
                     let new_owner = owner_after(&after, p);
-                    prop_assert!(
-                        placement(&claims, &new_owner, "counts", partitions, 1).contains(&p)
-                    );
+                    let placed = placement(&claims, &new_owner, "counts", partitions, 1);
+                    prop_assert!(placed.is_some_and(|placed| placed.contains(&p)));
                 }
                 if !members.contains(&newcomer) {
                     let mut joined = members.clone();
@@ -692,8 +729,9 @@ mod tests {
                         for &p in &claim.tables["counts"] {
                             let new_owner = owner_after(&after, p);
                             if new_owner != claim.worker && new_owner != newcomer {
-                                let hit = placement(&claims, &new_owner, "counts", partitions, 1)
-                                    .contains(&p);
+                                let placed =
+                                    placement(&claims, &new_owner, "counts", partitions, 1);
+                                let hit = placed.is_some_and(|placed| placed.contains(&p));
                                 let (moved, hits) = joins.get();
                                 joins.set((moved + 1, hits + u32::from(hit)));
                             }
