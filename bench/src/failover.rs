@@ -124,17 +124,26 @@ impl Bench {
                 false => w.log()[logged[i]..].to_owned(),
             })
             .collect();
+        if resumed.len() < lost.len() {
+            return Err(format!(
+                "partitions {lost:?} of the killed worker did not resume within 300 s (resumed: {resumed:?})"
+            ));
+        }
+        // A worker joins: how long does every partition stand still meanwhile?
+        std::thread::sleep(Duration::from_secs(3));
+        let joiner = format!("{group}-w{WORKERS}");
+        workers.push(self.spawn_named(&self.app, &group, &joiner, &env)?);
+        let pauses = join_pauses(
+            &group_consumer,
+            &input,
+            workers.last_mut().ok_or("no joiner")?,
+        )?;
         streaming.store(false, Ordering::SeqCst);
         let _ = stream.join();
         for (i, worker) in workers.iter_mut().enumerate() {
             if i != victim {
                 worker.stop();
             }
-        }
-        if resumed.len() < lost.len() {
-            return Err(format!(
-                "partitions {lost:?} of the killed worker did not resume within 300 s (resumed: {resumed:?})"
-            ));
         }
         // What the survivors replayed of the lost partitions, and when the group moved
         // them (the first revocation) and they were recovered, from the logs.
@@ -176,6 +185,7 @@ impl Bench {
             "seconds_until_resumed": resumed, "slowest_resume_s": slowest,
             "rebalance_began_s": rebalanced, "lost_partitions_recovered_s": recovered,
             "records_replayed": replayed, "changelog_records_of_lost_partitions": logged_records,
+            "join_pause_s": pauses,
             "replayed_share": replayed as f64 / logged_records.max(1) as f64,
         }))
     }
@@ -192,6 +202,44 @@ fn clock_seconds(line: &str) -> Option<f64> {
     let mut parts = time.split(':');
     let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
     Some(h.parse::<f64>().ok()? * 3600.0 + m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
+}
+
+/// While `joiner` joins the group (until 5 s after it is ready), the longest time each
+/// partition's committed offset stood still, in seconds.
+fn join_pauses(
+    consumer: &rdkafka::consumer::BaseConsumer,
+    topic: &str,
+    joiner: &mut WorkerProcess,
+) -> Result<BTreeMap<i32, f64>> {
+    let started = Instant::now();
+    let mut last = committed(consumer, topic, PARTITIONS)?;
+    let mut moved: BTreeMap<i32, Instant> = last.keys().map(|&p| (p, started)).collect();
+    let mut longest: BTreeMap<i32, f64> = BTreeMap::new();
+    let mut ready: Option<Instant> = None;
+    while ready.is_none_or(|t| t.elapsed() < Duration::from_secs(5)) {
+        if started.elapsed() > Duration::from_secs(300) {
+            return Err("the joining worker was not ready within 300 s".into());
+        }
+        if ready.is_none() && joiner.log().contains("worker ready") {
+            ready = Some(Instant::now());
+        }
+        let now = committed(consumer, topic, PARTITIONS)?;
+        for (&p, &offset) in &now {
+            if last.get(&p) != Some(&offset) {
+                let still = moved.get(&p).map_or(0.0, |t| t.elapsed().as_secs_f64());
+                let entry = longest.entry(p).or_insert(0.0);
+                *entry = entry.max(still);
+                moved.insert(p, Instant::now());
+            }
+        }
+        last = now;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for (p, since) in moved {
+        let entry = longest.entry(p).or_insert(0.0);
+        *entry = entry.max(since.elapsed().as_secs_f64());
+    }
+    Ok(longest)
 }
 
 /// Checks `condition` every 100 ms until it holds, or fails after `timeout`.
