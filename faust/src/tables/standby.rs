@@ -83,8 +83,6 @@ struct Standby {
     store: Box<dyn Store>,
     /// The first changelog offset not applied yet (`None`: the changelog's beginning).
     next: Option<i64>,
-    /// Where the consumer reads next: past the records waiting.
-    read: Option<i64>,
     /// Records read but not applied yet: their events are not committed yet.
     waiting: VecDeque<Waiting>,
     /// The changelog's end, as last read.
@@ -156,6 +154,13 @@ pub(super) enum Kept {
     /// Its own, revoked in this rebalance and given back.
     Parked(Box<dyn Store>),
     Nothing,
+}
+
+impl Standby {
+    /// Where the consumer reads next: past the records waiting.
+    fn read(&self) -> Option<i64> {
+        self.waiting.back().map(|w| w.offset + 1).or(self.next)
+    }
 }
 
 /// A partition a recovery is taking over (see [`TableState::take_kept`]).
@@ -424,17 +429,10 @@ impl Follower {
         let store = store::open(table.memory, &table.store_path(p))?;
         let checkpoint = store.checkpoint()?;
         let commits = self.commits(checkpoint.sources.keys().map(|t| (t.as_str(), p)))?;
-        let committed = Committed::of(
-            commits
-                .into_iter()
-                .filter_map(|((topic, _), offset)| Some((topic, offset?)))
-                .collect(),
-        );
-        let next = recovery::prepare(&*store, table, p, &committed, low)?;
+        let next = recovery::prepare(&*store, table, p, &committed_at(&commits, p), low)?;
         Ok(Standby {
             store,
             next,
-            read: next,
             waiting: VecDeque::new(),
             end,
         })
@@ -450,7 +448,6 @@ impl Follower {
                 continue;
             };
             standby.waiting.clear();
-            standby.read = standby.next;
             let offset = standby.next.map_or(Offset::Beginning, Offset::Offset);
             if let Err(e) = list.add_partition_offset(&table.changelog, p, offset) {
                 warn!(error = %e, "preparing the standby follower");
@@ -473,10 +470,9 @@ impl Follower {
             return;
         };
         let offset = message.offset();
-        if standby.read.is_some_and(|read| offset < read) {
+        if standby.read().is_some_and(|read| offset < read) {
             return;
         }
-        standby.read = Some(offset + 1);
         standby.end = standby.end.max(offset + 1);
         standby.waiting.push_back(Waiting {
             offset,
@@ -584,6 +580,18 @@ impl Follower {
     }
 }
 
+/// The group's commits at partition `p` of `commits`, for `Committed::includes`: a topic
+/// without a commit is left out, so its records count as committed.
+fn committed_at(commits: &HashMap<(String, i32), Option<i64>>, p: i32) -> Committed {
+    Committed::of(
+        commits
+            .iter()
+            .filter(|((_, partition), _)| *partition == p)
+            .filter_map(|((topic, _), offset)| Some((topic.clone(), (*offset)?)))
+            .collect(),
+    )
+}
+
 /// Applies `standby`'s waiting records, in order, up to the first whose event is not
 /// committed (`commits`: the group's commits; `None`, no commit: such records are
 /// applied, and a recovery rebuilds a store holding uncommitted effects).
@@ -593,16 +601,13 @@ fn apply(
     standby: &mut Standby,
     commits: &HashMap<(String, i32), Option<i64>>,
 ) -> Result<()> {
+    let committed = committed_at(commits, p);
     let mut batch = Batch::default();
     let mut sources: HashMap<String, i64> = HashMap::new();
     while let Some(record) = standby.waiting.front() {
         if let Some((topic, offset)) = &record.source {
-            let committed = match commits.get(&(topic.clone(), p)) {
-                Some(Some(c)) => Committed::of(HashMap::from([(topic.clone(), *c)])),
-                Some(None) => Committed::default(),
-                None => break, // not read yet
-            };
-            if !committed.includes(topic, *offset) {
+            let read = commits.contains_key(&(topic.clone(), p));
+            if !read || !committed.includes(topic, *offset) {
                 break;
             }
         }
